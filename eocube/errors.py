@@ -1,0 +1,43 @@
+"""Exceptions raised by eocube.
+
+Every error says what is wrong and what to do about it. They derive from the
+built-in exception a Python user would expect (``ValueError``, ``KeyError``,
+``FileNotFoundError``) so existing ``except`` clauses keep working.
+"""
+
+from __future__ import annotations
+
+
+class EOCubeError(Exception):
+    """Base class of every eocube error."""
+
+
+class CubeError(EOCubeError, ValueError):
+    """An array does not follow the cube conventions (dims, coords, CRS)."""
+
+
+class BandError(EOCubeError, KeyError):
+    """A band name was asked for that the cube does not have."""
+
+    def __str__(self) -> str:  # KeyError quotes its message; keep it readable
+        return str(self.args[0]) if self.args else ""
+
+
+class StoreError(EOCubeError, ValueError):
+    """A Zarr store is missing, incomplete, corrupt or not an eocube cube."""
+
+
+class StoreNotFoundError(StoreError, FileNotFoundError):
+    """A path that should hold a Zarr store does not exist."""
+
+
+class IncompleteStoreError(StoreError):
+    """A Zarr store whose write has not finished (resume it by running the same command)."""
+
+
+class ResumeMismatchError(StoreError):
+    """A store exists but was started by a different computation, so it cannot be resumed."""
+
+
+class ClusterError(EOCubeError, RuntimeError):
+    """A Dask cluster could not be created or reached."""

@@ -1,0 +1,114 @@
+"""Lazy opening of a cube from a Zarr store."""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from ..cube import DIMS, validate_cube
+from ..errors import IncompleteStoreError, StoreError, StoreNotFoundError
+from . import _ledger
+from .zarr_writer import WRITE_ATTR
+
+
+def open_zarr(
+    store: str | os.PathLike[str],
+    *,
+    variable: str | None = None,
+    chunks: dict[str, int] | str | None = None,
+    allow_incomplete: bool = False,
+) -> xr.DataArray:
+    """Open a cube stored in Zarr, lazily (nothing is read but metadata).
+
+    Parameters
+    ----------
+    store
+        Path of the store (format 2 or 3).
+    variable
+        Name of the cube's array; by default the only array with dims
+        ``(time, band, y, x)``.
+    chunks
+        Dask chunks; by default the store's own chunks.
+    allow_incomplete
+        Open a store whose write has not finished (its unwritten chunks read as
+        nodata). Off by default, so a half-written result never passes as one.
+
+    Returns
+    -------
+    xarray.DataArray
+        A dask-backed cube with CRS, transform, nodata, band names, times and
+        attributes as written. The store's provenance is in ``cube.attrs``.
+
+    Raises
+    ------
+    StoreNotFoundError
+        Nothing at ``store``.
+    IncompleteStoreError
+        The write of the store has not finished.
+    StoreError
+        The path is not a Zarr store, or the store holds no cube.
+    """
+    path = Path(store)
+    if not path.exists():
+        raise StoreNotFoundError(f"no Zarr store at {path}: check the path (it must be a folder such as out.zarr)")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # "consolidated metadata not found" fallback
+        try:
+            ds = xr.open_zarr(
+                str(path),
+                chunks={} if chunks is None else chunks,
+                decode_coords="all",
+                mask_and_scale=False,
+                consolidated=None,
+            )
+        except Exception as exc:  # noqa: BLE001 - turn any reader failure into one clear message
+            raise StoreError(
+                f"{path} is not a readable Zarr store ({type(exc).__name__}: {exc}): "
+                "is it the right path, and was it written completely?"
+            ) from exc
+    state = ds.attrs.get(WRITE_ATTR)
+    if isinstance(state, dict) and state.get("status") != "complete" and not allow_incomplete:
+        name = variable or next(iter(ds.data_vars), "cube")
+        done = len(_ledger.done_chunks(path, name))
+        raise IncompleteStoreError(
+            f"{path} is an unfinished write ({done} of {state.get('chunks_total', '?')} chunks written): "
+            "run the same command again to resume it, or pass allow_incomplete=True to look at it anyway"
+        )
+    name = variable or _cube_variable(ds, path)
+    if name not in ds.data_vars:
+        raise StoreError(f"{path} has no variable {name!r}; its variables are {list(ds.data_vars)}")
+    cube = ds[name]
+    if tuple(cube.dims) != DIMS:
+        raise StoreError(f"{path}:{name} has dims {cube.dims}, not a cube {DIMS}; open it with xarray.open_zarr instead")
+    cube = cube.assign_coords(band=np.asarray([str(b) for b in cube["band"].values], dtype=object))
+    cube.attrs.update(_provenance_attrs(ds.attrs))
+    return validate_cube(cube, name=f"{path}:{name}")
+
+
+def _cube_variable(ds: xr.Dataset, path: Path) -> str:
+    candidates = [v for v in ds.data_vars if tuple(ds[v].dims) == DIMS]
+    if len(candidates) == 1:
+        return str(candidates[0])
+    if not candidates:
+        found = {str(v): tuple(ds[v].dims) for v in ds.data_vars}
+        raise StoreError(
+            f"{path} holds no cube (no array with dims {DIMS}); it has {found or 'no arrays'}. "
+            "Write cubes with eocube.to_zarr, or open this store with xarray.open_zarr"
+        )
+    raise StoreError(f"{path} holds several cubes {candidates}: pick one with variable=...")
+
+
+def _provenance_attrs(attrs: dict[str, Any]) -> dict[str, Any]:
+    out = {k: v for k, v in attrs.items() if k.startswith("eocube_") and k != WRITE_ATTR}
+    if "eocube_provenance" in out:
+        try:
+            out["eocube_provenance"] = json.loads(out["eocube_provenance"])
+        except (TypeError, ValueError):
+            pass
+    return out
