@@ -21,7 +21,7 @@ def open_zarr(
     store: str | os.PathLike[str],
     *,
     variable: str | None = None,
-    chunks: dict[str, int] | str | None = None,
+    chunks: dict[str, int] | None = None,
     allow_incomplete: bool = False,
 ) -> xr.DataArray:
     """Open a cube stored in Zarr, lazily (nothing is read but metadata).
@@ -62,7 +62,7 @@ def open_zarr(
         try:
             ds = xr.open_zarr(
                 str(path),
-                chunks={} if chunks is None else chunks,
+                chunks={},  # the store's chunks; rechunked below if asked
                 decode_coords="all",
                 mask_and_scale=False,
                 consolidated=None,
@@ -86,6 +86,8 @@ def open_zarr(
     cube = ds[name]
     if tuple(cube.dims) != DIMS:
         raise StoreError(f"{path}:{name} has dims {cube.dims}, not a cube {DIMS}; open it with xarray.open_zarr instead")
+    if chunks is not None:
+        cube = cube.chunk(chunks)
     cube = cube.assign_coords(band=np.asarray([str(b) for b in cube["band"].values], dtype=object))
     cube.attrs.update(_provenance_attrs(ds.attrs))
     return validate_cube(cube, name=f"{path}:{name}")

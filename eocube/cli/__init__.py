@@ -1,0 +1,19 @@
+"""The ``eocube`` command line: one click group, one module per command."""
+
+from __future__ import annotations
+
+import click
+
+from .._version import __version__
+from .gapfill import gapfill
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="eocube")
+def main() -> None:
+    """eocube: satellite image time series to analysis-ready cubes (gap filling, models, Zarr)."""
+
+
+main.add_command(gapfill)
+
+__all__ = ["main"]

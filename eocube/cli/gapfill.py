@@ -1,0 +1,77 @@
+"""``eocube gapfill``: source -> cloud mask -> temporal gap filling -> Zarr (+ quicklook PNG)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import click
+
+from ..cluster import close, connect, describe
+from ..cube import cube_info, select_bands
+from ..datasets import SAMPLES
+from ..fill import METHODS, fill_gaps
+from ..io import open_zarr, to_zarr
+from ..masks import clear_from_cloud_band
+from ..plot import gapfill_quicklook
+from ._common import cluster_options, friendly_errors, open_source
+
+
+@click.command("gapfill")
+@click.option("--source", default="sentinel2", show_default=True,
+              help=f"A bundled sample ({', '.join(SAMPLES)}) or the path of a Zarr cube.")
+@click.option("--out", "out", default="eocube-output/gapfilled.zarr", show_default=True, type=click.Path(),
+              help="Zarr store to write (resumed if it holds an unfinished write of the same job).")
+@click.option("--bands", default=None, help="Comma-separated bands to fill (sample default: its data bands; else all but the mask bands).")
+@click.option("--cloud-band", default=None, help="Band that is non-zero on clouds (sample default: CLM).")
+@click.option("--data-band", default=None, help="Band that is non-zero where the sensor has data (sample default: IS_DATA).")
+@click.option("--method", type=click.Choice(sorted(METHODS)), default="linear", show_default=True)
+@click.option("--tile", type=int, default=64, show_default=True, help="Chunk size in pixels along y and x.")
+@click.option("--zarr-format", type=click.Choice(["2", "3"]), default="2", show_default=True,
+              help="Zarr format (2 is readable by GDAL <= 3.10 and QGIS).")
+@click.option("--overwrite", is_flag=True, help="Replace an existing store instead of resuming it.")
+@click.option("--quicklook", default=None, type=click.Path(),
+              help="PNG to write (default: next to the store, <out>.png).")
+@click.option("--progress/--no-progress", default=True, show_default=True)
+@cluster_options
+@friendly_errors
+def gapfill(source: str, out: str, bands: str | None, cloud_band: str | None, data_band: str | None,
+            method: str, tile: int, zarr_format: str, overwrite: bool, quicklook: str | None, progress: bool,
+            cluster: dict) -> None:
+    """Fill cloudy observations of a cube along time and write the result to Zarr."""
+    cube, sample = open_source(source, {"time": -1, "band": 1, "y": tile, "x": tile})
+    if sample is not None:
+        spec = SAMPLES[sample]
+        cloud_band = cloud_band or spec.cloud_band
+        data_band = data_band or "IS_DATA"
+        band_list = bands.split(",") if bands else list(spec.data_bands)
+    else:
+        mask_bands = {b for b in (cloud_band, data_band) if b}
+        band_list = bands.split(",") if bands else [str(b) for b in cube.band.values if str(b) not in mask_bands]
+    click.echo(f"source: {source}\n{cube_info(cube)}")
+    clear = clear_from_cloud_band(cube, cloud_band, data_band=data_band) if cloud_band else None
+    observed = select_bands(cube, band_list)
+    filled = fill_gaps(observed, clear, method=method)
+    provenance = {
+        "command": "eocube gapfill",
+        "source": source if sample else str(Path(source).resolve()),
+        "bands": band_list,
+        "cloud_band": cloud_band,
+        "data_band": data_band,
+        "method": method,
+        "tile": tile,
+    }
+    client = connect(**cluster)
+    try:
+        click.echo(describe(client))
+        report = to_zarr(filled, out, zarr_format=int(zarr_format), provenance=provenance,
+                         mode="overwrite" if overwrite else "resume", progress=progress)
+    finally:
+        close(client)
+    click.echo(str(report))
+    result = open_zarr(out)
+    png = Path(quicklook) if quicklook else Path(str(out).rstrip("/" + os.sep) + ".png")
+    if clear is not None:
+        gapfill_quicklook(observed, clear.compute(), result, png)
+        click.echo(f"quicklook: {png.resolve()}")
+    click.echo(f"zarr: {Path(out).resolve()}")
