@@ -1,0 +1,6 @@
+"""``python -m eocube`` is the ``eocube`` command."""
+
+from .cli import main
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,91 @@
+"""The cube convention and its validator."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import xarray as xr
+
+import eocube
+from eocube.cube import coords_from_transform, transform_from_coords
+
+
+def test_make_cube_follows_the_convention(make_cube):
+    cube = make_cube()
+    assert cube.dims == eocube.DIMS
+    assert np.issubdtype(cube.time.dtype, np.datetime64)
+    assert list(cube.band.values) == ["red", "nir"]
+    assert cube.rio.crs.to_epsg() == 32633
+    assert np.isnan(cube.rio.nodata)
+    # pixel centres: the transform's origin is half a pixel before the first centre
+    t = cube.rio.transform()
+    assert (t.a, t.e, t.c, t.f) == (10.0, -10.0, 465000.0, 5080000.0)
+
+
+def test_transform_and_coords_are_inverse():
+    y, x = np.array([95.0, 85.0, 75.0]), np.array([5.0, 15.0, 25.0, 35.0])
+    t = transform_from_coords(x, y)
+    y2, x2 = coords_from_transform(t, 3, 4)
+    np.testing.assert_array_equal(y, y2)
+    np.testing.assert_array_equal(x, x2)
+
+
+def test_cube_info_summarises(make_cube):
+    info = eocube.cube_info(make_cube(chunks={"time": -1, "band": 1, "y": 4, "x": 5}))
+    assert info.crs == "EPSG:32633"
+    assert info.shape == (6, 2, 8, 10)
+    assert info.resolution == (10.0, -10.0)
+    text = str(info)
+    assert "6 dates x 2 bands x 8 x 10 px" in text and "red, nir" in text and "2020-01-01" in text
+
+
+@pytest.mark.parametrize(
+    "broken, message",
+    [
+        (lambda c: c.values, "not an xarray.DataArray"),
+        (lambda c: c.to_dataset(name="v"), "is an xarray.Dataset"),
+        (lambda c: c.transpose("band", "time", "y", "x"), "reorder with"),
+        (lambda c: c.isel(band=0, drop=True), "add a band dim"),
+        (lambda c: c.rename(y="lat", x="lon"), "rename the spatial dims"),
+        (lambda c: c.assign_coords(time=np.arange(c.sizes["time"])), "expected datetime64"),
+        (lambda c: c.assign_coords(band=["red", "red"]), "duplicate band names"),
+        (lambda c: c.assign_coords(x=np.r_[0.0, 1.0, 5.0, np.arange(7) + 10.0]), "not regularly spaced"),
+        (lambda c: c.drop_vars("spatial_ref"), "has no CRS"),
+    ],
+)
+def test_validator_says_what_is_wrong_and_how_to_fix_it(make_cube, broken, message):
+    with pytest.raises(eocube.CubeError, match=message):
+        eocube.validate_cube(broken(make_cube()))
+
+
+def test_unknown_band_lists_the_available_ones(make_cube):
+    with pytest.raises(eocube.BandError, match=r"\['swir'\] not in the cube; available bands: \['red', 'nir'\]"):
+        eocube.select_bands(make_cube(), ["swir"])
+    assert eocube.select_bands(make_cube(), "nir").band.values.tolist() == ["nir"]
+
+
+def test_time_axis_checks(make_cube):
+    from eocube.cube import check_time_axis
+
+    cube = make_cube()
+    with pytest.raises(eocube.CubeError, match="not sorted"):
+        check_time_axis(cube.isel(time=[2, 1, 0]))
+    with pytest.raises(eocube.CubeError, match="duplicate dates"):
+        check_time_axis(cube.isel(time=[0, 0, 1]))
+
+
+def test_sample_is_the_real_sentinel2_series(sample):
+    assert sample.dims == eocube.DIMS and sample.chunks is not None  # lazy
+    assert sample.sizes == {"time": 68, "band": 4, "y": 101, "x": 100}
+    assert list(sample.band.values) == ["NDVI", "CLP", "CLM", "IS_DATA"]
+    assert str(sample.time.values[0])[:19] == "2015-07-11T10:00:08"
+    assert str(sample.time.values[-1])[:10] == "2017-12-22"
+    assert sample.rio.crs.to_epsg() == 32633
+    bounds = sample.rio.bounds()  # from the published bbox.geojson
+    np.testing.assert_allclose(bounds, (465181.0522318204, 5079244.8912012065, 466180.53145382757, 5080254.63349641))
+    clm = sample.sel(band="CLM").values
+    assert set(np.unique(clm[np.isfinite(clm)])) <= {0.0, 1.0}
+    assert 0.2 < clm.mean() < 0.8  # real clouds
+    from eocube.datasets import SAMPLES
+
+    assert "MIT" in SAMPLES["sentinel2"].provenance
