@@ -15,6 +15,7 @@ from .errors import (
     StoreNotFoundError,
 )
 from .io import WriteReport, open_zarr, to_zarr
+from . import accessor as _accessor  # noqa: F401  (registers cube.eocube)
 
 __all__ = [
     "__version__",

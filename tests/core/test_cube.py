@@ -89,3 +89,13 @@ def test_sample_is_the_real_sentinel2_series(sample):
     from eocube.datasets import SAMPLES
 
     assert "MIT" in SAMPLES["sentinel2"].provenance
+
+
+def test_accessor_shows_the_cube_and_runs_the_pipeline(tmp_path, sample):
+    text = repr(sample.eocube)
+    assert "EPSG:32633" in text and "2015-07-11 .. 2017-12-22" in text and "chunks" in text
+    clear = sample.eocube.clear_from_cloud_band("CLM", data_band="IS_DATA")
+    filled = sample.eocube.gapfill(clear, bands="NDVI")
+    report = filled.eocube.to_zarr(tmp_path / "f.zarr", progress=False)
+    assert report.chunks_written == report.chunks_total
+    assert eocube.open_zarr(tmp_path / "f.zarr").eocube.info.bands == ("NDVI",)
