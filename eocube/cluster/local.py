@@ -58,5 +58,6 @@ def local_cluster(
         memory_limit=memory_limit,
         processes=processes,
         host="127.0.0.1",
+        protocol="tcp://",  # also for processes=False (inproc would ignore the host)
         dashboard_address=dashboard_address,
     )
