@@ -15,6 +15,7 @@ from .errors import (
     StoreNotFoundError,
 )
 from .io import WriteReport, open_zarr, to_zarr
+from .stac import open_stac
 from . import accessor as _accessor  # noqa: F401  (registers cube.eocube)
 
 __all__ = [
@@ -28,6 +29,7 @@ __all__ = [
     "open_zarr",
     "to_zarr",
     "WriteReport",
+    "open_stac",
     "EOCubeError",
     "CubeError",
     "BandError",

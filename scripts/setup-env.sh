@@ -22,4 +22,4 @@ fi
 # The CPU build of torch first: eocube's own dependency is a range (GPU users bring their CUDA build),
 # and an unpinned torch would pull a multi-GB CUDA build.
 .venv/bin/python -m pip install -q "torch==2.13.0"
-.venv/bin/python -m pip install -q -e ".[test,notebook]"
+.venv/bin/python -m pip install -q -e ".[test,notebook,bench]"

@@ -1,0 +1,307 @@
+"""Reading pixels: one dask block = a few (time, band) windows of the output grid.
+
+Pure I/O at the edge: open the asset (rasterio/GDAL, HTTP range requests or S3),
+read the window that overlaps the block, paste it. Same CRS and pixel size with
+an integer offset is read directly (no resampling, no VRT); anything else goes
+through a :class:`rasterio.vrt.WarpedVRT` on the block's grid.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+import warnings
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import numpy as np
+import rasterio
+from rasterio.enums import Resampling
+from rasterio.errors import RasterioError
+from rasterio.session import Session
+from rasterio.vrt import WarpedVRT
+from rasterio.windows import Window
+
+from ._errors import AssetReadError, AssetReadWarning
+from ._grid import Grid
+from ._items import AssetInfo
+
+DEFAULT_GDAL_ENV: dict[str, Any] = {
+    "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",  # never list a remote folder
+    "GDAL_HTTP_MULTIRANGE": "YES",
+    "GDAL_HTTP_MERGE_CONSECUTIVE_RANGES": "YES",
+    "VSI_CACHE": "TRUE",
+    "GDAL_CACHEMAX": 256,
+}
+"""GDAL options used unless overridden by ``gdal_env=``."""
+
+_PERMANENT = ("404", "403", "not recognized as being in a supported file format", "does not exist")
+_MAX_OPEN = 32
+_local = threading.local()
+
+
+@dataclass(frozen=True)
+class ReadOptions:
+    """How blocks are read (the same for the whole cube)."""
+
+    env: tuple[tuple[str, Any], ...]
+    """GDAL config options."""
+    resampling: str = "nearest"
+    """Resampling for windows that are not pixel-aligned (rasterio's names)."""
+    retries: int = 3
+    """Attempts per asset for transient errors (not for 404/403/corrupt files)."""
+    on_error: str = "raise"
+    """``"raise"`` or ``"nodata"`` (fill the asset's pixels with nodata and warn)."""
+
+
+@dataclass(frozen=True)
+class BandPlan:
+    """How to turn raw pixels of one band into output pixels."""
+
+    raw_dtype: str
+    raw_nodata: Any
+    out_dtype: str
+    out_nodata: Any
+    scale: float | None = None
+    """Apply ``raw * scale + offset`` when not None."""
+    offset: float = 0.0
+
+
+_CREDENTIAL_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
+
+
+class _GDALCredentials(Session):
+    """Hands GDAL credential options as given (rasterio refuses them as plain options)."""
+
+    def __init__(self, options: Mapping[str, Any]):
+        self._options = dict(options)
+
+    @classmethod
+    def hascreds(cls, config: Mapping[str, Any]) -> bool:  # noqa: D102
+        return True
+
+    @property
+    def credentials(self) -> dict[str, Any]:  # noqa: D102
+        return dict(self._options)
+
+    def get_credential_options(self) -> dict[str, Any]:  # noqa: D102
+        return dict(self._options)
+
+
+def gdal_env(options: Mapping[str, Any]) -> rasterio.Env:
+    """A :class:`rasterio.Env` with GDAL options, credentials (``AWS_ACCESS_KEY_ID``...) included."""
+    creds = {k: v for k, v in options.items() if k in _CREDENTIAL_KEYS}
+    rest = {k: v for k, v in options.items() if k not in _CREDENTIAL_KEYS}
+    return rasterio.Env(session=_GDALCredentials(creds), **rest) if creds else rasterio.Env(**rest)
+
+
+def gdal_path(href: str) -> str:
+    """The path GDAL opens for an href (``s3://b/k`` -> ``/vsis3/b/k``; URLs -> ``/vsicurl/``)."""
+    if href.startswith("s3://"):
+        return "/vsis3/" + href[5:]
+    if href.startswith(("http://", "https://")):
+        return "/vsicurl/" + href
+    if href.startswith("file://"):
+        return href[7:]
+    return href
+
+
+def _cache() -> "OrderedDict[str, Any]":
+    cache = getattr(_local, "datasets", None)
+    if cache is None:
+        cache = _local.datasets = OrderedDict()
+    return cache
+
+
+def _open(href: str, opts: ReadOptions):
+    cache = _cache()
+    ds = cache.get(href)
+    if ds is not None and not ds.closed:
+        cache.move_to_end(href)
+        return ds
+    ds = rasterio.open(gdal_path(href))
+    cache[href] = ds
+    while len(cache) > _MAX_OPEN:
+        _, old = cache.popitem(last=False)
+        old.close()
+    return ds
+
+
+def _forget(href: str) -> None:
+    ds = _cache().pop(href, None)
+    if ds is not None:
+        ds.close()
+
+
+def _with_retries(href: str, opts: ReadOptions, fn):
+    last: Exception | None = None
+    attempts = 0
+    for attempt in range(max(1, opts.retries)):
+        attempts += 1
+        try:
+            return fn(_open(href, opts))
+        except RasterioError as exc:
+            _forget(href)
+            last = exc
+            if any(p in str(exc) for p in _PERMANENT):
+                break
+            time.sleep(min(0.2 * 2**attempt, 2.0))
+    msg = str(last)
+    if any(p in msg for p in ("404", "403", "does not exist", "No such file")):
+        cause = "it is unreachable or missing (check the href, signing with patch_url=, and credentials in gdal_env=)"
+    elif "not recognized" in msg or "TIFF" in msg or "Read or write failed" in msg:
+        cause = "the file is corrupt or not a raster GDAL can read"
+    else:
+        cause = "it could not be read"
+    raise AssetReadError(
+        f"asset {href!r}: {cause}; GDAL said: {msg.strip()} (after {attempts} attempt(s)). "
+        "Pass on_error='nodata' to fill its pixels with nodata and go on with a warning"
+    ) from last
+
+
+def _aligned_window(ds, grid: Grid) -> Window | None:
+    """Integer window of ``ds`` matching ``grid`` pixel for pixel, or None if resampling is needed."""
+    t, g = ds.transform, grid.transform
+    if ds.crs != grid.crs or t.b or t.d or not math.isclose(t.a, g.a, rel_tol=1e-9) or not math.isclose(t.e, g.e, rel_tol=1e-9):
+        return None
+    col = (g.c - t.c) / t.a
+    row = (g.f - t.f) / t.e
+    if abs(col - round(col)) > 1e-6 or abs(row - round(row)) > 1e-6:
+        return None
+    return Window(round(col), round(row), grid.shape[1], grid.shape[0])
+
+
+def _read_one(ds, grid: Grid, plan: BandPlan, opts: ReadOptions) -> tuple[np.ndarray, np.ndarray] | None:
+    """Raw pixels of ``ds`` on ``grid`` and their validity mask; None where nothing overlaps."""
+    src_nodata = ds.nodata if ds.nodata is not None else plan.raw_nodata
+    win = _aligned_window(ds, grid)
+    if win is not None:
+        r0, c0 = max(win.row_off, 0), max(win.col_off, 0)
+        r1, c1 = min(win.row_off + win.height, ds.height), min(win.col_off + win.width, ds.width)
+        if r0 >= r1 or c0 >= c1:
+            return None
+        data = np.zeros(grid.shape, dtype=ds.dtypes[0])
+        valid = np.zeros(grid.shape, dtype=bool)
+        dst = (slice(r0 - win.row_off, r1 - win.row_off), slice(c0 - win.col_off, c1 - win.col_off))
+        data[dst] = ds.read(1, window=Window(c0, r0, c1 - c0, r1 - r0))
+        valid[dst] = True
+    else:
+        with WarpedVRT(
+            ds,
+            crs=grid.crs,
+            transform=grid.transform,
+            width=grid.shape[1],
+            height=grid.shape[0],
+            resampling=Resampling[opts.resampling],
+            src_nodata=src_nodata,
+            nodata=src_nodata,
+        ) as vrt:
+            masked = vrt.read(1, masked=True)
+        data = np.asarray(masked.data)
+        valid = ~np.ma.getmaskarray(masked)
+    if src_nodata is not None:
+        valid &= ~(np.isnan(data) if isinstance(src_nodata, float) and math.isnan(src_nodata) else data == src_nodata)
+    return data, valid
+
+
+def _read_direct(ds, grid: Grid, dest: np.ndarray) -> bool:
+    """Fast path: read straight into ``dest`` when the window is aligned and inside the file."""
+    win = _aligned_window(ds, grid)
+    if win is None or ds.dtypes[0] != dest.dtype or win.row_off < 0 or win.col_off < 0:
+        return False
+    if win.row_off + win.height > ds.height or win.col_off + win.width > ds.width:
+        return False
+    ds.read(1, window=win, out=dest)
+    return True
+
+
+def read_band(
+    sources: tuple[AssetInfo, ...], grid: Grid, plan: BandPlan, opts: ReadOptions, dest: np.ndarray | None = None
+) -> np.ndarray:
+    """One band at one time step on ``grid``: the first valid pixel of ``sources`` (in order)."""
+    if (dest is not None and len(sources) == 1 and plan.scale is None
+            and plan.out_dtype == plan.raw_dtype and plan.out_nodata == plan.raw_nodata):
+        try:
+            if _with_retries(sources[0].href, opts, lambda ds: _read_direct(ds, grid, dest)):
+                return dest
+        except AssetReadError:
+            if opts.on_error != "nodata":
+                raise  # otherwise the general path below warns and fills
+    raw_fill = plan.raw_nodata if plan.raw_nodata is not None else 0
+    raw = np.full(grid.shape, raw_fill, dtype=plan.raw_dtype)
+    filled = np.zeros(grid.shape, dtype=bool)
+    for info in sources:
+        try:
+            got = _with_retries(info.href, opts, lambda ds: _read_one(ds, grid, plan, opts))
+        except AssetReadError as exc:
+            if opts.on_error != "nodata":
+                raise
+            warnings.warn(f"{exc} -> filled with nodata", AssetReadWarning, stacklevel=2)
+            continue
+        if got is None:
+            continue
+        data, valid = got
+        take = valid & ~filled
+        raw[take] = data[take]
+        filled |= take
+        if filled.all():
+            break
+    if plan.scale is not None:
+        out = raw.astype(plan.out_dtype) * plan.scale + plan.offset
+        out[~filled] = plan.out_nodata
+        return out
+    if plan.out_dtype == plan.raw_dtype and plan.out_nodata == plan.raw_nodata:
+        return raw
+    out = raw.astype(plan.out_dtype)
+    if plan.out_nodata is not None:
+        out[~filled] = plan.out_nodata
+    return out
+
+
+@dataclass(frozen=True)
+class Block:
+    """Everything one dask task needs (picklable, so it runs on distributed workers too)."""
+
+    grid: Grid
+    sources: tuple[tuple[tuple[AssetInfo, ...], ...], ...]
+    """``sources[t][b]``: the assets to mosaic for time step t, band b."""
+    plans: tuple[BandPlan, ...]
+    opts: ReadOptions
+    out_dtype: str
+
+
+def read_block(block: Block) -> np.ndarray:
+    """Read one block of shape (time, band, y, x)."""
+    nt, nb = len(block.sources), len(block.plans)
+    out = np.empty((nt, nb, *block.grid.shape), dtype=block.out_dtype)
+    with gdal_env(dict(block.opts.env)):
+        for t in range(nt):
+            for b, plan in enumerate(block.plans):
+                srcs = block.sources[t][b]
+                if not srcs:
+                    out[t, b] = plan.out_nodata if plan.out_nodata is not None else 0
+                else:
+                    dest = out[t, b]
+                    got = read_band(srcs, block.grid, plan, block.opts, dest=dest)
+                    if got is not dest:
+                        dest[...] = got
+    return out
+
+
+def probe(href: str, env: Mapping[str, Any], retries: int = 3) -> dict[str, Any]:
+    """Header of an asset (no pixel read): crs, transform, shape, dtype, nodata."""
+    opts = ReadOptions(env=tuple(env.items()), retries=retries)
+    with gdal_env(env):
+        return _with_retries(
+            href,
+            opts,
+            lambda ds: {
+                "crs": ds.crs,
+                "transform": ds.transform,
+                "shape": (ds.height, ds.width),
+                "dtype": ds.dtypes[0],
+                "nodata": ds.nodata,
+            },
+        )
