@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from .._version import __version__
+from .evaluate import evaluate
 from .gapfill import gapfill
 
 
@@ -15,5 +16,6 @@ def main() -> None:
 
 
 main.add_command(gapfill)
+main.add_command(evaluate)
 
 __all__ = ["main"]

@@ -1,5 +1,8 @@
-"""Temporal gap filling (classical methods)."""
+"""Temporal gap filling (classical methods), regular composites and the quality band."""
 
+from ._errors import FillError
+from .composite import STATISTICS, composite
+from .quality import days_to_clear
 from .temporal import METHODS, fill_gaps
 
-__all__ = ["fill_gaps", "METHODS"]
+__all__ = ["fill_gaps", "METHODS", "composite", "STATISTICS", "days_to_clear", "FillError"]

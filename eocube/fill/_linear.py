@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._common import check_engine, prepare_2d
+
 
 def neighbour_indices(valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """For every (t, pixel), the index of the previous and next valid observation.
@@ -29,7 +31,8 @@ def neighbour_indices(valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return previous, following
 
 
-def linear_fill(values: np.ndarray, valid: np.ndarray, days: np.ndarray, extrapolate: str = "nearest") -> np.ndarray:
+def linear_fill(values: np.ndarray, valid: np.ndarray, days: np.ndarray, extrapolate: str = "nearest",
+                engine: str = "numba") -> np.ndarray:
     """Fill invalid observations by linear interpolation in time.
 
     Parameters
@@ -44,6 +47,9 @@ def linear_fill(values: np.ndarray, valid: np.ndarray, days: np.ndarray, extrapo
     extrapolate
         ``"nearest"``: before the first / after the last clear observation, hold
         that observation. ``"none"``: leave NaN there.
+    engine
+        ``"numba"``: the compiled one-pass loop (default); ``"numpy"``: the vectorised
+        NumPy reference (same result).
 
     Returns
     -------
@@ -51,6 +57,14 @@ def linear_fill(values: np.ndarray, valid: np.ndarray, days: np.ndarray, extrapo
         Float array shaped like ``values``: observed values where valid,
         interpolated elsewhere, NaN where a pixel has no valid observation at all.
     """
+    if extrapolate not in ("nearest", "none"):
+        raise ValueError(f"extrapolate must be 'nearest' or 'none', got {extrapolate!r}")
+    check_engine(engine)
+    if engine == "numba":
+        from ._fast import linear_2d
+
+        flat2, ok2, _ = prepare_2d(values, valid)
+        return linear_2d(flat2, ok2, np.asarray(days, dtype="float64"), extrapolate == "nearest").reshape(values.shape)
     shape = values.shape
     t = shape[0]
     out_dtype = np.result_type(values.dtype, np.float32)

@@ -10,13 +10,34 @@ import pandas as pd
 import xarray as xr
 
 from ..cube import check_time_axis, select_bands, validate_cube
-from ..errors import CubeError
+from ..masks import align_mask
+from ._errors import FillError
+from ._grid import TimeGrid, days_since, target_times
+from ._harmonic import harmonic_fill
 from ._linear import linear_fill
+from ._neighbours import nearest_fill, next_fill, previous_fill
+from ._savgol import savgol_fill
+from ._whittaker import whittaker_fill
 
 Kernel = Callable[..., np.ndarray]
 
-METHODS: dict[str, Kernel] = {"linear": linear_fill}
-"""Gap-filling kernels by name: ``kernel(values, valid, days, **options) -> filled``."""
+METHODS: dict[str, Kernel] = {
+    "linear": linear_fill,
+    "nearest": nearest_fill,
+    "previous": previous_fill,
+    "next": next_fill,
+    "whittaker": whittaker_fill,
+    "harmonic": harmonic_fill,
+    "savgol": savgol_fill,
+}
+"""Gap-filling kernels by name: ``kernel(values, valid, days, **options) -> filled``.
+
+``values`` is a NumPy block (time, ...), ``valid`` a boolean block broadcastable to it,
+``days`` the float acquisition days (time,). Options per method: ``linear``,
+``nearest``, ``previous``, ``next``: ``extrapolate``; ``whittaker``: ``lmbda``,
+``extrapolate``, ``keep_observed``; ``harmonic``: ``harmonics``, ``period``, ``trend``,
+``min_obs``, ``keep_observed``; ``savgol``: ``window`` (days), ``order``, ``keep_observed``.
+"""
 
 
 def fill_gaps(
@@ -25,56 +46,112 @@ def fill_gaps(
     *,
     method: str = "linear",
     bands: str | list[str] | None = None,
+    time_grid: TimeGrid = None,
+    rechunk: bool = True,
     **options: object,
 ) -> xr.DataArray:
     """Fill cloudy or missing observations along ``time``, per pixel and band.
 
-    Lazy: builds a dask graph, one task per chunk. The time axis is brought into
-    a single chunk (rechunking if needed) because each pixel needs its whole series.
+    Lazy: builds a dask graph, one task per chunk. Each pixel needs its whole
+    series, so the time axis must be one chunk: it is rechunked when needed
+    (``rechunk=True``), otherwise a chunked time axis is an error.
 
     Parameters
     ----------
     cube
-        The cube to fill.
+        The cube to fill (time strictly increasing).
     clear
         Boolean mask, True where an observation is clear, dims ``(time, y, x)`` or
-        ``(time, band, y, x)`` on the cube's coordinates. None: only NaN/nodata
-        values are gaps.
+        ``(time, band, y, x)`` on the cube's coordinates. None: only NaN values are gaps.
     method
-        A key of :data:`METHODS` (``"linear"``).
+        A key of :data:`METHODS`.
     bands
         Bands to fill (others are dropped); all by default.
+    time_grid
+        None: fill on the observed dates. A pandas frequency (``"10D"``, ``"MS"``,
+        ``"monthly"``) or a list of dates: the result holds those dates instead
+        (values interpolated/modelled there from the clear observations).
+    rechunk
+        Bring a chunked time axis into one chunk (True) or raise :class:`FillError` (False).
     **options
-        Passed to the kernel, e.g. ``extrapolate="nearest"`` (default) or ``"none"``
-        for linear filling.
+        Passed to the kernel (see :data:`METHODS`), e.g. ``extrapolate="none"``
+        for linear filling or ``lmbda=100`` for Whittaker.
 
     Returns
     -------
     xarray.DataArray
-        Filled cube (float), same coordinates, CRS and attributes; observed
-        values unchanged; NaN where a pixel has no clear observation at all.
+        Filled cube (float), same grid, CRS and attributes (``eocube_fill`` names the
+        method); clear observations unchanged (unless ``keep_observed=False``).
+        Policy for a pixel with no clear observation at all: NaN on every date
+        (see :func:`eocube.fill.days_to_clear` for the quality band, NaN there too).
+
+    Raises
+    ------
+    FillError
+        Unknown method or option, chunked time axis with ``rechunk=False``, bad time grid.
+    CubeError, MaskError
+        A cube that breaks the conventions (unsorted or duplicate dates), a mask that does not fit.
     """
     validate_cube(cube)
     check_time_axis(cube)
     if method not in METHODS:
-        raise ValueError(f"unknown gap-filling method {method!r}; choose one of {sorted(METHODS)}")
+        raise FillError(f"unknown gap-filling method {method!r}; choose one of {sorted(METHODS)}")
+    _check_options(method, options)
     cube = select_bands(cube, bands)
-    data = cube.chunk({"time": -1}).data if cube.chunks is not None else da.from_array(
-        cube.values, chunks=(-1, 1, "auto", "auto")
-    )
-    valid = _valid_array(cube, clear, data.chunks)
-    days = _days(cube)
-    kernel = METHODS[method]
+    if clear is not None:
+        clear = align_mask(clear, cube)
+    times = pd.DatetimeIndex(cube["time"].values)
+    target = target_times(times, time_grid)
+    work, work_clear = cube, clear
+    if target is not None:
+        union = times.union(target)
+        work = cube.reindex(time=union)
+        if clear is not None:
+            work_clear = clear.reindex(time=union, fill_value=False)
+    data = _time_contiguous(work, rechunk)
+    valid = _valid_array(work, work_clear, data.chunks)
+    days = days_since(pd.DatetimeIndex(work["time"].values), times[0])
     out_dtype = np.result_type(cube.dtype, np.float32)
     filled = da.map_blocks(
-        _fill_block, data, valid, dtype=out_dtype, kernel=kernel, days=days, options=dict(options),
-        name=f"eocube-fill-{method}",
+        _fill_block, data, valid, dtype=out_dtype, kernel=METHODS[method], days=days, options=dict(options),
+        name=f"eocube-fill-{method}-" + da.core.tokenize(data, valid, days, method, sorted(options.items())),
     )
-    result = cube.copy(data=filled)
+    result = work.copy(data=filled)
+    if target is not None:
+        result = result.sel(time=target)
     result.attrs = dict(cube.attrs)
     result.attrs["eocube_fill"] = method
-    result = result.rio.write_nodata(np.nan, encoded=False)
-    return result
+    if options:
+        result.attrs["eocube_fill_options"] = ", ".join(f"{k}={v}" for k, v in sorted(options.items()))
+    return result.rio.write_nodata(np.nan, encoded=False)
+
+
+def _check_options(method: str, options: dict) -> None:
+    import inspect
+
+    params = inspect.signature(METHODS[method]).parameters
+    accepted = [name for name in list(params)[3:]]
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        raise FillError(f"method {method!r} has no option(s) {unknown}; its options are {accepted}")
+
+
+def _time_contiguous(cube: xr.DataArray, rechunk: bool) -> da.Array:
+    """The cube's data as a dask array with the whole time axis in each chunk."""
+    if cube.chunks is None:
+        return da.from_array(cube.values, chunks=(-1, 1, "auto", "auto"))
+    data = cube.data
+    if len(data.chunks[0]) > 1:
+        if not rechunk:
+            raise FillError(
+                f"the cube's time axis is split into {len(data.chunks[0])} chunks but gap filling needs each "
+                "pixel's whole series in one chunk: rechunk with cube.chunk({'time': -1}) (and smaller y/x "
+                "chunks), or pass rechunk=True"
+            )
+        keep = data.shape[0] * max(data.chunks[1]) * max(data.chunks[2]) * max(data.chunks[3]) * data.dtype.itemsize
+        spatial = (data.chunks[2], data.chunks[3]) if keep <= 256 * 2**20 else ("auto", "auto")
+        data = data.rechunk({0: -1, 1: data.chunks[1], 2: spatial[0], 3: spatial[1]})
+    return data
 
 
 def _fill_block(values: np.ndarray, valid: np.ndarray, *, kernel: Kernel, days: np.ndarray, options: dict) -> np.ndarray:
@@ -83,7 +160,7 @@ def _fill_block(values: np.ndarray, valid: np.ndarray, *, kernel: Kernel, days: 
 
 def _days(cube: xr.DataArray) -> np.ndarray:
     times = pd.DatetimeIndex(cube["time"].values)
-    return ((times - times[0]) / pd.Timedelta(days=1)).to_numpy(dtype="float64")
+    return days_since(times, times[0])
 
 
 def _valid_array(cube: xr.DataArray, clear: xr.DataArray | None, chunks: tuple) -> da.Array:
@@ -91,28 +168,10 @@ def _valid_array(cube: xr.DataArray, clear: xr.DataArray | None, chunks: tuple) 
     if clear is None:
         return da.ones((cube.sizes["time"], 1, cube.sizes["y"], cube.sizes["x"]), dtype=bool,
                        chunks=(chunks[0], 1, chunks[2], chunks[3]))
-    if not isinstance(clear, xr.DataArray) or clear.dtype != bool:
-        raise CubeError(
-            "the clear mask must be a boolean xarray.DataArray (True = clear), e.g. "
-            "eocube.masks.clear_from_cloud_band(cube, 'CLM')"
-        )
-    if set(clear.dims) == {"time", "y", "x"}:
+    if clear.ndim == 3:
         clear = clear.expand_dims(band=1).transpose("time", "band", "y", "x")
         band_chunks: tuple = (1,)
-    elif set(clear.dims) == {"time", "band", "y", "x"}:
-        clear = clear.transpose("time", "band", "y", "x").sel(band=cube["band"].values)
-        band_chunks = chunks[1]
     else:
-        raise CubeError(
-            f"the clear mask has dims {clear.dims}; expected (time, y, x) or (time, band, y, x) "
-            "on the same grid as the cube"
-        )
-    for dim in ("time", "y", "x"):
-        if clear.sizes[dim] != cube.sizes[dim] or not np.array_equal(clear[dim].values, cube[dim].values):
-            raise CubeError(
-                f"the clear mask's {dim} coordinate does not match the cube's ({clear.sizes[dim]} vs "
-                f"{cube.sizes[dim]} values): build the mask from the same cube, or align it with "
-                "mask.reindex_like(cube)"
-            )
+        band_chunks = chunks[1]
     data = clear.data if isinstance(clear.data, da.Array) else da.from_array(clear.values)
     return data.rechunk((chunks[0], band_chunks, chunks[2], chunks[3]))

@@ -1,5 +1,34 @@
-"""Clear-sky masks: which observations of a cube are usable (True = clear)."""
+"""Clear-sky masks: which observations of a cube are usable (True = clear).
 
-from .boolean import clear_from_cloud_band
+Every builder returns a lazy boolean ``(time, y, x)`` DataArray; combine them with
+``&`` and grow clouds with :func:`dilate_clouds`.
+"""
 
-__all__ = ["clear_from_cloud_band"]
+from ._errors import MaskError
+from .boolean import align_mask, clear_from_cloud_band, clear_from_mask, has_data
+from .classified import (
+    QA_PIXEL_BITS,
+    QA_PIXEL_NOT_CLEAR,
+    SCL_CLASSES,
+    SCL_NOT_CLEAR,
+    clear_from_probability,
+    clear_from_qa_pixel,
+    clear_from_scl,
+)
+from .dilate import dilate_clouds
+
+__all__ = [
+    "MaskError",
+    "align_mask",
+    "clear_from_cloud_band",
+    "clear_from_mask",
+    "clear_from_probability",
+    "clear_from_qa_pixel",
+    "clear_from_scl",
+    "dilate_clouds",
+    "has_data",
+    "SCL_CLASSES",
+    "SCL_NOT_CLEAR",
+    "QA_PIXEL_BITS",
+    "QA_PIXEL_NOT_CLEAR",
+]

@@ -1,10 +1,12 @@
-"""Clear-sky masks from a band that already says "cloud" (1) or "clear" (0)."""
+"""Clear-sky masks from a band that already says "cloud" (1) or "clear" (0), or from any boolean mask."""
 
 from __future__ import annotations
 
+import numpy as np
 import xarray as xr
 
 from ..cube import select_bands, validate_cube
+from ._errors import MaskError
 
 
 def clear_from_cloud_band(
@@ -34,8 +36,92 @@ def clear_from_cloud_band(
     cloud = select_bands(cube, band).isel(band=0, drop=True)
     clear = (cloud == 0)  # NaN == 0 is False: unknown counts as cloudy
     if data_band is not None:
-        has_data = select_bands(cube, data_band).isel(band=0, drop=True)
-        clear = clear & (has_data != 0) & has_data.notnull()
+        clear = clear & has_data(cube, data_band)
     clear.name = "clear"
     clear.attrs = {"long_name": "clear observation", "source_band": band}
+    return clear
+
+
+def has_data(cube: xr.DataArray, band: str) -> xr.DataArray:
+    """Boolean (time, y, x): True where ``band`` is non-zero and not NaN (e.g. ``IS_DATA``)."""
+    flag = select_bands(cube, band).isel(band=0, drop=True)
+    return (flag != 0) & flag.notnull()
+
+
+def align_mask(mask: object, cube: xr.DataArray, *, name: str = "clear mask") -> xr.DataArray:
+    """Check that a boolean mask fits a cube and return it as (time, [band,] y, x).
+
+    Parameters
+    ----------
+    mask
+        Boolean :class:`xarray.DataArray` with dims ``(time, y, x)`` or
+        ``(time, band, y, x)`` (any order) on the cube's coordinates.
+    cube
+        The cube the mask belongs to.
+    name
+        How to call the mask in error messages.
+
+    Returns
+    -------
+    xarray.DataArray
+        The mask transposed to ``(time, y, x)`` or ``(time, band, y, x)``, with its
+        bands selected in the cube's order.
+
+    Raises
+    ------
+    MaskError
+        If the mask is not boolean, has other dims, or other coordinates than the cube.
+    """
+    if not isinstance(mask, xr.DataArray) or mask.dtype != bool:
+        raise MaskError(
+            f"the {name} must be a boolean xarray.DataArray (True = clear), got "
+            f"{type(mask).__name__}{'' if not isinstance(mask, xr.DataArray) else ' of dtype ' + str(mask.dtype)}: "
+            "build one with eocube.masks (clear_from_cloud_band, clear_from_scl, ...) or compare, e.g. cloud == 0"
+        )
+    dims = set(mask.dims)
+    if dims == {"time", "y", "x"}:
+        mask = mask.transpose("time", "y", "x")
+    elif dims == {"time", "band", "y", "x"}:
+        missing = sorted(set(map(str, cube["band"].values)) - set(map(str, mask["band"].values)))
+        if missing:
+            raise MaskError(f"the {name} has no layer for band(s) {missing} of the cube: give one per band, "
+                            "or a (time, y, x) mask shared by all bands")
+        mask = mask.transpose("time", "band", "y", "x").sel(band=cube["band"].values)
+    else:
+        raise MaskError(
+            f"the {name} has dims {tuple(mask.dims)}; expected (time, y, x) or (time, band, y, x) "
+            "on the same grid as the cube"
+        )
+    for dim in ("time", "y", "x"):
+        if mask.sizes[dim] != cube.sizes[dim] or not np.array_equal(mask[dim].values, cube[dim].values):
+            raise MaskError(
+                f"the {name}'s {dim} coordinate does not match the cube's ({mask.sizes[dim]} vs "
+                f"{cube.sizes[dim]} values): build the mask from the same cube, or align it with "
+                "mask.reindex_like(cube, fill_value=False)"
+            )
+    return mask
+
+
+def clear_from_mask(mask: xr.DataArray, cube: xr.DataArray, *, cloudy: bool = False) -> xr.DataArray:
+    """Use any boolean mask as a clear mask for ``cube`` (checked against its grid).
+
+    Parameters
+    ----------
+    mask
+        Boolean DataArray (time, y, x) or (time, band, y, x).
+    cube
+        The cube it belongs to.
+    cloudy
+        True if the mask marks clouds (True = cloud) rather than clear observations.
+
+    Returns
+    -------
+    xarray.DataArray
+        Boolean clear mask, True = clear.
+    """
+    validate_cube(cube)
+    clear = align_mask(mask, cube, name="mask")
+    if cloudy:
+        clear = ~clear
+    clear.name = "clear"
     return clear

@@ -1,0 +1,120 @@
+"""Benchmark: eocube gap filling vs xarray ``interpolate_na`` vs one memory pass, in one run.
+
+Default size is the issue's (time=48, band=4, y=1024, x=1024) float32 with realistic
+cloud masks (smooth random cloud fields, 0-90 % cover per date, one mask per date
+shared by the bands). Prints seconds and ratios against the memory pass (one
+read + write of the cube, ``numpy.copyto`` into a preallocated array) measured
+in the same run.
+
+``interpolate_na`` is slow (hundreds of times a memory pass), so by default it is
+timed on the first ``--reference-rows`` rows of the cube and scaled to the full
+size by the pixel ratio (it is per-pixel work, linear in the number of pixels);
+``--reference-rows 0`` times it on the whole cube.
+
+Run: ``python benchmarks/bench_gapfill.py [--size 1024] [--threads 2]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import dask
+import dask.array as da
+import numpy as np
+import pandas as pd
+import xarray as xr
+from scipy import ndimage
+
+from eocube.cube import make_cube
+from eocube.fill import fill_gaps
+
+
+def synthetic_cube(t: int, bands: int, size: int, seed: int = 0) -> tuple[xr.DataArray, xr.DataArray]:
+    """A float32 cube (seasonal signal + noise) and a clear mask made of smooth random clouds."""
+    rng = np.random.default_rng(seed)
+    times = pd.date_range("2024-01-03", periods=t, freq="7D") + pd.to_timedelta(rng.integers(0, 3, t), unit="D")
+    doy = times.dayofyear.to_numpy()
+    base = 0.3 + 0.25 * np.sin(2 * np.pi * doy / 365.25)
+    data = np.empty((t, bands, size, size), dtype="float32")
+    clear = np.empty((t, size, size), dtype=bool)
+    small = max(size // 16, 4)
+    for i in range(t):
+        field = ndimage.zoom(rng.normal(size=(small, small)), size / small, order=1)[:size, :size]
+        field = ndimage.gaussian_filter(field, 2)
+        cover = rng.uniform(0.0, 0.9)
+        clear[i] = field > np.quantile(field, cover)
+        for b in range(bands):
+            data[i, b] = base[i] * (1 + 0.1 * b) + rng.normal(0, 0.02, (size, size)).astype("float32")
+    y = 5_000_000 - 10 * (np.arange(size) + 0.5)
+    x = 400_000 + 10 * (np.arange(size) + 0.5)
+    cube = make_cube(data, time=times, band=[f"B{b}" for b in range(bands)], y=y, x=x, crs="EPSG:32633")
+    mask = xr.DataArray(clear, dims=("time", "y", "x"), coords={"time": cube.time, "y": cube.y, "x": cube.x})
+    return cube, mask
+
+
+def best_of(fn, repeat: int) -> float:
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--time", type=int, default=48)
+    parser.add_argument("--bands", type=int, default=4)
+    parser.add_argument("--size", type=int, default=1024)
+    parser.add_argument("--chunk", type=int, default=256, help="y/x chunk size of the dask cube")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--reference-rows", type=int, default=64,
+                        help="rows on which interpolate_na is timed (0 = whole cube)")
+    parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--methods", default="linear,whittaker,harmonic")
+    args = parser.parse_args()
+
+    cube, mask = synthetic_cube(args.time, args.bands, args.size)
+    observed = cube.where(mask)  # NaN on clouds: what interpolate_na sees
+    values = cube.values
+    out = np.empty_like(values)
+    print(f"cube {cube.shape} float32 = {values.nbytes / 2**20:.0f} MiB, "
+          f"clear {float(mask.mean()):.0%}, {args.threads} threads, chunks {args.chunk}x{args.chunk}")
+
+    memory = best_of(lambda: np.copyto(out, values), args.repeat + 1)
+    rows: list[tuple[str, float, str]] = [("memory pass (numpy copyto)", memory, "")]
+
+    dcube = cube.chunk({"time": -1, "band": 1, "y": args.chunk, "x": args.chunk})
+    dmask = mask.chunk({"time": -1, "y": args.chunk, "x": args.chunk})
+    with dask.config.set(scheduler="threads", num_workers=args.threads):
+        for method in args.methods.split(","):
+            filled = fill_gaps(dcube, dmask, method=method)
+            seconds = best_of(lambda: da.store(filled.data, out, lock=False), args.repeat)
+            rows.append((f"eocube {method}", seconds, ""))
+
+        rows_ref = args.reference_rows if 0 < args.reference_rows < args.size else args.size
+        scale = args.size / rows_ref
+        note = f"timed on {rows_ref} rows x{scale:g}" if scale > 1 else ""
+        sub = observed.isel(y=slice(0, rows_ref))
+        sub_np = sub.load()
+        seconds = best_of(lambda: sub_np.interpolate_na(dim="time", use_coordinate=True), 1) * scale
+        rows.append(("xarray interpolate_na (numpy)", seconds, note))
+        sub_dask = sub.chunk({"time": -1, "band": 1, "y": min(args.chunk, rows_ref), "x": args.chunk})
+        seconds = best_of(lambda: sub_dask.interpolate_na(dim="time", use_coordinate=True).compute(), 1) * scale
+        rows.append(("xarray interpolate_na (dask)", seconds, note))
+
+    print(f"{'what':34s} {'seconds':>9s} {'x memory pass':>14s}")
+    for name, seconds, extra in rows:
+        print(f"{name:34s} {seconds:9.3f} {seconds / memory:14.1f}  {extra}")
+    linear = dict((n, s) for n, s, _ in rows)["eocube linear"]
+    print(f"\nlinear: {linear / memory:.1f}x the memory pass (target <= 3); "
+          f"interpolate_na numpy / eocube = {rows[-2][1] / linear:.0f}x, dask / eocube = {rows[-1][1] / linear:.0f}x "
+          "(target >= 10)")
+    for name, seconds, _ in rows:
+        if name.startswith("eocube ") and name != "eocube linear":
+            print(f"{name[7:]}: {seconds / memory:.1f}x the memory pass (target <= 10)")
+
+
+if __name__ == "__main__":
+    main()

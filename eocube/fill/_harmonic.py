@@ -1,0 +1,93 @@
+"""Harmonic regression (a Fourier series in time, optional linear trend) per pixel: the pure-array kernel.
+
+Each series is fitted by least squares on its clear observations only. The design
+matrix is shared by every pixel; the per-pixel normal equations are built with two
+matrix products over the time axis and solved with a vectorised Cholesky.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._common import batched_spd_solve, check_engine, finish, prepare, prepare_2d
+from ._linear import linear_fill
+
+
+def design_matrix(days: np.ndarray, harmonics: int, period: float, trend: bool) -> np.ndarray:
+    """Columns ``1, [t], cos(2 pi k t / period), sin(2 pi k t / period)`` for k = 1..harmonics, shape (T, p)."""
+    d = np.asarray(days, dtype="float64")
+    cols = [np.ones_like(d)]
+    if trend:
+        span = d[-1] - d[0] if d.size > 1 and d[-1] > d[0] else 1.0
+        cols.append((d - d[0]) / span - 0.5)
+    for k in range(1, harmonics + 1):
+        angle = 2 * np.pi * k * d / period
+        cols += [np.cos(angle), np.sin(angle)]
+    return np.stack(cols, axis=1)
+
+
+def harmonic_fill(
+    values: np.ndarray,
+    valid: np.ndarray,
+    days: np.ndarray,
+    harmonics: int = 2,
+    period: float = 365.25,
+    trend: bool = True,
+    min_obs: int | None = None,
+    keep_observed: bool = True,
+    engine: str = "numba",
+) -> np.ndarray:
+    """Fill gaps with a per-pixel harmonic regression fitted to the clear observations.
+
+    Parameters
+    ----------
+    values, valid, days
+        As for :func:`eocube.fill._linear.linear_fill` (``days`` counted from the first date).
+    harmonics
+        Number of harmonics (sine/cosine pairs); 0 fits only the mean (and trend).
+    period
+        Period of the first harmonic in days (a year by default).
+    trend
+        Also fit a linear trend over the series.
+    min_obs
+        Series with fewer clear observations than this are filled linearly instead
+        (a regression on too few points oscillates wildly). Default: twice the
+        number of coefficients.
+    keep_observed
+        True: clear observations unchanged; False: the fitted curve everywhere.
+    engine
+        ``"numba"`` (compiled, default) or ``"numpy"`` (reference).
+
+    Returns
+    -------
+    numpy.ndarray
+        Filled values; NaN where a series has no clear observation.
+    """
+    if harmonics < 0 or period <= 0:
+        raise ValueError(f"harmonics must be >= 0 and period > 0, got {harmonics!r}, {period!r}")
+    check_engine(engine)
+    shape = values.shape
+    x = design_matrix(days, harmonics, period, trend)           # (T, p)
+    p = x.shape[1]
+    min_count = 2 * p if min_obs is None else int(min_obs)
+    if engine == "numba":
+        from ._fast import harmonic_2d
+
+        flat2, ok2, _ = prepare_2d(values, valid)
+        out, bad = harmonic_2d(flat2, ok2, np.ascontiguousarray(x), min_count, bool(keep_observed))
+        if bad.any():
+            out[:, bad] = linear_fill(flat2[:, bad], ok2[:, bad], days)
+        return out.reshape(shape)
+    flat, ok, dtype = prepare(values, valid)
+    w = ok.astype("float64")
+    outer = np.einsum("ti,tj->ijt", x, x).reshape(p * p, -1)     # (p*p, T)
+    gram = (outer @ w).reshape(p, p, -1)                         # (p, p, n)
+    gram += 1e-9 * np.eye(p)[:, :, None]
+    rhs = x.T @ np.where(ok, flat, 0.0).astype("float64")       # (p, n)
+    coef = batched_spd_solve(gram, rhs)
+    model = x @ coef                                             # (T, n)
+    few = ok.sum(axis=0) < min_count
+    bad = few | ~np.isfinite(model).all(axis=0)
+    if bad.any():
+        model[:, bad] = linear_fill(flat[:, bad], ok[:, bad], days)
+    return finish(model, flat, ok, shape, dtype, keep_observed)

@@ -1,0 +1,67 @@
+"""Nearest, previous and next observation filling: the pure-array kernels (NumPy)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._common import finish, prepare
+from ._linear import neighbour_indices
+
+
+def _pick(values: np.ndarray, valid: np.ndarray, days: np.ndarray, rule: str, extrapolate: str) -> np.ndarray:
+    shape = values.shape
+    flat, ok, dtype = prepare(values, valid)
+    t = flat.shape[0]
+    previous, following = neighbour_indices(ok)
+    has_prev, has_next = previous >= 0, following < t
+    d = np.asarray(days, dtype="float64")
+    if rule == "previous":
+        use_prev = has_prev
+    elif rule == "next":
+        use_prev = ~has_next
+    else:  # nearest; ties go to the previous observation
+        gap_before = d[:, None] - d[previous.clip(0, t - 1)]
+        gap_after = d[following.clip(0, t - 1)] - d[:, None]
+        use_prev = has_prev & (~has_next | (gap_before <= gap_after))
+    index = np.where(use_prev, previous, following).clip(0, t - 1)
+    out = np.take_along_axis(flat, index, axis=0)
+    out[~(has_prev | has_next)] = np.nan
+    if extrapolate == "none":
+        out[~(has_prev & has_next)] = np.nan
+    elif extrapolate != "nearest":
+        raise ValueError(f"extrapolate must be 'nearest' or 'none', got {extrapolate!r}")
+    return finish(out, flat, ok, shape, dtype, keep_observed=True)
+
+
+def nearest_fill(values: np.ndarray, valid: np.ndarray, days: np.ndarray, extrapolate: str = "nearest") -> np.ndarray:
+    """Fill each gap with the clear observation nearest in time (ties: the earlier one).
+
+    Parameters
+    ----------
+    values, valid, days
+        As for :func:`eocube.fill._linear.linear_fill`.
+    extrapolate
+        ``"nearest"`` (default) or ``"none"`` (NaN before the first and after the last clear observation).
+
+    Returns
+    -------
+    numpy.ndarray
+        Filled values, NaN where a series has no clear observation.
+    """
+    return _pick(values, valid, days, "nearest", extrapolate)
+
+
+def previous_fill(values: np.ndarray, valid: np.ndarray, days: np.ndarray, extrapolate: str = "nearest") -> np.ndarray:
+    """Fill each gap with the last clear observation before it (forward fill).
+
+    Before the first clear observation: the first one (``extrapolate="nearest"``) or NaN (``"none"``).
+    """
+    return _pick(values, valid, days, "previous", extrapolate)
+
+
+def next_fill(values: np.ndarray, valid: np.ndarray, days: np.ndarray, extrapolate: str = "nearest") -> np.ndarray:
+    """Fill each gap with the first clear observation after it (backward fill).
+
+    After the last clear observation: the last one (``extrapolate="nearest"``) or NaN (``"none"``).
+    """
+    return _pick(values, valid, days, "next", extrapolate)

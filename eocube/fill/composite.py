@@ -1,0 +1,87 @@
+"""Regular composites: one statistic of the clear observations per period (e.g. monthly median)."""
+
+from __future__ import annotations
+
+import dask.array as da
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from ..cube import check_time_axis, select_bands, validate_cube
+from ..masks import align_mask
+from ._errors import FillError
+from .temporal import _time_contiguous, _valid_array
+
+STATISTICS = {"median": np.nanmedian, "mean": np.nanmean, "max": np.nanmax, "min": np.nanmin}
+"""Composite statistics by name (computed over the clear observations of each period)."""
+
+
+def _composite_block(values: np.ndarray, valid: np.ndarray, *, groups: list[np.ndarray], stat: str) -> np.ndarray:
+    masked = np.where(valid & np.isfinite(values), values, np.nan).astype(np.result_type(values.dtype, np.float32))
+    out = np.full((len(groups),) + values.shape[1:], np.nan, dtype=masked.dtype)
+    for k, idx in enumerate(groups):
+        if idx.size:
+            part = masked[idx]
+            empty = ~np.isfinite(part).any(axis=0)
+            part[:, empty] = 0.0  # no all-NaN slice: NumPy would warn (warning filters are not thread-safe)
+            value = STATISTICS[stat](part, axis=0)
+            value[empty] = np.nan
+            out[k] = value
+    return out
+
+
+def composite(
+    cube: xr.DataArray,
+    clear: xr.DataArray | None = None,
+    *,
+    freq: str = "MS",
+    stat: str = "median",
+    bands: str | list[str] | None = None,
+) -> xr.DataArray:
+    """Regular composites of the clear observations (median per month by default), lazily.
+
+    Parameters
+    ----------
+    cube
+        The cube (time strictly increasing).
+    clear
+        Boolean clear mask (time, y, x) or (time, band, y, x); None: all finite values count.
+    freq
+        Period as a pandas frequency: ``"MS"`` (calendar months), ``"10D"``, ``"QS"``, ...
+    stat
+        A key of :data:`STATISTICS`.
+    bands
+        Bands to composite; all by default.
+
+    Returns
+    -------
+    xarray.DataArray
+        Cube with one date per period (the period start, every period between the first
+        and last date, empty ones included) holding the statistic; NaN where a pixel has
+        no clear observation in the period.
+    """
+    validate_cube(cube)
+    check_time_axis(cube)
+    if stat not in STATISTICS:
+        raise FillError(f"unknown composite statistic {stat!r}; choose one of {sorted(STATISTICS)}")
+    cube = select_bands(cube, bands)
+    if clear is not None:
+        clear = align_mask(clear, cube)
+    times = pd.DatetimeIndex(cube["time"].values)
+    try:
+        labels = pd.Series(np.arange(len(times)), index=times).resample(freq)
+    except ValueError as exc:
+        raise FillError(f"freq {freq!r} is not a pandas frequency ({exc}): use e.g. 'MS', '10D', 'QS'") from None
+    starts = pd.DatetimeIndex(list(labels.groups.keys()))
+    groups = [np.asarray(v, dtype=int) for v in labels.apply(list)]
+    data = _time_contiguous(cube, rechunk=True)
+    valid = _valid_array(cube, clear, data.chunks)
+    out = da.map_blocks(
+        _composite_block, data, valid, groups=groups, stat=stat,
+        chunks=((len(starts),),) + data.chunks[1:], dtype=np.result_type(cube.dtype, np.float32),
+        name="eocube-composite-" + da.core.tokenize(data, valid, freq, stat),
+    )
+    result = xr.DataArray(out, dims=cube.dims, coords={**{k: v for k, v in cube.coords.items() if "time" not in v.dims},
+                                                        "time": starts.values}, attrs=dict(cube.attrs), name=cube.name)
+    result.attrs["eocube_composite"] = f"{stat} per {freq}"
+    return result.rio.write_nodata(np.nan, encoded=False)

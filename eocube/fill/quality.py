@@ -1,0 +1,79 @@
+"""Quality band of a gap fill: days from each date to the nearest clear observation of the pixel."""
+
+from __future__ import annotations
+
+import dask.array as da
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from ..cube import check_time_axis
+from ._grid import TimeGrid, days_since, target_times
+from ._linear import neighbour_indices
+
+
+def distance_to_clear(valid: np.ndarray, days: np.ndarray) -> np.ndarray:
+    """Days from each date to the nearest True of ``valid`` along axis 0 (NumPy kernel).
+
+    Parameters
+    ----------
+    valid
+        Boolean array (time, ...).
+    days
+        Float days (time,), increasing.
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 like ``valid``: 0 on clear observations, NaN where a series has no clear observation.
+    """
+    shape = valid.shape
+    t = shape[0]
+    ok = valid.reshape(t, -1)
+    previous, following = neighbour_indices(ok)
+    d = np.asarray(days, dtype="float64")
+    with np.errstate(invalid="ignore"):
+        before = np.where(previous >= 0, d[:, None] - d[previous.clip(0, t - 1)], np.inf)
+        after = np.where(following < t, d[following.clip(0, t - 1)] - d[:, None], np.inf)
+    out = np.minimum(before, after)
+    out[~np.isfinite(out)] = np.nan
+    return out.astype("float32").reshape(shape)
+
+
+def days_to_clear(clear: xr.DataArray, *, time_grid: TimeGrid = None) -> xr.DataArray:
+    """Per pixel (and band) and date, the days to the nearest clear observation, lazily.
+
+    The quality companion of :func:`eocube.fill.fill_gaps`: 0 where the value was
+    observed, the gap half-width (or more) where it was filled, NaN where the pixel has
+    no clear observation at all (and the filled value is NaN too).
+
+    Parameters
+    ----------
+    clear
+        Boolean clear mask (time, y, x) or (time, band, y, x), e.g. from :mod:`eocube.masks`.
+    time_grid
+        The same ``time_grid`` as given to ``fill_gaps`` (None: the mask's dates).
+
+    Returns
+    -------
+    xarray.DataArray
+        float32, the mask's dims, named ``days_to_clear``.
+    """
+    if not isinstance(clear, xr.DataArray) or clear.dtype != bool or "time" not in clear.dims:
+        raise TypeError("days_to_clear needs a boolean xarray.DataArray with a time dim (True = clear)")
+    clear = clear.transpose("time", ...)
+    check_time_axis(clear)
+    times = pd.DatetimeIndex(clear["time"].values)
+    target = target_times(times, time_grid)
+    if target is not None:
+        clear = clear.reindex(time=times.union(target), fill_value=False)
+    days = days_since(pd.DatetimeIndex(clear["time"].values), times[0])
+    data = clear.data if isinstance(clear.data, da.Array) else da.from_array(clear.values)
+    data = data.rechunk({0: -1})
+    out = da.map_blocks(distance_to_clear, data, days, dtype="float32", name="eocube-days-to-clear-" + da.core.tokenize(data, days))
+    result = clear.copy(data=out)
+    if target is not None:
+        result = result.sel(time=target)
+    result.name = "days_to_clear"
+    result.attrs = {"long_name": "days to the nearest clear observation", "units": "days"}
+    return result

@@ -1,0 +1,198 @@
+"""Gap filling: known answers per method, interpolate_na equality on real data, grids, quality, bad inputs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+from scipy.signal import savgol_filter
+
+import eocube
+from eocube.errors import CubeError
+from eocube.fill import METHODS, FillError, composite, days_to_clear, fill_gaps
+from eocube.fill._harmonic import harmonic_fill
+from eocube.fill._linear import linear_fill
+from eocube.fill._savgol import savgol_fill
+from eocube.fill._whittaker import whittaker_fill
+from eocube.masks import MaskError, clear_from_cloud_band
+
+RNG = np.random.default_rng(42)
+DAYS = np.cumsum(RNG.integers(3, 16, 40)).astype(float)  # irregular revisits
+
+
+def series_cube(signal: np.ndarray, clear: np.ndarray, days: np.ndarray = DAYS, chunks=None):
+    """A (time, 1, 3, 4) cube whose pixels all follow ``signal``; the mask varies per pixel."""
+    t = len(days)
+    data = np.broadcast_to(signal[:, None, None, None], (t, 1, 3, 4)).astype("float32").copy()
+    cube = eocube.make_cube(data, time=pd.Timestamp("2020-01-01") + pd.to_timedelta(days, unit="D"), band=["v"],
+                            y=100.0 - 10 * np.arange(3), x=5.0 + 10 * np.arange(4), crs="EPSG:32633")
+    mask = xr.DataArray(clear, dims=("time", "y", "x"), coords={"time": cube.time, "y": cube.y, "x": cube.x})
+    return (cube.chunk(chunks) if chunks else cube), mask
+
+
+def random_clear(t: int, seed: int = 0, share: float = 0.6) -> np.ndarray:
+    clear = np.random.default_rng(seed).random((t, 3, 4)) < share
+    clear[[0, -1]] = True  # no extrapolation: every method interpolates
+    return clear
+
+
+@pytest.mark.parametrize("method", ["linear", "whittaker"])
+def test_linear_series_is_recovered_exactly(method):
+    signal = 0.2 + 0.003 * DAYS
+    cube, clear = series_cube(signal, random_clear(len(DAYS)), chunks={"y": 2})
+    filled = fill_gaps(cube, clear, method=method, **({"lmbda": 1e3} if method == "whittaker" else {}))
+    assert filled.chunks is not None  # lazy
+    np.testing.assert_allclose(filled.values[:, 0], np.broadcast_to(signal[:, None, None], (len(DAYS), 3, 4)),
+                               atol=1e-5 if method == "linear" else 2e-4)
+
+
+def test_sinusoid_is_recovered_by_harmonic_regression():
+    signal = 0.4 + 0.25 * np.sin(2 * np.pi * DAYS / 365.25 + 1.0) + 0.05 * np.cos(4 * np.pi * DAYS / 365.25)
+    clear = random_clear(len(DAYS), seed=1, share=0.5)
+    clear[:, 0, 0] = False
+    clear[5:30:3, 0, 0] = True  # 9 clear dates only: harmonic, not the linear fallback
+    cube, mask = series_cube(signal, clear)
+    filled = fill_gaps(cube, mask, method="harmonic", harmonics=2, trend=False, min_obs=6)
+    np.testing.assert_allclose(filled.values[:, 0], np.broadcast_to(signal[:, None, None], filled.shape[:1] + (3, 4)),
+                               atol=1e-5)
+
+
+def test_nearest_previous_next_on_a_step():
+    days = np.array([0, 10, 12, 20, 30.0])
+    values = np.array([1, np.nan, np.nan, np.nan, 5.0])[:, None]
+    ok = np.isfinite(values)
+    assert METHODS["previous"](values, ok, days)[:, 0].tolist() == [1, 1, 1, 1, 5]
+    assert METHODS["next"](values, ok, days)[:, 0].tolist() == [1, 5, 5, 5, 5]
+    assert METHODS["nearest"](values, ok, days)[:, 0].tolist() == [1, 1, 1, 5, 5]  # 20: 20 days back, 10 ahead
+    assert np.isnan(METHODS["previous"](values[1:], ok[1:], days[1:], extrapolate="none")[:3, 0]).all()
+
+
+def test_savgol_equals_scipy_on_regular_complete_data():
+    y = RNG.normal(size=(40, 7))
+    days = np.arange(40) * 5.0
+    got = savgol_fill(y, np.ones_like(y, dtype=bool), days, window=50, order=2, keep_observed=False)
+    np.testing.assert_allclose(got[5:-5], savgol_filter(y, 11, 2, axis=0)[5:-5], atol=1e-10)
+
+
+def test_whittaker_solves_its_normal_equations():
+    from eocube.fill._whittaker import penalty_bands
+
+    y = RNG.normal(size=(len(DAYS), 5))
+    ok = RNG.random(y.shape) < 0.6
+    z = whittaker_fill(y, ok, DAYS, lmbda=7.0, extrapolate="linear", keep_observed=False)
+    p0, p1, p2 = penalty_bands(DAYS)
+    pen = np.diag(p0) + np.diag(p1, 1) + np.diag(p1, -1) + np.diag(p2, 2) + np.diag(p2, -2)
+    for j in range(5):
+        w = np.diag(ok[:, j].astype(float))
+        np.testing.assert_allclose(z[:, j], np.linalg.solve(w + 7.0 * pen, w @ y[:, j]), atol=1e-6)
+
+
+@pytest.mark.parametrize("kernel,options", [
+    (linear_fill, {}), (linear_fill, {"extrapolate": "none"}),
+    (whittaker_fill, {}), (whittaker_fill, {"extrapolate": "none", "keep_observed": False}),
+    (harmonic_fill, {}), (harmonic_fill, {"keep_observed": False, "harmonics": 1}),
+])
+def test_compiled_kernels_match_the_numpy_reference(kernel, options):
+    y = RNG.normal(size=(len(DAYS), 2, 5, 7)).astype("float32")
+    ok = RNG.random((len(DAYS), 1, 5, 7)) < 0.5
+    ok[:, :, 0, :2] = False            # no clear observation
+    ok[7, :, 0, 1] = True              # exactly one
+    y[3, 0, 2, 2] = np.nan             # NaN marked clear: still a gap
+    fast = kernel(y, ok, DAYS, **options)
+    ref = kernel(y, ok, DAYS, engine="numpy", **options)
+    np.testing.assert_allclose(fast, ref, rtol=1e-5, atol=1e-5)
+    assert np.isnan(fast[:, :, 0, 0]).all()  # policy: no clear observation -> NaN
+
+
+def test_linear_equals_xarray_interpolate_na_on_the_real_sample(sample):
+    cube = sample.chunk({"time": -1, "band": 1, "y": 32, "x": 32})
+    clear = clear_from_cloud_band(cube, "CLM", data_band="IS_DATA")
+    ours = fill_gaps(cube, clear, bands="NDVI").compute()
+    ref = cube.sel(band=["NDVI"]).where(clear).interpolate_na("time", use_coordinate=True).compute()
+    both = ours.notnull() & ref.notnull()
+    assert int(both.sum()) > 0.9 * ours.size
+    assert float(abs(ours - ref).where(both).max()) < 1e-5
+
+
+def test_every_method_runs_on_the_real_sample_and_keeps_observations(sample):
+    cube = sample.chunk({"time": -1, "band": 1, "y": 64, "x": 64})
+    clear = clear_from_cloud_band(cube, "CLM", data_band="IS_DATA")
+    ndvi = cube.sel(band=["NDVI"]).values
+    ok = clear.values[:, None] & np.isfinite(ndvi)
+    for method in METHODS:
+        filled = fill_gaps(cube, clear, method=method, bands="NDVI")
+        values = filled.values
+        assert filled.rio.crs == cube.rio.crs and filled.attrs["eocube_fill"] == method
+        np.testing.assert_array_equal(values[ok], ndvi[ok])
+        assert np.isfinite(values).all()  # every pixel has clear observations in this sample
+
+
+def test_regular_time_grid_and_quality():
+    signal = 1.0 + 0.01 * DAYS
+    clear = random_clear(len(DAYS), seed=3)
+    cube, mask = series_cube(signal, clear)
+    filled = fill_gaps(cube, mask, time_grid="10D")
+    grid = pd.date_range(cube.time.values[0], cube.time.values[-1], freq="10D")
+    assert (pd.DatetimeIndex(filled.time.values) == grid).all()
+    expected = 1.0 + 0.01 * ((grid - pd.Timestamp("2020-01-01")) / pd.Timedelta(days=1)).to_numpy()
+    np.testing.assert_allclose(filled.values[:, 0, 1, 2], expected, rtol=1e-5)
+    monthly = fill_gaps(cube, mask, time_grid="monthly")
+    assert (pd.DatetimeIndex(monthly.time.values).day == 1).all()
+
+    quality = days_to_clear(mask)
+    q = quality.values
+    assert (q[clear] == 0).all() and (q[~clear] > 0).all()
+    t, j = np.argwhere(~clear[:, 0, 0])[0][0], 0
+    clear_days = DAYS[clear[:, 0, 0]]
+    assert q[t, 0, 0] == pytest.approx(np.min(np.abs(clear_days - DAYS[t])))
+    assert days_to_clear(mask, time_grid="10D").sizes["time"] == len(grid)
+
+
+def test_no_clear_observation_gives_nan_value_and_quality():
+    cube, mask = series_cube(np.ones(len(DAYS)), random_clear(len(DAYS)))
+    mask[:, 1, 1] = False
+    for method in METHODS:
+        assert np.isnan(fill_gaps(cube, mask, method=method).values[:, 0, 1, 1]).all(), method
+    assert np.isnan(days_to_clear(mask).values[:, 1, 1]).all()
+
+
+def test_monthly_median_composite():
+    days = np.array([0, 5, 10, 40, 45, 100.0])
+    values = np.array([1, 2, 30, 4, 6, 9.0])
+    clear = np.ones((6, 3, 4), dtype=bool)
+    clear[2] = False  # the outlier is cloudy
+    cube, mask = series_cube(values, clear, days=days)
+    comp = composite(cube, mask, freq="MS")
+    assert comp.chunks is not None
+    assert pd.DatetimeIndex(comp.time.values).strftime("%m-%d").tolist() == ["01-01", "02-01", "03-01", "04-01"]
+    got = comp.values[:, 0, 0, 0]
+    np.testing.assert_allclose(got[[0, 1, 3]], [1.5, 5.0, 9.0])
+    assert np.isnan(got[2])  # March: no observation
+    eocube.validate_cube(comp)
+
+
+def test_bad_inputs_give_clear_errors(make_cube):
+    cube = make_cube(t=6)
+    clear = xr.ones_like(cube.isel(band=0, drop=True), dtype=bool)
+    with pytest.raises(FillError, match="unknown gap-filling method 'spline'.*linear"):
+        fill_gaps(cube, clear, method="spline")
+    with pytest.raises(FillError, match="has no option.*lmbda"):
+        fill_gaps(cube, clear, method="linear", lmbda=3)
+    with pytest.raises(MaskError, match="dims"):
+        fill_gaps(cube, clear.isel(y=0))
+    with pytest.raises(MaskError, match="time coordinate does not match"):
+        fill_gaps(cube, clear.isel(time=slice(0, 5)))
+    with pytest.raises(CubeError, match="not sorted"):
+        fill_gaps(cube.isel(time=[1, 0, 2, 3, 4, 5]))
+    dup = cube.isel(time=[0, 0, 1, 2, 3, 4])
+    with pytest.raises(CubeError, match="duplicate dates"):
+        fill_gaps(dup)
+    chunked = cube.chunk({"time": 2})
+    with pytest.raises(FillError, match="split into 3 chunks.*cube.chunk"):
+        fill_gaps(chunked, clear, rechunk=False)
+    auto = fill_gaps(chunked, clear)
+    assert len(auto.chunks[0]) == 1
+    np.testing.assert_array_equal(auto.values, fill_gaps(cube, clear).values)
+    with pytest.raises(FillError, match="not a pandas frequency"):
+        fill_gaps(cube, clear, time_grid="fortnightly-ish")
