@@ -15,6 +15,7 @@ from .errors import (
     StoreNotFoundError,
 )
 from .io import WriteReport, open_zarr, to_zarr
+from .models import apply_model
 from .stac import open_stac
 from . import accessor as _accessor  # noqa: F401  (registers cube.eocube)
 
@@ -30,6 +31,7 @@ __all__ = [
     "to_zarr",
     "WriteReport",
     "open_stac",
+    "apply_model",
     "EOCubeError",
     "CubeError",
     "BandError",

@@ -62,3 +62,9 @@ class EOCubeAccessor:
         from .io import to_zarr
 
         return to_zarr(self._obj, store, **kwargs)
+
+    def apply_model(self, model: Any, **kwargs: Any) -> xr.DataArray:
+        """Apply a PyTorch model chunk-wise with a halo (:func:`eocube.apply_model`)."""
+        from .models import apply_model
+
+        return apply_model(self._obj, model, **kwargs)

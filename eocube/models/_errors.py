@@ -1,0 +1,37 @@
+"""Errors of the model engine (:func:`eocube.apply_model`).
+
+Each one says what is wrong and what to do. They derive from :class:`eocube.errors.EOCubeError`
+and from the built-in exception a Python user would expect.
+"""
+
+from __future__ import annotations
+
+from ..errors import EOCubeError
+
+
+class ModelError(EOCubeError):
+    """Base class of the model engine's errors."""
+
+
+class ModelLoadError(ModelError, ValueError):
+    """A model file is missing, unsafe to load (arbitrary pickled objects) or does not fit its factory."""
+
+
+class ChannelMismatchError(ModelError, ValueError):
+    """The layout gives the model a channel count it does not accept."""
+
+
+class OutputShapeError(ModelError, ValueError):
+    """The model returned an output whose shape the engine cannot map back onto the cube."""
+
+
+class HaloError(ModelError, ValueError):
+    """The halo (overlap) is invalid or the receptive field could not be found by probing."""
+
+
+class DeviceError(ModelError, RuntimeError):
+    """A device was requested that torch cannot see (for example ``cuda`` without a GPU)."""
+
+
+class ModelRuntimeError(ModelError, RuntimeError):
+    """The model raised while processing one chunk; the message names the chunk, the cause is chained."""

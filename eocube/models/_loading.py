@@ -1,0 +1,324 @@
+"""Where a model comes from, how it is loaded safely, and the per-process model cache.
+
+A model reaches the workers as a small *source* object, one key of the task graph that
+every chunk task depends on (so it is not pickled into each task). In each worker process
+:func:`get_model` builds the module from its source once per ``(content token, device)``
+and keeps it; later chunks reuse it. Three sources:
+
+* :class:`ModuleSource`: a ``torch.nn.Module`` object of the caller's process; sent once
+  per worker by the scheduler and deep-copied there (the caller's module is never
+  modified or moved to a device);
+* :class:`TorchScriptSource`: a TorchScript file, loaded with ``torch.jit.load`` (no
+  pickle involved); its SHA-256 is checked on load so a file changed after the graph was
+  built is refused;
+* :class:`StateDictSource`: a factory (an importable callable building the module) plus a
+  ``state_dict`` file loaded with ``torch.load(weights_only=True)``, which refuses
+  arbitrary pickled objects.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import os
+import threading
+from collections import Counter, OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping, Union
+
+import torch
+from dask.base import tokenize
+from torch import nn
+
+from ._errors import ModelLoadError
+
+_CACHE_SIZE = 4
+_CACHE: "OrderedDict[tuple[str, str], nn.Module]" = OrderedDict()
+_LOCK = threading.Lock()
+_LOADS: Counter[str] = Counter()
+
+
+def _sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _check_file(path: str | os.PathLike[str], what: str) -> Path:
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise ModelLoadError(
+            f"{what} {str(p)!r} does not exist or is not a file: check the path "
+            "(on a cluster it must be readable by every worker, e.g. on a shared file system)"
+        )
+    return p.resolve()
+
+
+def _unchanged_file(path: str, sha256: str, what: str) -> Path:
+    """The file, checked to hold the content it had when the graph was built."""
+    p = _check_file(path, what)
+    if _sha256_file(p) != sha256:
+        raise ModelLoadError(
+            f"{what} {path!r} changed after the computation was set up (its SHA-256 differs): "
+            "call apply_model again to use the new file"
+        )
+    return p
+
+
+def module_token(module: nn.Module) -> str:
+    """Content token of a module: its class, architecture text and every tensor of its state_dict.
+
+    Parameters
+    ----------
+    module
+        A ``torch.nn.Module``.
+
+    Returns
+    -------
+    str
+        A hex digest that changes when the class, the architecture or any weight changes.
+    """
+    digest = hashlib.sha256()
+    cls = type(module)
+    digest.update(f"{cls.__module__}.{cls.__qualname__}\n{module!r}".encode())
+    for name, tensor in module.state_dict().items():
+        t = tensor.detach().to("cpu").contiguous().reshape(-1)
+        digest.update(f"{name}:{t.dtype}:{tuple(tensor.shape)}".encode())
+        digest.update(t.view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True, eq=False)
+class ModuleSource:
+    """An in-memory ``torch.nn.Module`` (sent once per worker process)."""
+
+    module: nn.Module
+    """The caller's module (never modified)."""
+    token: str
+    """Content token (:func:`module_token`)."""
+
+    def build(self) -> nn.Module:
+        """A private copy of the module, on the CPU."""
+        return copy.deepcopy(self.module).to("cpu")
+
+    def describe(self) -> str:
+        """One line for attributes and error messages."""
+        return f"torch module {type(self.module).__qualname__} (content {self.token[:12]})"
+
+
+@dataclass(frozen=True)
+class TorchScriptSource:
+    """A TorchScript file (``torch.jit.save``), loaded without unpickling."""
+
+    path: str
+    """Absolute path, readable by every worker."""
+    sha256: str
+    """Digest of the file when the graph was built."""
+
+    @property
+    def token(self) -> str:
+        """Cache key: the file's content digest."""
+        return f"torchscript-{self.sha256}"
+
+    def build(self) -> nn.Module:
+        """Load the file on the CPU, after checking its digest."""
+        path = _unchanged_file(self.path, self.sha256, "TorchScript file")
+        try:
+            return torch.jit.load(str(path), map_location="cpu")
+        except Exception as exc:  # torch raises RuntimeError with a C++ trace here
+            raise ModelLoadError(
+                f"{self.path!r} is not a TorchScript file ({type(exc).__name__}: {str(exc).splitlines()[0]}); "
+                "save one with torch.jit.save(torch.jit.script(model), path), or, for a file of weights "
+                "(torch.save(model.state_dict(), path)), pass eocube.models.from_state_dict(factory, path)"
+            ) from exc
+
+    def describe(self) -> str:
+        """One line for attributes and error messages."""
+        return f"TorchScript file {self.path} (sha256 {self.sha256[:12]})"
+
+
+@dataclass(frozen=True)
+class StateDictSource:
+    """A factory building the module, plus a ``state_dict`` file loaded with ``weights_only=True``."""
+
+    factory: Callable[..., nn.Module]
+    """Importable callable returning the module (a class or a function)."""
+    path: str
+    """Absolute path of the ``torch.save(model.state_dict(), path)`` file."""
+    sha256: str
+    """Digest of the file when the graph was built."""
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+    """Keyword arguments of ``factory``."""
+    token: str = ""
+    """Cache key: factory and arguments (``dask.base.tokenize``) plus the file's digest."""
+
+    def build(self) -> nn.Module:
+        """Build the module with the factory and load the weights safely."""
+        path = _unchanged_file(self.path, self.sha256, "state_dict file")
+        try:
+            state = torch.load(str(path), map_location="cpu", weights_only=True)
+        except Exception as exc:
+            raise ModelLoadError(
+                f"{self.path!r} could not be loaded with torch.load(weights_only=True) "
+                f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}): eocube only loads "
+                "tensors and plain containers, never arbitrary pickled objects; save the weights with "
+                "torch.save(model.state_dict(), path), or export the model with torch.jit.save"
+            ) from exc
+        if isinstance(state, Mapping) and isinstance(state.get("state_dict"), Mapping):
+            state = state["state_dict"]  # checkpoints that wrap the weights (Lightning and others)
+        if not isinstance(state, Mapping):
+            raise ModelLoadError(
+                f"{self.path!r} holds a {type(state).__name__}, not a state_dict (a mapping of names to tensors): "
+                "save it with torch.save(model.state_dict(), path)"
+            )
+        module = self.factory(**dict(self.kwargs))
+        if not isinstance(module, nn.Module):
+            raise ModelLoadError(
+                f"the factory {self.factory!r} returned a {type(module).__name__}, not a torch.nn.Module"
+            )
+        try:
+            module.load_state_dict(state, strict=True)
+        except RuntimeError as exc:
+            raise ModelLoadError(
+                f"the weights in {self.path!r} do not fit the module built by {self.factory!r}: "
+                f"{str(exc).strip()}; check the factory's arguments (they must match those used in training)"
+            ) from exc
+        return module
+
+    def describe(self) -> str:
+        """One line for attributes and error messages."""
+        name = getattr(self.factory, "__qualname__", repr(self.factory))
+        return f"{name}(**{dict(self.kwargs)}) with weights {self.path} (sha256 {self.sha256[:12]})"
+
+
+ModelSource = Union[ModuleSource, TorchScriptSource, StateDictSource]
+"""Any of the three sources."""
+
+
+def from_torchscript(path: str | os.PathLike[str]) -> TorchScriptSource:
+    """Refer to a TorchScript model file.
+
+    Parameters
+    ----------
+    path
+        A file written by ``torch.jit.save``; on a cluster, readable by every worker at the same path.
+
+    Returns
+    -------
+    TorchScriptSource
+        Pass it (or simply the path) as ``model`` to :func:`eocube.apply_model`.
+    """
+    p = _check_file(path, "TorchScript file")
+    return TorchScriptSource(path=str(p), sha256=_sha256_file(p))
+
+
+def from_state_dict(
+    factory: Callable[..., nn.Module], path: str | os.PathLike[str], **kwargs: Any
+) -> StateDictSource:
+    """Refer to a model given as a factory plus a ``state_dict`` file.
+
+    Parameters
+    ----------
+    factory
+        Importable callable (a module class or a function) that builds the untrained module;
+        it runs in every worker process, once.
+    path
+        A file written by ``torch.save(model.state_dict(), path)`` (a dict with a ``"state_dict"``
+        entry is accepted too). It is read with ``torch.load(weights_only=True)``.
+    **kwargs
+        Arguments of ``factory``.
+
+    Returns
+    -------
+    StateDictSource
+        Pass it as ``model`` to :func:`eocube.apply_model`.
+    """
+    if not callable(factory):
+        raise ModelLoadError(f"factory must be callable (a module class or a function), got {factory!r}")
+    p = _check_file(path, "state_dict file")
+    digest = _sha256_file(p)
+    token = f"statedict-{tokenize(factory, dict(kwargs))}-{digest}"
+    return StateDictSource(factory=factory, path=str(p), sha256=digest, kwargs=dict(kwargs), token=token)
+
+
+def as_source(model: Any) -> ModelSource:
+    """Turn what the caller passed as ``model`` into a source.
+
+    Parameters
+    ----------
+    model
+        A ``torch.nn.Module``, a path to a TorchScript file, a ``(factory, state_dict_path)``
+        tuple, or a source from :func:`from_torchscript` / :func:`from_state_dict`.
+
+    Returns
+    -------
+    ModelSource
+    """
+    if isinstance(model, (ModuleSource, TorchScriptSource, StateDictSource)):
+        return model
+    if isinstance(model, nn.Module):
+        return ModuleSource(module=model, token=f"module-{module_token(model)}")
+    if isinstance(model, (str, os.PathLike)):
+        return from_torchscript(model)
+    if isinstance(model, tuple) and len(model) == 2 and callable(model[0]):
+        return from_state_dict(model[0], model[1])
+    raise ModelLoadError(
+        f"model is a {type(model).__module__}.{type(model).__name__}; expected a torch.nn.Module, "
+        "the path of a TorchScript file, (factory, state_dict_path), or "
+        "eocube.models.from_state_dict(factory, path, **kwargs)"
+    )
+
+
+def get_model(source: ModelSource, device: torch.device) -> nn.Module:
+    """The module of ``source`` on ``device``, built once per process and reused.
+
+    Parameters
+    ----------
+    source
+        Where the model comes from.
+    device
+        Torch device.
+
+    Returns
+    -------
+    torch.nn.Module
+        In eval mode, with ``requires_grad`` off on every parameter. Shared by the threads of
+        the process: do not modify it.
+    """
+    key = (source.token, str(device))
+    with _LOCK:
+        module = _CACHE.get(key)
+        if module is not None:
+            _CACHE.move_to_end(key)
+            return module
+        module = source.build().to(device).eval()
+        for param in module.parameters():
+            param.requires_grad_(False)
+        _CACHE[key] = module
+        _LOADS[source.token] += 1
+        while len(_CACHE) > _CACHE_SIZE:
+            _CACHE.popitem(last=False)
+        return module
+
+
+def load_counts() -> dict[str, int]:
+    """How many times each model was built in this process (by content token).
+
+    Returns
+    -------
+    dict
+        ``{token: loads}``; on a distributed cluster call it on the workers with
+        ``client.run(eocube.models.load_counts)``.
+    """
+    with _LOCK:
+        return dict(_LOADS)
+
+
+def clear_cache() -> None:
+    """Forget the cached models of this process (and their load counts)."""
+    with _LOCK:
+        _CACHE.clear()
+        _LOADS.clear()
