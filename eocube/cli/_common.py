@@ -15,37 +15,98 @@ from ..errors import EOCubeError
 from ..io import open_zarr
 
 
-CLUSTER_OPTIONS = ("cluster", "workers", "threads", "memory_limit")
+CLUSTER_OPTIONS = {
+    # CLI parameter -> keyword of eocube.cluster.connect
+    "cluster": "cluster",
+    "workers": "n_workers",
+    "threads": "threads_per_worker",
+    "memory_limit": "memory_limit",
+    "partition": "queue",
+    "account": "account",
+    "walltime": "walltime",
+    "cores": "cores",
+    "memory": "memory",
+    "processes": "processes",
+    "gpus": "gpus",
+    "gpu_type": "gpu_type",
+    "jobs": "jobs",
+    "adapt_min": "adapt_min",
+    "adapt_max": "adapt_max",
+    "prologue": "prologue",
+    "scratch": "local_directory",
+    "interface": "interface",
+    "scheduler_host": "scheduler_host",
+    "cluster_config": "config_file",
+}
+"""The cluster options every long command gets, and the connect() keyword each becomes."""
 
 
 def cluster_options(func: Callable[..., Any]) -> Callable[..., Any]:
     """Add the cluster options to a command; it receives them as one ``cluster`` dict.
 
-    The dict holds the keyword arguments of :func:`eocube.cluster.connect`, so a
-    command runs ``client = connect(**cluster)``.
+    The dict holds the keyword arguments of :func:`eocube.cluster.connect` (None
+    for an option not given, so configuration files and ``DASK_EOCUBE__CLUSTER__*``
+    environment variables apply), so a command runs ``client = connect(**cluster)``.
+    With ``--dry-run`` the command prints what would run (for Slurm: the job script)
+    and exits before doing any work.
     """
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         values = {name: kwargs.pop(name) for name in CLUSTER_OPTIONS}
-        kwargs["cluster"] = {
-            "cluster": values["cluster"],
-            "n_workers": values["workers"],
-            "threads_per_worker": values["threads"],
-            "memory_limit": values["memory_limit"],
-        }
+        dry = kwargs.pop("dry_run")
+        values["prologue"] = list(values["prologue"]) or None
+        kwargs["cluster"] = {key: values[name] for name, key in CLUSTER_OPTIONS.items()}
+        if dry:
+            _print_dry_run(kwargs["cluster"])
+            click.get_current_context().exit(0)
         return func(*args, **kwargs)
 
+    slurm = "Slurm: "
     options = [
-        click.option("--cluster", default="local", show_default=True,
-                     help="'local' (a Dask cluster sized to this machine) or a scheduler address (tcp://host:8786)."),
-        click.option("--workers", type=int, default=None, help="Local cluster: worker processes (default: cores/2)."),
-        click.option("--threads", type=int, default=None, help="Local cluster: threads per worker."),
-        click.option("--memory-limit", default=None, help="Local cluster: memory per worker, e.g. 4GB."),
+        click.option("--cluster", default=None,
+                     help="Where to compute: 'local' (a Dask cluster on this machine; the default unless "
+                          "DASK_EOCUBE__CLUSTER__KIND says otherwise), 'slurm' (workers in Slurm jobs) "
+                          "or a scheduler address (tcp://host:8786)."),
+        click.option("--cluster-config", type=click.Path(dir_okay=False), default=None,
+                     help="YAML file of cluster settings (layout of eocube/cluster/eocube.yaml)."),
+        click.option("--dry-run", is_flag=True,
+                     help="Print what would run (for Slurm: the worker job script) and exit before any work."),
+        click.option("--workers", type=int, default=None, help="Local: worker processes (default: cores/2)."),
+        click.option("--threads", type=int, default=None, help="Local: threads per worker."),
+        click.option("--memory-limit", default=None, help="Local: memory per worker, e.g. 4GB."),
+        click.option("--partition", default=None, help=slurm + "partition (queue) of the worker jobs."),
+        click.option("--account", default=None, help=slurm + "account charged for the jobs."),
+        click.option("--walltime", default=None, help=slurm + "time limit of each worker job, HH:MM:SS (default 01:00:00)."),
+        click.option("--cores", type=int, default=None, help=slurm + "cores per job (default 1)."),
+        click.option("--memory", default=None, help=slurm + "memory per job, e.g. 16GB (default 4GB)."),
+        click.option("--processes", type=int, default=None, help=slurm + "Dask worker processes per job (default 1)."),
+        click.option("--gpus", type=int, default=None,
+                     help=slurm + "GPUs per job (--gres=gpu:N): one worker per GPU, each with its own "
+                          "CUDA_VISIBLE_DEVICES and a GPU=1 resource."),
+        click.option("--gpu-type", default=None, help=slurm + "GPU type in the GRES request (--gres=gpu:TYPE:N)."),
+        click.option("--jobs", type=int, default=None, help=slurm + "worker jobs kept running (default 1)."),
+        click.option("--adapt-min", type=int, default=None, help=slurm + "adaptive scaling: fewest jobs."),
+        click.option("--adapt-max", type=int, default=None, help=slurm + "adaptive scaling: most jobs."),
+        click.option("--prologue", multiple=True,
+                     help=slurm + "shell line run before the workers (repeatable), e.g. 'module load cuda'."),
+        click.option("--scratch", default=None, help=slurm + "node-local scratch folder of the workers, e.g. '$TMPDIR'."),
+        click.option("--interface", default=None, help=slurm + "network interface of scheduler and workers (ib0, lo)."),
+        click.option("--scheduler-host", default=None, help=slurm + "address the scheduler listens on."),
     ]
     for option in reversed(options):
         wrapper = option(wrapper)
     return wrapper
+
+
+def _print_dry_run(cluster: dict[str, Any]) -> None:
+    from ..cluster import dry_run
+
+    try:
+        click.echo(dry_run(**cluster))
+    except EOCubeError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
 
 
 def open_source(source: str, chunks: dict[str, int] | None) -> tuple[xr.DataArray, str | None]:

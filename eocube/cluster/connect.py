@@ -1,68 +1,136 @@
-"""Make or join a Dask cluster from one setting."""
+"""Make or join a Dask cluster from one setting: local, Slurm, or a scheduler address."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from distributed import Client
 
 from ..errors import ClusterError
-from .local import local_cluster
+from .config import ClusterConfigError, resolve
+from .local import local_cluster, machine_size
 
 
 def connect(
-    cluster: str = "local",
+    cluster: str | None = None,
     *,
     n_workers: int | None = None,
     threads_per_worker: int | None = None,
     memory_limit: str | int | None = None,
-    processes: bool = True,
+    processes: bool | int | None = None,
     dashboard_address: str | None = ":8787",
-    timeout: float = 30,
-    **options: Any,
+    timeout: float | None = None,
+    config_file: str | Path | None = None,
+    **settings: Any,
 ) -> Client:
     """Start or join a Dask cluster and return its client.
 
     Parameters
     ----------
     cluster
-        ``"local"`` (default): a LocalCluster sized to the machine.
-        A scheduler address (``"tcp://host:8786"``): join that cluster.
-    n_workers, threads_per_worker, memory_limit, processes, dashboard_address
-        Sizing of the local cluster (see :func:`eocube.cluster.local.local_cluster`).
+        ``"local"``: a LocalCluster sized to the machine. ``"slurm"``: a scheduler
+        here and Dask workers in Slurm jobs (dask-jobqueue). A scheduler address
+        (``"tcp://host:8786"``): join that cluster. None (default): the setting
+        ``eocube.cluster.kind`` of dask's configuration (``"local"`` unless changed,
+        e.g. by ``DASK_EOCUBE__CLUSTER__KIND=slurm``).
+    n_workers, threads_per_worker, memory_limit
+        Local cluster sizing (see :func:`eocube.cluster.local.local_cluster`).
+    processes
+        Local: workers as processes (True, default) or threads. Slurm: Dask worker
+        processes per job.
+    dashboard_address
+        Where the dashboard listens (``":0"``: a free port; None: no dashboard).
     timeout
-        Seconds to wait for an existing scheduler.
-    **options
-        Unused by ``"local"``; reserved for other cluster kinds.
+        Seconds to wait for an existing scheduler (default: ``eocube.cluster.timeout``).
+    config_file
+        A YAML file in the layout of ``eocube/cluster/eocube.yaml`` (CLI ``--cluster-config``).
+    **settings
+        Slurm settings (see ``eocube/cluster/eocube.yaml``): ``queue``, ``account``,
+        ``walltime``, ``cores``, ``memory``, ``gpus``, ``gpu_type``, ``jobs``,
+        ``adapt_min``, ``adapt_max``, ``prologue``, ``local_directory``, ``interface``,
+        ``scheduler_host``, ``log_directory``, ``job_name``, ``job_extra_directives``,
+        ``worker_extra_args``, ``death_timeout``, ``python``. None values are ignored.
 
     Returns
     -------
     distributed.Client
-        Connected client (also the default scheduler). Stop it, and a local
-        cluster it started, with :func:`close`.
+        Connected client (also the default scheduler). Stop it, and a cluster it
+        started (Slurm jobs included), with :func:`close`.
 
     Raises
     ------
+    ClusterConfigError
+        A setting is unknown or invalid, Slurm commands are missing, or Slurm
+        would refuse the worker job; the message names the setting.
     ClusterError
-        The scheduler could not be reached, or the cluster kind is unknown.
+        The scheduler could not be reached.
     """
-    if cluster == "local":
-        lc = local_cluster(n_workers, threads_per_worker, memory_limit,
-                           processes=processes, dashboard_address=dashboard_address)
+    kind, s = _resolve(cluster, config_file, n_workers=n_workers, threads_per_worker=threads_per_worker,
+                       memory_limit=memory_limit, processes=processes, **settings)
+    if kind == "local":
+        lc = local_cluster(s["n_workers"], s["threads_per_worker"], s["memory_limit"],
+                           processes=s["processes"], dashboard_address=dashboard_address)
         return Client(lc)
-    if "://" in cluster or cluster.count(":") == 1:
-        try:
-            return Client(cluster, timeout=timeout)
-        except (OSError, TimeoutError) as exc:
-            raise ClusterError(
-                f"cannot reach the Dask scheduler at {cluster} within {timeout:g} s ({exc}): "
-                "check that it is running and the address/port are right, or use --cluster local"
-            ) from exc
-    raise ClusterError(f"unknown cluster {cluster!r}: use 'local' or a scheduler address such as tcp://127.0.0.1:8786")
+    if kind == "slurm":
+        from .slurm import slurm_cluster
+
+        return Client(slurm_cluster(s, dashboard_address))
+    wait = s["timeout"] if timeout is None else timeout
+    try:
+        return Client(s["address"], timeout=wait)
+    except (OSError, TimeoutError) as exc:
+        raise ClusterError(
+            f"cannot reach the Dask scheduler at {s['address']} (--cluster) within {wait:g} s ({exc}): "
+            "check that it is running and the address/port are right, or use --cluster local"
+        ) from exc
+
+
+def dry_run(cluster: str | None = None, *, config_file: str | Path | None = None, **settings: Any) -> str:
+    """What :func:`connect` would start, without starting or submitting anything.
+
+    Takes the arguments of :func:`connect`. For Slurm it is the job script that
+    each worker job would run (the scheduler address is a placeholder).
+
+    Returns
+    -------
+    str
+        The job script (Slurm) or a one-line description (local, address).
+
+    Raises
+    ------
+    ClusterConfigError
+        A setting is unknown or invalid.
+    """
+    settings.pop("dashboard_address", None)
+    settings.pop("timeout", None)
+    kind, s = _resolve(cluster, config_file, **settings)
+    if kind == "slurm":
+        from .slurm import job_script
+
+        adaptive = (f"{s['adapt_min']} to {s['adapt_max']} jobs (adaptive)" if s["adapt_min"] != s["adapt_max"]
+                    else f"{s['adapt_max']} job(s), replaced when they end")
+        head = (f"# eocube dry run: Dask scheduler in this process, workers in {adaptive}; "
+                f"{s['processes']} worker(s) per job. Script of one job:\n")
+        return head + job_script(s)
+    if kind == "local":
+        cores, memory = machine_size()
+        workers = s["n_workers"] or max(1, cores // 2)
+        threads = s["threads_per_worker"] or max(1, cores // workers)
+        limit = s["memory_limit"] or f"{0.8 * memory / workers / 2**30:.1f}GiB"
+        return f"eocube dry run: local Dask cluster, {workers} workers x {threads} threads, {limit} each, on 127.0.0.1"
+    return f"eocube dry run: would join the Dask scheduler at {s['address']}"
+
+
+def _resolve(cluster: str | None, config_file: str | Path | None, **overrides: Any) -> tuple[str, dict[str, Any]]:
+    kind = cluster
+    if kind not in (None, "local") and overrides.get("processes") is True:
+        overrides["processes"] = None  # the local default leaking into another kind
+    return resolve(kind, overrides, config_file)
 
 
 def close(client: Client) -> None:
-    """Close a client and, for a cluster started by :func:`connect`, the cluster too."""
+    """Close a client and, for a cluster started by :func:`connect`, the cluster too (Slurm jobs cancelled)."""
     cluster = getattr(client, "cluster", None)
     client.close()
     if cluster is not None:
@@ -75,7 +143,13 @@ def describe(client: Client) -> str:
     workers = info.get("workers", {})
     threads = sum(w.get("nthreads", 0) for w in workers.values())
     memory = sum(w.get("memory_limit", 0) or 0 for w in workers.values())
+    where = f"dask cluster {client.scheduler.address}"
+    cluster = getattr(client, "cluster", None)
+    jobs = getattr(cluster, "workers", None) if type(cluster).__name__.endswith("SLURMCluster") else None
+    if jobs is not None:
+        ids = [str(getattr(j, "job_id", "?")) for j in jobs.values()]
+        where += f" with Slurm worker jobs {', '.join(ids) or '(being submitted)'}"
     return (
-        f"dask cluster {client.scheduler.address}: {len(workers)} workers, {threads} threads, "
+        f"{where}: {len(workers)} workers, {threads} threads, "
         f"{memory / 2**30:.1f} GiB; dashboard {client.dashboard_link}"
     )

@@ -1,0 +1,299 @@
+"""Cluster settings: defaults in ``eocube.yaml``, merged into ``dask.config``, checked in one place.
+
+Settings resolve, lowest to highest priority, from
+
+1. the defaults shipped in ``eocube/cluster/eocube.yaml`` (key ``eocube.cluster``);
+2. dask's own configuration: YAML files in ``~/.config/dask`` or ``$DASK_CONFIG`` and
+   environment variables such as ``DASK_EOCUBE__CLUSTER__SLURM__QUEUE=gpu``;
+3. a YAML file of the same layout given as ``config_file`` (CLI ``--cluster-config``);
+4. keyword arguments of :func:`eocube.cluster.connect` (CLI flags) that are not None.
+
+Everything here is pure: no cluster is started and no Slurm command is run.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import dask
+import dask.config
+import yaml
+from dask.utils import parse_bytes
+
+from ..errors import ClusterError
+
+CONFIG_KEY = "eocube.cluster"
+"""Where eocube's cluster settings live in ``dask.config``."""
+
+DEFAULTS_FILE = Path(__file__).with_name("eocube.yaml")
+"""The YAML file of defaults shipped with eocube."""
+
+KINDS = ("local", "slurm")
+"""Cluster kinds made by eocube (besides joining a scheduler address)."""
+
+# Python keyword -> (CLI flag or None, key in the "local"/"slurm" section). Used to name a
+# setting in error messages the way the user wrote it.
+LOCAL_KEYS = {
+    "n_workers": "--workers",
+    "threads_per_worker": "--threads",
+    "memory_limit": "--memory-limit",
+    "processes": None,
+}
+SLURM_KEYS = {
+    "queue": "--partition",
+    "account": "--account",
+    "walltime": "--walltime",
+    "cores": "--cores",
+    "memory": "--memory",
+    "processes": "--processes",
+    "gpus": "--gpus",
+    "gpu_type": "--gpu-type",
+    "jobs": "--jobs",
+    "adapt_min": "--adapt-min",
+    "adapt_max": "--adapt-max",
+    "prologue": "--prologue",
+    "local_directory": "--scratch",
+    "interface": "--interface",
+    "scheduler_host": "--scheduler-host",
+    "log_directory": None,
+    "job_name": None,
+    "job_extra_directives": None,
+    "worker_extra_args": None,
+    "death_timeout": None,
+    "python": None,
+}
+
+_WALLTIME = re.compile(r"^(\d+-)?\d+(:\d{1,2}){0,2}$")
+
+
+class ClusterConfigError(ClusterError, ValueError):
+    """A cluster setting is missing, unknown or not valid; the message names the setting."""
+
+
+def load_defaults() -> None:
+    """Merge ``eocube.yaml`` into dask's defaults (idempotent; done on import)."""
+    with open(DEFAULTS_FILE) as fh:
+        defaults = yaml.safe_load(fh)
+    dask.config.update_defaults(defaults)
+
+
+load_defaults()
+
+
+def setting_name(kind: str, key: str) -> str:
+    """How a user sets ``key``: ``"--partition / eocube.cluster.slurm.queue"``."""
+    flags = SLURM_KEYS if kind == "slurm" else LOCAL_KEYS
+    dotted = f"{CONFIG_KEY}.{kind}.{key.replace('_', '-')}"
+    flag = flags.get(key)
+    return f"{flag} / {dotted}" if flag else dotted
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """Read a cluster configuration file (the layout of ``eocube.yaml``).
+
+    Parameters
+    ----------
+    path
+        YAML file with an ``eocube: cluster:`` section.
+
+    Returns
+    -------
+    dict
+        The ``eocube.cluster`` section, keys as in the file (kebab-case).
+
+    Raises
+    ------
+    ClusterConfigError
+        The file is missing, not YAML, or has no ``eocube: cluster:`` section.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ClusterConfigError(f"cluster config file {path} does not exist (--cluster-config): give the path of a YAML file")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ClusterConfigError(f"cluster config file {path} is not valid YAML: {exc}") from exc
+    section = (data or {}).get("eocube", {}) if isinstance(data, dict) else None
+    section = section.get("cluster") if isinstance(section, dict) else None
+    if not isinstance(section, dict):
+        raise ClusterConfigError(
+            f"cluster config file {path} has no 'eocube: cluster:' section: "
+            f"copy the layout of {DEFAULTS_FILE}"
+        )
+    return section
+
+
+def resolve(
+    cluster: str | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    config_file: str | Path | None = None,
+) -> tuple[str, dict[str, Any]]:
+    """The cluster kind and its checked settings, from all sources in priority order.
+
+    Parameters
+    ----------
+    cluster
+        ``"local"``, ``"slurm"`` or a scheduler address; None: the configured kind.
+    overrides
+        Keyword settings (snake_case); None values are ignored.
+    config_file
+        Optional YAML file (see :func:`read_config_file`).
+
+    Returns
+    -------
+    kind : str
+        ``"local"``, ``"slurm"`` or ``"address"``.
+    settings : dict
+        snake_case settings of that kind; for ``"address"``: ``address`` and ``timeout``.
+
+    Raises
+    ------
+    ClusterConfigError
+        Unknown kind or setting, or a value that is not valid (the setting is named).
+    """
+    overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
+    base = dask.config.get(CONFIG_KEY)
+    if config_file is not None:
+        base = dask.config.merge(base, read_config_file(config_file))
+    cluster = cluster or str(base.get("kind") or "local")
+    if cluster in KINDS:
+        kind = cluster
+    elif "://" in cluster or cluster.count(":") == 1:
+        kind = "address"
+    else:
+        raise ClusterConfigError(
+            f"unknown cluster {cluster!r} (--cluster / {CONFIG_KEY}.kind): use 'local', 'slurm' "
+            "or a scheduler address such as tcp://127.0.0.1:8786"
+        )
+    if kind == "address":
+        unused = sorted(overrides)
+        if unused:
+            raise ClusterConfigError(
+                f"settings {', '.join(unused)} do not apply when joining the scheduler at {cluster}: "
+                "drop them, or use --cluster local / slurm"
+            )
+        return kind, {"address": cluster, "timeout": float(base.get("timeout", 30))}
+
+    known = SLURM_KEYS if kind == "slurm" else LOCAL_KEYS
+    section = {str(k).replace("-", "_"): v for k, v in (base.get(kind) or {}).items()}
+    for key in section:
+        if key not in known:
+            raise ClusterConfigError(
+                f"unknown setting {CONFIG_KEY}.{kind}.{key.replace('_', '-')}: "
+                f"known are {', '.join(k.replace('_', '-') for k in known)}"
+            )
+    for key in overrides:
+        if key not in known:
+            other = "local" if kind == "slurm" else "slurm"
+            if key in (LOCAL_KEYS if kind == "slurm" else SLURM_KEYS):
+                raise ClusterConfigError(
+                    f"setting {key!r} ({setting_name(other, key)}) does not apply to a {kind} cluster: "
+                    f"drop it, or use --cluster {other}"
+                )
+            raise ClusterConfigError(f"unknown setting {key!r} for a {kind} cluster: known are {', '.join(known)}")
+    if kind == "local" and "processes" in overrides and not isinstance(overrides["processes"], bool):
+        raise ClusterConfigError(
+            f"processes={overrides['processes']!r}: for a local cluster it is True/False (workers as processes "
+            "or threads); --processes is for Slurm jobs, use --workers for local worker processes"
+        )
+    settings = {key: section.get(key) for key in known}
+    settings.update(overrides)
+    checker = _check_slurm if kind == "slurm" else _check_local
+    return kind, checker(settings)
+
+
+def _check_local(s: dict[str, Any]) -> dict[str, Any]:
+    for key in ("n_workers", "threads_per_worker"):
+        s[key] = _positive_int(s[key], "local", key, allow_none=True)
+    if s["memory_limit"] is not None:
+        _bytes(s["memory_limit"], "local", "memory_limit")
+    s["processes"] = True if s["processes"] is None else bool(s["processes"])
+    return s
+
+
+def _check_slurm(s: dict[str, Any]) -> dict[str, Any]:
+    s["cores"] = _positive_int(s["cores"], "slurm", "cores")
+    s["gpus"] = _positive_int(s["gpus"] or 0, "slurm", "gpus", minimum=0)
+    s["jobs"] = _positive_int(s["jobs"], "slurm", "jobs", minimum=0)
+    s["death_timeout"] = _positive_int(s["death_timeout"], "slurm", "death_timeout", allow_none=True)
+    if s["processes"] is not None and isinstance(s["processes"], bool):
+        raise ClusterConfigError(f"{setting_name('slurm', 'processes')} is a number of worker processes per job, not {s['processes']}")
+    s["processes"] = _positive_int(s["processes"], "slurm", "processes", allow_none=True)
+    if s["gpus"]:
+        if s["processes"] not in (None, 1, s["gpus"]):
+            raise ClusterConfigError(
+                f"{setting_name('slurm', 'processes')}={s['processes']} conflicts with "
+                f"{setting_name('slurm', 'gpus')}={s['gpus']}: a GPU job runs one worker per GPU, "
+                f"so leave processes unset or set it to {s['gpus']}"
+            )
+        s["processes"] = s["gpus"]
+    s["processes"] = s["processes"] or 1
+    if s["processes"] > s["cores"]:
+        raise ClusterConfigError(
+            f"{setting_name('slurm', 'processes')}={s['processes']} is more than "
+            f"{setting_name('slurm', 'cores')}={s['cores']}: each worker process needs at least one core; "
+            "raise cores or lower processes/gpus"
+        )
+    if s["memory"] is None:
+        raise ClusterConfigError(f"{setting_name('slurm', 'memory')} is not set: give the memory per job, e.g. 4GB")
+    memory = _bytes(s["memory"], "slurm", "memory")
+    if memory < 2**20 * s["processes"]:
+        raise ClusterConfigError(f"{setting_name('slurm', 'memory')}={s['memory']!r} is too small for {s['processes']} worker(s): give e.g. 4GB")
+    if s["walltime"] is not None:
+        s["walltime"] = str(s["walltime"])
+        if not _WALLTIME.match(s["walltime"]):
+            raise ClusterConfigError(
+                f"{setting_name('slurm', 'walltime')}={s['walltime']!r} is not a Slurm time: "
+                "use HH:MM:SS, MM, or D-HH:MM:SS (e.g. 02:00:00)"
+            )
+    lo = s["jobs"] if s["adapt_min"] is None else _positive_int(s["adapt_min"], "slurm", "adapt_min", minimum=0)
+    hi = max(lo, s["jobs"]) if s["adapt_max"] is None else _positive_int(s["adapt_max"], "slurm", "adapt_max")
+    if lo > hi:
+        raise ClusterConfigError(
+            f"{setting_name('slurm', 'adapt_min')}={lo} is more than {setting_name('slurm', 'adapt_max')}={hi}"
+        )
+    s["adapt_min"], s["adapt_max"] = lo, hi
+    for key in ("prologue", "job_extra_directives", "worker_extra_args"):
+        s[key] = _str_list(s[key], key)
+    for key in ("queue", "account", "gpu_type", "interface", "scheduler_host", "local_directory", "log_directory", "job_name", "python"):
+        if s[key] is not None:
+            s[key] = str(s[key])
+            if not s[key].strip():
+                raise ClusterConfigError(f"{setting_name('slurm', key)} is empty: give a value or leave it unset")
+    return s
+
+
+def _positive_int(value: Any, kind: str, key: str, *, minimum: int = 1, allow_none: bool = False) -> int | None:
+    if value is None and allow_none:
+        return None
+    try:
+        number = int(value)
+        if isinstance(value, bool) or number != float(value):
+            raise ValueError
+    except (TypeError, ValueError):
+        raise ClusterConfigError(f"{setting_name(kind, key)}={value!r} is not a whole number") from None
+    if number < minimum:
+        raise ClusterConfigError(f"{setting_name(kind, key)}={value!r} must be at least {minimum}")
+    return number
+
+
+def _bytes(value: Any, kind: str, key: str) -> int:
+    try:
+        return int(parse_bytes(value)) if isinstance(value, str) else int(value)
+    except (TypeError, ValueError):
+        raise ClusterConfigError(
+            f"{setting_name(kind, key)}={value!r} is not a memory size: use e.g. 4GB, 1500MB or 2GiB"
+        ) from None
+
+
+def _str_list(value: Any, key: str) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [value]
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+        raise ClusterConfigError(f"{setting_name('slurm', key)} must be a list of strings, got {value!r}")
+    return list(value)

@@ -1,0 +1,167 @@
+"""A real single-node Slurm for the session (scripts/slurm/start.sh), and helpers to watch it.
+
+The daemons are started once for the tests that ask for the ``slurm`` fixture and
+stopped afterwards (unless they were already running before the session). If they
+cannot be started, those tests FAIL, naming the missing step: they never skip.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPTS = ROOT / "scripts" / "slurm"
+SLURM_DIR = Path(os.environ.get("EOCUBE_SLURM_DIR", "/tmp/eocube-slurm"))
+PARTITION = "eocube"
+TILE = 32  # the sample (101 x 100 px, 1 data band) in 16 chunks
+
+
+@dataclass(frozen=True)
+class SlurmInfo:
+    """The running test Slurm."""
+
+    conf: str
+    partition: str
+    dir: Path
+
+
+def _alive(pidfile: Path) -> bool:
+    try:
+        os.kill(int(pidfile.read_text().strip()), 0)
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+@pytest.fixture(scope="session")
+def slurm() -> SlurmInfo:
+    """Start Slurm (slurmctld, slurmd, munged) on this machine for the session."""
+    env = dict(os.environ, EOCUBE_SLURM_DIR=str(SLURM_DIR), EOCUBE_SLURM_PARTITION=PARTITION)
+    ours = not _alive(SLURM_DIR / "slurmctld.pid")
+    try:
+        done = subprocess.run(["bash", str(SCRIPTS / "start.sh")], env=env, capture_output=True, text=True, timeout=120)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        pytest.fail(f"could not run scripts/slurm/start.sh ({exc}): run scripts/slurm/install.sh (as root) first")
+    if done.returncode != 0:
+        pytest.fail(
+            "the test Slurm did not start; run scripts/slurm/install.sh (as root: apt-get install slurm-wlm munge) "
+            f"before pytest. start.sh said:\n{done.stdout}{done.stderr}",
+            pytrace=False,
+        )
+    conf = str(SLURM_DIR / "slurm.conf")
+    previous = os.environ.get("SLURM_CONF")
+    os.environ["SLURM_CONF"] = conf
+    yield SlurmInfo(conf=conf, partition=PARTITION, dir=SLURM_DIR)
+    if previous is None:
+        os.environ.pop("SLURM_CONF", None)
+    else:
+        os.environ["SLURM_CONF"] = previous
+    if ours:
+        subprocess.run(["bash", str(SCRIPTS / "stop.sh")], env=env, capture_output=True, text=True, timeout=60)
+
+
+@dataclass
+class SqueueLog:
+    """Polls ``squeue`` in a thread and keeps every line seen (with the time), also in a file."""
+
+    path: Path
+    interval: float = 0.5
+    lines: list[tuple[float, str, str, str]] = field(default_factory=list)  # (t, job id, name, state)
+
+    def __post_init__(self) -> None:
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._t0 = time.monotonic()
+
+    def _run(self) -> None:
+        previous = None
+        with open(self.path, "a") as log:
+            while not self._stop.is_set():
+                out = subprocess.run(["squeue", "-h", "-o", "%i %j %T %b %R"], capture_output=True, text=True).stdout
+                t = time.monotonic() - self._t0
+                rows = sorted(out.splitlines())
+                for row in rows:
+                    parts = row.split()
+                    if len(parts) >= 3:
+                        self.lines.append((t, parts[0], parts[1], parts[2]))
+                if rows != previous:  # log each change of the queue
+                    log.write(f"{t:7.1f}s squeue: " + ("; ".join(rows) or "(empty)") + "\n")
+                    log.flush()
+                    previous = rows
+                self._stop.wait(self.interval)
+
+    def __enter__(self) -> "SqueueLog":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+        print(f"squeue while it ran ({self.path}):\n{self.path.read_text()}")
+
+    def running(self, name: str = "eocube-worker") -> list[str]:
+        """Ids of jobs named ``name`` seen RUNNING, in order of first sight."""
+        seen: list[str] = []
+        for _, job, jname, state in self.lines:
+            if jname == name and state == "RUNNING" and job not in seen:
+                seen.append(job)
+        return seen
+
+    def now_running(self, name: str = "eocube-worker") -> list[str]:
+        """Ids of jobs named ``name`` RUNNING at this moment (asks squeue)."""
+        out = subprocess.run(["squeue", "-h", "-t", "R", "-n", name, "-o", "%i"], capture_output=True, text=True).stdout
+        return out.split()
+
+
+def cli(args: list[str], cwd: Path, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run ``eocube ARGS`` in a subprocess (this Python) and return it, output captured."""
+    cmd = [sys.executable, "-c", "from eocube.cli import main; main()", *args]
+    return subprocess.run(cmd, cwd=cwd, env=env or dict(os.environ), capture_output=True, text=True, timeout=timeout)
+
+
+def cli_popen(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.Popen:
+    """Start ``eocube ARGS`` in the background, stdout+stderr to ``cwd/cli.log``."""
+    cmd = [sys.executable, "-c", "from eocube.cli import main; main()", *args]
+    log = open(cwd / "cli.log", "w")
+    return subprocess.Popen(cmd, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT)
+
+
+def gapfill_args(out: Path) -> list[str]:
+    """The gap fill run of these tests (the bundled sample, small tiles)."""
+    return ["gapfill", "--out", str(out), "--tile", str(TILE), "--no-progress"]
+
+
+def slurm_args(partition: str, *, jobs: int = 1, walltime: str = "00:05:00") -> list[str]:
+    """Small Slurm worker jobs (1 core, 1 GB), scheduler and workers on loopback."""
+    return ["--cluster", "slurm", "--partition", partition, "--interface", "lo", "--cores", "1",
+            "--memory", "1GB", "--jobs", str(jobs), "--walltime", walltime]
+
+
+@pytest.fixture(scope="session")
+def reference(tmp_path_factory: pytest.TempPathFactory) -> np.ndarray:
+    """The gap fill of the sample computed on a local cluster (the result Slurm must match)."""
+    from eocube import open_zarr
+
+    folder = tmp_path_factory.mktemp("local")
+    out = folder / "local.zarr"
+    done = cli([*gapfill_args(out), "--cluster", "local", "--workers", "1", "--threads", "1"], cwd=folder)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return open_zarr(out).values
+
+
+def assert_same_as_reference(path: Path, reference: np.ndarray) -> None:
+    """The store at ``path`` is complete and equal to the local result, NaN for NaN."""
+    from eocube import open_zarr
+
+    result = open_zarr(path)
+    assert result.rio.crs is not None and result.rio.crs.to_epsg() == 32633
+    np.testing.assert_array_equal(result.values, reference)
