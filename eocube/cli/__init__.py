@@ -7,6 +7,7 @@ import click
 from .._version import __version__
 from .evaluate import evaluate
 from .gapfill import gapfill
+from ..learn.cli import train_command
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -17,5 +18,6 @@ def main() -> None:
 
 main.add_command(gapfill)
 main.add_command(evaluate)
+main.add_command(train_command)
 
 __all__ = ["main"]

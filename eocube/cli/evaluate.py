@@ -28,10 +28,12 @@ from ._common import friendly_errors, open_source
               help="Real cloud masks borrowed from other dates, or from the same date at other pixels.")
 @click.option("--plot", "plot", default="eocube-output/evaluate.png", show_default=True, type=click.Path(),
               help="PNG of RMSE/MAE per method ('' for none).")
+@click.option("--model", "model_path", default=None, type=click.Path(exists=True),
+              help="Also score a trained gap-filling network (checkpoint or training folder of eocube train).")
 @click.option("--csv", "csv", default=None, type=click.Path(), help="Also write the table as CSV.")
 @friendly_errors
 def evaluate(source: str, bands: str | None, cloud_band: str | None, data_band: str | None, methods: str,
-             fraction: float, seed: int, donor: str, plot: str, csv: str | None) -> None:
+             fraction: float, seed: int, donor: str, plot: str, model_path: str | None, csv: str | None) -> None:
     """Score gap-filling methods on hidden clear observations of a real cube (RMSE, MAE, bias)."""
     cube, sample = open_source(source, {"time": -1, "band": 1, "y": 64, "x": 64})
     if sample is not None:
@@ -50,8 +52,13 @@ def evaluate(source: str, bands: str | None, cloud_band: str | None, data_band: 
         raise click.BadParameter(f"unknown method(s) {unknown}; choose from {sorted(METHODS)}", param_hint="--methods")
     click.echo(f"source: {source}\n{cube_info(cube)}")
     clear = clear_from_cloud_band(cube, cloud_band, data_band=data_band)
+    extra = {}
+    if model_path:
+        from ..learn.fill import model_filler
+
+        extra["model"] = model_filler(model_path)
     table = evaluate_methods(cube, clear, methods=method_list, bands=band_list, fraction=fraction, seed=seed,
-                             donor=donor)
+                             donor=donor, extra=extra)
     click.echo(f"\nheld out {table.attrs['held_out']} clear observations ({fraction:.0%}, real cloud masks from "
                f"other {donor}, seed {seed}); scores on them:\n")
     click.echo(format_table(table))

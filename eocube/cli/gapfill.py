@@ -38,7 +38,10 @@ from ._common import cluster_options, friendly_errors, open_source
 @click.option("--threshold", type=float, default=0.4, show_default=True, help="--mask probability: cloudy at or above.")
 @click.option("--snow/--no-snow", default=False, show_default=True, help="--mask scl|qa_pixel: count snow as not clear.")
 @click.option("--dilate", type=int, default=0, show_default=True, help="Grow clouds by this many pixels.")
-@click.option("--method", type=click.Choice(sorted(METHODS)), default="linear", show_default=True)
+@click.option("--method", type=click.Choice([*sorted(METHODS), "model"]), default="linear", show_default=True,
+              help="A classical method, or 'model': a trained gap-filling network (--model, see eocube train).")
+@click.option("--model", "model_path", default=None, type=click.Path(exists=True),
+              help="--method model: checkpoint file or training folder written by eocube train.")
 @click.option("--time-grid", default=None,
               help="Fill onto a regular grid instead of the observed dates: a pandas frequency ('10D', 'MS') or 'monthly'.")
 @click.option("--quality", default=None, type=click.Path(),
@@ -53,7 +56,8 @@ from ._common import cluster_options, friendly_errors, open_source
 @cluster_options
 @friendly_errors
 def gapfill(source: str, out: str, bands: str | None, cloud_band: str | None, data_band: str | None,
-            mask_kind: str, threshold: float, snow: bool, dilate: int, method: str, time_grid: str | None,
+            mask_kind: str, threshold: float, snow: bool, dilate: int, method: str, model_path: str | None,
+            time_grid: str | None,
             quality: str | None, tile: int, zarr_format: str, overwrite: bool, quicklook: str | None, progress: bool,
             cluster: dict) -> None:
     """Fill cloudy observations of a cube along time and write the result to Zarr."""
@@ -69,7 +73,16 @@ def gapfill(source: str, out: str, bands: str | None, cloud_band: str | None, da
     click.echo(f"source: {source}\n{cube_info(cube)}")
     clear = _clear_mask(cube, mask_kind, cloud_band, data_band, threshold, snow, dilate)
     observed = select_bands(cube, band_list)
-    filled = fill_gaps(observed, clear, method=method, time_grid=time_grid)
+    if method == "model":
+        if not model_path:
+            raise click.UsageError("--method model needs --model PATH (a checkpoint written by eocube train)")
+        if time_grid:
+            raise click.UsageError("--time-grid is not available with --method model (it fills the observed dates)")
+        from ..learn.fill import fill_cube
+
+        filled = fill_cube(observed, model_path, clear=clear)
+    else:
+        filled = fill_gaps(observed, clear, method=method, time_grid=time_grid)
     provenance = {
         "command": "eocube gapfill",
         "source": source if sample else str(Path(source).resolve()),
@@ -81,6 +94,7 @@ def gapfill(source: str, out: str, bands: str | None, cloud_band: str | None, da
         "snow": snow,
         "dilate": dilate,
         "method": method,
+        "model": str(Path(model_path).resolve()) if method == "model" and model_path else None,
         "time_grid": time_grid,
         "tile": tile,
     }

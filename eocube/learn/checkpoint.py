@@ -1,0 +1,176 @@
+"""Checkpoints: atomic writes, resume, and safe loading with ``weights_only=True``.
+
+A checkpoint is one ``torch.save`` file holding only tensors and plain Python
+values (so it loads with ``torch.load(..., weights_only=True)``, which never
+runs code from the file):
+
+* ``format``: ``"eocube.learn.gapfill/1"``;
+* ``model``: the network's ``state_dict``; ``network``: its size (:class:`NetworkConfig`);
+* ``optimizer``: the optimiser's ``state_dict`` (None in exported models);
+* ``epoch``: number of completed epochs; ``history``: losses per epoch;
+* ``normaliser``: band statistics; ``config``: the whole training configuration.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .errors import CheckpointError
+from .network import GapFillNet, NetworkConfig
+from .normalisation import Normaliser
+
+FORMAT = "eocube.learn.gapfill/1"
+LAST = "last.pt"
+"""File name of the latest checkpoint in a training output folder."""
+
+
+def _bare(model: nn.Module) -> nn.Module:
+    return model.module if hasattr(model, "module") else model
+
+
+def save_checkpoint(
+    path: str | os.PathLike[str],
+    *,
+    model: nn.Module,
+    normaliser: Normaliser,
+    config: dict[str, Any],
+    epoch: int,
+    optimizer: torch.optim.Optimizer | None = None,
+    history: list[dict[str, float]] | None = None,
+) -> Path:
+    """Write a checkpoint atomically (a temporary file renamed into place).
+
+    A crash during the write leaves the previous checkpoint intact.
+
+    Parameters
+    ----------
+    path
+        Destination file.
+    model
+        The network (a DDP wrapper is unwrapped).
+    normaliser
+        Band statistics used in training.
+    config
+        The training configuration as a plain dict.
+    epoch
+        Completed epochs.
+    optimizer
+        The optimiser, for resuming; None to export the model only.
+    history
+        Per-epoch losses.
+
+    Returns
+    -------
+    pathlib.Path
+        The written file.
+    """
+    net = _bare(model)
+    if not isinstance(net, GapFillNet):
+        raise CheckpointError(f"can only checkpoint a GapFillNet, got {type(net).__name__}")
+    _check_plain(config, "config")
+    payload = {
+        "format": FORMAT,
+        "model": {k: v.detach().cpu() for k, v in net.state_dict().items()},
+        "network": net.config.to_dict(),
+        "optimizer": optimizer.state_dict() if optimizer is not None else None,
+        "epoch": int(epoch),
+        "history": list(history or []),
+        "normaliser": normaliser.to_dict(),
+        "config": config,
+    }
+    dest = Path(path)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(payload, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, dest)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return dest
+
+
+def _check_plain(value: Any, where: str) -> None:
+    """Refuse values that ``torch.load(weights_only=True)`` could not read back."""
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if not isinstance(k, str):
+                raise CheckpointError(f"{where} has a non-string key {k!r}: checkpoints hold plain values only")
+            _check_plain(v, f"{where}.{k}")
+    elif isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            _check_plain(v, f"{where}[{i}]")
+    elif not (value is None or isinstance(value, (str, int, float, bool))):
+        raise CheckpointError(
+            f"{where} is a {type(value).__name__}: checkpoints hold plain values only (str, numbers, lists, "
+            "dicts) so that they load with weights_only=True; convert it first"
+        )
+
+
+def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read a checkpoint with ``weights_only=True``.
+
+    Parameters
+    ----------
+    path
+        A file written by :func:`save_checkpoint`, or a training output folder
+        (its ``last.pt`` is read).
+    map_location
+        Where tensors go.
+
+    Returns
+    -------
+    dict
+        The checkpoint's content (see the module docstring).
+
+    Raises
+    ------
+    CheckpointError
+        Missing file, unreadable file, or not an eocube gap-filling checkpoint.
+    """
+    p = Path(path)
+    if p.is_dir():
+        p = p / LAST
+    if not p.is_file():
+        raise CheckpointError(f"no checkpoint at {p}: pass a .pt file written by `eocube train` (or its --out folder)")
+    try:
+        ckpt = torch.load(p, map_location=map_location, weights_only=True)
+    except Exception as exc:  # pickle errors, truncated files, foreign objects
+        raise CheckpointError(f"cannot read checkpoint {p} safely (weights_only=True): {exc}") from exc
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+        raise CheckpointError(f"{p} is not an eocube gap-filling checkpoint (format {FORMAT!r} expected)")
+    return ckpt
+
+
+def model_from_checkpoint(ckpt: dict[str, Any], device: str | torch.device = "cpu") -> tuple[GapFillNet, Normaliser]:
+    """Rebuild the network (in eval mode) and its normaliser from a loaded checkpoint."""
+    net = GapFillNet(NetworkConfig(**ckpt["network"]))
+    net.load_state_dict(ckpt["model"])
+    return net.to(device).eval(), Normaliser.from_dict(ckpt["normaliser"])
+
+
+def load_model(path: str | os.PathLike[str], device: str | torch.device = "cpu") -> tuple[GapFillNet, Normaliser]:
+    """Load a trained network and its normaliser from a checkpoint file or folder.
+
+    Parameters
+    ----------
+    path
+        Checkpoint file, or training output folder.
+    device
+        Where the network goes.
+
+    Returns
+    -------
+    tuple
+        ``(GapFillNet in eval mode, Normaliser)``.
+    """
+    return model_from_checkpoint(load_checkpoint(path, map_location=device), device)

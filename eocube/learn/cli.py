@@ -1,0 +1,46 @@
+"""``eocube train``: train a gap-filling network from a config file.
+
+Run alone (``eocube train``), on several GPUs of a node
+(``torchrun --nproc_per_node 4 -m eocube.learn.cli --config c.yaml``) or under
+Slurm with one task per GPU (``srun python -m eocube.learn.cli ...``).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import click
+
+from .errors import LearnError
+
+
+@click.command("train")
+@click.option("--config", "config", type=click.Path(dir_okay=False), default=None,
+              help="YAML config overriding eocube/learn/default.yaml (any subset of its keys).")
+@click.option("--source", default=None,
+              help="Zarr store of the cube to train on; the bundled Sentinel-2 sample by default.")
+@click.option("--out", default="eocube-train", show_default=True, type=click.Path(file_okay=False),
+              help="Output folder: last.pt (resume) and best.pt (lowest validation loss).")
+@click.option("--resume", is_flag=True, help="Continue from OUT/last.pt (epoch, model, optimiser state).")
+@click.option("--until-epoch", type=int, default=None,
+              help="Stop after this epoch (to fit a job's time limit; continue later with --resume).")
+def train_command(config: str | None, source: str | None, out: str, resume: bool, until_epoch: int | None) -> None:
+    """Train a spatio-temporal gap-filling network on a cube (self-supervised, real cloud masks)."""
+    from .trainer import train
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        result = train(config, source=source, out=out, resume=resume, until_epoch=until_epoch)
+    except LearnError as exc:
+        raise click.ClickException(str(exc)) from exc
+    if result.rank == 0 and result.history:
+        last = result.history[-1]
+        click.echo(
+            f"trained epochs {result.start_epoch + 1}..{last['epoch']} in {result.seconds:.0f} s on "
+            f"{result.world_size} process(es), {result.device}: train loss {last['train_loss']:.4f}, "
+            f"val loss {last['val_loss']:.4f}; checkpoints in {result.out}"
+        )
+
+
+if __name__ == "__main__":
+    train_command()

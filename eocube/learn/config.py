@@ -1,0 +1,130 @@
+"""Training configuration: one YAML with defaults (``default.yaml``), overridable per key."""
+
+from __future__ import annotations
+
+import copy
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import LearnError
+
+DEFAULT_CONFIG_PATH = Path(__file__).with_name("default.yaml")
+
+
+def _read_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
+    p = Path(path)
+    if not p.is_file():
+        raise LearnError(f"no config file at {p}: pass an existing YAML file (see {DEFAULT_CONFIG_PATH})")
+    data = yaml.safe_load(p.read_text()) or {}
+    if not isinstance(data, dict):
+        raise LearnError(f"{p} must hold a mapping of sections (data, sampler, gaps, network, train)")
+    return data
+
+
+def _merge(base: dict[str, Any], override: dict[str, Any], where: str = "") -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for key, value in override.items():
+        if key not in base:
+            raise LearnError(
+                f"unknown config key {where + key!r}; valid keys here: {sorted(base)} (see {DEFAULT_CONFIG_PATH.name})"
+            )
+        if isinstance(base[key], dict) and isinstance(value, dict):
+            out[key] = _merge(base[key], value, where + key + ".")
+        else:
+            out[key] = value
+    return out
+
+
+@dataclass(frozen=True)
+class Region:
+    """A pixel box ``[y0, y1) x [x0, x1)``; None stops at the cube edge."""
+
+    y: tuple[int | None, int | None]
+    x: tuple[int | None, int | None]
+
+    @classmethod
+    def from_value(cls, value: Any) -> Region:
+        """Build from ``{"y": [y0, y1], "x": [x0, x1]}``."""
+        try:
+            return cls(tuple(value.get("y", (None, None))), tuple(value.get("x", (None, None))))  # type: ignore[arg-type]
+        except AttributeError:
+            raise LearnError(f"a region must be {{y: [y0, y1], x: [x0, x1]}}, got {value!r}") from None
+
+    def slices(self, height: int, width: int) -> tuple[slice, slice]:
+        """Resolved ``(y, x)`` slices for a grid of ``height x width``; checks the box is not empty."""
+        ys = slice(*self.y).indices(height)
+        xs = slice(*self.x).indices(width)
+        if ys[1] <= ys[0] or xs[1] <= xs[0]:
+            raise LearnError(f"region {self} is empty on a {height} x {width} px cube: fix its bounds")
+        return slice(ys[0], ys[1]), slice(xs[0], xs[1])
+
+    def to_dict(self) -> dict[str, list]:
+        """Plain dict."""
+        return {"y": list(self.y), "x": list(self.x)}
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The whole training configuration (sections of ``default.yaml``)."""
+
+    data: dict[str, Any]
+    sampler: dict[str, Any]
+    gaps: dict[str, Any]
+    network: dict[str, Any]
+    train: dict[str, Any]
+    raw: dict[str, Any] = field(repr=False, default_factory=dict)
+
+    def region(self, name: str) -> Region:
+        """``train``, ``val`` or ``test`` region."""
+        return Region.from_value(self.data[f"{name}_region"])
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain nested dict (stored in checkpoints, reloads with :func:`load_config`)."""
+        return copy.deepcopy(self.raw)
+
+
+def load_config(
+    path: str | os.PathLike[str] | None = None, overrides: dict[str, Any] | None = None
+) -> TrainConfig:
+    """Read the default configuration, then a user file, then overrides.
+
+    Parameters
+    ----------
+    path
+        A YAML file overriding any subset of ``default.yaml``; None for the defaults.
+    overrides
+        A nested dict applied last (e.g. ``{"train": {"epochs": 2}}``).
+
+    Returns
+    -------
+    TrainConfig
+
+    Raises
+    ------
+    LearnError
+        Unknown keys or a missing file.
+    """
+    cfg = _read_yaml(DEFAULT_CONFIG_PATH)
+    if path is not None:
+        cfg = _merge(cfg, _read_yaml(path))
+    if overrides:
+        cfg = _merge(cfg, overrides)
+    return config_from_dict(cfg)
+
+
+def config_from_dict(cfg: dict[str, Any]) -> TrainConfig:
+    """Build a :class:`TrainConfig` from a complete nested dict (as stored in a checkpoint)."""
+    missing = [s for s in ("data", "sampler", "gaps", "network", "train") if s not in cfg]
+    if missing:
+        raise LearnError(f"config lacks section(s) {missing}: start from {DEFAULT_CONFIG_PATH}")
+    ps = cfg["sampler"]["patch_size"]
+    if not isinstance(ps, int) or ps < 4:
+        raise LearnError(f"sampler.patch_size must be an integer >= 4, got {ps!r}")
+    return TrainConfig(
+        data=cfg["data"], sampler=cfg["sampler"], gaps=cfg["gaps"], network=cfg["network"], train=cfg["train"],
+        raw=copy.deepcopy(cfg),
+    )

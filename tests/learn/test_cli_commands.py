@@ -1,0 +1,50 @@
+"""`eocube train`, then `eocube gapfill --method model` and `eocube evaluate --model`, end to end."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import yaml
+
+import eocube
+
+from .conftest import TINY
+
+
+def run(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    proc = subprocess.run([sys.executable, "-m", "eocube", *args], capture_output=True, text=True,
+                          timeout=timeout, env={**os.environ})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+def test_train_then_fill_and_evaluate_with_the_model(tmp_path, sample):
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump(TINY))
+    run("train", "--config", str(config), "--out", str(tmp_path / "run"))
+    assert (tmp_path / "run" / "last.pt").exists() and (tmp_path / "run" / "best.pt").exists()
+
+    out = tmp_path / "filled.zarr"
+    proc = run("gapfill", "--method", "model", "--model", str(tmp_path / "run"), "--out", str(out),
+               "--workers", "1", "--threads", "1", "--no-progress")
+    assert "quicklook:" in proc.stdout
+    filled = eocube.open_zarr(out)
+    assert filled.attrs["eocube_provenance"]["method"] == "model"
+    clear = ((sample.sel(band="CLM") == 0) & (sample.sel(band="IS_DATA") == 1)).values
+    values = filled.sel(band="NDVI").values
+    np.testing.assert_allclose(values[clear], sample.sel(band="NDVI").values[clear])  # clear kept
+    assert np.isfinite(values).all()
+
+    proc = run("evaluate", "--methods", "linear", "--model", str(tmp_path / "run"), "--plot", "")
+    rows = {line.split("|")[1].strip() for line in proc.stdout.splitlines() if line.startswith("| ")}
+    assert {"model", "linear"} <= rows
+
+
+def test_model_method_needs_a_model(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "eocube", "gapfill", "--method", "model", "--out",
+                           str(tmp_path / "x.zarr")], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "--method model needs --model PATH" in proc.stderr
+    assert not (tmp_path / "x.zarr").exists()
