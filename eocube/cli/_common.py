@@ -116,6 +116,26 @@ def open_source(source: str, chunks: dict[str, int] | None) -> tuple[xr.DataArra
     return open_zarr(Path(source), chunks=chunks), None
 
 
+def resolve_bands(
+    cube: xr.DataArray, sample: str | None, bands: str | None, cloud_band: str | None, data_band: str | None
+) -> tuple[list[str], str | None, str | None]:
+    """The bands to process and the mask bands: the sample's defaults, or all but the mask bands.
+
+    Returns
+    -------
+    tuple
+        ``(bands, cloud_band, data_band)``.
+    """
+    if sample is not None:
+        spec = SAMPLES[sample]
+        cloud_band = cloud_band or spec.cloud_band
+        data_band = data_band or spec.data_band
+        return (bands.split(",") if bands else list(spec.data_bands)), cloud_band, data_band
+    mask_bands = {b for b in (cloud_band, data_band) if b}
+    band_list = bands.split(",") if bands else [str(b) for b in cube.band.values if str(b) not in mask_bands]
+    return band_list, cloud_band, data_band
+
+
 def friendly_errors(func: Callable[..., Any]) -> Callable[..., Any]:
     """Print eocube errors as one clear line and exit with status 2 (no traceback)."""
 

@@ -11,7 +11,7 @@ from ..datasets import SAMPLES
 from ..evaluate import DEFAULT_METHODS, evaluate_methods, format_table, plot_scores
 from ..fill import METHODS
 from ..masks import clear_from_cloud_band
-from ._common import friendly_errors, open_source
+from ._common import friendly_errors, open_source, resolve_bands
 
 
 @click.command("evaluate")
@@ -36,16 +36,9 @@ def evaluate(source: str, bands: str | None, cloud_band: str | None, data_band: 
              fraction: float, seed: int, donor: str, plot: str, model_path: str | None, csv: str | None) -> None:
     """Score gap-filling methods on hidden clear observations of a real cube (RMSE, MAE, bias)."""
     cube, sample = open_source(source, {"time": -1, "band": 1, "y": 64, "x": 64})
-    if sample is not None:
-        spec = SAMPLES[sample]
-        cloud_band = cloud_band or spec.cloud_band
-        data_band = data_band or "IS_DATA"
-        band_list = bands.split(",") if bands else list(spec.data_bands)
-    else:
-        if not cloud_band:
-            raise click.UsageError("--cloud-band is required for a cube that is not a bundled sample")
-        skip = {b for b in (cloud_band, data_band) if b}
-        band_list = bands.split(",") if bands else [str(b) for b in cube.band.values if str(b) not in skip]
+    if sample is None and not cloud_band:
+        raise click.UsageError("--cloud-band is required for a cube that is not a bundled sample")
+    band_list, cloud_band, data_band = resolve_bands(cube, sample, bands, cloud_band, data_band)
     method_list = [m.strip() for m in methods.split(",") if m.strip()]
     unknown = [m for m in method_list if m not in METHODS]
     if unknown:

@@ -21,7 +21,7 @@ from ..masks import (
     has_data,
 )
 from ..plot import gapfill_quicklook
-from ._common import cluster_options, friendly_errors, open_source
+from ._common import cluster_options, friendly_errors, open_source, resolve_bands
 
 
 @click.command("gapfill")
@@ -62,14 +62,7 @@ def gapfill(source: str, out: str, bands: str | None, cloud_band: str | None, da
             cluster: dict) -> None:
     """Fill cloudy observations of a cube along time and write the result to Zarr."""
     cube, sample = open_source(source, {"time": -1, "band": 1, "y": tile, "x": tile})
-    if sample is not None:
-        spec = SAMPLES[sample]
-        cloud_band = cloud_band or spec.cloud_band
-        data_band = data_band or "IS_DATA"
-        band_list = bands.split(",") if bands else list(spec.data_bands)
-    else:
-        mask_bands = {b for b in (cloud_band, data_band) if b}
-        band_list = bands.split(",") if bands else [str(b) for b in cube.band.values if str(b) not in mask_bands]
+    band_list, cloud_band, data_band = resolve_bands(cube, sample, bands, cloud_band, data_band)
     click.echo(f"source: {source}\n{cube_info(cube)}")
     clear = _clear_mask(cube, mask_kind, cloud_band, data_band, threshold, snow, dilate)
     observed = select_bands(cube, band_list)

@@ -30,6 +30,8 @@ class Sample:
     """Bands holding measurements (to be gap filled)."""
     cloud_band: str | None
     """Band holding the cloud mask (1 = cloud), if any."""
+    data_band: str | None = None
+    """Band that is 1 where the sensor has data, if any."""
 
     @property
     def path(self) -> Path:
@@ -51,6 +53,7 @@ SAMPLES: dict[str, Sample] = {
         ),
         data_bands=("NDVI",),
         cloud_band="CLM",
+        data_band="IS_DATA",
     ),
 }
 """Bundled samples by name."""
