@@ -74,6 +74,8 @@ class WriteReport:
     """Wall-clock time of the call."""
 
     def __str__(self) -> str:
+        if self.chunks_written == 0 and self.chunks_skipped == self.chunks_total:
+            return f"{self.path} [{self.variable}] is already complete ({self.chunks_total} chunks): nothing to compute"
         resumed = f", {self.chunks_skipped} already done (resumed)" if self.chunks_skipped else ""
         return (
             f"wrote {self.path} [{self.variable}]: {self.chunks_written} of {self.chunks_total} chunks "
