@@ -11,7 +11,7 @@ from ..cluster import close, connect, describe
 from ..cube import cube_info, select_bands
 from ..datasets import SAMPLES
 from ..fill import METHODS, days_to_clear, fill_gaps
-from ..io import open_zarr, to_zarr
+from ..io import check_target, open_zarr, to_zarr
 from ..masks import (
     clear_from_cloud_band,
     clear_from_probability,
@@ -91,18 +91,20 @@ def gapfill(source: str, out: str, bands: str | None, cloud_band: str | None, da
         "time_grid": time_grid,
         "tile": tile,
     }
+    write_mode = "overwrite" if overwrite else "resume"
+    check_target(filled, out, zarr_format=int(zarr_format), provenance=provenance, mode=write_mode)  # before any work
     client = connect(**cluster)
     try:
         click.echo(describe(client))
         report = to_zarr(filled, out, zarr_format=int(zarr_format), provenance=provenance,
-                         mode="overwrite" if overwrite else "resume", progress=progress)
+                         mode=write_mode, progress=progress)
         if quality and clear is not None:
             q = days_to_clear(clear, time_grid=time_grid).expand_dims(band=["days_to_clear"]).transpose(
                 "time", "band", "y", "x")
             q = q.rio.write_crs(observed.rio.crs).rio.write_nodata(float("nan"), encoded=False)
             click.echo(str(to_zarr(q, quality, zarr_format=int(zarr_format),
                                    provenance={**provenance, "command": "eocube gapfill --quality"},
-                                   mode="overwrite" if overwrite else "resume", progress=progress)))
+                                   mode=write_mode, progress=progress)))
     finally:
         close(client)
     click.echo(str(report))

@@ -1,6 +1,6 @@
 """Sources and sinks: Zarr stores (read lazily, written resumably)."""
 
 from .zarr_reader import open_zarr
-from .zarr_writer import DEFAULT_ZARR_FORMAT, WriteReport, to_zarr
+from .zarr_writer import DEFAULT_ZARR_FORMAT, WriteReport, check_target, to_zarr
 
-__all__ = ["open_zarr", "to_zarr", "WriteReport", "DEFAULT_ZARR_FORMAT"]
+__all__ = ["open_zarr", "to_zarr", "check_target", "WriteReport", "DEFAULT_ZARR_FORMAT"]

@@ -134,6 +134,49 @@ def to_zarr(
         The store was started by a different computation.
     """
     started = _time.perf_counter()
+    plan = _plan(cube, store, variable, zarr_format, mode, provenance)
+    path, variable, cube, total = plan.path, plan.variable, plan.cube, plan.total
+    if plan.state is not None and mode == "overwrite":
+        shutil.rmtree(path)
+    elif plan.state is not None and plan.state.get("status") == "complete":
+        return WriteReport(str(path), variable, total, 0, total, _time.perf_counter() - started)
+    if plan.state is None or mode == "overwrite":
+        _create_store(cube, path, variable, plan.zarr_format, plan.provenance, plan.fingerprint, total,
+                      compression_level)
+    nblocks = tuple(len(c) for c in cube.chunks)  # type: ignore[union-attr]
+
+    done = _ledger.done_chunks(path, variable)
+    pending = [idx for idx in np.ndindex(*nblocks) if idx not in done]
+    ledger = _ledger.ledger_path(path, variable)
+    ledger.mkdir(parents=True, exist_ok=True)
+    tasks = _write_tasks(cube.data, pending, str(path), variable, str(ledger))
+    _run(tasks, pending, progress=progress, label=f"writing {path.name}")
+    _finalise(path, plan.zarr_format)
+    return WriteReport(str(path), variable, total, len(pending), total - len(pending), _time.perf_counter() - started)
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What a write would do, decided from metadata only (no side effects)."""
+
+    path: Path
+    variable: str
+    zarr_format: int
+    cube: xr.DataArray
+    provenance: dict[str, Any]
+    fingerprint: str
+    total: int
+    state: dict[str, Any] | None
+
+
+def _plan(
+    cube: xr.DataArray,
+    store: str | os.PathLike[str],
+    variable: str | None,
+    zarr_format: int | None,
+    mode: str,
+    provenance: dict[str, Any] | None,
+) -> _Plan:
     validate_cube(cube)
     path = Path(store)
     variable = variable or (str(cube.name) if cube.name is not None else "cube")
@@ -142,39 +185,47 @@ def to_zarr(
         raise ValueError(f"zarr_format must be 2 or 3, got {zarr_format!r}")
     if mode not in ("resume", "overwrite", "fail"):
         raise ValueError(f"mode must be 'resume', 'overwrite' or 'fail', got {mode!r}")
-
     cube = _regular_chunks(cube)
     provenance = dict(provenance or {})
     fingerprint = _fingerprint(cube, variable, zarr_format, provenance)
-    nblocks = tuple(len(c) for c in cube.chunks)  # type: ignore[union-attr]
-    total = int(np.prod(nblocks))
-
-    state = _existing_state(path)
+    total = int(np.prod([len(c) for c in cube.chunks]))  # type: ignore[union-attr]
+    if not path.exists():
+        state = None
+    elif mode == "overwrite":
+        if not any((path / marker).exists() for marker in (".zgroup", ".zarray", "zarr.json")):
+            raise StoreError(
+                f"{path} exists and is not a Zarr store, so eocube will not delete it to overwrite it: "
+                "choose another path"
+            )
+        state = {"status": "to-overwrite"}
+    else:
+        state = _existing_state(path)
     if state is not None and mode == "fail":
         raise StoreError(f"{path} already exists: choose another path or pass mode='overwrite'")
-    if state is not None and mode == "overwrite":
-        shutil.rmtree(path)
-        state = None
-    if state is not None:
-        if state.get("fingerprint") != fingerprint:
-            raise ResumeMismatchError(
-                f"{path} holds a store written by a different computation (other source, parameters, "
-                "grid or chunks), so it cannot be resumed: write to a new path or pass "
-                "mode='overwrite' (CLI: --overwrite)"
-            )
-        if state.get("status") == "complete":
-            return WriteReport(str(path), variable, total, 0, total, _time.perf_counter() - started)
-    else:
-        _create_store(cube, path, variable, zarr_format, provenance, fingerprint, total, compression_level)
+    if state is not None and mode == "resume" and state.get("fingerprint") != fingerprint:
+        raise ResumeMismatchError(
+            f"{path} holds a store written by a different computation (other source, parameters, "
+            "grid or chunks), so it cannot be resumed: write to a new path or pass "
+            "mode='overwrite' (CLI: --overwrite)"
+        )
+    return _Plan(path, variable, zarr_format, cube, provenance, fingerprint, total, state)
 
-    done = _ledger.done_chunks(path, variable)
-    pending = [idx for idx in np.ndindex(*nblocks) if idx not in done]
-    ledger = _ledger.ledger_path(path, variable)
-    ledger.mkdir(parents=True, exist_ok=True)
-    tasks = _write_tasks(cube.data, pending, str(path), variable, str(ledger))
-    _run(tasks, pending, progress=progress, label=f"writing {path.name}")
-    _finalise(path, zarr_format)
-    return WriteReport(str(path), variable, total, len(pending), total - len(pending), _time.perf_counter() - started)
+
+def check_target(
+    cube: xr.DataArray,
+    store: str | os.PathLike[str],
+    *,
+    variable: str | None = None,
+    zarr_format: int | None = None,
+    mode: Mode = "resume",
+    provenance: dict[str, Any] | None = None,
+) -> None:
+    """Raise now the errors :func:`to_zarr` would raise, without writing or computing anything.
+
+    Call it before starting a cluster or a long computation; takes the same
+    arguments as :func:`to_zarr`.
+    """
+    _plan(cube, store, variable, zarr_format, mode, provenance)
 
 
 def _regular_chunks(cube: xr.DataArray) -> xr.DataArray:

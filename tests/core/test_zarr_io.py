@@ -138,3 +138,20 @@ def test_provenance_is_json_in_the_store(tmp_path, make_cube):
     eocube.to_zarr(make_cube(), tmp_path / "p.zarr", progress=False, provenance={"source": "sample"})
     attrs = json.loads((tmp_path / "p.zarr" / ".zattrs").read_text())
     assert json.loads(attrs["eocube_provenance"]) == {"source": "sample"}
+
+
+def test_check_target_raises_before_any_work_and_overwrite_spares_other_folders(tmp_path, make_cube):
+    from eocube.io import check_target
+
+    cube = make_cube(chunks={"time": -1, "band": 1, "y": 8, "x": 5})
+    eocube.to_zarr(cube, tmp_path / "c.zarr", progress=False, provenance={"method": "linear"})
+    before = sorted(p.name for p in (tmp_path / "c.zarr").rglob("*"))
+    with pytest.raises(eocube.ResumeMismatchError):
+        check_target(cube, tmp_path / "c.zarr", provenance={"method": "harmonic"})
+    check_target(cube, tmp_path / "c.zarr", provenance={"method": "harmonic"}, mode="overwrite")
+    assert sorted(p.name for p in (tmp_path / "c.zarr").rglob("*")) == before  # nothing touched
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "thesis.tex").write_text("precious")
+    with pytest.raises(eocube.StoreError, match="not a Zarr store, so eocube will not delete it"):
+        eocube.to_zarr(cube, tmp_path / "docs", mode="overwrite", progress=False)
+    assert (tmp_path / "docs" / "thesis.tex").read_text() == "precious"
