@@ -24,7 +24,7 @@ from rasterio.session import Session
 from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
-from ._errors import AssetReadError, AssetReadWarning
+from ._errors import AssetReadError, AssetReadWarning, StacError
 from ._grid import Grid
 from ._items import AssetInfo
 
@@ -175,6 +175,12 @@ def _aligned_window(ds, grid: Grid) -> Window | None:
 
 def _read_one(ds, grid: Grid, plan: BandPlan, opts: ReadOptions) -> tuple[np.ndarray, np.ndarray] | None:
     """Raw pixels of ``ds`` on ``grid`` and their validity mask; None where nothing overlaps."""
+    if not np.can_cast(ds.dtypes[0], plan.raw_dtype, casting="safe"):
+        raise StacError(
+            f"asset {ds.name!r} holds {ds.dtypes[0]} pixels but its STAC metadata (raster:bands data_type, or "
+            f"the first item's file) says {plan.raw_dtype}; reading would wrap values silently. Correct the "
+            "items' metadata (the asset's raster:bands data_type) before opening them"
+        )
     src_nodata = ds.nodata if ds.nodata is not None else plan.raw_nodata
     win = _aligned_window(ds, grid)
     if win is not None:

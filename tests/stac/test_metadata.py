@@ -100,3 +100,36 @@ def test_opening_is_lazy_and_the_graph_is_deterministic():
     b = open_stac(ITEMS_FILE, assets=["B04"], dtype="uint16", chunks={"y": 2048, "x": 2048})
     assert a.data.name == b.data.name
     assert a.chunks[2][0] == 2048 and a.data.npartitions == 13 * 6 * 6
+
+
+def test_a_file_wider_than_its_metadata_dtype_is_refused_not_wrapped(tmp_path):
+    """Metadata says uint8, the file holds uint16 values above 255: an error, never wrapped values."""
+    import numpy as np
+    import pytest
+    import rasterio
+    from affine import Affine
+
+    from eocube.stac import StacError, open_stac
+
+    transform = Affine(10.0, 0.0, 500000.0, 0.0, -10.0, 4000000.0)
+    path = tmp_path / "b.tif"
+    with rasterio.open(path, "w", driver="GTiff", width=8, height=8, count=1, dtype="uint16",
+                       crs="EPSG:32635", transform=transform, nodata=0) as dst:
+        dst.write(np.full((1, 8, 8), 1000, dtype="uint16"))
+    item = {
+        "type": "Feature", "stac_version": "1.0.0", "id": "wide", "collection": "test",
+        "stac_extensions": ["https://stac-extensions.github.io/projection/v1.1.0/schema.json",
+                            "https://stac-extensions.github.io/raster/v1.1.0/schema.json"],
+        "geometry": {"type": "Polygon", "coordinates": [[[27.0, -54.0], [27.1, -54.0], [27.1, -53.9],
+                                                          [27.0, -53.9], [27.0, -54.0]]]},
+        "bbox": [27.0, -54.0, 27.1, -53.9],
+        "properties": {"datetime": "2020-06-01T08:00:00Z", "proj:epsg": 32635},
+        "links": [],
+        "assets": {"B": {"href": str(path), "type": "image/tiff; application=geotiff",
+                         "proj:shape": [8, 8], "proj:transform": list(transform)[:6],
+                         "raster:bands": [{"data_type": "uint8", "nodata": 0}], "roles": ["data"]}},
+    }
+    cube = open_stac([item], assets=["B"])
+    assert cube.dtype == np.uint8  # as the metadata says
+    with pytest.raises(StacError, match="holds uint16 pixels but its STAC metadata.*says uint8.*wrap"):
+        cube.compute()
