@@ -15,8 +15,6 @@ from .errors import (
     StoreNotFoundError,
 )
 from .io import WriteReport, open_zarr, to_zarr
-from .models import apply_model
-from .stac import open_stac
 from . import accessor as _accessor  # noqa: F401  (registers cube.eocube)
 
 __all__ = [
@@ -40,3 +38,22 @@ __all__ = [
     "IncompleteStoreError",
     "ResumeMismatchError",
 ]
+
+_LAZY = {"apply_model": ("eocube.models", "apply_model"), "open_stac": ("eocube.stac", "open_stac")}
+"""Public names imported on first use, so that ``import eocube`` does not import torch or pystac."""
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        module, attr = _LAZY[name]
+        value = getattr(importlib.import_module(module), attr)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'eocube' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
