@@ -71,8 +71,16 @@ def harmonic_fill(
     p = x.shape[1]
     min_count = 2 * p if min_obs is None else int(min_obs)
     if engine == "numba":
-        from ._fast import harmonic_2d
+        from ._fast_common import rows_contiguous
+        from ._fast_harmonic import harmonic_2d, harmonic_rows
 
+        if rows_contiguous(values, valid):
+            out4, bad4 = harmonic_rows(values, valid, x, min_count, bool(keep_observed))
+            if bad4.any():
+                ok4 = np.broadcast_to(valid, values.shape)
+                out4[:, bad4] = linear_fill(np.ascontiguousarray(values[:, bad4]), np.ascontiguousarray(ok4[:, bad4]),
+                                            days)
+            return out4
         flat2, ok2, _ = prepare_2d(values, valid)
         out, bad = harmonic_2d(flat2, ok2, np.ascontiguousarray(x), min_count, bool(keep_observed))
         if bad.any():

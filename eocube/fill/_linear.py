@@ -61,8 +61,11 @@ def linear_fill(values: np.ndarray, valid: np.ndarray, days: np.ndarray, extrapo
         raise ValueError(f"extrapolate must be 'nearest' or 'none', got {extrapolate!r}")
     check_engine(engine)
     if engine == "numba":
-        from ._fast import linear_2d
+        from ._fast_common import rows_contiguous
+        from ._fast_linear import linear_2d, linear_rows
 
+        if rows_contiguous(values, valid):
+            return linear_rows(values, valid, days, extrapolate == "nearest")
         flat2, ok2, _ = prepare_2d(values, valid)
         return linear_2d(flat2, ok2, np.asarray(days, dtype="float64"), extrapolate == "nearest").reshape(values.shape)
     shape = values.shape

@@ -113,8 +113,11 @@ def whittaker_fill(
         return linear_fill(values, valid, days, extrapolate="none" if extrapolate == "none" else "nearest")
     p0, p1, p2 = penalty_bands(days)
     if engine == "numba":
-        from ._fast import whittaker_2d
+        from ._fast_common import rows_contiguous
+        from ._fast_whittaker import whittaker_2d, whittaker_rows
 
+        if rows_contiguous(values, valid):
+            return whittaker_rows(values, valid, p0, p1, p2, float(lmbda), modes[extrapolate], bool(keep_observed))
         flat2, ok2, _ = prepare_2d(values, valid)
         out = whittaker_2d(flat2, ok2, np.asarray(days, dtype="float64"), p0, p1, p2, float(lmbda),
                            modes[extrapolate], bool(keep_observed))

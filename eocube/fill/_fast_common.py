@@ -1,0 +1,68 @@
+"""Shared pieces of the compiled (numba) gap-filling kernels: options, tile sizes, row views.
+
+Why numba: the NumPy kernels make 10-30 passes over the block (index arrays,
+gathers, temporaries); these loops make a few, with the innermost loop over
+contiguous pixels so that it vectorises. They release the GIL, so dask's threads
+run them in parallel. The NumPy kernels in the sibling modules are the reference
+they are tested against.
+
+Main path (``*_rows``): the (time, band, y, x) block exactly as dask hands it over
+(usually a strided view of a bigger array: no copy), one or a few image rows x all
+dates at a time, small enough for the core's cache, so the block is read from
+memory once and the result written once. Fallback (``*_2d``): a C-contiguous
+(time, n) copy, for other shapes or dtypes.
+
+Vectorisation pitfalls met here (each made a loop 5-15x slower; check with
+``inspect_asm`` when changing a loop): an array numba types as "A" (any strided
+view: runtime strides; ``_row`` below re-types a contiguous image row as "C");
+an offset index ``row[k0 + j]`` (wrap-around check per element: slice the row
+instead); a conditional load ``a if c else arr[j]`` (load ``arr[j]`` first); a loop
+reading and writing many arrays (LLVM gives up its run-time overlap checks: split it).
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+from numba import types
+from numba.extending import intrinsic
+
+BLOCK = 512  # pixels per block of the 2-D fallback kernels
+WHITTAKER_TILE = 512  # pixels per Whittaker tile (whole image rows): best of 256/512/1024/2048 here
+_opts = dict(nopython=True, nogil=True, cache=True, fastmath=False, error_model="numpy")
+LINEAR_TILE = 1024  # pixels per linear tile (~0.6 MB of buffers for 48 dates)
+
+
+@intrinsic
+def _elem_ptr(typingctx, arr_t, offset_t):  # pragma: no cover - compiled
+    # Pointer to element ``offset`` (counted in items from the array's data pointer).
+    sig = types.CPointer(arr_t.dtype)(arr_t, offset_t)
+
+    def codegen(context, builder, sig, args):
+        ary = context.make_array(sig.args[0])(context, builder, args[0])
+        return builder.gep(ary.data, [args[1]])
+
+    return sig, codegen
+
+
+@numba.jit(**_opts)
+def _row(arr, i, b, y):  # pragma: no cover - compiled
+    # ``arr[i, b, y, :]`` typed as a C-contiguous 1-D array. A dask block is a strided view of a
+    # bigger array (numba types it "A": runtime strides, which stops vectorisation, ~15x slower);
+    # its rows are contiguous all the same (checked by the caller), and this says so to numba.
+    off = (i * arr.strides[0] + b * arr.strides[1] + y * arr.strides[2]) // arr.itemsize
+    return numba.carray(_elem_ptr(arr, off), arr.shape[3])
+
+
+
+def rows_contiguous(values: np.ndarray, valid: np.ndarray) -> bool:
+    """True when a block can go to the row kernels as it is: 4-D float, mask 4-D bool (band 1 or all), x contiguous."""
+    if values.ndim != 4 or not isinstance(valid, np.ndarray) or valid.ndim != 4 or values.size == 0:
+        return False
+    if values.dtype not in (np.float32, np.float64) or valid.dtype != np.bool_:
+        return False
+    t, nb, ny, nx = values.shape
+    if valid.shape not in ((t, 1, ny, nx), (t, nb, ny, nx)):
+        return False
+    return all(a.strides[3] == a.itemsize and all(s % a.itemsize == 0 for s in a.strides) for a in (values, valid))
+

@@ -1,0 +1,321 @@
+"""Compiled (numba) Whittaker smoother kernels; see :mod:`eocube.fill._fast_common` for the design and pitfalls."""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from ._fast_common import BLOCK, LINEAR_TILE, WHITTAKER_TILE, _opts, _row  # noqa: F401
+
+
+@numba.jit(**_opts)
+def _whittaker_factor(values, valid, b, bv, y0, r, a0p, a1, a2, lmbda,
+                      w3, z3, w, dd, inv, l1, l2, z):  # pragma: no cover - compiled
+    # One image row (all dates): banded LDL' of (W + lambda P) per pixel, vectorised over the
+    # pixels, the forward substitution fused into the factorisation and the division by D into
+    # the back substitution (one reciprocal per pixel and date). Each pixel loop touches few
+    # arrays and has no branch: with more (about 8 arrays written and read), LLVM gives up its
+    # run-time overlap checks and the loop runs scalar, several times slower.
+    # Rows y0:y0+r at once (pixel loops of r * x: fewer, longer loops); ``w3``/``z3`` are
+    # (time, rows, x) views of the (time, rows * x) buffers ``w``/``z``.
+    t = values.shape[0]
+    nx = values.shape[3]
+    m = r * nx
+    eps = 1e-9 * lmbda
+    for i in range(t):
+        for k in range(r):
+            v_row = _row(values, i, b, y0 + k)
+            ok_row = _row(valid, i, bv, y0 + k)
+            w_k = w3[i, k]
+            z_k = z3[i, k]
+            for j in range(nx):
+                v = v_row[j]
+                ok = ok_row[j] & (v - v == 0)
+                w_k[j] = 1.0 if ok else 0.0
+                z_k[j] = v if ok else 0.0
+        w_i = w[i]
+        z_i = z[i]
+        d_i = dd[i]
+        c0 = lmbda * a0p[i] + eps
+        if i >= 2:
+            l1_i = l1[i]
+            l2_i = l2[i]
+            d_p = dd[i - 1]
+            d_pp = dd[i - 2]
+            z_p = z[i - 1]
+            z_pp = z[i - 2]
+            for j in range(m):
+                d_i[j] = w_i[j] + c0 - (l1_i[j] * l1_i[j] * d_p[j] + l2_i[j] * l2_i[j] * d_pp[j])
+            for j in range(m):
+                z_i[j] -= l1_i[j] * z_p[j] + l2_i[j] * z_pp[j]
+        elif i == 1:
+            l1_i = l1[i]
+            d_p = dd[i - 1]
+            z_p = z[i - 1]
+            for j in range(m):
+                d_i[j] = w_i[j] + c0 - l1_i[j] * l1_i[j] * d_p[j]
+            for j in range(m):
+                z_i[j] -= l1_i[j] * z_p[j]
+        else:
+            for j in range(m):
+                d_i[j] = w_i[j] + c0
+        inv_i = inv[i]
+        for j in range(m):
+            inv_i[j] = 1.0 / d_i[j]
+        if i + 1 < t:
+            l1_n = l1[i + 1]
+            c1 = lmbda * a1[i]
+            if i >= 1:
+                l1_i = l1[i]
+                l2_n = l2[i + 1]
+                d_p = dd[i - 1]
+                for j in range(m):
+                    l1_n[j] = (c1 - l1_i[j] * l2_n[j] * d_p[j]) * inv_i[j]
+            else:
+                for j in range(m):
+                    l1_n[j] = c1 * inv_i[j]
+        if i + 2 < t:
+            l2_nn = l2[i + 2]
+            c2 = lmbda * a2[i]
+            for j in range(m):
+                l2_nn[j] = c2 * inv_i[j]
+
+
+@numba.jit(**_opts)
+def _whittaker_back(inv, l1, l2, z, m):  # pragma: no cover - compiled
+    t = z.shape[0]
+    for i in range(t - 1, -1, -1):
+        z_i = z[i]
+        inv_i = inv[i]
+        if i + 2 < t:
+            l1_n = l1[i + 1]
+            z_n = z[i + 1]
+            l2_nn = l2[i + 2]
+            z_nn = z[i + 2]
+            for j in range(m):
+                z_i[j] = z_i[j] * inv_i[j] - l1_n[j] * z_n[j] - l2_nn[j] * z_nn[j]
+        elif i + 1 < t:
+            l1_n = l1[i + 1]
+            z_n = z[i + 1]
+            for j in range(m):
+                z_i[j] = z_i[j] * inv_i[j] - l1_n[j] * z_n[j]
+        else:
+            for j in range(m):
+                z_i[j] *= inv_i[j]
+    # per pixel: clear count, first/last clear date and first clear value
+
+
+@numba.jit(**_opts)
+def _whittaker_stats(w, cnt, first, last, m):  # pragma: no cover - compiled
+    t = w.shape[0]
+    cnt[:] = 0.0
+    first[:] = -1.0
+    last[:] = -1.0
+    for i in range(t):
+        w_i = w[i]
+        fi = float(i)
+        for j in range(m):
+            wj = w_i[j]
+            lj = last[j]
+            cnt[j] += wj
+            last[j] = fi if wj > 0.5 else lj
+    for i in range(t - 1, -1, -1):
+        w_i = w[i]
+        fi = float(i)
+        for j in range(m):
+            fj = first[j]
+            first[j] = fi if w_i[j] > 0.5 else fj
+
+
+@numba.jit(**_opts)
+def _whittaker_special(values, b, y0, extrapolate, z, cnt, first, last, zf, zl, m):  # pragma: no cover
+    t = z.shape[0]
+    nx = values.shape[3]
+    for j in range(m):  # scalar, once per pixel: what to use outside the clear dates, special cases
+        f = int(first[j])
+        la = int(last[j])
+        c = cnt[j]
+        if c > 1.5:
+            zf[j] = z[f, j]
+            zl[j] = z[la, j]
+        elif c > 0.5:  # one clear observation: hold it
+            v1 = values[f, b, y0 + j // nx, j % nx]
+            for i in range(t):
+                z[i, j] = v1
+            zf[j] = v1
+            zl[j] = v1
+        else:  # none: NaN everywhere
+            for i in range(t):
+                z[i, j] = np.nan
+            zf[j] = np.nan
+            zl[j] = np.nan
+        if extrapolate == 1:  # the smoother's own values everywhere
+            first[j] = -1.0
+            last[j] = float(t)
+        elif extrapolate == 2:
+            zf[j] = np.nan
+            zl[j] = np.nan
+
+
+@numba.jit(**_opts)
+def _whittaker_out(values, valid, b, bv, y0, r, keep_observed, out, z, first, last, zf, zl, r_buf,
+                   r_buf3):  # pragma: no cover - compiled
+    t = z.shape[0]
+    nx = values.shape[3]
+    m = r * nx
+    for i in range(t):
+        z_i = z[i]
+        fi = float(i)
+        for j in range(m):
+            zi = z_i[j]  # every operand loaded unconditionally: a load inside ``a if c else b``
+            f = zf[j]    # stops LLVM from turning the branch into a vector select (~6x slower)
+            la = zl[j]
+            zi = f if fi < first[j] else zi
+            r_buf[j] = la if fi > last[j] else zi
+        for k in range(r):
+            v_row = _row(values, i, b, y0 + k)
+            ok_row = _row(valid, i, bv, y0 + k)
+            o_row = out[i, b, y0 + k]
+            rb = r_buf3[k]
+            for j in range(nx):
+                v = v_row[j]
+                rv = rb[j]
+                keep = keep_observed & ok_row[j] & (v - v == 0)
+                o_row[j] = v if keep else rv
+
+
+@numba.jit(**_opts)
+def _whittaker_tile(values, valid, b, bv, y0, r, a0p, a1, a2, lmbda, extrapolate, keep_observed, out,
+                    w, dd, inv, l1, l2, z, cnt, first, last, zf, zl, r_buf):  # pragma: no cover - compiled
+    # Stages in separate compiled functions: in one big function the same loops ran ~10x slower
+    # (not vectorised).
+    t = values.shape[0]
+    nx = values.shape[3]
+    rows = w.shape[1] // nx
+    m = r * nx
+    w3 = w.reshape((t, rows, nx))
+    z3 = z.reshape((t, rows, nx))
+    _whittaker_factor(values, valid, b, bv, y0, r, a0p, a1, a2, lmbda, w3, z3, w, dd, inv, l1, l2, z)
+    _whittaker_back(inv, l1, l2, z, m)
+    _whittaker_stats(w, cnt, first, last, m)
+    _whittaker_special(values, b, y0, extrapolate, z, cnt, first, last, zf, zl, m)
+    _whittaker_out(values, valid, b, bv, y0, r, keep_observed, out, z, first, last, zf, zl, r_buf,
+                   r_buf.reshape((rows, nx)))
+
+
+@numba.jit(**_opts)
+def _whittaker_rows(values, valid, a0p, a1, a2, lmbda, extrapolate, keep_observed, out, rows):  # pragma: no cover
+    t, nb, ny, nx = values.shape
+    n = rows * nx
+    w = np.empty((t, n))
+    dd = np.empty((t, n))
+    inv = np.empty((t, n))
+    l1 = np.zeros((t, n))
+    l2 = np.zeros((t, n))
+    z = np.empty((t, n))
+    cnt = np.empty(n)
+    first = np.empty(n)
+    last = np.empty(n)
+    zf = np.empty(n)
+    zl = np.empty(n)
+    r_buf = np.empty(n)
+    vbands = valid.shape[1]
+    for b in range(nb):
+        bv = b if vbands > 1 else 0
+        for y0 in range(0, ny, rows):
+            r = min(rows, ny - y0)
+            _whittaker_tile(values, valid, b, bv, y0, r, a0p, a1, a2, lmbda, extrapolate, keep_observed, out,
+                            w, dd, inv, l1, l2, z, cnt, first, last, zf, zl, r_buf)
+    return out
+
+
+def whittaker_rows(values: np.ndarray, valid: np.ndarray, a0p: np.ndarray, a1: np.ndarray, a2: np.ndarray,
+                   lmbda: float, extrapolate: int, keep_observed: bool) -> np.ndarray:
+    """Whittaker filling of a 4-D block accepted by :func:`rows_contiguous`, without copying it.
+
+    ``extrapolate``: 0 = hold the smoothed value at the first/last clear date, 1 = the
+    smoother's own linear extrapolation, 2 = NaN; ``a0p, a1, a2``: penalty bands (3 dates or more).
+    """
+    out = np.empty(values.shape, values.dtype)
+    return _whittaker_rows(values, valid, np.ascontiguousarray(a0p, dtype=np.float64),
+                           np.ascontiguousarray(a1, dtype=np.float64), np.ascontiguousarray(a2, dtype=np.float64),
+                           float(lmbda), int(extrapolate), bool(keep_observed), out,
+                           max(1, min(values.shape[2], WHITTAKER_TILE // max(values.shape[3], 1))))
+
+
+@numba.jit(**_opts)
+def whittaker_2d(values, valid, days, a0p, a1, a2, lmbda, extrapolate, keep_observed):  # pragma: no cover
+    # extrapolate: 0 = nearest (hold), 1 = linear (the smoother's own), 2 = none (NaN)
+    t, n = values.shape
+    out = np.empty((t, n), dtype=values.dtype)
+    dd = np.empty((t, BLOCK))
+    l1 = np.zeros((t, BLOCK))
+    l2 = np.zeros((t, BLOCK))
+    z = np.empty((t, BLOCK))
+    okb = np.empty((t, BLOCK), dtype=np.bool_)
+    for s in range(0, n, BLOCK):
+        e = min(s + BLOCK, n)
+        m = e - s
+        first = np.full(m, -1)
+        last = np.full(m, -1)
+        count = np.zeros(m, dtype=np.int64)
+        for i in range(t):
+            for j in range(m):
+                v = values[i, s + j]
+                ok = valid[i, s + j] and np.isfinite(v)
+                okb[i, j] = ok
+                w = 1.0 if ok else 0.0
+                z[i, j] = v if ok else 0.0
+                sdiag = w + lmbda * a0p[i] + 1e-9 * lmbda
+                if i >= 1:
+                    sdiag -= l1[i, j] ** 2 * dd[i - 1, j]
+                if i >= 2:
+                    sdiag -= l2[i, j] ** 2 * dd[i - 2, j]
+                dd[i, j] = sdiag
+                if i + 1 < t:
+                    b = lmbda * a1[i]
+                    if i >= 1:
+                        b -= l1[i, j] * l2[i + 1, j] * dd[i - 1, j]
+                    l1[i + 1, j] = b / sdiag
+                if i + 2 < t:
+                    l2[i + 2, j] = lmbda * a2[i] / sdiag
+                if ok:
+                    count[j] += 1
+                    last[j] = i
+                    if first[j] < 0:
+                        first[j] = i
+        for i in range(1, t):
+            for j in range(m):
+                z[i, j] -= l1[i, j] * z[i - 1, j]
+                if i >= 2:
+                    z[i, j] -= l2[i, j] * z[i - 2, j]
+        for i in range(t):
+            for j in range(m):
+                z[i, j] /= dd[i, j]
+        for i in range(t - 2, -1, -1):
+            for j in range(m):
+                z[i, j] -= l1[i + 1, j] * z[i + 1, j]
+                if i + 2 < t:
+                    z[i, j] -= l2[i + 2, j] * z[i + 2, j]
+        for j in range(m):
+            c = count[j]
+            f = first[j]
+            la = last[j]
+            for i in range(t):
+                if c == 0:
+                    r = np.nan
+                elif c == 1:
+                    r = values[f, s + j] if (extrapolate != 2 or i == f) else np.nan
+                elif i < f or i > la:
+                    if extrapolate == 0:
+                        r = z[f, j] if i < f else z[la, j]
+                    elif extrapolate == 1:
+                        r = z[i, j]
+                    else:
+                        r = np.nan
+                else:
+                    r = z[i, j]
+                if keep_observed and okb[i, j]:
+                    r = values[i, s + j]
+                out[i, s + j] = r
+    return out
