@@ -31,6 +31,7 @@ BLOCK = 512  # pixels per block of the 2-D fallback kernels
 WHITTAKER_TILE = 512  # pixels per Whittaker tile (whole image rows): best of 256/512/1024/2048 here
 _opts = dict(nopython=True, nogil=True, cache=True, fastmath=False, error_model="numpy")
 LINEAR_TILE = 1024  # pixels per linear tile (~0.6 MB of buffers for 48 dates)
+HARMONIC_TILE = 256  # pixels per harmonic tile (whole image rows): one row of a 256-wide block was best here
 
 
 @intrinsic
@@ -66,3 +67,24 @@ def rows_contiguous(values: np.ndarray, valid: np.ndarray) -> bool:
         return False
     return all(a.strides[3] == a.itemsize and all(s % a.itemsize == 0 for s in a.strides) for a in (values, valid))
 
+
+@numba.jit(**_opts)
+def same_weights(values, valid, b, bv, y0, r, w3):  # pragma: no cover - compiled
+    # True when band ``b``'s usable observations (clear and finite) in rows y0:y0+r are exactly the
+    # 0/1 weights ``w3`` (time, rows, x) of the band factorised last: then that band's factorisation
+    # (Whittaker) or normal matrices (harmonic) serve this band too.
+    t = values.shape[0]
+    nx = values.shape[3]
+    differ = 0
+    for i in range(t):
+        for k in range(r):
+            v_row = _row(values, i, b, y0 + k)
+            ok_row = _row(valid, i, bv, y0 + k)
+            w_k = w3[i, k]
+            for j in range(nx):
+                v = v_row[j]
+                ok = (ok_row[j] != 0) & (v - v == 0)
+                differ += ok != (w_k[j] > 0.5)
+        if differ:
+            return False
+    return True

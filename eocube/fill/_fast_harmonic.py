@@ -5,34 +5,56 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from ._fast_common import BLOCK, LINEAR_TILE, WHITTAKER_TILE, _opts, _row  # noqa: F401
+from ._fast_common import BLOCK, HARMONIC_TILE, _opts, _row, same_weights
 
 
 @numba.jit(**_opts)
-def _harmonic_row(values, valid, x, xt, xxt, b, bv, y, min_obs, keep_observed, out, bad,
-                  w, wv, gram, coef, model, cnt):  # pragma: no cover - compiled
-    # One image row (all dates). The normal equations of every pixel are sums over the dates of
-    # w_t B_t B_t' and w_t y_t B_t (w = clear 0/1, B_t the design row): two matrix products
-    # (BLAS, ~4x faster than the same sums in loops) gram = (B_t B_t')_packed' W and
-    # rhs = B' (W y); then Cholesky vectorised over the pixels and model = B coef (BLAS again).
+def _harmonic_weights(values, valid, b, bv, y0, nrows, w, wv, cnt):  # pragma: no cover - compiled
+    # Weights (clear and finite: 1, else 0), weighted values and clear counts of rows y0:y0+nrows.
     t = values.shape[0]
-    p = x.shape[1]
-    m = values.shape[3]
+    nx = values.shape[3]
+    m = nrows * nx
     cnt[:] = 0.0
     for i in range(t):
-        v_row = _row(values, i, b, y)
-        ok_row = _row(valid, i, bv, y)
         w_row = w[i]
         wv_row = wv[i]
-        for j in range(m):
-            v = v_row[j]
-            ok = ok_row[j] & (v - v == 0)
-            w_row[j] = 1.0 if ok else 0.0
-            wv_row[j] = v if ok else 0.0
+        for k in range(nrows):
+            v_row = _row(values, i, b, y0 + k)
+            ok_row = _row(valid, i, bv, y0 + k)
+            w_k = w_row[k * nx:(k + 1) * nx]
+            wv_k = wv_row[k * nx:(k + 1) * nx]
+            for j in range(nx):
+                v = v_row[j]
+                ok = (ok_row[j] != 0) & (v - v == 0)
+                w_k[j] = 1.0 if ok else 0.0
+                wv_k[j] = v if ok else 0.0
         for j in range(m):
             cnt[j] += w_row[j]
-    np.dot(xxt, w, gram)      # (p(p+1)/2, m): packed lower triangle, row a(a+1)/2 + c for c <= a
-    np.dot(xt, wv, coef)      # (p, m) right-hand sides, solved in place below
+
+
+@numba.jit(**_opts)
+def _harmonic_weighted_values(values, b, y0, nrows, w, wv):  # pragma: no cover - compiled
+    # Band ``b``'s weighted values under existing weights ``w`` (checked to be this band's own).
+    t = values.shape[0]
+    nx = values.shape[3]
+    for i in range(t):
+        w_row = w[i]
+        wv_row = wv[i]
+        for k in range(nrows):
+            v_row = _row(values, i, b, y0 + k)
+            w_k = w_row[k * nx:(k + 1) * nx]
+            wv_k = wv_row[k * nx:(k + 1) * nx]
+            for j in range(nx):
+                v = v_row[j]
+                wv_k[j] = v if w_k[j] > 0.5 else 0.0
+
+
+@numba.jit(**_opts)
+def _harmonic_factor(xxt, w, gram, p, m):  # pragma: no cover - compiled
+    # The normal matrices of every pixel, sum over the dates of w_t B_t B_t' (B_t the design row),
+    # as one BLAS product (~4x faster than the same sums in loops) into a packed lower triangle
+    # (row a(a+1)/2 + c for c <= a), then their Cholesky factors in place, vectorised over pixels.
+    np.dot(xxt, w, gram)
     # Cholesky in place; the diagonal keeps the reciprocal of L's diagonal
     for a in range(p):
         g_aa = gram[a * (a + 1) // 2 + a]
@@ -56,6 +78,18 @@ def _harmonic_row(values, valid, x, xt, xxt, b, bv, y, min_obs, keep_observed, o
                     g_rc[j] -= g_rk[j] * g_ck[j]
             for j in range(m):
                 g_rc[j] *= g_cc[j]
+
+
+@numba.jit(**_opts)
+def _harmonic_solve(values, valid, x, xt, b, bv, y0, nrows, min_obs, keep_observed, out, bad,
+                    wv, gram, coef, model, cnt):  # pragma: no cover - compiled
+    # Right-hand sides B' (W y) (BLAS), the two triangular solves through the factors in ``gram``,
+    # the model B coef (BLAS) and the output rows (observed values kept where usable).
+    t = values.shape[0]
+    p = x.shape[1]
+    nx = values.shape[3]
+    m = nrows * nx
+    np.dot(xt, wv, coef)      # (p, m) right-hand sides, solved in place below
     for r in range(p):  # forward substitution
         z_r = coef[r]
         for k in range(r):
@@ -76,28 +110,31 @@ def _harmonic_row(values, valid, x, xt, xxt, b, bv, y, min_obs, keep_observed, o
         g_rr = gram[r * (r + 1) // 2 + r]
         for j in range(m):
             z_r[j] *= g_rr[j]
-    bad_row = bad[b, y]
-    for j in range(m):
-        bad_row[j] = cnt[j] < min_obs
-    for a in range(p):
-        z_a = coef[a]
-        for j in range(m):
-            bad_row[j] |= ~(z_a[j] - z_a[j] == 0)
+    for k in range(nrows):
+        bad_row = bad[b, y0 + k]
+        for j in range(nx):
+            bad_row[j] = cnt[k * nx + j] < min_obs
+        for a in range(p):
+            z_a = coef[a][k * nx:(k + 1) * nx]
+            for j in range(nx):
+                bad_row[j] |= ~(z_a[j] - z_a[j] == 0)
     np.dot(x, coef, model)    # (t, m)
     for i in range(t):
-        v_row = _row(values, i, b, y)
-        ok_row = _row(valid, i, bv, y)
-        o_row = out[i, b, y]
-        m_row = model[i]
-        for j in range(m):
-            v = v_row[j]
-            mv = m_row[j]
-            keep = keep_observed & ok_row[j] & (v - v == 0)
-            o_row[j] = v if keep else mv
+        m_i = model[i]
+        for k in range(nrows):
+            v_row = _row(values, i, b, y0 + k)
+            ok_row = _row(valid, i, bv, y0 + k)
+            o_row = out[i, b, y0 + k]
+            m_row = m_i[k * nx:(k + 1) * nx]
+            for j in range(nx):
+                v = v_row[j]
+                mv = m_row[j]
+                keep = keep_observed & (ok_row[j] != 0) & (v - v == 0)
+                o_row[j] = v if keep else mv
 
 
 @numba.jit(**_opts)
-def _harmonic_rows(values, valid, x, min_obs, keep_observed, out, bad):  # pragma: no cover - compiled
+def _harmonic_rows(values, valid, x, min_obs, keep_observed, out, bad, rows):  # pragma: no cover - compiled
     t, nb, ny, nx = values.shape
     p = x.shape[1]
     npair = p * (p + 1) // 2
@@ -107,18 +144,31 @@ def _harmonic_rows(values, valid, x, min_obs, keep_observed, out, bad):  # pragm
         for c in range(a + 1):
             for i in range(t):
                 xxt[a * (a + 1) // 2 + c, i] = x[i, a] * x[i, c]
-    w = np.empty((t, nx))
-    wv = np.empty((t, nx))
-    gram = np.empty((npair, nx))
-    coef = np.empty((p, nx))
-    model = np.empty((t, nx))
-    cnt = np.empty(nx)
     vbands = valid.shape[1]
-    for b in range(nb):
-        bv = b if vbands > 1 else 0
-        for y in range(ny):
-            _harmonic_row(values, valid, x, xt, xxt, b, bv, y, min_obs, keep_observed, out, bad,
-                          w, wv, gram, coef, model, cnt)
+    full = ny - ny % rows
+    for y_start, y_stop, r in ((0, full, rows), (full, ny, ny - full)):  # whole tiles, then the rest
+        if y_stop <= y_start:
+            continue
+        n = r * nx  # the BLAS products want contiguous buffers of exactly the tile's width
+        w = np.empty((t, n))
+        wv = np.empty((t, n))
+        gram = np.empty((npair, n))
+        coef = np.empty((p, n))
+        model = np.empty((t, n))
+        cnt = np.empty(n)
+        w3 = w.reshape((t, r, nx))
+        for y0 in range(y_start, y_stop, r):
+            for b in range(nb):
+                bv = b if vbands > 1 else 0
+                # bands with the usable observations of the band before (one cloud mask for all
+                # bands, the usual case) share its normal matrices and their factors
+                if b > 0 and same_weights(values, valid, b, bv, y0, r, w3):
+                    _harmonic_weighted_values(values, b, y0, r, w, wv)
+                else:
+                    _harmonic_weights(values, valid, b, bv, y0, r, w, wv, cnt)
+                    _harmonic_factor(xxt, w, gram, p, n)
+                _harmonic_solve(values, valid, x, xt, b, bv, y0, r, min_obs, keep_observed, out, bad,
+                                wv, gram, coef, model, cnt)
     return out, bad
 
 
@@ -132,8 +182,9 @@ def harmonic_rows(values: np.ndarray, valid: np.ndarray, x: np.ndarray, min_obs:
     t, nb, ny, nx = values.shape
     out = np.empty(values.shape, values.dtype)
     bad = np.empty((nb, ny, nx), dtype=np.bool_)
-    return _harmonic_rows(values, valid, np.ascontiguousarray(x, dtype=np.float64), int(min_obs),
-                          bool(keep_observed), out, bad)
+    rows = max(1, min(ny, HARMONIC_TILE // max(nx, 1)))
+    return _harmonic_rows(values, valid.view(np.uint8), np.ascontiguousarray(x, dtype=np.float64), int(min_obs),
+                          bool(keep_observed), out, bad, rows)
 
 
 @numba.jit(**_opts)

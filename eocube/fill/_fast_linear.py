@@ -5,7 +5,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from ._fast_common import BLOCK, LINEAR_TILE, WHITTAKER_TILE, _opts, _row  # noqa: F401
+from ._fast_common import LINEAR_TILE, _opts, _row
 
 
 @numba.jit(**_opts)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from ._fast_common import BLOCK, LINEAR_TILE, WHITTAKER_TILE, _opts, _row  # noqa: F401
+from ._fast_common import BLOCK, WHITTAKER_TILE, _opts, _row, same_weights
 
 
 @numba.jit(**_opts)
@@ -185,27 +185,6 @@ def _whittaker_out(values, valid, b, bv, y0, r, keep_observed, out, z, first, la
 
 
 @numba.jit(**_opts)
-def _same_weights(values, valid, b, bv, y0, r, w3):  # pragma: no cover - compiled
-    # True when band ``b``'s usable observations (clear and finite) are exactly the weights in
-    # ``w3`` (those of the band factorised last): then that band's factorisation serves this one.
-    t = values.shape[0]
-    nx = values.shape[3]
-    differ = 0
-    for i in range(t):
-        for k in range(r):
-            v_row = _row(values, i, b, y0 + k)
-            ok_row = _row(valid, i, bv, y0 + k)
-            w_k = w3[i, k]
-            for j in range(nx):
-                v = v_row[j]
-                ok = (ok_row[j] != 0) & (v - v == 0)
-                differ += ok != (w_k[j] > 0.5)
-        if differ:
-            return False
-    return True
-
-
-@numba.jit(**_opts)
 def _whittaker_rhs(values, b, y0, r, w3, z3, z, l1, l2):  # pragma: no cover - compiled
     # Forward substitution of band ``b`` through an existing factorisation (weights ``w3``).
     t = values.shape[0]
@@ -266,7 +245,7 @@ def _whittaker_rows(values, valid, a0p, a1, a2, lmbda, extrapolate, keep_observe
         m = r * nx
         for b in range(nb):
             bv = b if vbands > 1 else 0
-            if b > 0 and _same_weights(values, valid, b, bv, y0, r, w3):
+            if b > 0 and same_weights(values, valid, b, bv, y0, r, w3):
                 _whittaker_rhs(values, b, y0, r, w3, z3, z, l1, l2)
             else:
                 _whittaker_factor(values, valid, b, bv, y0, r, a0p, a1, a2, lmbda, w3, z3, w, dd, inv, l1, l2, z)

@@ -196,3 +196,20 @@ def test_bad_inputs_give_clear_errors(make_cube):
     np.testing.assert_array_equal(auto.values, fill_gaps(cube, clear).values)
     with pytest.raises(FillError, match="not a pandas frequency"):
         fill_gaps(cube, clear, time_grid="fortnightly-ish")
+
+
+@pytest.mark.parametrize("method", ["whittaker", "harmonic"])
+def test_shared_mask_brings_bands_together_for_methods_that_share_work(make_cube, method):
+    cube = make_cube(t=12, bands=("blue", "red", "nir")).chunk({"time": 4, "band": 1})
+    clear = xr.DataArray(np.random.default_rng(3).random((12, cube.sizes["y"], cube.sizes["x"])) < 0.7,
+                         dims=("time", "y", "x"), coords={"time": cube.time, "y": cube.y, "x": cube.x})
+    merged = fill_gaps(cube, clear, method=method)
+    assert merged.chunks[0] == (12,) and merged.chunks[1] == (3,)  # one rechunk: whole time, all bands
+    per_band = xr.concat([fill_gaps(cube.isel(band=[b]), clear, method=method) for b in range(3)], dim="band")
+    np.testing.assert_allclose(merged.values, per_band.values, rtol=1e-6, atol=1e-6)
+    # bands kept apart where nothing is shared: per-band masks, or a method without shared work
+    per_band_mask = clear.expand_dims(band=cube.band.values).transpose("time", "band", "y", "x")
+    assert fill_gaps(cube, per_band_mask, method=method).chunks[1] == (1, 1, 1)
+    assert fill_gaps(cube, clear, method="linear").chunks[1] == (1, 1, 1)
+    with pytest.raises(FillError, match="split into 3 chunks"):
+        fill_gaps(cube, clear, method=method, rechunk=False)

@@ -24,7 +24,7 @@ CASES = [
 
 
 @pytest.mark.parametrize("dtype, nx, ny, mask_bands, nan_fraction", list(
-    itertools.product(["float32", "float64"], [3, 300], [1, 5], [1, 3], [0.0, 0.02])))
+    itertools.product(["float32", "float64"], [3, 100, 300], [1, 7], [1, 3], [0.0, 0.02])))
 def test_row_kernels_match_the_reference_on_strided_views(dtype, nx, ny, mask_bands, nan_fraction):
     # nan_fraction 0 with one mask band: the bands share their weights (Whittaker reuses one
     # factorisation); NaN values marked clear make the bands' weights differ (factorised per band).
