@@ -69,22 +69,27 @@ def rows_contiguous(values: np.ndarray, valid: np.ndarray) -> bool:
 
 
 @numba.jit(**_opts)
+def _weights_differ(v_row, ok_row, w_row, n):  # pragma: no cover - compiled
+    # number of pixels of an image row whose usability differs from the 0/1 weight (an integer
+    # count: a float sum would not vectorise, its order being fixed without fastmath)
+    count = 0
+    for j in range(n):
+        v = v_row[j]
+        usable = np.int64((ok_row[j] != 0) & (v - v == 0))
+        weight = np.int64(w_row[j] > 0.5)
+        count += usable ^ weight
+    return count
+
+
+@numba.jit(**_opts)
 def same_weights(values, valid, b, bv, y0, r, w3):  # pragma: no cover - compiled
     # True when band ``b``'s usable observations (clear and finite) in rows y0:y0+r are exactly the
     # 0/1 weights ``w3`` (time, rows, x) of the band factorised last: then that band's factorisation
     # (Whittaker) or normal matrices (harmonic) serve this band too.
     t = values.shape[0]
     nx = values.shape[3]
-    differ = 0
     for i in range(t):
         for k in range(r):
-            v_row = _row(values, i, b, y0 + k)
-            ok_row = _row(valid, i, bv, y0 + k)
-            w_k = w3[i, k]
-            for j in range(nx):
-                v = v_row[j]
-                ok = (ok_row[j] != 0) & (v - v == 0)
-                differ += ok != (w_k[j] > 0.5)
-        if differ:
-            return False
+            if _weights_differ(_row(values, i, b, y0 + k), _row(valid, i, bv, y0 + k), w3[i, k], nx) > 0:
+                return False
     return True

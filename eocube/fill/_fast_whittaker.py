@@ -9,15 +9,90 @@ from ._fast_common import BLOCK, WHITTAKER_TILE, _opts, _row, same_weights
 
 
 @numba.jit(**_opts)
+def _usable_weights(v_row, ok_row, w_row, n):  # pragma: no cover - compiled
+    # 1.0 where an observation is clear (``ok_row`` uint8) and finite, else 0.0
+    for j in range(n):
+        v = v_row[j]
+        w_row[j] = 1.0 if (ok_row[j] != 0) & (v - v == 0) else 0.0
+
+
+@numba.jit(**_opts)
+def _pivot_two(d_i, w_i, c0, l1_i, d_p, l2_i, d_pp, m):  # pragma: no cover - compiled
+    for j in range(m):
+        a = l1_i[j]
+        b = l2_i[j]
+        d_i[j] = w_i[j] + c0 - (a * a * d_p[j] + b * b * d_pp[j])
+
+
+@numba.jit(**_opts)
+def _reciprocal(inv_i, d_i, m):  # pragma: no cover - compiled
+    for j in range(m):
+        inv_i[j] = 1.0 / d_i[j]
+
+
+@numba.jit(**_opts)
+def _next_l1(l1_n, c1, l1_i, l2_n, d_p, inv_i, m):  # pragma: no cover - compiled
+    for j in range(m):
+        l1_n[j] = (c1 - l1_i[j] * l2_n[j] * d_p[j]) * inv_i[j]
+
+
+@numba.jit(**_opts)
+def _scaled(dst, c, src, m):  # pragma: no cover - compiled
+    for j in range(m):
+        dst[j] = c * src[j]
+
+
+@numba.jit(**_opts)
+def _held_outside(r_buf, z_i, zf, zl, first, last, fi, m):  # pragma: no cover - compiled
+    # the smoothed value, held at the first/last clear date outside them. Every operand loaded
+    # unconditionally: a load inside ``a if c else b`` stops LLVM from making a vector select.
+    for j in range(m):
+        zi = z_i[j]
+        f = zf[j]
+        la = zl[j]
+        zi = f if fi < first[j] else zi
+        r_buf[j] = la if fi > last[j] else zi
+
+
+@numba.jit(**_opts)
+def _observed_or(o_row, v_row, ok_row, r_row, keep_observed, n):  # pragma: no cover - compiled
+    for j in range(n):
+        v = v_row[j]
+        rv = r_row[j]
+        keep = keep_observed & (ok_row[j] != 0) & (v - v == 0)
+        o_row[j] = v if keep else rv
+
+
+@numba.jit(**_opts)
+def _sub_two(z_i, l1_i, z_p, l2_i, z_pp, m):  # pragma: no cover - compiled
+    # z_i -= l1_i z_p + l2_i z_pp. Row operations live in small functions: the same loop written
+    # inline in a bigger function ran about 2x slower here (vectorised less well).
+    for j in range(m):
+        z_i[j] -= l1_i[j] * z_p[j] + l2_i[j] * z_pp[j]
+
+
+@numba.jit(**_opts)
+def _scale_sub_two(z_i, inv_i, l1_n, z_n, l2_nn, z_nn, m):  # pragma: no cover - compiled
+    for j in range(m):
+        z_i[j] = z_i[j] * inv_i[j] - l1_n[j] * z_n[j] - l2_nn[j] * z_nn[j]
+
+
+@numba.jit(**_opts)
+def _weighted(v_row, w_row, z_row, n):  # pragma: no cover - compiled
+    for j in range(n):
+        v = v_row[j]
+        z_row[j] = v if w_row[j] > 0.5 else 0.0
+
+
+@numba.jit(**_opts)
 def _whittaker_factor(values, valid, b, bv, y0, r, a0p, a1, a2, lmbda,
                       w3, z3, w, dd, inv, l1, l2, z):  # pragma: no cover - compiled
-    # One image row (all dates): banded LDL' of (W + lambda P) per pixel, vectorised over the
+    # Rows y0:y0+r (all dates): banded LDL' of (W + lambda P) per pixel, vectorised over the
     # pixels, the forward substitution fused into the factorisation and the division by D into
-    # the back substitution (one reciprocal per pixel and date). Each pixel loop touches few
-    # arrays and has no branch: with more (about 8 arrays written and read), LLVM gives up its
-    # run-time overlap checks and the loop runs scalar, several times slower.
-    # Rows y0:y0+r at once (pixel loops of r * x: fewer, longer loops); ``w3``/``z3`` are
-    # (time, rows, x) views of the (time, rows * x) buffers ``w``/``z``.
+    # the back substitution (one reciprocal per pixel and date). Every pixel loop is a small
+    # function touching few arrays, without a branch: loops over more arrays (LLVM gives up its
+    # run-time overlap checks) or written inline in a big function ran 2-5x slower (not or less
+    # vectorised). ``w3``/``z3`` are (time, rows, x) views of the (time, rows * x) ``w``/``z``.
     t = values.shape[0]
     nx = values.shape[3]
     m = r * nx
@@ -25,29 +100,15 @@ def _whittaker_factor(values, valid, b, bv, y0, r, a0p, a1, a2, lmbda,
     for i in range(t):
         for k in range(r):
             v_row = _row(values, i, b, y0 + k)
-            ok_row = _row(valid, i, bv, y0 + k)
-            w_k = w3[i, k]
-            z_k = z3[i, k]
-            for j in range(nx):
-                v = v_row[j]
-                ok = (ok_row[j] != 0) & (v - v == 0)
-                w_k[j] = 1.0 if ok else 0.0
-                z_k[j] = v if ok else 0.0
+            _usable_weights(v_row, _row(valid, i, bv, y0 + k), w3[i, k], nx)
+            _weighted(v_row, w3[i, k], z3[i, k], nx)
         w_i = w[i]
         z_i = z[i]
         d_i = dd[i]
         c0 = lmbda * a0p[i] + eps
         if i >= 2:
-            l1_i = l1[i]
-            l2_i = l2[i]
-            d_p = dd[i - 1]
-            d_pp = dd[i - 2]
-            z_p = z[i - 1]
-            z_pp = z[i - 2]
-            for j in range(m):
-                d_i[j] = w_i[j] + c0 - (l1_i[j] * l1_i[j] * d_p[j] + l2_i[j] * l2_i[j] * d_pp[j])
-            for j in range(m):
-                z_i[j] -= l1_i[j] * z_p[j] + l2_i[j] * z_pp[j]
+            _pivot_two(d_i, w_i, c0, l1[i], dd[i - 1], l2[i], dd[i - 2], m)
+            _sub_two(z_i, l1[i], z[i - 1], l2[i], z[i - 2], m)
         elif i == 1:
             l1_i = l1[i]
             d_p = dd[i - 1]
@@ -60,25 +121,15 @@ def _whittaker_factor(values, valid, b, bv, y0, r, a0p, a1, a2, lmbda,
             for j in range(m):
                 d_i[j] = w_i[j] + c0
         inv_i = inv[i]
-        for j in range(m):
-            inv_i[j] = 1.0 / d_i[j]
+        _reciprocal(inv_i, d_i, m)
         if i + 1 < t:
-            l1_n = l1[i + 1]
             c1 = lmbda * a1[i]
             if i >= 1:
-                l1_i = l1[i]
-                l2_n = l2[i + 1]
-                d_p = dd[i - 1]
-                for j in range(m):
-                    l1_n[j] = (c1 - l1_i[j] * l2_n[j] * d_p[j]) * inv_i[j]
+                _next_l1(l1[i + 1], c1, l1[i], l2[i + 1], dd[i - 1], inv_i, m)
             else:
-                for j in range(m):
-                    l1_n[j] = c1 * inv_i[j]
+                _scaled(l1[i + 1], c1, inv_i, m)
         if i + 2 < t:
-            l2_nn = l2[i + 2]
-            c2 = lmbda * a2[i]
-            for j in range(m):
-                l2_nn[j] = c2 * inv_i[j]
+            _scaled(l2[i + 2], lmbda * a2[i], inv_i, m)
 
 
 @numba.jit(**_opts)
@@ -88,12 +139,7 @@ def _whittaker_back(inv, l1, l2, z, m):  # pragma: no cover - compiled
         z_i = z[i]
         inv_i = inv[i]
         if i + 2 < t:
-            l1_n = l1[i + 1]
-            z_n = z[i + 1]
-            l2_nn = l2[i + 2]
-            z_nn = z[i + 2]
-            for j in range(m):
-                z_i[j] = z_i[j] * inv_i[j] - l1_n[j] * z_n[j] - l2_nn[j] * z_nn[j]
+            _scale_sub_two(z_i, inv_i, l1[i + 1], z[i + 1], l2[i + 2], z[i + 2], m)
         elif i + 1 < t:
             l1_n = l1[i + 1]
             z_n = z[i + 1]
@@ -107,24 +153,29 @@ def _whittaker_back(inv, l1, l2, z, m):  # pragma: no cover - compiled
 
 @numba.jit(**_opts)
 def _whittaker_stats(w, cnt, first, last, m):  # pragma: no cover - compiled
+    # per pixel: number of clear dates, first and last clear date (-1 where none)
     t = w.shape[0]
-    cnt[:] = 0.0
-    first[:] = -1.0
-    last[:] = -1.0
+    cnt[:m] = 0.0
+    first[:m] = -1.0
+    last[:m] = -1.0
     for i in range(t):
-        w_i = w[i]
-        fi = float(i)
-        for j in range(m):
-            wj = w_i[j]
-            lj = last[j]
-            cnt[j] += wj
-            last[j] = fi if wj > 0.5 else lj
+        _accumulate(cnt, w[i], m)
+        _where_set(last, w[i], float(i), m)
     for i in range(t - 1, -1, -1):
-        w_i = w[i]
-        fi = float(i)
-        for j in range(m):
-            fj = first[j]
-            first[j] = fi if w_i[j] > 0.5 else fj
+        _where_set(first, w[i], float(i), m)
+
+
+@numba.jit(**_opts)
+def _accumulate(acc, w_i, m):  # pragma: no cover - compiled
+    for j in range(m):
+        acc[j] += w_i[j]
+
+
+@numba.jit(**_opts)
+def _where_set(dst, w_i, value, m):  # pragma: no cover - compiled
+    for j in range(m):
+        d = dst[j]
+        dst[j] = value if w_i[j] > 0.5 else d
 
 
 @numba.jit(**_opts)
@@ -164,24 +215,10 @@ def _whittaker_out(values, valid, b, bv, y0, r, keep_observed, out, z, first, la
     nx = values.shape[3]
     m = r * nx
     for i in range(t):
-        z_i = z[i]
-        fi = float(i)
-        for j in range(m):
-            zi = z_i[j]  # every operand loaded unconditionally: a load inside ``a if c else b``
-            f = zf[j]    # stops LLVM from turning the branch into a vector select (~6x slower)
-            la = zl[j]
-            zi = f if fi < first[j] else zi
-            r_buf[j] = la if fi > last[j] else zi
+        _held_outside(r_buf, z[i], zf, zl, first, last, float(i), m)
         for k in range(r):
-            v_row = _row(values, i, b, y0 + k)
-            ok_row = _row(valid, i, bv, y0 + k)
-            o_row = out[i, b, y0 + k]
-            rb = r_buf3[k]
-            for j in range(nx):
-                v = v_row[j]
-                rv = rb[j]
-                keep = keep_observed & (ok_row[j] != 0) & (v - v == 0)
-                o_row[j] = v if keep else rv
+            _observed_or(out[i, b, y0 + k], _row(values, i, b, y0 + k), _row(valid, i, bv, y0 + k), r_buf3[k],
+                         keep_observed, nx)
 
 
 @numba.jit(**_opts)
@@ -192,20 +229,10 @@ def _whittaker_rhs(values, b, y0, r, w3, z3, z, l1, l2):  # pragma: no cover - c
     m = r * nx
     for i in range(t):
         for k in range(r):
-            v_row = _row(values, i, b, y0 + k)
-            w_k = w3[i, k]
-            z_k = z3[i, k]
-            for j in range(nx):
-                v = v_row[j]
-                z_k[j] = v if w_k[j] > 0.5 else 0.0
+            _weighted(_row(values, i, b, y0 + k), w3[i, k], z3[i, k], nx)
         z_i = z[i]
         if i >= 2:
-            l1_i = l1[i]
-            l2_i = l2[i]
-            z_p = z[i - 1]
-            z_pp = z[i - 2]
-            for j in range(m):
-                z_i[j] -= l1_i[j] * z_p[j] + l2_i[j] * z_pp[j]
+            _sub_two(z_i, l1[i], z[i - 1], l2[i], z[i - 2], m)
         elif i == 1:
             l1_i = l1[i]
             z_p = z[i - 1]
