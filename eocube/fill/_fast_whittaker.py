@@ -5,7 +5,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from ._fast_common import BLOCK, WHITTAKER_TILE, _opts, _row, same_weights
+from ._fast_common import BLOCK, WHITTAKER_TILE, _opts, _row
 
 
 @numba.jit(**_opts)
@@ -222,22 +222,39 @@ def _whittaker_out(values, valid, b, bv, y0, r, keep_observed, out, z, first, la
 
 
 @numba.jit(**_opts)
-def _whittaker_rhs(values, b, y0, r, w3, z3, z, l1, l2):  # pragma: no cover - compiled
-    # Forward substitution of band ``b`` through an existing factorisation (weights ``w3``).
+def _weighted_if_same(v_row, ok_row, w_row, z_row, n):  # pragma: no cover - compiled
+    # z = v where the weight is 1, else 0; returns how many pixels' usability (clear and finite)
+    # differs from their weight (an integer count: a float sum would not vectorise)
+    differ = 0
+    for j in range(n):
+        v = v_row[j]
+        wj = w_row[j] > 0.5
+        z_row[j] = v if wj else 0.0
+        differ += np.int64((ok_row[j] != 0) & (v - v == 0)) ^ np.int64(wj)
+    return differ
+
+
+@numba.jit(**_opts)
+def _whittaker_rhs_if_same(values, valid, b, bv, y0, r, w3, z3, z, l1, l2):  # pragma: no cover - compiled
+    # When band ``b``'s usable observations are the weights ``w3`` of the band factorised last,
+    # its forward substitution through that factorisation (and True); else False, early.
     t = values.shape[0]
     nx = values.shape[3]
     m = r * nx
     for i in range(t):
         for k in range(r):
-            _weighted(_row(values, i, b, y0 + k), w3[i, k], z3[i, k], nx)
+            if _weighted_if_same(_row(values, i, b, y0 + k), _row(valid, i, bv, y0 + k), w3[i, k], z3[i, k], nx):
+                return False
+    for i in range(1, t):
         z_i = z[i]
         if i >= 2:
             _sub_two(z_i, l1[i], z[i - 1], l2[i], z[i - 2], m)
-        elif i == 1:
+        else:
             l1_i = l1[i]
             z_p = z[i - 1]
             for j in range(m):
                 z_i[j] -= l1_i[j] * z_p[j]
+    return True
 
 
 @numba.jit(**_opts)
@@ -272,9 +289,7 @@ def _whittaker_rows(values, valid, a0p, a1, a2, lmbda, extrapolate, keep_observe
         m = r * nx
         for b in range(nb):
             bv = b if vbands > 1 else 0
-            if b > 0 and same_weights(values, valid, b, bv, y0, r, w3):
-                _whittaker_rhs(values, b, y0, r, w3, z3, z, l1, l2)
-            else:
+            if not (b > 0 and _whittaker_rhs_if_same(values, valid, b, bv, y0, r, w3, z3, z, l1, l2)):
                 _whittaker_factor(values, valid, b, bv, y0, r, a0p, a1, a2, lmbda, w3, z3, w, dd, inv, l1, l2, z)
                 _whittaker_stats(w, cnt, first_w, last_w, m)
             _whittaker_back(inv, l1, l2, z, m)
