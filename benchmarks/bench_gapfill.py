@@ -120,13 +120,19 @@ def main() -> None:
         print(f"{name:34s} {seconds:9.3f} {seconds / memory:14.1f}  {extra}")
     if args.plot:
         plot_ratios(rows, memory, args.plot)
-    linear = dict((n, s) for n, s, _ in rows)["eocube linear"]
-    print(f"\nlinear: {linear / memory:.1f}x the memory pass (target <= 3); "
-          f"interpolate_na numpy / eocube = {rows[-2][1] / linear:.0f}x, dask / eocube = {rows[-1][1] / linear:.0f}x "
-          "(target >= 10)")
+    seconds_of = {name: seconds for name, seconds, _ in rows}
+    copied = seconds_of["dask block copy (same chunks)"]
+    print()
     for name, seconds, _ in rows:
-        if name.startswith("eocube ") and name != "eocube linear":
-            print(f"{name[7:]}: {seconds / memory:.1f}x the memory pass (target <= 10)")
+        if not name.startswith("eocube "):
+            continue
+        target = 3 if name == "eocube linear" else 10
+        print(f"{name[7:]}: {seconds / memory:.1f}x the memory pass (target <= {target}), "
+              f"{seconds / copied:.1f}x the dask block copy")
+    if "eocube linear" in seconds_of:
+        linear = seconds_of["eocube linear"]
+        print(f"linear vs interpolate_na: numpy {seconds_of['xarray interpolate_na (numpy)'] / linear:.0f}x, "
+              f"dask {seconds_of['xarray interpolate_na (dask)'] / linear:.0f}x faster (target >= 10)")
 
 
 def plot_ratios(rows: list[tuple[str, float, str]], memory: float, path: str) -> None:

@@ -69,27 +69,16 @@ def rows_contiguous(values: np.ndarray, valid: np.ndarray) -> bool:
 
 
 @numba.jit(**_opts)
-def _weights_differ(v_row, ok_row, w_row, n):  # pragma: no cover - compiled
-    # number of pixels of an image row whose usability differs from the 0/1 weight (an integer
-    # count: a float sum would not vectorise, its order being fixed without fastmath)
-    count = 0
+def weighted_if_same(v_row, ok_row, w_row, z_row, n):  # pragma: no cover - compiled
+    # One image row: z = v where the weight is 1, else 0; returns how many pixels' usability (clear
+    # and finite) differs from their weight (an integer count: a float sum would not vectorise).
+    # Zero for every row of a tile: the band shares the weights of the band factorised before it
+    # (one cloud mask for all bands), whose factorisation (Whittaker) or normal matrices
+    # (harmonic) then serve it too.
+    differ = 0
     for j in range(n):
         v = v_row[j]
-        usable = np.int64((ok_row[j] != 0) & (v - v == 0))
-        weight = np.int64(w_row[j] > 0.5)
-        count += usable ^ weight
-    return count
-
-
-@numba.jit(**_opts)
-def same_weights(values, valid, b, bv, y0, r, w3):  # pragma: no cover - compiled
-    # True when band ``b``'s usable observations (clear and finite) in rows y0:y0+r are exactly the
-    # 0/1 weights ``w3`` (time, rows, x) of the band factorised last: then that band's factorisation
-    # (Whittaker) or normal matrices (harmonic) serve this band too.
-    t = values.shape[0]
-    nx = values.shape[3]
-    for i in range(t):
-        for k in range(r):
-            if _weights_differ(_row(values, i, b, y0 + k), _row(valid, i, bv, y0 + k), w3[i, k], nx) > 0:
-                return False
-    return True
+        wj = w_row[j] > 0.5
+        z_row[j] = v if wj else 0.0
+        differ += np.int64((ok_row[j] != 0) & (v - v == 0)) ^ np.int64(wj)
+    return differ

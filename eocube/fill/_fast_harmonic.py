@@ -5,7 +5,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from ._fast_common import BLOCK, HARMONIC_TILE, _opts, _row, same_weights
+from ._fast_common import BLOCK, HARMONIC_TILE, _opts, _row, weighted_if_same
 
 
 @numba.jit(**_opts)
@@ -33,20 +33,19 @@ def _harmonic_weights(values, valid, b, bv, y0, nrows, w, wv, cnt):  # pragma: n
 
 
 @numba.jit(**_opts)
-def _harmonic_weighted_values(values, b, y0, nrows, w, wv):  # pragma: no cover - compiled
-    # Band ``b``'s weighted values under existing weights ``w`` (checked to be this band's own).
+def _harmonic_weighted_if_same(values, valid, b, bv, y0, nrows, w, wv):  # pragma: no cover - compiled
+    # When band ``b``'s usable observations are the weights ``w`` of the band factorised last: its
+    # weighted values into ``wv`` and True; else False, early.
     t = values.shape[0]
     nx = values.shape[3]
     for i in range(t):
         w_row = w[i]
         wv_row = wv[i]
         for k in range(nrows):
-            v_row = _row(values, i, b, y0 + k)
-            w_k = w_row[k * nx:(k + 1) * nx]
-            wv_k = wv_row[k * nx:(k + 1) * nx]
-            for j in range(nx):
-                v = v_row[j]
-                wv_k[j] = v if w_k[j] > 0.5 else 0.0
+            if weighted_if_same(_row(values, i, b, y0 + k), _row(valid, i, bv, y0 + k), w_row[k * nx:(k + 1) * nx],
+                                wv_row[k * nx:(k + 1) * nx], nx):
+                return False
+    return True
 
 
 @numba.jit(**_opts)
@@ -156,15 +155,12 @@ def _harmonic_rows(values, valid, x, min_obs, keep_observed, out, bad, rows):  #
         coef = np.empty((p, n))
         model = np.empty((t, n))
         cnt = np.empty(n)
-        w3 = w.reshape((t, r, nx))
         for y0 in range(y_start, y_stop, r):
             for b in range(nb):
                 bv = b if vbands > 1 else 0
                 # bands with the usable observations of the band before (one cloud mask for all
                 # bands, the usual case) share its normal matrices and their factors
-                if b > 0 and same_weights(values, valid, b, bv, y0, r, w3):
-                    _harmonic_weighted_values(values, b, y0, r, w, wv)
-                else:
+                if not (b > 0 and _harmonic_weighted_if_same(values, valid, b, bv, y0, r, w, wv)):
                     _harmonic_weights(values, valid, b, bv, y0, r, w, wv, cnt)
                     _harmonic_factor(xxt, w, gram, p, n)
                 _harmonic_solve(values, valid, x, xt, b, bv, y0, r, min_obs, keep_observed, out, bad,

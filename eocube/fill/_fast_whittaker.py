@@ -5,7 +5,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from ._fast_common import BLOCK, WHITTAKER_TILE, _opts, _row
+from ._fast_common import BLOCK, WHITTAKER_TILE, _opts, _row, weighted_if_same
 
 
 @numba.jit(**_opts)
@@ -222,19 +222,6 @@ def _whittaker_out(values, valid, b, bv, y0, r, keep_observed, out, z, first, la
 
 
 @numba.jit(**_opts)
-def _weighted_if_same(v_row, ok_row, w_row, z_row, n):  # pragma: no cover - compiled
-    # z = v where the weight is 1, else 0; returns how many pixels' usability (clear and finite)
-    # differs from their weight (an integer count: a float sum would not vectorise)
-    differ = 0
-    for j in range(n):
-        v = v_row[j]
-        wj = w_row[j] > 0.5
-        z_row[j] = v if wj else 0.0
-        differ += np.int64((ok_row[j] != 0) & (v - v == 0)) ^ np.int64(wj)
-    return differ
-
-
-@numba.jit(**_opts)
 def _whittaker_rhs_if_same(values, valid, b, bv, y0, r, w3, z3, z, l1, l2):  # pragma: no cover - compiled
     # When band ``b``'s usable observations are the weights ``w3`` of the band factorised last,
     # its forward substitution through that factorisation (and True); else False, early.
@@ -243,7 +230,7 @@ def _whittaker_rhs_if_same(values, valid, b, bv, y0, r, w3, z3, z, l1, l2):  # p
     m = r * nx
     for i in range(t):
         for k in range(r):
-            if _weighted_if_same(_row(values, i, b, y0 + k), _row(valid, i, bv, y0 + k), w3[i, k], z3[i, k], nx):
+            if weighted_if_same(_row(values, i, b, y0 + k), _row(valid, i, bv, y0 + k), w3[i, k], z3[i, k], nx):
                 return False
     for i in range(1, t):
         z_i = z[i]
