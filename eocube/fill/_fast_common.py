@@ -82,3 +82,13 @@ def weighted_if_same(v_row, ok_row, w_row, z_row, n):  # pragma: no cover - comp
         z_row[j] = v if wj else 0.0
         differ += np.int64((ok_row[j] != 0) & (v - v == 0)) ^ np.int64(wj)
     return differ
+
+
+@numba.jit(**_opts)
+def observed_or(o_row, v_row, ok_row, r_row, keep_observed, n):  # pragma: no cover - compiled
+    # One output row: the observation where it is clear and finite (and kept), else the filled value.
+    for j in range(n):
+        v = v_row[j]
+        rv = r_row[j]
+        keep = keep_observed & (ok_row[j] != 0) & (v - v == 0)
+        o_row[j] = v if keep else rv

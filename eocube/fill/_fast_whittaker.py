@@ -5,7 +5,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from ._fast_common import BLOCK, WHITTAKER_TILE, _opts, _row, weighted_if_same
+from ._fast_common import BLOCK, WHITTAKER_TILE, _opts, _row, observed_or, weighted_if_same
 
 
 @numba.jit(**_opts)
@@ -52,15 +52,6 @@ def _held_outside(r_buf, z_i, zf, zl, first, last, fi, m):  # pragma: no cover -
         la = zl[j]
         zi = f if fi < first[j] else zi
         r_buf[j] = la if fi > last[j] else zi
-
-
-@numba.jit(**_opts)
-def _observed_or(o_row, v_row, ok_row, r_row, keep_observed, n):  # pragma: no cover - compiled
-    for j in range(n):
-        v = v_row[j]
-        rv = r_row[j]
-        keep = keep_observed & (ok_row[j] != 0) & (v - v == 0)
-        o_row[j] = v if keep else rv
 
 
 @numba.jit(**_opts)
@@ -217,7 +208,7 @@ def _whittaker_out(values, valid, b, bv, y0, r, keep_observed, out, z, first, la
     for i in range(t):
         _held_outside(r_buf, z[i], zf, zl, first, last, float(i), m)
         for k in range(r):
-            _observed_or(out[i, b, y0 + k], _row(values, i, b, y0 + k), _row(valid, i, bv, y0 + k), r_buf3[k],
+            observed_or(out[i, b, y0 + k], _row(values, i, b, y0 + k), _row(valid, i, bv, y0 + k), r_buf3[k],
                          keep_observed, nx)
 
 
