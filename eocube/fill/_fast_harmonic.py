@@ -9,18 +9,18 @@ from ._fast_common import BLOCK, HARMONIC_TILE, _opts, _row, weighted_if_same
 
 
 @numba.jit(**_opts)
-def _harmonic_weights(values, valid, b, bv, y0, nrows, w, wv, cnt):  # pragma: no cover - compiled
-    # Weights (clear and finite: 1, else 0), weighted values and clear counts of rows y0:y0+nrows.
+def _harmonic_weights(values, valid, b, bv, y0, nrows, x0, nx, w, wv, cnt):  # pragma: no cover - compiled
+    # Weights (clear and finite: 1, else 0), weighted values and clear counts of the tile
+    # (rows y0:y0+nrows, columns x0:x0+nx).
     t = values.shape[0]
-    nx = values.shape[3]
     m = nrows * nx
     cnt[:] = 0.0
     for i in range(t):
         w_row = w[i]
         wv_row = wv[i]
         for k in range(nrows):
-            v_row = _row(values, i, b, y0 + k)
-            ok_row = _row(valid, i, bv, y0 + k)
+            v_row = _row(values, i, b, y0 + k)[x0:x0 + nx]
+            ok_row = _row(valid, i, bv, y0 + k)[x0:x0 + nx]
             w_k = w_row[k * nx:(k + 1) * nx]
             wv_k = wv_row[k * nx:(k + 1) * nx]
             for j in range(nx):
@@ -33,17 +33,16 @@ def _harmonic_weights(values, valid, b, bv, y0, nrows, w, wv, cnt):  # pragma: n
 
 
 @numba.jit(**_opts)
-def _harmonic_weighted_if_same(values, valid, b, bv, y0, nrows, w, wv):  # pragma: no cover - compiled
+def _harmonic_weighted_if_same(values, valid, b, bv, y0, nrows, x0, nx, w, wv):  # pragma: no cover - compiled
     # When band ``b``'s usable observations are the weights ``w`` of the band factorised last: its
     # weighted values into ``wv`` and True; else False, early.
     t = values.shape[0]
-    nx = values.shape[3]
     for i in range(t):
         w_row = w[i]
         wv_row = wv[i]
         for k in range(nrows):
-            if weighted_if_same(_row(values, i, b, y0 + k), _row(valid, i, bv, y0 + k), w_row[k * nx:(k + 1) * nx],
-                                wv_row[k * nx:(k + 1) * nx], nx):
+            if weighted_if_same(_row(values, i, b, y0 + k)[x0:x0 + nx], _row(valid, i, bv, y0 + k)[x0:x0 + nx],
+                                w_row[k * nx:(k + 1) * nx], wv_row[k * nx:(k + 1) * nx], nx):
                 return False
     return True
 
@@ -80,13 +79,12 @@ def _harmonic_factor(xxt, w, gram, p, m):  # pragma: no cover - compiled
 
 
 @numba.jit(**_opts)
-def _harmonic_solve(values, valid, x, xt, b, bv, y0, nrows, min_obs, keep_observed, out, bad,
+def _harmonic_solve(values, valid, x, xt, b, bv, y0, nrows, x0, nx, min_obs, keep_observed, out, bad,
                     wv, gram, coef, model, cnt):  # pragma: no cover - compiled
     # Right-hand sides B' (W y) (BLAS), the two triangular solves through the factors in ``gram``,
     # the model B coef (BLAS) and the output rows (observed values kept where usable).
     t = values.shape[0]
     p = x.shape[1]
-    nx = values.shape[3]
     m = nrows * nx
     np.dot(xt, wv, coef)      # (p, m) right-hand sides, solved in place below
     for r in range(p):  # forward substitution
@@ -110,7 +108,7 @@ def _harmonic_solve(values, valid, x, xt, b, bv, y0, nrows, min_obs, keep_observ
         for j in range(m):
             z_r[j] *= g_rr[j]
     for k in range(nrows):
-        bad_row = bad[b, y0 + k]
+        bad_row = bad[b, y0 + k, x0:x0 + nx]
         for j in range(nx):
             bad_row[j] = cnt[k * nx + j] < min_obs
         for a in range(p):
@@ -121,9 +119,9 @@ def _harmonic_solve(values, valid, x, xt, b, bv, y0, nrows, min_obs, keep_observ
     for i in range(t):
         m_i = model[i]
         for k in range(nrows):
-            v_row = _row(values, i, b, y0 + k)
-            ok_row = _row(valid, i, bv, y0 + k)
-            o_row = out[i, b, y0 + k]
+            v_row = _row(values, i, b, y0 + k)[x0:x0 + nx]
+            ok_row = _row(valid, i, bv, y0 + k)[x0:x0 + nx]
+            o_row = out[i, b, y0 + k, x0:x0 + nx]
             m_row = m_i[k * nx:(k + 1) * nx]
             for j in range(nx):
                 v = v_row[j]
@@ -133,7 +131,11 @@ def _harmonic_solve(values, valid, x, xt, b, bv, y0, nrows, min_obs, keep_observ
 
 
 @numba.jit(**_opts)
-def _harmonic_rows(values, valid, x, min_obs, keep_observed, out, bad, rows):  # pragma: no cover - compiled
+def _harmonic_rows(values, valid, x, min_obs, keep_observed, out, bad, rows, cols):  # pragma: no cover - compiled
+    # Tiles of ``rows`` image rows x ``cols`` columns, all dates. The BLAS products want
+    # contiguous buffers of exactly the tile's width: (dates, width) views of flat buffers.
+    # Tiles stay narrow (HARMONIC_TILE): above ~1000 pixels OpenBLAS starts threads of its own
+    # in every product, which fight dask's threads (2.5x slower on this machine).
     t, nb, ny, nx = values.shape
     p = x.shape[1]
     npair = p * (p + 1) // 2
@@ -143,27 +145,33 @@ def _harmonic_rows(values, valid, x, min_obs, keep_observed, out, bad, rows):  #
         for c in range(a + 1):
             for i in range(t):
                 xxt[a * (a + 1) // 2 + c, i] = x[i, a] * x[i, c]
+    n_max = rows * cols
+    w_flat = np.empty(t * n_max)
+    wv_flat = np.empty(t * n_max)
+    gram_flat = np.empty(npair * n_max)
+    coef_flat = np.empty(p * n_max)
+    model_flat = np.empty(t * n_max)
+    cnt_flat = np.empty(n_max)
     vbands = valid.shape[1]
-    full = ny - ny % rows
-    for y_start, y_stop, r in ((0, full, rows), (full, ny, ny - full)):  # whole tiles, then the rest
-        if y_stop <= y_start:
-            continue
-        n = r * nx  # the BLAS products want contiguous buffers of exactly the tile's width
-        w = np.empty((t, n))
-        wv = np.empty((t, n))
-        gram = np.empty((npair, n))
-        coef = np.empty((p, n))
-        model = np.empty((t, n))
-        cnt = np.empty(n)
-        for y0 in range(y_start, y_stop, r):
+    for y0 in range(0, ny, rows):
+        r = min(rows, ny - y0)
+        for x0 in range(0, nx, cols):
+            c = min(cols, nx - x0)
+            n = r * c
+            w = w_flat[:t * n].reshape((t, n))
+            wv = wv_flat[:t * n].reshape((t, n))
+            gram = gram_flat[:npair * n].reshape((npair, n))
+            coef = coef_flat[:p * n].reshape((p, n))
+            model = model_flat[:t * n].reshape((t, n))
+            cnt = cnt_flat[:n]
             for b in range(nb):
                 bv = b if vbands > 1 else 0
                 # bands with the usable observations of the band before (one cloud mask for all
                 # bands, the usual case) share its normal matrices and their factors
-                if not (b > 0 and _harmonic_weighted_if_same(values, valid, b, bv, y0, r, w, wv)):
-                    _harmonic_weights(values, valid, b, bv, y0, r, w, wv, cnt)
+                if not (b > 0 and _harmonic_weighted_if_same(values, valid, b, bv, y0, r, x0, c, w, wv)):
+                    _harmonic_weights(values, valid, b, bv, y0, r, x0, c, w, wv, cnt)
                     _harmonic_factor(xxt, w, gram, p, n)
-                _harmonic_solve(values, valid, x, xt, b, bv, y0, r, min_obs, keep_observed, out, bad,
+                _harmonic_solve(values, valid, x, xt, b, bv, y0, r, x0, c, min_obs, keep_observed, out, bad,
                                 wv, gram, coef, model, cnt)
     return out, bad
 
@@ -178,9 +186,10 @@ def harmonic_rows(values: np.ndarray, valid: np.ndarray, x: np.ndarray, min_obs:
     t, nb, ny, nx = values.shape
     out = np.empty(values.shape, values.dtype)
     bad = np.empty((nb, ny, nx), dtype=np.bool_)
-    rows = max(1, min(ny, HARMONIC_TILE // max(nx, 1)))
+    cols = min(nx, HARMONIC_TILE)
+    rows = max(1, min(ny, HARMONIC_TILE // max(cols, 1)))
     return _harmonic_rows(values, valid.view(np.uint8), np.ascontiguousarray(x, dtype=np.float64), int(min_obs),
-                          bool(keep_observed), out, bad, rows)
+                          bool(keep_observed), out, bad, rows, cols)
 
 
 @numba.jit(**_opts)
