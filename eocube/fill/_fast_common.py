@@ -17,7 +17,21 @@ Vectorisation pitfalls met here (each made a loop 5-15x slower; check with
 view: runtime strides; ``_row`` below re-types a contiguous image row as "C");
 an offset index ``row[k0 + j]`` (wrap-around check per element: slice the row
 instead); a conditional load ``a if c else arr[j]`` (load ``arr[j]`` first); a loop
-reading and writing many arrays (LLVM gives up its run-time overlap checks: split it).
+reading and writing many arrays (LLVM gives up its run-time overlap checks: split it);
+a bool mask array (pass ``mask.view(np.uint8)`` and test ``!= 0``); a float sum
+(its order is fixed without fastmath: count in integers where a count will do).
+In the Whittaker kernels a pixel loop made its own small compiled function (rows as
+arguments) ran 2-5x faster than the same loop inline in a big function; this did not
+carry over to the linear and harmonic kernels (measured slower there), so measure.
+
+Shared by the bands: when a band's usable observations equal the weights of the band
+processed before it in the same tile (one cloud mask for all bands), the Whittaker
+factorisation and the harmonic normal matrices are reused (``weighted_if_same``).
+
+BLAS inside dask tasks (the harmonic kernel): keep the products narrow (at most
+``HARMONIC_TILE`` pixels wide). Wider ones made OpenBLAS start its own threads
+inside every dask thread, 2.2x slower (distributed's nannies set
+``OPENBLAS_NUM_THREADS=1``; the threaded scheduler does not).
 """
 
 from __future__ import annotations
@@ -31,7 +45,7 @@ BLOCK = 512  # pixels per block of the 2-D fallback kernels
 WHITTAKER_TILE = 512  # pixels per Whittaker tile (whole image rows): best of 256/512/1024/2048 here
 _opts = dict(nopython=True, nogil=True, cache=True, fastmath=False, error_model="numpy")
 LINEAR_TILE = 1024  # pixels per linear tile (~0.6 MB of buffers for 48 dates)
-HARMONIC_TILE = 256  # pixels per harmonic tile (whole image rows): one row of a 256-wide block was best here
+HARMONIC_TILE = 256  # pixels per harmonic tile (rows x a column segment): best of 256/512 here, and narrow for BLAS
 
 
 @intrinsic
