@@ -40,6 +40,15 @@ METHODS: dict[str, Kernel] = {
 """
 
 
+SHARED_WORK = frozenset({"whittaker", "harmonic"})
+"""Methods whose kernels share work between bands with the same usable observations (one
+factorisation, one set of normal equations), so that ``fill_gaps`` gives them blocks holding
+every band when the mask is shared by the bands."""
+
+BLOCK_BUDGET = 256 * 2**20
+"""Largest block (bytes) that ``fill_gaps`` makes when it rechunks."""
+
+
 def fill_gaps(
     cube: xr.DataArray,
     clear: xr.DataArray | None = None,
@@ -128,15 +137,6 @@ def fill_gaps(
     if options:
         result.attrs["eocube_fill_options"] = ", ".join(f"{k}={v}" for k, v in sorted(options.items()))
     return result.rio.write_nodata(np.nan, encoded=False)
-
-
-SHARED_WORK = frozenset({"whittaker", "harmonic"})
-"""Methods whose kernels share work between bands with the same usable observations (one
-factorisation, one set of normal equations), so that ``fill_gaps`` gives them blocks holding
-every band when the mask is shared by the bands."""
-
-BLOCK_BUDGET = 256 * 2**20
-"""Largest block (bytes) that ``fill_gaps`` makes when it rechunks."""
 
 
 def _check_options(method: str, options: dict) -> None:
