@@ -78,9 +78,9 @@ def _weighted(v_row, w_row, z_row, n):  # pragma: no cover - compiled
 @numba.jit(**_opts)
 def _whittaker_factor(values, valid, b, bv, y0, r, a0p, a1, a2, lmbda,
                       w3, z3, w, dd, inv, l1, l2, z):  # pragma: no cover - compiled
-    # Rows y0:y0+r (all dates): banded LDL' of (W + lambda P) per pixel, vectorised over the
-    # pixels, the forward substitution fused into the factorisation and the division by D into
-    # the back substitution (one reciprocal per pixel and date). Every pixel loop is a small
+    # Rows y0:y0+r (all dates): weights, right-hand side z and the banded LDL' of (W + lambda P)
+    # per pixel, vectorised over the pixels; the division by D goes into the back substitution
+    # (one reciprocal per pixel and date). Every pixel loop is a small
     # function touching few arrays, without a branch: loops over more arrays (LLVM gives up its
     # run-time overlap checks) or written inline in a big function ran 2-5x slower (not or less
     # vectorised). ``w3``/``z3`` are (time, rows, x) views of the (time, rows * x) ``w``/``z``.
@@ -94,20 +94,15 @@ def _whittaker_factor(values, valid, b, bv, y0, r, a0p, a1, a2, lmbda,
             _usable_weights(v_row, _row(valid, i, bv, y0 + k), w3[i, k], nx)
             _weighted(v_row, w3[i, k], z3[i, k], nx)
         w_i = w[i]
-        z_i = z[i]
         d_i = dd[i]
         c0 = lmbda * a0p[i] + eps
         if i >= 2:
             _pivot_two(d_i, w_i, c0, l1[i], dd[i - 1], l2[i], dd[i - 2], m)
-            _sub_two(z_i, l1[i], z[i - 1], l2[i], z[i - 2], m)
         elif i == 1:
             l1_i = l1[i]
             d_p = dd[i - 1]
-            z_p = z[i - 1]
             for j in range(m):
                 d_i[j] = w_i[j] + c0 - l1_i[j] * l1_i[j] * d_p[j]
-            for j in range(m):
-                z_i[j] -= l1_i[j] * z_p[j]
         else:
             for j in range(m):
                 d_i[j] = w_i[j] + c0
@@ -213,16 +208,22 @@ def _whittaker_out(values, valid, b, bv, y0, r, keep_observed, out, z, first, la
 
 
 @numba.jit(**_opts)
-def _whittaker_rhs_if_same(values, valid, b, bv, y0, r, w3, z3, z, l1, l2):  # pragma: no cover - compiled
-    # When band ``b``'s usable observations are the weights ``w3`` of the band factorised last,
-    # its forward substitution through that factorisation (and True); else False, early.
+def _whittaker_load_if_same(values, valid, b, bv, y0, r, w3, z3):  # pragma: no cover - compiled
+    # When band ``b``'s usable observations are the weights ``w3`` of the band factorised last:
+    # its right-hand side into ``z3`` and True (that factorisation serves it); else False, early.
     t = values.shape[0]
     nx = values.shape[3]
-    m = r * nx
     for i in range(t):
         for k in range(r):
             if weighted_if_same(_row(values, i, b, y0 + k), _row(valid, i, bv, y0 + k), w3[i, k], z3[i, k], nx):
                 return False
+    return True
+
+
+@numba.jit(**_opts)
+def _whittaker_forward(l1, l2, z, m):  # pragma: no cover - compiled
+    # forward substitution through the unit lower factor, in place
+    t = z.shape[0]
     for i in range(1, t):
         z_i = z[i]
         if i >= 2:
@@ -232,7 +233,6 @@ def _whittaker_rhs_if_same(values, valid, b, bv, y0, r, w3, z3, z, l1, l2):  # p
             z_p = z[i - 1]
             for j in range(m):
                 z_i[j] -= l1_i[j] * z_p[j]
-    return True
 
 
 @numba.jit(**_opts)
@@ -267,9 +267,10 @@ def _whittaker_rows(values, valid, a0p, a1, a2, lmbda, extrapolate, keep_observe
         m = r * nx
         for b in range(nb):
             bv = b if vbands > 1 else 0
-            if not (b > 0 and _whittaker_rhs_if_same(values, valid, b, bv, y0, r, w3, z3, z, l1, l2)):
+            if not (b > 0 and _whittaker_load_if_same(values, valid, b, bv, y0, r, w3, z3)):
                 _whittaker_factor(values, valid, b, bv, y0, r, a0p, a1, a2, lmbda, w3, z3, w, dd, inv, l1, l2, z)
                 _whittaker_stats(w, cnt, first_w, last_w, m)
+            _whittaker_forward(l1, l2, z, m)
             _whittaker_back(inv, l1, l2, z, m)
             first[:m] = first_w[:m]  # the weights' statistics; ``_whittaker_special`` adjusts this copy
             last[:m] = last_w[:m]
