@@ -5,7 +5,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from ._fast_common import LINEAR_TILE, _opts, _row
+from ._fast_common import LINEAR_TILE, _flat_at, _opts, _prefetch_rows, _row
 
 
 @numba.jit(**_opts)
@@ -101,68 +101,106 @@ def _linear_tiles(values, valid, days, out, extrapolate_nearest):  # pragma: no 
 
 
 @numba.jit(**_opts)
-def _linear_forward_rows(values, valid, days, b, bv, y0, r, v_buf, ok_buf, prev_val, prev_day):  # pragma: no cover
-    # Image rows y0:y0+r (all dates) of a 4-D block into the (time, rows, x) buffers: like
-    # ``_linear_forward`` for a tile. Several rows per date: longer runs for the prefetcher.
+def _linear_forward_tile(values, valid, days, b, bv, y0, r, pv_buf, pd_buf, nan_v, nan_d):  # pragma: no cover
+    # Image rows y0:y0+r of band ``b`` (all dates) of a 4-D block as dask hands it over, forwards
+    # in time: date i's rows of the flat (time, r * x) buffers get the last clear value and its day
+    # (date i - 1's rows are the carried state, so nothing is stored twice, and no store is masked).
+    # The next date's rows are prefetched: the loads hop 1 date (often MiBs) apart, which the
+    # hardware prefetcher does not follow (10 % faster here).
     t = values.shape[0]
     nx = values.shape[3]
-    last_val = np.full((r, nx), np.nan, prev_val.dtype)
-    last_day = np.full((r, nx), np.nan, np.float32)
+    n = r * nx
     for i in range(t):
+        if i + 1 < t:
+            _prefetch_rows(values, i + 1, b, y0, r)
+            _prefetch_rows(valid, i + 1, bv, y0, r)
         d = np.float32(days[i])
+        last_v = _flat_at(pv_buf, (i - 1) * n, n) if i > 0 else nan_v
+        last_d = _flat_at(pd_buf, (i - 1) * n, n) if i > 0 else nan_d
+        pv_i = _flat_at(pv_buf, i * n, n)
+        pd_i = _flat_at(pd_buf, i * n, n)
         for k in range(r):
             v_row = _row(values, i, b, y0 + k)
             ok_row = _row(valid, i, bv, y0 + k)
-            vb_row = v_buf[i, k]
-            okb_row = ok_buf[i, k]
-            pv_row = prev_val[i, k]
-            pd_row = prev_day[i, k]
-            lv_row = last_val[k]
-            ld_row = last_day[k]
+            s = k * nx
+            lv = last_v[s:s + nx]
+            ld = last_d[s:s + nx]
+            pv = pv_i[s:s + nx]
+            pd_ = pd_i[s:s + nx]
             for j in range(nx):
                 v = v_row[j]
-                ok = ok_row[j] & (v - v == 0)
-                vb_row[j] = v
-                okb_row[j] = ok
-                lv = v if ok else lv_row[j]
-                ld = d if ok else ld_row[j]
-                lv_row[j] = lv
-                ld_row[j] = ld
-                pv_row[j] = lv
-                pd_row[j] = ld
+                ok = (ok_row[j] != 0) & (v - v == 0)  # clear and finite, without a branch
+                a = lv[j]
+                c = ld[j]
+                pv[j] = v if ok else a
+                pd_[j] = d if ok else c
 
 
 @numba.jit(**_opts)
-def _put_rows(out, tile, b, y0, r):  # pragma: no cover - compiled
-    for i in range(out.shape[0]):
+def _linear_backward_tile(out, days, b, y0, r, pv_buf, pd_buf, nv_buf, nd_buf, extrapolate_nearest):  # pragma: no cover
+    # Backwards over the buffers of ``_linear_forward_tile``, carrying the next clear value and day
+    # (two alternating rows of ``nv_buf``/``nd_buf``), and writing the result straight into ``out``.
+    # A date was clear exactly when its carried day is its own day. A missing neighbour is NaN, so
+    # the interpolation is NaN unless both exist (then: nearest or NaN). On a clear date both
+    # neighbours are the observation itself and the formula returns it unchanged.
+    t = out.shape[0]
+    nx = out.shape[3]
+    n = r * nx
+    nv_buf[:n] = np.nan
+    nd_buf[:n] = np.nan
+    cur = 0
+    for i in range(t - 1, -1, -1):
+        d = np.float32(days[i])
+        nxt = n - cur
+        nv_in = _flat_at(nv_buf, cur, n)
+        nd_in = _flat_at(nd_buf, cur, n)
+        nv_out = _flat_at(nv_buf, nxt, n)
+        nd_out = _flat_at(nd_buf, nxt, n)
+        pv_i = _flat_at(pv_buf, i * n, n)
+        pd_i = _flat_at(pd_buf, i * n, n)
         for k in range(r):
-            o_row = out[i, b, y0 + k]
-            s_row = tile[i, k]
-            for j in range(o_row.shape[0]):
-                o_row[j] = s_row[j]
+            o_row = _row(out, i, b, y0 + k)
+            s = k * nx
+            for j in range(nx):
+                pv = pv_i[s + j]
+                pd_ = pd_i[s + j]
+                ok = pd_ == d
+                a = nv_in[s + j]
+                c = nd_in[s + j]
+                nv = pv if ok else a
+                nd = d if ok else c
+                nv_out[s + j] = nv
+                nd_out[s + j] = nd
+                span = nd - pd_
+                w = (d - pd_) / span if span > 0 else np.float32(0.0)
+                res = pv + w * (nv - pv)
+                if extrapolate_nearest:
+                    alt = nv if nv == nv else pv
+                    res = res if res == res else alt
+                o_row[j] = res
+        cur = nxt
 
 
 @numba.jit(**_opts)
 def _linear_rows(values, valid, days, out, extrapolate_nearest, rows):  # pragma: no cover - compiled
     # A (time, band, y, x) block as it comes from dask (no copy), ``rows`` image rows at a time;
-    # ``valid`` is (time, 1 or band, y, x).
+    # ``valid`` is (time, 1 or band, y, x) uint8. Two sweeps per tile of rows: forwards from the
+    # block into in-cache buffers, backwards from the buffers into ``out`` (no third copy pass).
     t, nb, ny, nx = values.shape
-    v_buf = np.empty((t, rows, nx), out.dtype)
-    ok_buf = np.empty((t, rows, nx), np.bool_)
-    prev_val = np.empty((t, rows, nx), out.dtype)
-    prev_day = np.empty((t, rows, nx), np.float32)
-    v2 = v_buf.reshape((t, rows * nx))
-    ok2 = ok_buf.reshape((t, rows * nx))
-    pv2 = prev_val.reshape((t, rows * nx))
-    pd2 = prev_day.reshape((t, rows * nx))
+    n = rows * nx
+    pv_buf = np.empty(t * n, out.dtype)
+    pd_buf = np.empty(t * n, np.float32)
+    nan_v = np.full(n, np.nan, out.dtype)
+    nan_d = np.full(n, np.nan, np.float32)
+    nv_buf = np.empty(2 * n, out.dtype)
+    nd_buf = np.empty(2 * n, np.float32)
     vbands = valid.shape[1]
     for b in range(nb):
         bv = b if vbands > 1 else 0
         for y0 in range(0, ny, rows):
             r = min(rows, ny - y0)
-            _linear_forward_rows(values, valid, days, b, bv, y0, r, v_buf, ok_buf, prev_val, prev_day)
-            _linear_backward(v2, ok2, days, r * nx, pv2, pd2, extrapolate_nearest)
-            _put_rows(out, prev_val, b, y0, r)
+            _linear_forward_tile(values, valid, days, b, bv, y0, r, pv_buf, pd_buf, nan_v, nan_d)
+            _linear_backward_tile(out, days, b, y0, r, pv_buf, pd_buf, nv_buf, nd_buf, extrapolate_nearest)
     return out
 
 
@@ -171,7 +209,7 @@ def linear_rows(values: np.ndarray, valid: np.ndarray, days: np.ndarray, extrapo
     out = np.empty(values.shape, values.dtype)
     rel = np.asarray(days, dtype=np.float64) - float(days[0])
     rows = max(1, min(values.shape[2], LINEAR_TILE // max(values.shape[3], 1)))
-    return _linear_rows(values, valid, rel, out, bool(extrapolate_nearest), rows)
+    return _linear_rows(values, valid.view(np.uint8), rel, out, bool(extrapolate_nearest), rows)
 
 
 def linear_2d(values: np.ndarray, valid: np.ndarray, days: np.ndarray, extrapolate_nearest: bool) -> np.ndarray:
