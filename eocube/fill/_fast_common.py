@@ -28,10 +28,15 @@ Shared by the bands: when a band's usable observations equal the weights of the 
 processed before it in the same tile (one cloud mask for all bands), the Whittaker
 factorisation and the harmonic normal matrices are reused (``weighted_if_same``).
 
-BLAS inside dask tasks (the harmonic kernel): keep the products narrow (at most
-``HARMONIC_TILE`` pixels wide). Wider ones made OpenBLAS start its own threads
-inside every dask thread, 2.2x slower (distributed's nannies set
-``OPENBLAS_NUM_THREADS=1``; the threaded scheduler does not).
+BLAS inside dask tasks: avoid it for the small per-tile products. The harmonic kernel once
+called BLAS there; products wider than about 262144 multiply-adds made OpenBLAS start threads
+of its own inside every dask thread, 2.2x slower (distributed's nannies set
+``OPENBLAS_NUM_THREADS=1``; the threaded scheduler does not). Its products are now compiled
+loops (``_small_matmul``), faster than BLAS at these sizes.
+
+Prefetching (linear kernel): a sweep over dates reads rows that lie one date (often MiBs)
+apart, a pattern the hardware prefetcher does not follow; ``_prefetch_rows`` asks for the
+next date's rows while the current ones are processed.
 """
 
 from __future__ import annotations
@@ -47,7 +52,7 @@ BLOCK = 512  # pixels per block of the 2-D fallback kernels
 WHITTAKER_TILE = 512  # pixels per Whittaker tile (whole image rows): best of 256/512/1024/2048 here
 _opts = dict(nopython=True, nogil=True, cache=True, fastmath=False, error_model="numpy")
 LINEAR_TILE = 2048  # pixels per linear tile (whole image rows; 0.8 MB of buffers for 48 dates): 1024-8192 within noise here
-HARMONIC_TILE = 256  # pixels per harmonic tile (rows x a column segment): best of 256/512 here, and narrow for BLAS
+HARMONIC_TILE = 256  # pixels per harmonic tile (rows x a column segment): best of 128-1024 here
 
 
 @intrinsic
