@@ -8,6 +8,11 @@ import numpy as np
 from ._fast_common import LINEAR_TILE, _flat_at, _opts, _prefetch_rows, _row
 
 
+LINEAR, PREVIOUS, NEXT, NEAREST = 0, 1, 2, 3
+RULES = {"linear": LINEAR, "previous": PREVIOUS, "next": NEXT, "nearest": NEAREST}
+"""What ``linear_rows`` puts in a gap: the interpolation, or one neighbour's value."""
+
+
 @numba.jit(**_opts)
 def _linear_forward(values, valid, days, k0, m, v_buf, ok_buf, prev_val, prev_day):  # pragma: no cover
     # Columns k0:k0+m of the (time, n) block, dates in order: copy the tile into the contiguous
@@ -182,10 +187,60 @@ def _linear_backward_tile(out, days, b, y0, r, pv_buf, pd_buf, nv_buf, nd_buf, e
 
 
 @numba.jit(**_opts)
-def _linear_rows(values, valid, days, out, extrapolate_nearest, rows):  # pragma: no cover - compiled
+def _pick_backward_tile(out, days, b, y0, r, pv_buf, pd_buf, nv_buf, nd_buf, rule, extrapolate_nearest):  # pragma: no cover
+    # Like ``_linear_backward_tile``, but each gap takes one neighbour's value: the previous clear
+    # observation (``rule`` PREVIOUS), the next one (NEXT) or the nearer in time (NEAREST, ties to
+    # the previous), the other one where that neighbour is missing. The rule is chosen without a
+    # branch in the pixel loop. ``extrapolate_nearest`` False: NaN unless both neighbours exist.
+    t = out.shape[0]
+    nx = out.shape[3]
+    n = r * nx
+    is_prev = rule == PREVIOUS
+    is_next = rule == NEXT
+    is_near = rule == NEAREST
+    nv_buf[:n] = np.nan
+    nd_buf[:n] = np.nan
+    cur = 0
+    for i in range(t - 1, -1, -1):
+        d = np.float32(days[i])
+        nxt = n - cur
+        nv_in = _flat_at(nv_buf, cur, n)
+        nd_in = _flat_at(nd_buf, cur, n)
+        nv_out = _flat_at(nv_buf, nxt, n)
+        nd_out = _flat_at(nd_buf, nxt, n)
+        pv_i = _flat_at(pv_buf, i * n, n)
+        pd_i = _flat_at(pd_buf, i * n, n)
+        for k in range(r):
+            o_row = _row(out, i, b, y0 + k)
+            s = k * nx
+            for j in range(nx):
+                pv = pv_i[s + j]
+                pd_ = pd_i[s + j]
+                ok = pd_ == d
+                a = nv_in[s + j]
+                c = nd_in[s + j]
+                nv = pv if ok else a
+                nd = d if ok else c
+                nv_out[s + j] = nv
+                nd_out[s + j] = nd
+                has_prev = pd_ == pd_
+                has_next = nd == nd
+                closer = (d - pd_) <= (nd - d)
+                use_prev = ((is_prev & has_prev) | (is_next & ~has_next)
+                            | (is_near & has_prev & (~has_next | closer)))
+                res = pv if use_prev else nv
+                both = has_prev & has_next
+                res = res if (extrapolate_nearest | both) else np.nan
+                o_row[j] = res
+        cur = nxt
+
+
+@numba.jit(**_opts)
+def _linear_rows(values, valid, days, out, extrapolate_nearest, rows, rule):  # pragma: no cover - compiled
     # A (time, band, y, x) block as it comes from dask (no copy), ``rows`` image rows at a time;
     # ``valid`` is (time, 1 or band, y, x) uint8. Two sweeps per tile of rows: forwards from the
     # block into in-cache buffers, backwards from the buffers into ``out`` (no third copy pass).
+    # ``rule``: LINEAR interpolates, PREVIOUS / NEXT / NEAREST take a neighbour's value.
     t, nb, ny, nx = values.shape
     n = rows * nx
     pv_buf = np.empty(t * n, out.dtype)
@@ -200,16 +255,21 @@ def _linear_rows(values, valid, days, out, extrapolate_nearest, rows):  # pragma
         for y0 in range(0, ny, rows):
             r = min(rows, ny - y0)
             _linear_forward_tile(values, valid, days, b, bv, y0, r, pv_buf, pd_buf, nan_v, nan_d)
-            _linear_backward_tile(out, days, b, y0, r, pv_buf, pd_buf, nv_buf, nd_buf, extrapolate_nearest)
+            if rule == LINEAR:
+                _linear_backward_tile(out, days, b, y0, r, pv_buf, pd_buf, nv_buf, nd_buf, extrapolate_nearest)
+            else:
+                _pick_backward_tile(out, days, b, y0, r, pv_buf, pd_buf, nv_buf, nd_buf, rule, extrapolate_nearest)
     return out
 
 
-def linear_rows(values: np.ndarray, valid: np.ndarray, days: np.ndarray, extrapolate_nearest: bool) -> np.ndarray:
-    """Linear filling of a 4-D block accepted by :func:`rows_contiguous`, without copying it first."""
+def linear_rows(values: np.ndarray, valid: np.ndarray, days: np.ndarray, extrapolate_nearest: bool,
+                rule: str = "linear") -> np.ndarray:
+    """Linear (or previous / next / nearest, ``rule``) filling of a 4-D block accepted by
+    :func:`rows_contiguous`, without copying it first."""
     out = np.empty(values.shape, values.dtype)
     rel = np.asarray(days, dtype=np.float64) - float(days[0])
     rows = max(1, min(values.shape[2], LINEAR_TILE // max(values.shape[3], 1)))
-    return _linear_rows(values, valid.view(np.uint8), rel, out, bool(extrapolate_nearest), rows)
+    return _linear_rows(values, valid.view(np.uint8), rel, out, bool(extrapolate_nearest), rows, RULES[rule])
 
 
 def linear_2d(values: np.ndarray, valid: np.ndarray, days: np.ndarray, extrapolate_nearest: bool) -> np.ndarray:

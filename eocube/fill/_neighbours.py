@@ -1,14 +1,30 @@
-"""Nearest, previous and next observation filling: the pure-array kernels (NumPy)."""
+"""Nearest, previous and next observation filling: the pure-array kernels.
+
+Blocks as dask hands them over (4-D float, see :func:`eocube.fill._fast_common.rows_contiguous`)
+go to the compiled sweeps of the linear kernel (:func:`eocube.fill._fast_linear.linear_rows`);
+anything else, and ``engine="numpy"``, to the NumPy reference below (same results).
+"""
 
 from __future__ import annotations
 
 import numpy as np
 
-from ._common import finish, prepare
+from ._common import check_engine, finish, prepare
 from ._linear import neighbour_indices
 
 
-def _pick(values: np.ndarray, valid: np.ndarray, days: np.ndarray, rule: str, extrapolate: str) -> np.ndarray:
+def _pick(values: np.ndarray, valid: np.ndarray, days: np.ndarray, rule: str, extrapolate: str,
+          engine: str) -> np.ndarray:
+    if extrapolate not in ("nearest", "none"):
+        raise ValueError(f"extrapolate must be 'nearest' or 'none', got {extrapolate!r}")
+    check_engine(engine)
+    if engine == "numba":
+        from ._fast_common import rows_contiguous
+
+        if rows_contiguous(values, valid):
+            from ._fast_linear import linear_rows
+
+            return linear_rows(values, valid, days, extrapolate == "nearest", rule=rule)
     shape = values.shape
     flat, ok, dtype = prepare(values, valid)
     t = flat.shape[0]
@@ -28,12 +44,11 @@ def _pick(values: np.ndarray, valid: np.ndarray, days: np.ndarray, rule: str, ex
     out[~(has_prev | has_next)] = np.nan
     if extrapolate == "none":
         out[~(has_prev & has_next)] = np.nan
-    elif extrapolate != "nearest":
-        raise ValueError(f"extrapolate must be 'nearest' or 'none', got {extrapolate!r}")
     return finish(out, flat, ok, shape, dtype, keep_observed=True)
 
 
-def nearest_fill(values: np.ndarray, valid: np.ndarray, days: np.ndarray, extrapolate: str = "nearest") -> np.ndarray:
+def nearest_fill(values: np.ndarray, valid: np.ndarray, days: np.ndarray, extrapolate: str = "nearest",
+                 engine: str = "numba") -> np.ndarray:
     """Fill each gap with the clear observation nearest in time (ties: the earlier one).
 
     Parameters
@@ -42,26 +57,34 @@ def nearest_fill(values: np.ndarray, valid: np.ndarray, days: np.ndarray, extrap
         As for :func:`eocube.fill._linear.linear_fill`.
     extrapolate
         ``"nearest"`` (default) or ``"none"`` (NaN before the first and after the last clear observation).
+    engine
+        ``"numba"``: the compiled sweeps (default); ``"numpy"``: the NumPy reference (same result).
 
     Returns
     -------
     numpy.ndarray
         Filled values, NaN where a series has no clear observation.
     """
-    return _pick(values, valid, days, "nearest", extrapolate)
+    return _pick(values, valid, days, "nearest", extrapolate, engine)
 
 
-def previous_fill(values: np.ndarray, valid: np.ndarray, days: np.ndarray, extrapolate: str = "nearest") -> np.ndarray:
+def previous_fill(values: np.ndarray, valid: np.ndarray, days: np.ndarray, extrapolate: str = "nearest",
+                  engine: str = "numba") -> np.ndarray:
     """Fill each gap with the last clear observation before it (forward fill).
 
-    Before the first clear observation: the first one (``extrapolate="nearest"``) or NaN (``"none"``).
+    Before the first clear observation: the first one (``extrapolate="nearest"``). With
+    ``extrapolate="none"`` every date outside the span of the clear observations is NaN, before
+    the first and after the last (as for the other methods). ``engine`` as for :func:`nearest_fill`.
     """
-    return _pick(values, valid, days, "previous", extrapolate)
+    return _pick(values, valid, days, "previous", extrapolate, engine)
 
 
-def next_fill(values: np.ndarray, valid: np.ndarray, days: np.ndarray, extrapolate: str = "nearest") -> np.ndarray:
+def next_fill(values: np.ndarray, valid: np.ndarray, days: np.ndarray, extrapolate: str = "nearest",
+              engine: str = "numba") -> np.ndarray:
     """Fill each gap with the first clear observation after it (backward fill).
 
-    After the last clear observation: the last one (``extrapolate="nearest"``) or NaN (``"none"``).
+    After the last clear observation: the last one (``extrapolate="nearest"``). With
+    ``extrapolate="none"`` every date outside the span of the clear observations is NaN, before
+    the first and after the last (as for the other methods). ``engine`` as for :func:`nearest_fill`.
     """
-    return _pick(values, valid, days, "next", extrapolate)
+    return _pick(values, valid, days, "next", extrapolate, engine)

@@ -12,6 +12,7 @@ import eocube
 from eocube.errors import CubeError
 from eocube.fill import METHODS, FillError, composite, days_to_clear, fill_gaps
 from eocube.fill._harmonic import harmonic_fill
+from eocube.fill._neighbours import nearest_fill, next_fill, previous_fill
 from eocube.fill._linear import linear_fill
 from eocube.fill._savgol import savgol_fill
 from eocube.fill._whittaker import whittaker_fill
@@ -58,14 +59,22 @@ def test_sinusoid_is_recovered_by_harmonic_regression():
                                atol=1e-5)
 
 
-def test_nearest_previous_next_on_a_step():
-    days = np.array([0, 10, 12, 20, 30.0])
-    values = np.array([1, np.nan, np.nan, np.nan, 5.0])[:, None]
+@pytest.mark.parametrize("engine", ["numba", "numpy"])
+@pytest.mark.parametrize("shape", [(1,), (1, 1, 3)])  # 2-D: the NumPy path; 4-D blocks: the compiled sweeps
+def test_nearest_previous_next_on_a_step(engine, shape):
+    days = np.array([0, 10, 15, 20, 30.0])
+    values = np.broadcast_to(np.array([1, np.nan, np.nan, np.nan, 5.0]).reshape((5,) + (1,) * len(shape)),
+                             (5,) + shape).copy()
     ok = np.isfinite(values)
-    assert METHODS["previous"](values, ok, days)[:, 0].tolist() == [1, 1, 1, 1, 5]
-    assert METHODS["next"](values, ok, days)[:, 0].tolist() == [1, 5, 5, 5, 5]
-    assert METHODS["nearest"](values, ok, days)[:, 0].tolist() == [1, 1, 1, 5, 5]  # 20: 20 days back, 10 ahead
-    assert np.isnan(METHODS["previous"](values[1:], ok[1:], days[1:], extrapolate="none")[:3, 0]).all()
+
+    def first(method, v=values, o=ok, d=days, **options):
+        return METHODS[method](v, o, d, engine=engine, **options).reshape(len(d), -1)[:, 0].tolist()
+
+    assert first("previous") == [1, 1, 1, 1, 5]
+    assert first("next") == [1, 5, 5, 5, 5]
+    assert first("nearest") == [1, 1, 1, 5, 5]  # 15: a tie (15 days either way) goes to the earlier one
+    assert np.isnan(first("previous", values[1:], ok[1:], days[1:], extrapolate="none")[:3]).all()
+    assert np.isnan(first("next", values[:-1], ok[:-1], days[:-1], extrapolate="none")[1:]).all()
 
 
 def test_savgol_equals_scipy_on_regular_complete_data():
@@ -90,6 +99,7 @@ def test_whittaker_solves_its_normal_equations():
 
 @pytest.mark.parametrize("kernel,options", [
     (linear_fill, {}), (linear_fill, {"extrapolate": "none"}),
+    (nearest_fill, {}), (previous_fill, {"extrapolate": "none"}), (next_fill, {}),
     (whittaker_fill, {}), (whittaker_fill, {"extrapolate": "none", "keep_observed": False}),
     (harmonic_fill, {}), (harmonic_fill, {"keep_observed": False, "harmonics": 1}),
 ])

@@ -10,11 +10,18 @@ import pytest
 from eocube.fill._fast_common import rows_contiguous
 from eocube.fill._harmonic import harmonic_fill
 from eocube.fill._linear import linear_fill
+from eocube.fill._neighbours import nearest_fill, next_fill, previous_fill
 from eocube.fill._whittaker import whittaker_fill
 
 CASES = [
     (linear_fill, {}),
     (linear_fill, {"extrapolate": "none"}),
+    (nearest_fill, {}),
+    (nearest_fill, {"extrapolate": "none"}),
+    (previous_fill, {}),
+    (previous_fill, {"extrapolate": "none"}),
+    (next_fill, {}),
+    (next_fill, {"extrapolate": "none"}),
     (whittaker_fill, {}),
     (whittaker_fill, {"extrapolate": "none", "keep_observed": False}),
     (whittaker_fill, {"extrapolate": "linear", "lmbda": 300.0}),
