@@ -262,6 +262,67 @@ def _linear_rows(values, valid, days, out, extrapolate_nearest, rows, rule):  # 
     return out
 
 
+@numba.jit(**_opts)
+def _distance_rows(valid, days, out, rows):  # pragma: no cover - compiled
+    # Days to the nearest clear date, per pixel of a (time, band, y, x) uint8 mask with contiguous
+    # rows, into ``out`` (float32, same shape): the day sweeps of ``_linear_rows`` without values.
+    # Forwards: the day of the last clear date into a buffer; backwards: the next one carried, and
+    # the smaller distance written (NaN where the pixel has no clear date at all).
+    t, nb, ny, nx = valid.shape
+    n = rows * nx
+    pd_buf = np.empty(t * n, np.float32)
+    nd_buf = np.empty(n, np.float32)
+    inf = np.float32(np.inf)
+    for b in range(nb):
+        for y0 in range(0, ny, rows):
+            r = min(rows, ny - y0)
+            m = r * nx
+            last = np.float32(np.nan)
+            for i in range(t):
+                if i + 1 < t:
+                    _prefetch_rows(valid, i + 1, b, y0, r)
+                d = np.float32(days[i])
+                pd_i = _flat_at(pd_buf, i * n, m)
+                for k in range(r):
+                    ok_row = _row(valid, i, b, y0 + k)
+                    pd_ = pd_i[k * nx:(k + 1) * nx]
+                    if i > 0:
+                        ld = _flat_at(pd_buf, (i - 1) * n + k * nx, nx)
+                        for j in range(nx):
+                            c = ld[j]
+                            pd_[j] = d if ok_row[j] != 0 else c
+                    else:
+                        for j in range(nx):
+                            pd_[j] = d if ok_row[j] != 0 else last
+            nd_buf[:m] = np.nan
+            for i in range(t - 1, -1, -1):
+                d = np.float32(days[i])
+                pd_i = _flat_at(pd_buf, i * n, m)
+                for k in range(r):
+                    o_row = _row(out, i, b, y0 + k)
+                    s = k * nx
+                    for j in range(nx):
+                        pd_ = pd_i[s + j]
+                        c = nd_buf[s + j]
+                        nd = d if pd_ == d else c
+                        nd_buf[s + j] = nd
+                        before = d - pd_
+                        after = nd - d
+                        before = before if before == before else inf
+                        after = after if after == after else inf
+                        dist = min(before, after)
+                        o_row[j] = dist if dist < inf else np.float32(np.nan)
+    return out
+
+
+def distance_rows(valid: np.ndarray, days: np.ndarray) -> np.ndarray:
+    """Days to the nearest clear date of a (time, band, y, x) bool block with contiguous rows (float32)."""
+    out = np.empty(valid.shape, np.float32)
+    rel = np.asarray(days, dtype=np.float64) - float(days[0])
+    rows = max(1, min(valid.shape[2], LINEAR_TILE // max(valid.shape[3], 1)))
+    return _distance_rows(valid.view(np.uint8), rel, out, rows)
+
+
 def linear_rows(values: np.ndarray, valid: np.ndarray, days: np.ndarray, extrapolate_nearest: bool,
                 rule: str = "linear") -> np.ndarray:
     """Linear (or previous / next / nearest, ``rule``) filling of a 4-D block accepted by

@@ -8,12 +8,13 @@ import pandas as pd
 import xarray as xr
 
 from ..cube import check_time_axis
+from ._common import check_engine
 from ._grid import TimeGrid, days_since, target_times
 from ._linear import neighbour_indices
 
 
-def distance_to_clear(valid: np.ndarray, days: np.ndarray) -> np.ndarray:
-    """Days from each date to the nearest True of ``valid`` along axis 0 (NumPy kernel).
+def distance_to_clear(valid: np.ndarray, days: np.ndarray, engine: str = "numba") -> np.ndarray:
+    """Days from each date to the nearest True of ``valid`` along axis 0.
 
     Parameters
     ----------
@@ -21,12 +22,22 @@ def distance_to_clear(valid: np.ndarray, days: np.ndarray) -> np.ndarray:
         Boolean array (time, ...).
     days
         Float days (time,), increasing.
+    engine
+        ``"numba"``: compiled date sweeps for (time, y, x) and (time, band, y, x) blocks with
+        contiguous rows (others go to the NumPy kernel); ``"numpy"``: the NumPy kernel.
 
     Returns
     -------
     numpy.ndarray
         float32 like ``valid``: 0 on clear observations, NaN where a series has no clear observation.
     """
+    check_engine(engine)
+    block = valid[:, None] if valid.ndim == 3 else valid
+    if (engine == "numba" and block.ndim == 4 and block.dtype == np.bool_ and block.size
+            and block.strides[3] == 1):
+        from ._fast_linear import distance_rows
+
+        return distance_rows(block, days).reshape(valid.shape)
     shape = valid.shape
     t = shape[0]
     ok = valid.reshape(t, -1)

@@ -52,3 +52,23 @@ def test_row_kernels_match_the_reference_on_strided_views(dtype, nx, ny, mask_ba
         assert fast.shape == values.shape and fast.dtype == ref.dtype
         np.testing.assert_array_equal(np.isnan(fast), np.isnan(ref), err_msg=f"{kernel.__name__} {options}")
         np.testing.assert_allclose(fast, ref, rtol=1e-5, atol=1e-5, equal_nan=True, err_msg=f"{kernel.__name__} {options}")
+
+
+@pytest.mark.parametrize("ndim, nx", [(3, 3), (3, 300), (4, 100)])
+def test_days_to_clear_kernel_matches_the_reference_on_strided_views(ndim, nx):
+    from eocube.fill.quality import distance_to_clear
+
+    rng = np.random.default_rng(2)
+    t = 31
+    days = np.cumsum(rng.uniform(2, 12, t)) + 100
+    days[5] = days[4] + 0.25  # a fractional day
+    ok_big = rng.random((t, 3, 9, nx + 5)) < 0.3
+    ok_big[:, :, 0, :3] = False  # pixels with no clear observation
+    ok_big[7, :, 0, 1] = True  # ... and with exactly one
+    valid = ok_big[:, 1, 1:8, 2:2 + nx] if ndim == 3 else ok_big[:, 1:3, 1:8, 2:2 + nx]
+    fast = distance_to_clear(valid, days)
+    ref = distance_to_clear(valid, days, engine="numpy")
+    assert fast.dtype == np.float32 and fast.shape == valid.shape
+    np.testing.assert_array_equal(np.isnan(fast), np.isnan(ref))
+    np.testing.assert_allclose(fast, ref, rtol=1e-6, atol=1e-4, equal_nan=True)
+    assert (fast[valid] == 0).all()
