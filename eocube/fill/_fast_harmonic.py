@@ -5,39 +5,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from ._fast_common import BLOCK, HARMONIC_TILE, _opts, _row, weighted_if_same
-
-
-@numba.jit(**_opts)
-def _small_matmul(a_mat, b_mat, out):  # pragma: no cover - compiled
-    # out = a_mat @ b_mat for a short, wide product ((q, t) @ (t, n), n pixels of a tile), two rows
-    # of ``out`` at a time so that each row of ``b_mat`` is loaded once for both. Faster than
-    # BLAS at these sizes (right-hand sides 3.1 against 7.3 us per 256-pixel tile, the rest on
-    # par), and it never starts threads of its own inside dask's (OpenBLAS does, above about
-    # 262144 multiply-adds per product: more dates or wider tiles).
-    q, t = a_mat.shape
-    n = b_mat.shape[1]
-    for a in range(0, q - 1, 2):
-        o0 = out[a]
-        o1 = out[a + 1]
-        o0[:] = 0.0
-        o1[:] = 0.0
-        for i in range(t):
-            x0 = a_mat[a, i]
-            x1 = a_mat[a + 1, i]
-            b_row = b_mat[i]
-            for j in range(n):
-                bj = b_row[j]
-                o0[j] += x0 * bj
-                o1[j] += x1 * bj
-    if q % 2:
-        o = out[q - 1]
-        o[:] = 0.0
-        for i in range(t):
-            x0 = a_mat[q - 1, i]
-            b_row = b_mat[i]
-            for j in range(n):
-                o[j] += x0 * b_row[j]
+from ._fast_common import BLOCK, HARMONIC_TILE, _opts, _row, _small_matmul, weighted_if_same
 
 
 @numba.jit(**_opts)

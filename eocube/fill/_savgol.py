@@ -5,7 +5,7 @@ With gaps and irregular dates the window holds a different set of points for eve
 pixel and date, so the fit is written as such: for each date, a polynomial of degree
 ``order`` in (t' - t) is fitted to the clear observations within ``window / 2`` days
 and its value at t is the result. The moment sums over the window are matrix
-products over time (BLAS); the small systems are solved vectorised over pixels. On
+products over time; the small systems are solved vectorised over pixels. On
 evenly spaced complete data this is exactly ``scipy.signal.savgol_filter`` (away
 from the edges).
 """
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._common import batched_spd_solve, finish, prepare
+from ._common import batched_spd_solve, check_engine, finish, prepare
 from ._linear import linear_fill
 
 
@@ -25,6 +25,7 @@ def savgol_fill(
     window: float = 60.0,
     order: int = 2,
     keep_observed: bool = True,
+    engine: str = "numba",
 ) -> np.ndarray:
     """Fill gaps with a local polynomial (Savitzky-Golay) fit on the clear observations.
 
@@ -38,6 +39,10 @@ def savgol_fill(
         Polynomial degree (0 = moving mean, 2 = the classic choice).
     keep_observed
         True: clear observations unchanged; False: the smoothed series everywhere.
+    engine
+        ``"numba"``: the compiled kernel, window by window, for 4-D float blocks with contiguous
+        rows (default; other blocks go to the NumPy kernel); ``"numpy"``: the NumPy kernel
+        (dense products over all dates; the reference, same results).
 
     Returns
     -------
@@ -48,6 +53,16 @@ def savgol_fill(
     """
     if window <= 0 or order < 0:
         raise ValueError(f"window must be > 0 days and order >= 0, got {window!r}, {order!r}")
+    check_engine(engine)
+    if engine == "numba":
+        from ._fast_common import rows_contiguous
+
+        if rows_contiguous(values, valid):
+            from ._fast_linear import linear_rows
+            from ._fast_savgol import savgol_rows
+
+            linear = linear_rows(values, valid, days, True)
+            return savgol_rows(values, valid, days, float(window), int(order), keep_observed, linear)
     shape = values.shape
     flat, ok, dtype = prepare(values, valid)
     d = np.asarray(days, dtype="float64")

@@ -102,6 +102,7 @@ def test_whittaker_solves_its_normal_equations():
     (nearest_fill, {}), (previous_fill, {"extrapolate": "none"}), (next_fill, {}),
     (whittaker_fill, {}), (whittaker_fill, {"extrapolate": "none", "keep_observed": False}),
     (harmonic_fill, {}), (harmonic_fill, {"keep_observed": False, "harmonics": 1}),
+    (savgol_fill, {}), (savgol_fill, {"keep_observed": False, "order": 0}),
 ])
 def test_compiled_kernels_match_the_numpy_reference(kernel, options):
     y = RNG.normal(size=(len(DAYS), 2, 5, 7)).astype("float32")

@@ -11,6 +11,7 @@ from eocube.fill._fast_common import rows_contiguous
 from eocube.fill._harmonic import harmonic_fill
 from eocube.fill._linear import linear_fill
 from eocube.fill._neighbours import nearest_fill, next_fill, previous_fill
+from eocube.fill._savgol import savgol_fill
 from eocube.fill._whittaker import whittaker_fill
 
 CASES = [
@@ -27,6 +28,9 @@ CASES = [
     (whittaker_fill, {"extrapolate": "linear", "lmbda": 300.0}),
     (harmonic_fill, {}),
     (harmonic_fill, {"keep_observed": False, "harmonics": 1, "trend": False}),
+    (savgol_fill, {}),
+    (savgol_fill, {"keep_observed": False, "window": 45.0, "order": 1}),
+    (savgol_fill, {"window": 90.0, "order": 3}),
 ]
 
 
