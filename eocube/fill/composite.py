@@ -16,7 +16,24 @@ STATISTICS = {"median": np.nanmedian, "mean": np.nanmean, "max": np.nanmax, "min
 """Composite statistics by name (computed over the clear observations of each period)."""
 
 
-def _composite_block(values: np.ndarray, valid: np.ndarray, *, groups: list[np.ndarray], stat: str) -> np.ndarray:
+def _composite_block(values: np.ndarray, valid: np.ndarray, *, groups: list[np.ndarray], stat: str,
+                     engine: str = "numba") -> np.ndarray:
+    """One statistic of the clear values per group of dates, for one block (time first).
+
+    ``engine="numba"``: the compiled kernel (:mod:`eocube.fill._fast_composite`) for 4-D float blocks
+    with contiguous rows and periods of consecutive dates (medians: up to ``MAX_RANK_PERIOD``
+    dates); anything else, and ``engine="numpy"``, the NumPy reference below (same results).
+    """
+    if engine == "numba":
+        from ._fast_common import rows_contiguous
+        from ._fast_composite import MAX_RANK_PERIOD, composite_rows
+
+        starts = np.array([idx[0] if idx.size else 0 for idx in groups], dtype=np.int64)
+        stops = np.array([idx[-1] + 1 if idx.size else 0 for idx in groups], dtype=np.int64)
+        consecutive = all(np.array_equal(idx, np.arange(a, b)) for idx, a, b in zip(groups, starts, stops))
+        longest = int((stops - starts).max(initial=0))
+        if consecutive and rows_contiguous(values, valid) and (stat != "median" or longest <= MAX_RANK_PERIOD):
+            return composite_rows(values, valid, starts, stops, stat)
     masked = np.where(valid & np.isfinite(values), values, np.nan).astype(np.result_type(values.dtype, np.float32))
     out = np.full((len(groups),) + values.shape[1:], np.nan, dtype=masked.dtype)
     for k, idx in enumerate(groups):

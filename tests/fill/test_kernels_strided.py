@@ -76,3 +76,27 @@ def test_days_to_clear_kernel_matches_the_reference_on_strided_views(ndim, nx):
     np.testing.assert_array_equal(np.isnan(fast), np.isnan(ref))
     np.testing.assert_allclose(fast, ref, rtol=1e-6, atol=1e-4, equal_nan=True)
     assert (fast[valid] == 0).all()
+
+
+@pytest.mark.parametrize("stat", ["median", "mean", "max", "min"])
+@pytest.mark.parametrize("dtype, mask_bands", [("float32", 1), ("float64", 3)])
+def test_composite_kernel_matches_the_reference_on_strided_views(stat, dtype, mask_bands):
+    from eocube.fill.composite import _composite_block
+
+    rng = np.random.default_rng(3)
+    t = 31
+    big = rng.normal(size=(t, 4, 10, 105)).astype(dtype)
+    big[:, :, :, :50] = np.round(big[:, :, :, :50])  # ties
+    big[rng.random(big.shape) < 0.02] = np.nan  # NaN values marked clear must be ignored
+    ok_big = rng.random((t, 3, 10, 105)) < 0.6
+    ok_big[:, :, 0, :3] = False  # pixels with no clear observation
+    values = big[:, 1:4, 2:9, 3:103]
+    valid = ok_big[:, :mask_bands, 1:8, 2:102]
+    sizes = [0, 1, 2, 3, 4, 5, 6, 10]  # an empty period, odd and even lengths
+    bounds = np.concatenate([[0], np.cumsum(sizes)])
+    groups = [np.arange(a, b) for a, b in zip(bounds[:-1], bounds[1:])]
+    fast = _composite_block(values, valid, groups=groups, stat=stat)
+    ref = _composite_block(values, valid, groups=groups, stat=stat, engine="numpy")
+    assert fast.shape == ref.shape == (len(groups),) + values.shape[1:] and fast.dtype == ref.dtype
+    np.testing.assert_array_equal(np.isnan(fast), np.isnan(ref))
+    np.testing.assert_allclose(fast, ref, rtol=1e-6, atol=1e-6, equal_nan=True)
