@@ -23,6 +23,11 @@ a bool mask array (pass ``mask.view(np.uint8)`` and test ``!= 0``); a float sum
 In the Whittaker kernels a pixel loop made its own small compiled function (rows as
 arguments) ran 2-5x faster than the same loop inline in a big function; this did not
 carry over to the linear and harmonic kernels (measured slower there), so measure.
+Calls have a price too: each call of a compiled function with array arguments, and each
+slice of a buffer with its own reference count, costs about 70 ns, so a call per short
+row segment (64 pixels x date) made the linear kernel 3-5x slower; call per tile and date,
+and take buffer rows with ``_flat_at``. Indexing a flat view with computed offsets
+(``flat[base + j]``) was not vectorised at all (10x slower).
 
 Shared by the bands: when a band's usable observations equal the weights of the band
 processed before it in the same tile (one cloud mask for all bands), the Whittaker
