@@ -191,8 +191,12 @@ def _days(cube: xr.DataArray) -> np.ndarray:
 def _valid_array(cube: xr.DataArray, clear: xr.DataArray | None, chunks: tuple) -> da.Array:
     """The clear mask as a dask array aligned with the cube's chunks (time, band, y, x)."""
     if clear is None:
-        return da.ones((cube.sizes["time"], 1, cube.sizes["y"], cube.sizes["x"]), dtype=bool,
+        # Real blocks, not dask's broadcast ones (zero strides), which the compiled row kernels
+        # cannot take: without this a cube whose gaps are NaN ran the slow fallbacks (linear
+        # 7.8x instead of 4.1x the memory pass, nearest 85x instead of 4.3x).
+        ones = da.ones((cube.sizes["time"], 1, cube.sizes["y"], cube.sizes["x"]), dtype=bool,
                        chunks=(chunks[0], 1, chunks[2], chunks[3]))
+        return ones.map_blocks(np.ascontiguousarray, dtype=bool)
     if clear.ndim == 3:
         clear = clear.expand_dims(band=1).transpose("time", "band", "y", "x")
         band_chunks: tuple = (1,)

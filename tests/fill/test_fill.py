@@ -224,3 +224,16 @@ def test_shared_mask_brings_bands_together_for_methods_that_share_work(make_cube
     assert fill_gaps(cube, clear, method="linear").chunks[1] == (1, 1, 1)
     with pytest.raises(FillError, match="split into 3 chunks"):
         fill_gaps(cube, clear, method=method, rechunk=False)
+
+
+def test_without_a_mask_the_kernels_get_real_mask_blocks(make_cube):
+    # dask's ones() are broadcast (zero strides), which the compiled row kernels refuse: a cube
+    # whose gaps are only NaN would silently take the slow fallback paths.
+    from eocube.fill._fast_common import rows_contiguous
+    from eocube.fill.temporal import _valid_array
+
+    cube = make_cube(t=6).chunk({"time": -1, "band": 1})
+    valid = _valid_array(cube, None, cube.data.chunks)
+    block = valid.blocks[0, 0, 0, 0].compute()
+    assert block.all() and block.strides[3] == 1
+    assert rows_contiguous(cube.data.blocks[0, 0, 0, 0].compute().astype("float32"), block)
