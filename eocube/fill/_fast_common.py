@@ -90,6 +90,14 @@ def _flat_at(arr, offset, n):  # pragma: no cover - compiled
     return numba.carray(_elem_ptr(arr, offset), n)
 
 
+
+@numba.jit(**_opts)
+def _unowned(arr):  # pragma: no cover - compiled
+    # A C-contiguous array seen without its reference count: its rows and slices then cost no
+    # atomic reference counting (about 30 ns per view, paid per row call in the kernels). Only
+    # for an argument of the calling function, which keeps the memory alive during the call.
+    return numba.carray(_elem_ptr(arr, 0), arr.shape)
+
 @intrinsic
 def _prefetch(typingctx, arr_t, offset_t):  # pragma: no cover - compiled
     # A hint to fetch the cache line holding item ``offset`` of ``arr`` (``llvm.prefetch``: read,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from ._fast_common import BLOCK, WHITTAKER_TILE, _opts, _row, observed_or, weighted_if_same
+from ._fast_common import BLOCK, WHITTAKER_TILE, _opts, _row, _unowned, observed_or, weighted_if_same
 
 
 @numba.jit(**_opts)
@@ -88,6 +88,8 @@ def _whittaker_factor(values, valid, b, bv, y0, r, a0p, a1, a2, lmbda,
     nx = values.shape[3]
     m = r * nx
     eps = 1e-9 * lmbda
+    w3, z3, w, dd, inv = _unowned(w3), _unowned(z3), _unowned(w), _unowned(dd), _unowned(inv)
+    l1, l2, z = _unowned(l1), _unowned(l2), _unowned(z)
     for i in range(t):
         for k in range(r):
             v_row = _row(values, i, b, y0 + k)
@@ -121,6 +123,7 @@ def _whittaker_factor(values, valid, b, bv, y0, r, a0p, a1, a2, lmbda,
 @numba.jit(**_opts)
 def _whittaker_back(inv, l1, l2, z, m):  # pragma: no cover - compiled
     t = z.shape[0]
+    inv, l1, l2, z = _unowned(inv), _unowned(l1), _unowned(l2), _unowned(z)
     for i in range(t - 1, -1, -1):
         z_i = z[i]
         inv_i = inv[i]
@@ -141,6 +144,7 @@ def _whittaker_back(inv, l1, l2, z, m):  # pragma: no cover - compiled
 def _whittaker_stats(w, cnt, first, last, m):  # pragma: no cover - compiled
     # per pixel: number of clear dates, first and last clear date (-1 where none)
     t = w.shape[0]
+    w, cnt, first, last = _unowned(w), _unowned(cnt), _unowned(first), _unowned(last)
     cnt[:m] = 0.0
     first[:m] = -1.0
     last[:m] = -1.0
@@ -200,10 +204,12 @@ def _whittaker_out(values, valid, b, bv, y0, r, keep_observed, out, z, first, la
     t = z.shape[0]
     nx = values.shape[3]
     m = r * nx
+    z, first, last, zf, zl = _unowned(z), _unowned(first), _unowned(last), _unowned(zf), _unowned(zl)
+    r_buf, r_buf3 = _unowned(r_buf), _unowned(r_buf3)
     for i in range(t):
         _held_outside(r_buf, z[i], zf, zl, first, last, float(i), m)
         for k in range(r):
-            observed_or(out[i, b, y0 + k], _row(values, i, b, y0 + k), _row(valid, i, bv, y0 + k), r_buf3[k],
+            observed_or(_row(out, i, b, y0 + k), _row(values, i, b, y0 + k), _row(valid, i, bv, y0 + k), r_buf3[k],
                          keep_observed, nx)
 
 
@@ -213,6 +219,7 @@ def _whittaker_load_if_same(values, valid, b, bv, y0, r, w3, z3):  # pragma: no 
     # its right-hand side into ``z3`` and True (that factorisation serves it); else False, early.
     t = values.shape[0]
     nx = values.shape[3]
+    w3, z3 = _unowned(w3), _unowned(z3)
     for i in range(t):
         for k in range(r):
             if weighted_if_same(_row(values, i, b, y0 + k), _row(valid, i, bv, y0 + k), w3[i, k], z3[i, k], nx):
@@ -224,6 +231,7 @@ def _whittaker_load_if_same(values, valid, b, bv, y0, r, w3, z3):  # pragma: no 
 def _whittaker_forward(l1, l2, z, m):  # pragma: no cover - compiled
     # forward substitution through the unit lower factor, in place
     t = z.shape[0]
+    l1, l2, z = _unowned(l1), _unowned(l2), _unowned(z)
     for i in range(1, t):
         z_i = z[i]
         if i >= 2:
