@@ -189,6 +189,31 @@ def weighted_if_same(v_row, ok_row, w_row, z_row, n):  # pragma: no cover - comp
 
 
 @numba.jit(**_opts)
+def weights_tile(values, valid, b, bv, y0, nrows, x0, nx, w, wv, cnt):  # pragma: no cover - compiled
+    # Weights (clear and finite: 1, else 0), weighted values and clear counts of a tile (rows
+    # y0:y0+nrows, columns x0:x0+nx of band b), into (time, nrows * nx) buffers: the least-squares
+    # kernels' (harmonic, Savitzky-Golay) view of the block.
+    t = values.shape[0]
+    m = nrows * nx
+    cnt[:] = 0.0
+    for i in range(t):
+        w_row = w[i]
+        wv_row = wv[i]
+        for k in range(nrows):
+            v_row = _row(values, i, b, y0 + k)[x0:x0 + nx]
+            ok_row = _row(valid, i, bv, y0 + k)[x0:x0 + nx]
+            w_k = w_row[k * nx:(k + 1) * nx]
+            wv_k = wv_row[k * nx:(k + 1) * nx]
+            for j in range(nx):
+                v = v_row[j]
+                ok = (ok_row[j] != 0) & (v - v == 0)
+                w_k[j] = 1.0 if ok else 0.0
+                wv_k[j] = v if ok else 0.0
+        for j in range(m):
+            cnt[j] += w_row[j]
+
+
+@numba.jit(**_opts)
 def observed_or(o_row, v_row, ok_row, r_row, keep_observed, n):  # pragma: no cover - compiled
     # One output row: the observation where it is clear and finite (and kept), else the filled value.
     for j in range(n):

@@ -5,31 +5,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from ._fast_common import BLOCK, HARMONIC_TILE, _opts, _row, _small_matmul, weighted_if_same
-
-
-@numba.jit(**_opts)
-def _harmonic_weights(values, valid, b, bv, y0, nrows, x0, nx, w, wv, cnt):  # pragma: no cover - compiled
-    # Weights (clear and finite: 1, else 0), weighted values and clear counts of the tile
-    # (rows y0:y0+nrows, columns x0:x0+nx).
-    t = values.shape[0]
-    m = nrows * nx
-    cnt[:] = 0.0
-    for i in range(t):
-        w_row = w[i]
-        wv_row = wv[i]
-        for k in range(nrows):
-            v_row = _row(values, i, b, y0 + k)[x0:x0 + nx]
-            ok_row = _row(valid, i, bv, y0 + k)[x0:x0 + nx]
-            w_k = w_row[k * nx:(k + 1) * nx]
-            wv_k = wv_row[k * nx:(k + 1) * nx]
-            for j in range(nx):
-                v = v_row[j]
-                ok = (ok_row[j] != 0) & (v - v == 0)
-                w_k[j] = 1.0 if ok else 0.0
-                wv_k[j] = v if ok else 0.0
-        for j in range(m):
-            cnt[j] += w_row[j]
+from ._fast_common import BLOCK, HARMONIC_TILE, _opts, _row, _small_matmul, weighted_if_same, weights_tile
 
 
 @numba.jit(**_opts)
@@ -168,7 +144,7 @@ def _harmonic_rows(values, valid, x, min_obs, keep_observed, out, bad, rows, col
                 # bands with the usable observations of the band before (one cloud mask for all
                 # bands, the usual case) share its normal matrices and their factors
                 if not (b > 0 and _harmonic_weighted_if_same(values, valid, b, bv, y0, r, x0, c, w, wv)):
-                    _harmonic_weights(values, valid, b, bv, y0, r, x0, c, w, wv, cnt)
+                    weights_tile(values, valid, b, bv, y0, r, x0, c, w, wv, cnt)
                     _harmonic_factor(xxt, w, gram, p, n)
                 _harmonic_solve(values, valid, x, xt, b, bv, y0, r, x0, c, min_obs, keep_observed, out, bad,
                                 wv, gram, coef, model, cnt)

@@ -142,59 +142,19 @@ def _linear_forward_tile(values, valid, days, b, bv, y0, r, pv_buf, pd_buf, nan_
 
 
 @numba.jit(**_opts)
-def _linear_backward_tile(out, days, b, y0, r, pv_buf, pd_buf, nv_buf, nd_buf, extrapolate_nearest):  # pragma: no cover
+def _backward_tile(out, days, b, y0, r, pv_buf, pd_buf, nv_buf, nd_buf, rule, extrapolate_nearest):  # pragma: no cover
     # Backwards over the buffers of ``_linear_forward_tile``, carrying the next clear value and day
     # (two alternating rows of ``nv_buf``/``nd_buf``), and writing the result straight into ``out``.
-    # A date was clear exactly when its carried day is its own day. A missing neighbour is NaN, so
-    # the interpolation is NaN unless both exist (then: nearest or NaN). On a clear date both
-    # neighbours are the observation itself and the formula returns it unchanged.
+    # A date was clear exactly when its carried day is its own day. LINEAR: a missing neighbour
+    # is NaN, so the interpolation is NaN unless both exist (then: nearest or NaN); on a clear date
+    # both neighbours are the observation itself and the formula returns it unchanged. PREVIOUS /
+    # NEXT / NEAREST (ties to the previous): that neighbour's value, the other one where it is
+    # missing, chosen without a branch. ``extrapolate_nearest`` False: NaN unless both exist.
+    # The rule test is loop-invariant: LLVM makes one loop per rule.
     t = out.shape[0]
     nx = out.shape[3]
     n = r * nx
-    nv_buf[:n] = np.nan
-    nd_buf[:n] = np.nan
-    cur = 0
-    for i in range(t - 1, -1, -1):
-        d = np.float32(days[i])
-        nxt = n - cur
-        nv_in = _flat_at(nv_buf, cur, n)
-        nd_in = _flat_at(nd_buf, cur, n)
-        nv_out = _flat_at(nv_buf, nxt, n)
-        nd_out = _flat_at(nd_buf, nxt, n)
-        pv_i = _flat_at(pv_buf, i * n, n)
-        pd_i = _flat_at(pd_buf, i * n, n)
-        for k in range(r):
-            o_row = _row(out, i, b, y0 + k)
-            s = k * nx
-            for j in range(nx):
-                pv = pv_i[s + j]
-                pd_ = pd_i[s + j]
-                ok = pd_ == d
-                a = nv_in[s + j]
-                c = nd_in[s + j]
-                nv = pv if ok else a
-                nd = d if ok else c
-                nv_out[s + j] = nv
-                nd_out[s + j] = nd
-                span = nd - pd_
-                w = (d - pd_) / span if span > 0 else np.float32(0.0)
-                res = pv + w * (nv - pv)
-                if extrapolate_nearest:
-                    alt = nv if nv == nv else pv
-                    res = res if res == res else alt
-                o_row[j] = res
-        cur = nxt
-
-
-@numba.jit(**_opts)
-def _pick_backward_tile(out, days, b, y0, r, pv_buf, pd_buf, nv_buf, nd_buf, rule, extrapolate_nearest):  # pragma: no cover
-    # Like ``_linear_backward_tile``, but each gap takes one neighbour's value: the previous clear
-    # observation (``rule`` PREVIOUS), the next one (NEXT) or the nearer in time (NEAREST, ties to
-    # the previous), the other one where that neighbour is missing. The rule is chosen without a
-    # branch in the pixel loop. ``extrapolate_nearest`` False: NaN unless both neighbours exist.
-    t = out.shape[0]
-    nx = out.shape[3]
-    n = r * nx
+    linear = rule == LINEAR
     is_prev = rule == PREVIOUS
     is_next = rule == NEXT
     is_near = rule == NEAREST
@@ -223,14 +183,21 @@ def _pick_backward_tile(out, days, b, y0, r, pv_buf, pd_buf, nv_buf, nd_buf, rul
                 nd = d if ok else c
                 nv_out[s + j] = nv
                 nd_out[s + j] = nd
-                has_prev = pd_ == pd_
-                has_next = nd == nd
-                closer = (d - pd_) <= (nd - d)
-                use_prev = ((is_prev & has_prev) | (is_next & ~has_next)
-                            | (is_near & has_prev & (~has_next | closer)))
-                res = pv if use_prev else nv
-                both = has_prev & has_next
-                res = res if (extrapolate_nearest | both) else np.nan
+                if linear:
+                    span = nd - pd_
+                    w = (d - pd_) / span if span > 0 else np.float32(0.0)
+                    res = pv + w * (nv - pv)
+                    if extrapolate_nearest:
+                        alt = nv if nv == nv else pv
+                        res = res if res == res else alt
+                else:
+                    has_prev = pd_ == pd_
+                    has_next = nd == nd
+                    closer = (d - pd_) <= (nd - d)
+                    use_prev = ((is_prev & has_prev) | (is_next & ~has_next)
+                                | (is_near & has_prev & (~has_next | closer)))
+                    res = pv if use_prev else nv
+                    res = res if (extrapolate_nearest | (has_prev & has_next)) else np.nan
                 o_row[j] = res
         cur = nxt
 
@@ -255,10 +222,7 @@ def _linear_rows(values, valid, days, out, extrapolate_nearest, rows, rule):  # 
         for y0 in range(0, ny, rows):
             r = min(rows, ny - y0)
             _linear_forward_tile(values, valid, days, b, bv, y0, r, pv_buf, pd_buf, nan_v, nan_d)
-            if rule == LINEAR:
-                _linear_backward_tile(out, days, b, y0, r, pv_buf, pd_buf, nv_buf, nd_buf, extrapolate_nearest)
-            else:
-                _pick_backward_tile(out, days, b, y0, r, pv_buf, pd_buf, nv_buf, nd_buf, rule, extrapolate_nearest)
+            _backward_tile(out, days, b, y0, r, pv_buf, pd_buf, nv_buf, nd_buf, rule, extrapolate_nearest)
     return out
 
 

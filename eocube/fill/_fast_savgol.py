@@ -11,28 +11,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from ._fast_common import SAVGOL_TILE, _opts, _row, _small_matmul
-
-
-@numba.jit(**_opts)
-def _savgol_load(values, valid, b, bv, y0, r, w, wy):  # pragma: no cover - compiled
-    # Weights (clear and finite: 1, else 0) and weighted values of rows y0:y0+r, all dates, into
-    # the (time, r * x) buffers.
-    t = values.shape[0]
-    nx = values.shape[3]
-    for i in range(t):
-        w_i = w[i]
-        wy_i = wy[i]
-        for k in range(r):
-            v_row = _row(values, i, b, y0 + k)
-            ok_row = _row(valid, i, bv, y0 + k)
-            w_k = w_i[k * nx:(k + 1) * nx]
-            wy_k = wy_i[k * nx:(k + 1) * nx]
-            for j in range(nx):
-                v = v_row[j]
-                ok = (ok_row[j] != 0) & (v - v == 0)
-                w_k[j] = 1.0 if ok else 0.0
-                wy_k[j] = v if ok else 0.0
+from ._fast_common import SAVGOL_TILE, _opts, _row, _small_matmul, weights_tile
 
 
 @numba.jit(**_opts)
@@ -132,6 +111,7 @@ def _savgol_rows(values, valid, lo, hi, powers, p, keep_observed, linear, out, r
     low_flat = np.empty(p * p * n)
     z_flat = np.empty(p * n)
     model = np.empty(n)
+    cnt = np.empty(n)
     vbands = valid.shape[1]
     min_count = p + 1
     for b in range(nb):
@@ -145,7 +125,7 @@ def _savgol_rows(values, valid, lo, hi, powers, p, keep_observed, linear, out, r
             rhs = rhs_flat[:p * m].reshape((p, m))
             low = low_flat[:p * p * m].reshape((p * p, m))
             z = z_flat[:p * m].reshape((p, m))
-            _savgol_load(values, valid, b, bv, y0, r, w, wy)
+            weights_tile(values, valid, b, bv, y0, r, 0, nx, w, wy, cnt[:m])
             for i in range(t):
                 a, e = lo[i], hi[i] + 1
                 _small_matmul(powers[i, :, :e - a], w[a:e], mom)
