@@ -188,6 +188,57 @@ def weighted_if_same(v_row, ok_row, w_row, z_row, n):  # pragma: no cover - comp
     return differ
 
 
+
+@numba.jit(**_opts)
+def cholesky_packed(gram, p, m):  # pragma: no cover - compiled
+    # Per pixel (column of ``gram``), the Cholesky factor L of a p x p symmetric matrix stored as
+    # a packed lower triangle (row a(a+1)/2 + c holds entry (a, c), c <= a), in place and vectorised
+    # over the m pixels. The diagonal keeps 1 / L's diagonal (multiplications instead of divisions
+    # later); NaN where the matrix is not positive definite (as ``_common.batched_spd_solve``).
+    for c in range(p):
+        g_cc = gram[c * (c + 1) // 2 + c]
+        for k in range(c):
+            g_ck = gram[c * (c + 1) // 2 + k]
+            for j in range(m):
+                g_cc[j] -= g_ck[j] * g_ck[j]
+        for j in range(m):
+            sd = g_cc[j]
+            g_cc[j] = 1.0 / np.sqrt(sd) if sd > 0 else np.nan
+        for r in range(c + 1, p):
+            g_rc = gram[r * (r + 1) // 2 + c]
+            for k in range(c):
+                g_rk = gram[r * (r + 1) // 2 + k]
+                g_ck = gram[c * (c + 1) // 2 + k]
+                for j in range(m):
+                    g_rc[j] -= g_rk[j] * g_ck[j]
+            for j in range(m):
+                g_rc[j] *= g_cc[j]
+
+
+@numba.jit(**_opts)
+def solve_packed(gram, z, p, m):  # pragma: no cover - compiled
+    # Solve L L' x = z in place in z (p, m), with the factors of ``cholesky_packed``.
+    for r in range(p):  # forward substitution
+        z_r = z[r]
+        for k in range(r):
+            g_rk = gram[r * (r + 1) // 2 + k]
+            z_k = z[k]
+            for j in range(m):
+                z_r[j] -= g_rk[j] * z_k[j]
+        g_rr = gram[r * (r + 1) // 2 + r]
+        for j in range(m):
+            z_r[j] *= g_rr[j]
+    for r in range(p - 1, -1, -1):  # back substitution
+        z_r = z[r]
+        for k in range(r + 1, p):
+            g_kr = gram[k * (k + 1) // 2 + r]
+            z_k = z[k]
+            for j in range(m):
+                z_r[j] -= g_kr[j] * z_k[j]
+        g_rr = gram[r * (r + 1) // 2 + r]
+        for j in range(m):
+            z_r[j] *= g_rr[j]
+
 @numba.jit(**_opts)
 def weights_tile(values, valid, b, bv, y0, nrows, x0, nx, w, wv, cnt):  # pragma: no cover - compiled
     # Weights (clear and finite: 1, else 0), weighted values and clear counts of a tile (rows

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from ._fast_common import BLOCK, HARMONIC_TILE, _opts, _row, _small_matmul, weighted_if_same, weights_tile
+from ._fast_common import BLOCK, HARMONIC_TILE, _opts, _row, _small_matmul, cholesky_packed, solve_packed, weighted_if_same, weights_tile
 
 
 @numba.jit(**_opts)
@@ -29,29 +29,11 @@ def _harmonic_factor(xxt, w, gram, p, m):  # pragma: no cover - compiled
     # as one product over the dates (``_small_matmul``) into a packed lower triangle
     # (row a(a+1)/2 + c for c <= a), then their Cholesky factors in place, vectorised over pixels.
     _small_matmul(xxt, w, gram)
-    # Cholesky in place; the diagonal keeps the reciprocal of L's diagonal
-    for a in range(p):
+    for a in range(p):  # a tiny ridge: a singular fit gives large, finite coefficients, not NaN
         g_aa = gram[a * (a + 1) // 2 + a]
         for j in range(m):
             g_aa[j] += 1e-9
-    for c in range(p):
-        g_cc = gram[c * (c + 1) // 2 + c]
-        for k in range(c):
-            g_ck = gram[c * (c + 1) // 2 + k]
-            for j in range(m):
-                g_cc[j] -= g_ck[j] * g_ck[j]
-        for j in range(m):
-            sd = g_cc[j]
-            g_cc[j] = 1.0 / np.sqrt(sd) if sd > 0 else np.nan
-        for r in range(c + 1, p):
-            g_rc = gram[r * (r + 1) // 2 + c]
-            for k in range(c):
-                g_rk = gram[r * (r + 1) // 2 + k]
-                g_ck = gram[c * (c + 1) // 2 + k]
-                for j in range(m):
-                    g_rc[j] -= g_rk[j] * g_ck[j]
-            for j in range(m):
-                g_rc[j] *= g_cc[j]
+    cholesky_packed(gram, p, m)
 
 
 @numba.jit(**_opts)
@@ -63,26 +45,7 @@ def _harmonic_solve(values, valid, x, xt, b, bv, y0, nrows, x0, nx, min_obs, kee
     p = x.shape[1]
     m = nrows * nx
     _small_matmul(xt, wv, coef)  # (p, m) right-hand sides, solved in place below
-    for r in range(p):  # forward substitution
-        z_r = coef[r]
-        for k in range(r):
-            g_rk = gram[r * (r + 1) // 2 + k]
-            z_k = coef[k]
-            for j in range(m):
-                z_r[j] -= g_rk[j] * z_k[j]
-        g_rr = gram[r * (r + 1) // 2 + r]
-        for j in range(m):
-            z_r[j] *= g_rr[j]
-    for r in range(p - 1, -1, -1):  # back substitution
-        z_r = coef[r]
-        for k in range(r + 1, p):
-            g_kr = gram[k * (k + 1) // 2 + r]
-            z_k = coef[k]
-            for j in range(m):
-                z_r[j] -= g_kr[j] * z_k[j]
-        g_rr = gram[r * (r + 1) // 2 + r]
-        for j in range(m):
-            z_r[j] *= g_rr[j]
+    solve_packed(gram, coef, p, m)
     for k in range(nrows):
         bad_row = bad[b, y0 + k, x0:x0 + nx]
         for j in range(nx):

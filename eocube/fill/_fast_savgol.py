@@ -11,66 +11,18 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from ._fast_common import SAVGOL_TILE, _opts, _row, _small_matmul, weights_tile
+from ._fast_common import SAVGOL_TILE, _opts, _row, _small_matmul, cholesky_packed, solve_packed, weights_tile
 
 
 @numba.jit(**_opts)
-def _hankel_solve_first(moments, rhs, low, z, p, m, model):  # pragma: no cover - compiled
-    # Per pixel, the Cholesky solution of G c = rhs with G[a, c] = moments[a + c] (p x p), and its
-    # first component (the fitted value at the window's centre) into ``model``; NaN where G is
-    # not positive definite. The steps of ``eocube.fill._common.batched_spd_solve``, except that
-    # the diagonal keeps the reciprocal of L's diagonal (multiplications instead of divisions,
-    # which are the slow part of this small solve).
-    for c in range(p):
-        l_cc = low[c * p + c]
-        mom = moments[2 * c]
-        for j in range(m):
-            l_cc[j] = mom[j]
-        for k in range(c):
-            l_ck = low[c * p + k]
+def _hankel_packed(moments, gram, p, m):  # pragma: no cover - compiled
+    # The Hankel normal matrices (entry (a, c) = moment a + c) as packed lower triangles.
+    for a in range(p):
+        for c in range(a + 1):
+            src = moments[a + c]
+            dst = gram[a * (a + 1) // 2 + c]
             for j in range(m):
-                l_cc[j] -= l_ck[j] * l_ck[j]
-        for j in range(m):
-            s = l_cc[j]
-            l_cc[j] = 1.0 / np.sqrt(s) if s > 0 else np.nan
-        for r in range(c + 1, p):
-            l_rc = low[r * p + c]
-            mom = moments[r + c]
-            for j in range(m):
-                l_rc[j] = mom[j]
-            for k in range(c):
-                l_rk = low[r * p + k]
-                l_ck = low[c * p + k]
-                for j in range(m):
-                    l_rc[j] -= l_rk[j] * l_ck[j]
-            for j in range(m):
-                l_rc[j] *= l_cc[j]
-    for a in range(p):  # forward: L z = rhs
-        z_a = z[a]
-        r_a = rhs[a]
-        for j in range(m):
-            z_a[j] = r_a[j]
-        for k in range(a):
-            l_ak = low[a * p + k]
-            z_k = z[k]
-            for j in range(m):
-                z_a[j] -= l_ak[j] * z_k[j]
-        l_aa = low[a * p + a]
-        for j in range(m):
-            z_a[j] *= l_aa[j]
-    for a in range(p - 1, -1, -1):  # backward: L' c = z, in place in z
-        z_a = z[a]
-        for k in range(a + 1, p):
-            l_ka = low[k * p + a]
-            z_k = z[k]
-            for j in range(m):
-                z_a[j] -= l_ka[j] * z_k[j]
-        l_aa = low[a * p + a]
-        for j in range(m):
-            z_a[j] *= l_aa[j]
-    z0 = z[0]
-    for j in range(m):
-        model[j] = z0[j]
+                dst[j] = src[j]
 
 
 @numba.jit(**_opts)
@@ -108,9 +60,7 @@ def _savgol_rows(values, valid, lo, hi, powers, p, keep_observed, linear, out, r
     wy_flat = np.empty(t * n)
     mom_flat = np.empty(q * n)
     rhs_flat = np.empty(p * n)
-    low_flat = np.empty(p * p * n)
-    z_flat = np.empty(p * n)
-    model = np.empty(n)
+    gram_flat = np.empty(p * (p + 1) // 2 * n)
     cnt = np.empty(n)
     vbands = valid.shape[1]
     min_count = p + 1
@@ -123,15 +73,16 @@ def _savgol_rows(values, valid, lo, hi, powers, p, keep_observed, linear, out, r
             wy = wy_flat[:t * m].reshape((t, m))
             mom = mom_flat[:q * m].reshape((q, m))
             rhs = rhs_flat[:p * m].reshape((p, m))
-            low = low_flat[:p * p * m].reshape((p * p, m))
-            z = z_flat[:p * m].reshape((p, m))
+            gram = gram_flat[:p * (p + 1) // 2 * m].reshape((p * (p + 1) // 2, m))
             weights_tile(values, valid, b, bv, y0, r, 0, nx, w, wy, cnt[:m])
             for i in range(t):
                 a, e = lo[i], hi[i] + 1
                 _small_matmul(powers[i, :, :e - a], w[a:e], mom)
                 _small_matmul(powers[i, :p, :e - a], wy[a:e], rhs)
-                _hankel_solve_first(mom, rhs, low, z, p, m, model)
-                _savgol_out(values, valid, i, b, bv, y0, r, model, mom[0], linear, min_count, keep_observed, out)
+                _hankel_packed(mom, gram, p, m)
+                cholesky_packed(gram, p, m)
+                solve_packed(gram, rhs, p, m)  # the fit's value at the window's centre: rhs[0]
+                _savgol_out(values, valid, i, b, bv, y0, r, rhs[0], mom[0], linear, min_count, keep_observed, out)
     return out
 
 
