@@ -84,8 +84,8 @@ def _harmonic_rows(values, valid, x, min_obs, keep_observed, out, bad, rows, col
             for i in range(t):
                 xxt[a * (a + 1) // 2 + c, i] = x[i, a] * x[i, c]
     n_max = rows * cols
-    w_flat = np.empty(t * n_max)
-    wv_flat = np.empty(t * n_max)
+    w_flat = np.empty(t * n_max, np.float32)  # 0/1: exact in float32, half the traffic
+    wv_flat = np.empty(t * n_max, values.dtype)  # the observations, exactly
     gram_flat = np.empty(npair * n_max)
     coef_flat = np.empty(p * n_max)
     model_flat = np.empty(t * n_max)
