@@ -61,7 +61,7 @@ def _savgol_rows(values, valid, lo, hi, powers, p, keep_observed, linear, out, r
     mom_flat = np.empty(q * n)
     rhs_flat = np.empty(p * n)
     gram_flat = np.empty(p * (p + 1) // 2 * n)
-    cnt = np.empty(n)
+    cnt = np.empty(n)  # clear counts over all dates: filled by the shared loader, unused here
     vbands = valid.shape[1]
     min_count = p + 1
     for b in range(nb):
