@@ -160,11 +160,22 @@ def _small_matmul(a_mat, b_mat, out):  # pragma: no cover - compiled
                 o[j] += x0 * b_row[j]
 
 
+ROW_DTYPES = tuple(np.dtype(d) for d in ("float32", "float64", "uint8", "int8", "uint16", "int16", "uint32", "int32"))
+"""Value dtypes the row kernels read as they are (integers, e.g. digital numbers straight from a
+STAC asset, are converted on load; the result is float, :func:`result_dtype`)."""
+
+
+def result_dtype(values: np.ndarray) -> np.dtype:
+    """The filled block's dtype: float32 for float32 and integers of up to 16 bits, else float64."""
+    return np.result_type(values.dtype, np.float32)
+
+
 def rows_contiguous(values: np.ndarray, valid: np.ndarray) -> bool:
-    """True when a block can go to the row kernels as it is: 4-D float, mask 4-D bool (band 1 or all), x contiguous."""
+    """True when a block can go to the row kernels as it is: 4-D float or integer (:data:`ROW_DTYPES`),
+    mask 4-D bool (band 1 or all), x contiguous."""
     if values.ndim != 4 or not isinstance(valid, np.ndarray) or valid.ndim != 4 or values.size == 0:
         return False
-    if values.dtype not in (np.float32, np.float64) or valid.dtype != np.bool_:
+    if values.dtype not in ROW_DTYPES or valid.dtype != np.bool_:
         return False
     t, nb, ny, nx = values.shape
     if valid.shape not in ((t, 1, ny, nx), (t, nb, ny, nx)):

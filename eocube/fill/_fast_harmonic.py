@@ -5,7 +5,8 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from ._fast_common import BLOCK, HARMONIC_TILE, _opts, _row, _small_matmul, cholesky_packed, solve_packed, weighted_if_same, weights_tile
+from ._fast_common import (BLOCK, HARMONIC_TILE, _opts, _row, _small_matmul, cholesky_packed, result_dtype, solve_packed,
+                           weighted_if_same, weights_tile)
 
 
 @numba.jit(**_opts)
@@ -85,7 +86,7 @@ def _harmonic_rows(values, valid, x, min_obs, keep_observed, out, bad, rows, col
                 xxt[a * (a + 1) // 2 + c, i] = x[i, a] * x[i, c]
     n_max = rows * cols
     w_flat = np.empty(t * n_max, np.float32)  # 0/1: exact in float32, half the traffic
-    wv_flat = np.empty(t * n_max, values.dtype)  # the observations, exactly
+    wv_flat = np.empty(t * n_max, out.dtype)  # the observations, exactly (float32 for float32 input)
     gram_flat = np.empty(npair * n_max)
     coef_flat = np.empty(p * n_max)
     model_flat = np.empty(t * n_max)
@@ -122,7 +123,7 @@ def harmonic_rows(values: np.ndarray, valid: np.ndarray, x: np.ndarray, min_obs:
     (fewer than ``min_obs`` clear observations, or a singular fit).
     """
     t, nb, ny, nx = values.shape
-    out = np.empty(values.shape, values.dtype)
+    out = np.empty(values.shape, result_dtype(values))
     bad = np.empty((nb, ny, nx), dtype=np.bool_)
     cols = min(nx, HARMONIC_TILE)
     rows = max(1, min(ny, HARMONIC_TILE // max(cols, 1)))

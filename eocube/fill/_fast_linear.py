@@ -5,7 +5,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from ._fast_common import LINEAR_TILE, _flat_at, _opts, _prefetch_rows, _row
+from ._fast_common import LINEAR_TILE, _flat_at, _opts, _prefetch_rows, _row, result_dtype
 
 
 LINEAR, PREVIOUS, NEXT, NEAREST = 0, 1, 2, 3
@@ -291,7 +291,7 @@ def linear_rows(values: np.ndarray, valid: np.ndarray, days: np.ndarray, extrapo
                 rule: str = "linear") -> np.ndarray:
     """Linear (or previous / next / nearest, ``rule``) filling of a 4-D block accepted by
     :func:`rows_contiguous`, without copying it first."""
-    out = np.empty(values.shape, values.dtype)
+    out = np.empty(values.shape, result_dtype(values))
     rel = np.asarray(days, dtype=np.float64) - float(days[0])
     rows = max(1, min(values.shape[2], LINEAR_TILE // max(values.shape[3], 1)))
     return _linear_rows(values, valid.view(np.uint8), rel, out, bool(extrapolate_nearest), rows, RULES[rule])

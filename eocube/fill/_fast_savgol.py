@@ -57,7 +57,7 @@ def _savgol_rows(values, valid, lo, hi, powers, p, keep_observed, linear, out, r
     q = 2 * p - 1
     # flat buffers, viewed per tile as C-contiguous (k, m) arrays of exactly the tile's width
     w_flat = np.empty(t * n, np.float32)  # 0/1: exact in float32, half the traffic
-    wy_flat = np.empty(t * n, values.dtype)  # the observations, exactly
+    wy_flat = np.empty(t * n, out.dtype)  # the observations, exactly (float32 for float32 input)
     mom_flat = np.empty(q * n)
     rhs_flat = np.empty(p * n)
     gram_flat = np.empty(p * (p + 1) // 2 * n)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from ._fast_common import BLOCK, WHITTAKER_TILE, _opts, _row, _unowned, observed_or, weighted_if_same
+from ._fast_common import BLOCK, WHITTAKER_TILE, _opts, _row, _unowned, observed_or, result_dtype, weighted_if_same
 
 
 @numba.jit(**_opts)
@@ -295,7 +295,7 @@ def whittaker_rows(values: np.ndarray, valid: np.ndarray, a0p: np.ndarray, a1: n
     ``extrapolate``: 0 = hold the smoothed value at the first/last clear date, 1 = the
     smoother's own linear extrapolation, 2 = NaN; ``a0p, a1, a2``: penalty bands (3 dates or more).
     """
-    out = np.empty(values.shape, values.dtype)
+    out = np.empty(values.shape, result_dtype(values))
     return _whittaker_rows(values, valid.view(np.uint8), np.ascontiguousarray(a0p, dtype=np.float64),
                            np.ascontiguousarray(a1, dtype=np.float64), np.ascontiguousarray(a2, dtype=np.float64),
                            float(lmbda), int(extrapolate), bool(keep_observed), out,

@@ -35,15 +35,20 @@ CASES = [
 
 
 @pytest.mark.parametrize("dtype, nx, ny, mask_bands, nan_fraction", list(
-    itertools.product(["float32", "float64"], [3, 100, 300], [1, 7], [1, 3], [0.0, 0.02])))
+    itertools.product(["float32", "float64"], [3, 100, 300], [1, 7], [1, 3], [0.0, 0.02]))
+    + [("uint16", 100, 7, 1, 0.0), ("int16", 300, 7, 3, 0.0)])  # digital numbers, as a STAC asset gives
 def test_row_kernels_match_the_reference_on_strided_views(dtype, nx, ny, mask_bands, nan_fraction):
     # nan_fraction 0 with one mask band: the bands share their weights (Whittaker reuses one
     # factorisation); NaN values marked clear make the bands' weights differ (factorised per band).
     rng = np.random.default_rng(1)
     t = 31  # odd: the compiled products handle rows two at a time, plus the odd one
     days = np.cumsum(rng.uniform(2, 12, t)) + 100
-    big = rng.normal(size=(t, 4, ny + 3, nx + 5)).astype(dtype)
-    big[rng.random(big.shape) < nan_fraction] = np.nan  # NaN values marked clear must be ignored
+    big = rng.normal(size=(t, 4, ny + 3, nx + 5))
+    if np.dtype(dtype).kind == "f":
+        big = big.astype(dtype)
+        big[rng.random(big.shape) < nan_fraction] = np.nan  # NaN values marked clear must be ignored
+    else:
+        big = (1000 + 300 * big).astype(dtype)
     ok_big = rng.random((t, 3, ny + 3, nx + 5)) < 0.4
     ok_big[:, :, 0, :3] = False  # pixels with no clear observation
     ok_big[7, :, 0, 1] = True  # ... and with exactly one
@@ -79,15 +84,19 @@ def test_days_to_clear_kernel_matches_the_reference_on_strided_views(ndim, nx):
 
 
 @pytest.mark.parametrize("stat", ["median", "mean", "max", "min"])
-@pytest.mark.parametrize("dtype, mask_bands", [("float32", 1), ("float64", 3)])
+@pytest.mark.parametrize("dtype, mask_bands", [("float32", 1), ("float64", 3), ("uint16", 1)])
 def test_composite_kernel_matches_the_reference_on_strided_views(stat, dtype, mask_bands):
     from eocube.fill.composite import _composite_block
 
     rng = np.random.default_rng(3)
     t = 31
-    big = rng.normal(size=(t, 4, 10, 105)).astype(dtype)
+    big = rng.normal(size=(t, 4, 10, 105))
     big[:, :, :, :50] = np.round(big[:, :, :, :50])  # ties
-    big[rng.random(big.shape) < 0.02] = np.nan  # NaN values marked clear must be ignored
+    if np.dtype(dtype).kind == "f":
+        big = big.astype(dtype)
+        big[rng.random(big.shape) < 0.02] = np.nan  # NaN values marked clear must be ignored
+    else:
+        big = (1000 + 300 * big).astype(dtype)
     ok_big = rng.random((t, 3, 10, 105)) < 0.6
     ok_big[:, :, 0, :3] = False  # pixels with no clear observation
     values = big[:, 1:4, 2:9, 3:103]
