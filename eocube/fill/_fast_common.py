@@ -165,6 +165,11 @@ ROW_DTYPES = tuple(np.dtype(d) for d in ("float32", "float64", "uint8", "int8", 
 STAC asset, are converted on load; the result is float, :func:`result_dtype`)."""
 
 
+def tile_rows(shape: tuple[int, ...], tile: int) -> int:
+    """Whole image rows per tile of about ``tile`` pixels for a (..., y, x) block (at least one)."""
+    return max(1, min(shape[-2], tile // max(shape[-1], 1)))
+
+
 def result_dtype(values: np.ndarray) -> np.dtype:
     """The filled block's dtype: float32 for float32 and integers of up to 16 bits, else float64."""
     return np.result_type(values.dtype, np.float32)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from ._fast_common import _opts, _row, result_dtype
+from ._fast_common import _opts, _row, result_dtype, tile_rows
 
 MEDIAN, MEAN, MAX, MIN = 0, 1, 2, 3
 STATS = {"median": MEDIAN, "mean": MEAN, "max": MAX, "min": MIN}
@@ -150,6 +150,6 @@ def composite_rows(values: np.ndarray, valid: np.ndarray, starts: np.ndarray, st
     values of dates ``starts[p]:stops[p]`` per period ``p`` (a (periods, band, y, x) block)."""
     t, nb, ny, nx = values.shape
     out = np.empty((len(starts), nb, ny, nx), result_dtype(values))
-    rows = max(1, min(ny, TILE // max(nx, 1)))
+    rows = tile_rows(values.shape, TILE)
     return _composite_rows(values, valid.view(np.uint8), np.asarray(starts, np.int64), np.asarray(stops, np.int64),
                            STATS[stat], out, rows)

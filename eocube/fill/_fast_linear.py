@@ -5,7 +5,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from ._fast_common import LINEAR_TILE, _flat_at, _opts, _prefetch_rows, _row, result_dtype
+from ._fast_common import LINEAR_TILE, _flat_at, _opts, _prefetch_rows, _row, result_dtype, tile_rows
 
 
 LINEAR, PREVIOUS, NEXT, NEAREST = 0, 1, 2, 3
@@ -236,28 +236,25 @@ def _distance_rows(valid, days, out, rows):  # pragma: no cover - compiled
     n = rows * nx
     pd_buf = np.empty(t * n, np.float32)
     nd_buf = np.empty(n, np.float32)
+    nan_d = np.full(n, np.nan, np.float32)  # the carried day before the first date: none
     inf = np.float32(np.inf)
     for b in range(nb):
         for y0 in range(0, ny, rows):
             r = min(rows, ny - y0)
             m = r * nx
-            last = np.float32(np.nan)
             for i in range(t):
                 if i + 1 < t:
                     _prefetch_rows(valid, i + 1, b, y0, r)
                 d = np.float32(days[i])
+                last_d = _flat_at(pd_buf, (i - 1) * n, m) if i > 0 else nan_d
                 pd_i = _flat_at(pd_buf, i * n, m)
                 for k in range(r):
                     ok_row = _row(valid, i, b, y0 + k)
+                    ld = last_d[k * nx:(k + 1) * nx]
                     pd_ = pd_i[k * nx:(k + 1) * nx]
-                    if i > 0:
-                        ld = _flat_at(pd_buf, (i - 1) * n + k * nx, nx)
-                        for j in range(nx):
-                            c = ld[j]
-                            pd_[j] = d if ok_row[j] != 0 else c
-                    else:
-                        for j in range(nx):
-                            pd_[j] = d if ok_row[j] != 0 else last
+                    for j in range(nx):
+                        c = ld[j]
+                        pd_[j] = d if ok_row[j] != 0 else c
             nd_buf[:m] = np.nan
             for i in range(t - 1, -1, -1):
                 d = np.float32(days[i])
@@ -283,7 +280,7 @@ def distance_rows(valid: np.ndarray, days: np.ndarray) -> np.ndarray:
     """Days to the nearest clear date of a (time, band, y, x) bool block with contiguous rows (float32)."""
     out = np.empty(valid.shape, np.float32)
     rel = np.asarray(days, dtype=np.float64) - float(days[0])
-    rows = max(1, min(valid.shape[2], LINEAR_TILE // max(valid.shape[3], 1)))
+    rows = tile_rows(valid.shape, LINEAR_TILE)
     return _distance_rows(valid.view(np.uint8), rel, out, rows)
 
 
@@ -293,7 +290,7 @@ def linear_rows(values: np.ndarray, valid: np.ndarray, days: np.ndarray, extrapo
     :func:`rows_contiguous`, without copying it first."""
     out = np.empty(values.shape, result_dtype(values))
     rel = np.asarray(days, dtype=np.float64) - float(days[0])
-    rows = max(1, min(values.shape[2], LINEAR_TILE // max(values.shape[3], 1)))
+    rows = tile_rows(values.shape, LINEAR_TILE)
     return _linear_rows(values, valid.view(np.uint8), rel, out, bool(extrapolate_nearest), rows, RULES[rule])
 
 

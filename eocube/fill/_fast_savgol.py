@@ -11,7 +11,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from ._fast_common import SAVGOL_TILE, _opts, _row, _small_matmul, cholesky_packed, solve_packed, weights_tile
+from ._fast_common import SAVGOL_TILE, _opts, _row, _small_matmul, cholesky_packed, solve_packed, tile_rows, weights_tile
 
 
 @numba.jit(**_opts)
@@ -107,6 +107,6 @@ def savgol_rows(values: np.ndarray, valid: np.ndarray, days: np.ndarray, window:
         for k in range(2 * p - 1):
             powers[i, k, :len(window_delta)] = window_delta ** k
     out = np.empty(values.shape, linear.dtype)
-    rows = max(1, min(values.shape[2], SAVGOL_TILE // max(values.shape[3], 1)))
+    rows = tile_rows(values.shape, SAVGOL_TILE)
     return _savgol_rows(values, valid.view(np.uint8), lo.astype(np.int64), hi.astype(np.int64), powers, p,
                         bool(keep_observed), linear, out, rows)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from ._fast_common import BLOCK, WHITTAKER_TILE, _opts, _row, _unowned, observed_or, result_dtype, weighted_if_same
+from ._fast_common import BLOCK, WHITTAKER_TILE, _opts, _row, _unowned, observed_or, result_dtype, tile_rows, weighted_if_same
 
 
 @numba.jit(**_opts)
@@ -299,7 +299,7 @@ def whittaker_rows(values: np.ndarray, valid: np.ndarray, a0p: np.ndarray, a1: n
     return _whittaker_rows(values, valid.view(np.uint8), np.ascontiguousarray(a0p, dtype=np.float64),
                            np.ascontiguousarray(a1, dtype=np.float64), np.ascontiguousarray(a2, dtype=np.float64),
                            float(lmbda), int(extrapolate), bool(keep_observed), out,
-                           max(1, min(values.shape[2], WHITTAKER_TILE // max(values.shape[3], 1))))
+                           tile_rows(values.shape, WHITTAKER_TILE))
 
 
 @numba.jit(**_opts)

@@ -1,6 +1,6 @@
 """Nearest, previous and next observation filling: the pure-array kernels.
 
-Blocks as dask hands them over (4-D float, see :func:`eocube.fill._fast_common.rows_contiguous`)
+Blocks as dask hands them over (4-D float or integer, see :func:`eocube.fill._fast_common.rows_contiguous`)
 go to the compiled sweeps of the linear kernel (:func:`eocube.fill._fast_linear.linear_rows`);
 anything else, and ``engine="numpy"``, to the NumPy reference below (same results).
 """

@@ -40,7 +40,7 @@ def savgol_fill(
     keep_observed
         True: clear observations unchanged; False: the smoothed series everywhere.
     engine
-        ``"numba"``: the compiled kernel, window by window, for 4-D float blocks with contiguous
+        ``"numba"``: the compiled kernel, window by window, for 4-D float or integer blocks with contiguous
         rows (default; other blocks go to the NumPy kernel); ``"numpy"``: the NumPy kernel
         (dense products over all dates; the reference, same results).
 

@@ -20,7 +20,7 @@ def _composite_block(values: np.ndarray, valid: np.ndarray, *, groups: list[np.n
                      engine: str = "numba") -> np.ndarray:
     """One statistic of the clear values per group of dates, for one block (time first).
 
-    ``engine="numba"``: the compiled kernel (:mod:`eocube.fill._fast_composite`) for 4-D float blocks
+    ``engine="numba"``: the compiled kernel (:mod:`eocube.fill._fast_composite`) for 4-D float or integer blocks
     with contiguous rows and periods of consecutive dates (medians: up to ``MAX_RANK_PERIOD``
     dates); anything else, and ``engine="numpy"``, the NumPy reference below (same results).
     """
