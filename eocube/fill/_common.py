@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import numpy as np
+
+
+def as_block(values: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
+    """One array for a block given as the list of its band blocks, concatenated along ``band``
+    (a copy; ``fill_gaps`` hands the Whittaker and harmonic kernels such lists, which their
+    compiled paths take without concatenating, see :func:`eocube.fill._fast_common.band_views`)."""
+    return np.concatenate(values, axis=1) if isinstance(values, (list, tuple)) else values
 
 
 def prepare(values: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.dtype]:

@@ -48,6 +48,8 @@ next date's rows while the current ones are processed.
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import numba
 import numpy as np
 from llvmlite import ir
@@ -186,6 +188,28 @@ def rows_contiguous(values: np.ndarray, valid: np.ndarray) -> bool:
     if valid.shape not in ((t, 1, ny, nx), (t, nb, ny, nx)):
         return False
     return all(a.strides[3] == a.itemsize and all(s % a.itemsize == 0 for s in a.strides) for a in (values, valid))
+
+
+def band_views(values: np.ndarray | Sequence[np.ndarray], valid: np.ndarray) -> tuple[np.ndarray, ...] | None:
+    """One (time, 1, y, x) view per band, for the kernels that take a block band by band.
+
+    ``values`` is a 4-D block, or the list of a block's band blocks as dask hands them over
+    (``fill_gaps`` passes them so, not concatenated: that would copy the cube once more). None
+    when a view is not accepted by :func:`rows_contiguous` or the views differ in numba type
+    (dtype or layout): concatenate the list then and take another path.
+    """
+    blocks = list(values) if isinstance(values, (list, tuple)) else [values]
+    if not blocks or any(not isinstance(block, np.ndarray) or block.ndim != 4 for block in blocks):
+        return None
+    views = tuple(block[:, b:b + 1] for block in blocks for b in range(block.shape[1]))
+    if not isinstance(valid, np.ndarray) or valid.ndim != 4 or valid.shape[1] not in (1, len(views)):
+        return None
+    shared = valid.shape[1] == 1
+    if not all(rows_contiguous(view, valid if shared else valid[:, b:b + 1]) for b, view in enumerate(views)):
+        return None
+    if len({numba.typeof(view) for view in views}) > 1:
+        return None
+    return views
 
 
 @numba.jit(**_opts)

@@ -71,11 +71,12 @@ def _harmonic_solve(values, valid, x, xt, b, bv, y0, nrows, x0, nx, min_obs, kee
 
 
 @numba.jit(**_opts)
-def _harmonic_rows(values, valid, x, min_obs, keep_observed, out, bad, rows, cols):  # pragma: no cover - compiled
+def _harmonic_rows(bands, valid, x, min_obs, keep_observed, out, bad, rows, cols):  # pragma: no cover - compiled
     # Tiles of ``rows`` image rows x ``cols`` columns, all dates, in contiguous buffers of exactly
     # the tile's width: (dates, width) views of flat buffers, so every pixel loop runs over one
-    # contiguous row.
-    t, nb, ny, nx = values.shape
+    # contiguous row. ``bands``: one (time, 1, y, x) view per band (:func:`band_views`: dask's band
+    # blocks, not concatenated); ``out`` and ``bad`` hold every band.
+    t, nb, ny, nx = out.shape
     p = x.shape[1]
     npair = p * (p + 1) // 2
     xt = np.ascontiguousarray(x.T)
@@ -105,29 +106,31 @@ def _harmonic_rows(values, valid, x, min_obs, keep_observed, out, bad, rows, col
             cnt = cnt_flat[:n]
             for b in range(nb):
                 bv = b if vbands > 1 else 0
+                values = bands[b]
                 # bands with the usable observations of the band before (one cloud mask for all
                 # bands, the usual case) share its normal matrices and their factors
-                if not (b > 0 and _harmonic_weighted_if_same(values, valid, b, bv, y0, r, x0, c, w, wv)):
-                    weights_tile(values, valid, b, bv, y0, r, x0, c, w, wv, cnt)
+                if not (b > 0 and _harmonic_weighted_if_same(values, valid, 0, bv, y0, r, x0, c, w, wv)):
+                    weights_tile(values, valid, 0, bv, y0, r, x0, c, w, wv, cnt)
                     _harmonic_factor(xxt, w, gram, p, n)
-                _harmonic_solve(values, valid, x, xt, b, bv, y0, r, x0, c, min_obs, keep_observed, out, bad,
-                                wv, gram, coef, model, cnt)
+                _harmonic_solve(values, valid, x, xt, 0, bv, y0, r, x0, c, min_obs, keep_observed, out[:, b:b + 1],
+                                bad[b:b + 1], wv, gram, coef, model, cnt)
     return out, bad
 
 
-def harmonic_rows(values: np.ndarray, valid: np.ndarray, x: np.ndarray, min_obs: int,
+def harmonic_rows(bands: tuple[np.ndarray, ...], valid: np.ndarray, x: np.ndarray, min_obs: int,
                   keep_observed: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Harmonic regression of a 4-D block accepted by :func:`rows_contiguous`, without copying it.
+    """Harmonic regression of a block given as the band views of :func:`band_views`, without copying it.
 
     Returns the filled block and a (band, y, x) mask of the series to fill otherwise
     (fewer than ``min_obs`` clear observations, or a singular fit).
     """
-    t, nb, ny, nx = values.shape
-    out = np.empty(values.shape, result_dtype(values))
+    t, _, ny, nx = bands[0].shape
+    nb = len(bands)
+    out = np.empty((t, nb, ny, nx), result_dtype(bands[0]))
     bad = np.empty((nb, ny, nx), dtype=np.bool_)
     cols = min(nx, HARMONIC_TILE)
     rows = max(1, min(ny, HARMONIC_TILE // max(cols, 1)))
-    return _harmonic_rows(values, valid.view(np.uint8), np.ascontiguousarray(x, dtype=np.float64), int(min_obs),
+    return _harmonic_rows(bands, valid.view(np.uint8), np.ascontiguousarray(x, dtype=np.float64), int(min_obs),
                           bool(keep_observed), out, bad, rows, cols)
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._common import batched_spd_solve, check_engine, finish, prepare, prepare_2d
+from ._common import as_block, batched_spd_solve, check_engine, finish, prepare, prepare_2d
 from ._linear import linear_fill
 
 
@@ -66,21 +66,25 @@ def harmonic_fill(
     if harmonics < 0 or period <= 0:
         raise ValueError(f"harmonics must be >= 0 and period > 0, got {harmonics!r}, {period!r}")
     check_engine(engine)
-    shape = values.shape
     x = design_matrix(days, harmonics, period, trend)           # (T, p)
     p = x.shape[1]
     min_count = 2 * p if min_obs is None else int(min_obs)
     if engine == "numba":
-        from ._fast_common import rows_contiguous
+        from ._fast_common import band_views
         from ._fast_harmonic import harmonic_2d, harmonic_rows
 
-        if rows_contiguous(values, valid):
-            out4, bad4 = harmonic_rows(values, valid, x, min_count, bool(keep_observed))
-            if bad4.any():
-                ok4 = np.broadcast_to(valid, values.shape)
-                out4[:, bad4] = linear_fill(np.ascontiguousarray(values[:, bad4]), np.ascontiguousarray(ok4[:, bad4]),
-                                            days)
+        bands = band_views(values, valid)
+        if bands is not None:
+            out4, bad4 = harmonic_rows(bands, valid, x, min_count, bool(keep_observed))
+            for b, view in enumerate(bands):
+                if bad4[b].any():  # too few clear observations or a singular fit: linear filling
+                    ok_b = np.broadcast_to(valid[:, b if valid.shape[1] > 1 else 0], view[:, 0].shape)
+                    out4[:, b][:, bad4[b]] = linear_fill(np.ascontiguousarray(view[:, 0][:, bad4[b]]),
+                                                         np.ascontiguousarray(ok_b[:, bad4[b]]), days)
             return out4
+    values = as_block(values)
+    shape = values.shape
+    if engine == "numba":
         flat2, ok2, _ = prepare_2d(values, valid)
         out, bad = harmonic_2d(flat2, ok2, np.ascontiguousarray(x), min_count, bool(keep_observed))
         if bad.any():

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._common import check_engine, finish, prepare, prepare_2d
+from ._common import as_block, check_engine, finish, prepare, prepare_2d
 from ._linear import linear_fill, neighbour_indices
 
 
@@ -107,17 +107,23 @@ def whittaker_fill(
     modes = {"nearest": 0, "linear": 1, "none": 2}
     if extrapolate not in modes:
         raise ValueError(f"extrapolate must be 'nearest', 'linear' or 'none', got {extrapolate!r}")
+    t = len(days)
+    if t >= 3 and engine == "numba":
+        from ._fast_common import band_views
+        from ._fast_whittaker import whittaker_rows
+
+        bands = band_views(values, valid)
+        if bands is not None:
+            p0, p1, p2 = penalty_bands(days)
+            return whittaker_rows(bands, valid, p0, p1, p2, float(lmbda), modes[extrapolate], bool(keep_observed))
+    values = as_block(values)
     shape = values.shape
-    t = shape[0]
     if t < 3:
         return linear_fill(values, valid, days, extrapolate="none" if extrapolate == "none" else "nearest")
     p0, p1, p2 = penalty_bands(days)
     if engine == "numba":
-        from ._fast_common import rows_contiguous
-        from ._fast_whittaker import whittaker_2d, whittaker_rows
+        from ._fast_whittaker import whittaker_2d
 
-        if rows_contiguous(values, valid):
-            return whittaker_rows(values, valid, p0, p1, p2, float(lmbda), modes[extrapolate], bool(keep_observed))
         flat2, ok2, _ = prepare_2d(values, valid)
         out = whittaker_2d(flat2, ok2, np.asarray(days, dtype="float64"), p0, p1, p2, float(lmbda),
                            modes[extrapolate], bool(keep_observed))

@@ -42,8 +42,9 @@ METHODS: dict[str, Kernel] = {
 
 SHARED_WORK = frozenset({"whittaker", "harmonic"})
 """Methods whose kernels share work between bands with the same usable observations (one
-factorisation, one set of normal equations), so that ``fill_gaps`` gives them blocks holding
-every band when the mask is shared by the bands."""
+factorisation, one set of normal equations). When the mask is shared by the bands, ``fill_gaps``
+hands each of their tasks every band of a pixel block, as the list of the band blocks (not
+concatenated: that copy cost about 1.3x a memory pass on the gap-fill benchmark)."""
 
 BLOCK_BUDGET = 256 * 2**20
 """Largest block (bytes) that ``fill_gaps`` makes when it rechunks."""
@@ -82,9 +83,9 @@ def fill_gaps(
         (values interpolated/modelled there from the clear observations).
     rechunk
         Bring a chunked time axis into one chunk (True) or raise :class:`FillError` (False).
-        With True, ``whittaker`` and ``harmonic`` under a mask shared by the bands also get
-        every band in each block (one rechunk, blocks up to 256 MiB): they factorise once per
-        pixel for all bands. The result's band chunks then differ from the input's.
+        ``whittaker`` and ``harmonic`` under a mask shared by the bands take every band of a
+        pixel block in one task (result blocks up to 256 MiB): they factorise once per pixel for
+        all bands. Their result then has one band chunk, whatever the input's.
     **options
         Passed to the kernel (see :data:`METHODS`), e.g. ``extrapolate="none"``
         for linear filling or ``lmbda=100`` for Whittaker.
@@ -121,14 +122,20 @@ def fill_gaps(
         if clear is not None:
             work_clear = clear.reindex(time=union, fill_value=False)
     shared_mask = work_clear is None or work_clear.ndim == 3
-    data = _time_contiguous(work, rechunk, merge_bands=method in SHARED_WORK and shared_mask)
+    data = _time_contiguous(work, rechunk)
     valid = _valid_array(work, work_clear, data.chunks)
     days = days_since(pd.DatetimeIndex(work["time"].values), times[0])
     out_dtype = np.result_type(cube.dtype, np.float32)
-    filled = da.map_blocks(
-        _fill_block, data, valid, dtype=out_dtype, kernel=METHODS[method], days=days, options=dict(options),
-        name=f"eocube-fill-{method}-" + da.core.tokenize(data, valid, days, method, sorted(options.items())),
-    )
+    name = f"eocube-fill-{method}-" + da.core.tokenize(data, valid, days, method, sorted(options.items()))
+    kwargs = dict(kernel=METHODS[method], days=days, options=dict(options))
+    if method in SHARED_WORK and shared_mask and _all_bands_fit(data, out_dtype):
+        # every band of a pixel in one task, as the list of its band blocks (no concatenation copy)
+        filled = da.blockwise(
+            _fill_band_blocks, "tbyx", data, "tcyx", valid, "tvyx", new_axes={"b": data.shape[1]},
+            concatenate=False, dtype=out_dtype, meta=np.empty((0, 0, 0, 0), out_dtype), name=name, **kwargs,
+        )
+    else:
+        filled = da.map_blocks(_fill_block, data, valid, dtype=out_dtype, name=name, **kwargs)
     result = work.copy(data=filled)
     if target is not None:
         result = result.sel(time=target)
@@ -149,38 +156,39 @@ def _check_options(method: str, options: dict) -> None:
         raise FillError(f"method {method!r} has no option(s) {unknown}; its options are {accepted}")
 
 
-def _time_contiguous(cube: xr.DataArray, rechunk: bool, merge_bands: bool = False) -> da.Array:
-    """The cube's data as a dask array with the whole time axis in each chunk.
-
-    ``merge_bands``: also bring all bands into each block (one rechunk with the time axis) when the
-    merged blocks stay within :data:`BLOCK_BUDGET`; the Whittaker and harmonic kernels then
-    factorise once per pixel for all bands, which saves more than the copy costs (about 20 % for
-    Whittaker on the gap-fill benchmark).
-    """
+def _time_contiguous(cube: xr.DataArray, rechunk: bool) -> da.Array:
+    """The cube's data as a dask array with the whole time axis in each chunk."""
     if cube.chunks is None:
-        return da.from_array(cube.values, chunks=(-1, -1 if merge_bands else 1, "auto", "auto"))
-    data = data_in = cube.data
-    target: dict[int, object] = {}
-    if len(data.chunks[0]) > 1:
-        if not rechunk:
-            raise FillError(
-                f"the cube's time axis is split into {len(data.chunks[0])} chunks but gap filling needs each "
-                "pixel's whole series in one chunk: rechunk with cube.chunk({'time': -1}) (and smaller y/x "
-                "chunks), or pass rechunk=True"
-            )
-        keep = data.shape[0] * max(data.chunks[1]) * max(data.chunks[2]) * max(data.chunks[3]) * data.dtype.itemsize
-        spatial = (data.chunks[2], data.chunks[3]) if keep <= BLOCK_BUDGET else ("auto", "auto")
-        target = {0: -1, 1: data.chunks[1], 2: spatial[0], 3: spatial[1]}
-        data = data.rechunk(target)  # the chunks the time rechunk alone would give
-    if rechunk and merge_bands and len(data.chunks[1]) > 1:
-        merged = data.shape[0] * data.shape[1] * max(data.chunks[2]) * max(data.chunks[3]) * data.dtype.itemsize
-        if merged <= BLOCK_BUDGET:
-            target = {0: -1, 1: -1, 2: data.chunks[2], 3: data.chunks[3]}
-    return data_in.rechunk(target) if target else data_in
+        return da.from_array(cube.values, chunks=(-1, 1, "auto", "auto"))
+    data = cube.data
+    if len(data.chunks[0]) == 1:
+        return data
+    if not rechunk:
+        raise FillError(
+            f"the cube's time axis is split into {len(data.chunks[0])} chunks but gap filling needs each "
+            "pixel's whole series in one chunk: rechunk with cube.chunk({'time': -1}) (and smaller y/x "
+            "chunks), or pass rechunk=True"
+        )
+    keep = data.shape[0] * max(data.chunks[1]) * max(data.chunks[2]) * max(data.chunks[3]) * data.dtype.itemsize
+    spatial = (data.chunks[2], data.chunks[3]) if keep <= BLOCK_BUDGET else ("auto", "auto")
+    return data.rechunk({0: -1, 1: data.chunks[1], 2: spatial[0], 3: spatial[1]})
+
+
+def _all_bands_fit(data: da.Array, dtype: np.dtype) -> bool:
+    """True when a result block holding every band stays within :data:`BLOCK_BUDGET`."""
+    t, nb = data.shape[:2]
+    return t * nb * max(data.chunks[2]) * max(data.chunks[3]) * np.dtype(dtype).itemsize <= BLOCK_BUDGET
 
 
 def _fill_block(values: np.ndarray, valid: np.ndarray, *, kernel: Kernel, days: np.ndarray, options: dict) -> np.ndarray:
     return kernel(values, valid, days, **options)
+
+
+def _fill_band_blocks(values: list[np.ndarray], valid: list[np.ndarray], *, kernel: Kernel, days: np.ndarray,
+                      options: dict) -> np.ndarray:
+    # One spatial block: its band blocks as a list (the kernels in SHARED_WORK take it as it is)
+    # and the mask shared by the bands (one block).
+    return kernel(values, valid[0], days, **options)
 
 
 def _days(cube: xr.DataArray) -> np.ndarray:

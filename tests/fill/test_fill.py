@@ -215,7 +215,12 @@ def test_shared_mask_brings_bands_together_for_methods_that_share_work(make_cube
     clear = xr.DataArray(np.random.default_rng(3).random((12, cube.sizes["y"], cube.sizes["x"])) < 0.7,
                          dims=("time", "y", "x"), coords={"time": cube.time, "y": cube.y, "x": cube.x})
     merged = fill_gaps(cube, clear, method=method)
-    assert merged.chunks[0] == (12,) and merged.chunks[1] == (3,)  # one rechunk: whole time, all bands
+    assert merged.chunks[0] == (12,) and merged.chunks[1] == (3,)  # one task per pixel block, all bands
+    # the band blocks go to the kernel as a list: no band rechunk (a concatenation copy) in the graph
+    fresh = make_cube(t=12, bands=("blue", "red", "nir")).chunk({"time": -1, "band": 1})
+    whole_time = fill_gaps(fresh, clear.chunk({"time": -1}), method=method)
+    assert whole_time.chunks[1] == (3,)
+    assert not [name for name in whole_time.data.dask.layers if "rechunk" in name]
     per_band = xr.concat([fill_gaps(cube.isel(band=[b]), clear, method=method) for b in range(3)], dim="band")
     np.testing.assert_allclose(merged.values, per_band.values, rtol=1e-6, atol=1e-6)
     # bands kept apart where nothing is shared: per-band masks, or a method without shared work
@@ -237,3 +242,30 @@ def test_without_a_mask_the_kernels_get_real_mask_blocks(make_cube):
     block = valid.blocks[0, 0, 0, 0].compute()
     assert block.all() and block.strides[3] == 1
     assert rows_contiguous(cube.data.blocks[0, 0, 0, 0].compute().astype("float32"), block)
+
+
+def test_band_views_take_dask_band_blocks_without_a_copy():
+    from eocube.fill._common import as_block
+    from eocube.fill._fast_common import band_views
+    from eocube.fill._harmonic import harmonic_fill
+    from eocube.fill._whittaker import whittaker_fill
+
+    rng = np.random.default_rng(5)
+    cube = rng.random((10, 3, 4, 5)).astype("float32")
+    valid = rng.random((10, 1, 4, 5)) < 0.7
+    blocks = [cube[:, b:b + 1] for b in range(3)]  # strided views, as dask hands over an in-memory cube's blocks
+    views = band_views(blocks, valid)
+    assert len(views) == 3 and all(np.shares_memory(v, cube[:, b]) for b, v in enumerate(views))
+    days = np.arange(10.0) * 5
+    for kernel in (whittaker_fill, harmonic_fill):
+        np.testing.assert_array_equal(kernel(blocks, valid, days), kernel(cube, valid, days))
+        np.testing.assert_allclose(kernel(blocks, valid, days), kernel(cube, valid, days, engine="numpy"),
+                                   rtol=1e-5, atol=1e-5)
+    # blocks numba types differently (a contiguous one among views): concatenated, same result
+    mixed = [np.ascontiguousarray(blocks[0])] + blocks[1:]
+    assert band_views(mixed, valid) is None
+    np.testing.assert_array_equal(as_block(mixed), cube)
+    np.testing.assert_array_equal(whittaker_fill(mixed, valid, days), whittaker_fill(cube, valid, days))
+    # a per-band mask: each band its own
+    per_band = rng.random((10, 3, 4, 5)) < 0.7
+    np.testing.assert_array_equal(harmonic_fill(blocks, per_band, days), harmonic_fill(cube, per_band, days))
