@@ -5,8 +5,8 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from ._fast_common import (BLOCK, HARMONIC_TILE, _opts, _row, _small_matmul, cholesky_packed, result_dtype, solve_packed,
-                           weighted_if_same, weights_tile)
+from ._fast_common import (BLOCK, HARMONIC_TILE, _opts, _row, _small_matmul, cholesky_packed, prefetch_tile, result_dtype,
+                           solve_packed, weighted_if_same, weights_tile)
 
 
 @numba.jit(**_opts)
@@ -104,6 +104,12 @@ def _harmonic_rows(bands, valid, x, min_obs, keep_observed, out, bad, rows, cols
             coef = coef_flat[:p * n].reshape((p, n))
             model = model_flat[:t * n].reshape((t, n))
             cnt = cnt_flat[:n]
+            x0n, y0n = (x0 + cols, y0) if x0 + cols < nx else (0, y0 + rows)
+            if y0n < ny:  # the next tile's input, fetched while this one is computed
+                rn, cn = min(rows, ny - y0n), min(cols, nx - x0n)
+                for b in range(nb):
+                    prefetch_tile(bands[b], 0, y0n, rn, x0n, cn)
+                prefetch_tile(valid, 0, y0n, rn, x0n, cn)
             for b in range(nb):
                 bv = b if vbands > 1 else 0
                 values = bands[b]
