@@ -233,6 +233,26 @@ def band_views(values: np.ndarray | Sequence[np.ndarray], valid: np.ndarray) -> 
     return views
 
 
+def band_outputs(values: np.ndarray | Sequence[np.ndarray], bands: tuple[np.ndarray, ...]
+                 ) -> tuple[np.ndarray | list[np.ndarray], tuple[np.ndarray, ...]]:
+    """The result of a kernel that fills ``bands`` (:func:`band_views` of ``values``), and its
+    (time, 1, y, x) view per band for the kernel to write into.
+
+    The result is shaped as ``values`` is: one array for an array, a list of arrays (one per
+    band block, with the same bands) for a list. Separate band blocks also keep each result
+    block small: blocks over 32 MiB come as fresh pages from the system on every allocation
+    (glibc's largest ``mmap`` threshold), whose page faults cost about a memory pass.
+    """
+    t, _, ny, nx = bands[0].shape
+    dtype = result_dtype(bands[0])
+    if isinstance(values, (list, tuple)):
+        result = [np.empty((t, block.shape[1], ny, nx), dtype) for block in values]
+    else:
+        result = np.empty((t, len(bands), ny, nx), dtype)
+    blocks = result if isinstance(result, list) else [result]
+    return result, tuple(block[:, b:b + 1] for block in blocks for b in range(block.shape[1]))
+
+
 @numba.jit(**_opts)
 def weighted_if_same(v_row, ok_row, w_row, z_row, n):  # pragma: no cover - compiled
     # One image row: z = v where the weight is 1, else 0; returns how many pixels' usability (clear

@@ -71,12 +71,13 @@ def _harmonic_solve(values, valid, x, xt, b, bv, y0, nrows, x0, nx, min_obs, kee
 
 
 @numba.jit(**_opts)
-def _harmonic_rows(bands, valid, x, min_obs, keep_observed, out, bad, rows, cols):  # pragma: no cover - compiled
+def _harmonic_rows(bands, valid, x, min_obs, keep_observed, outs, bad, rows, cols):  # pragma: no cover - compiled
     # Tiles of ``rows`` image rows x ``cols`` columns, all dates, in contiguous buffers of exactly
     # the tile's width: (dates, width) views of flat buffers, so every pixel loop runs over one
-    # contiguous row. ``bands``: one (time, 1, y, x) view per band (:func:`band_views`: dask's band
-    # blocks, not concatenated); ``out`` and ``bad`` hold every band.
-    t, nb, ny, nx = out.shape
+    # contiguous row. ``bands`` and ``outs``: one (time, 1, y, x) array per band (:func:`band_views`,
+    # :func:`band_outputs`: dask's band blocks, not concatenated); ``bad`` holds every band.
+    t, _, ny, nx = bands[0].shape
+    nb = len(bands)
     p = x.shape[1]
     npair = p * (p + 1) // 2
     xt = np.ascontiguousarray(x.T)
@@ -87,7 +88,7 @@ def _harmonic_rows(bands, valid, x, min_obs, keep_observed, out, bad, rows, cols
                 xxt[a * (a + 1) // 2 + c, i] = x[i, a] * x[i, c]
     n_max = rows * cols
     w_flat = np.empty(t * n_max, np.float32)  # 0/1: exact in float32, half the traffic
-    wv_flat = np.empty(t * n_max, out.dtype)  # the observations, exactly (float32 for float32 input)
+    wv_flat = np.empty(t * n_max, outs[0].dtype)  # the observations, exactly (float32 for float32 input)
     gram_flat = np.empty(npair * n_max)
     coef_flat = np.empty(p * n_max)
     model_flat = np.empty(t * n_max)
@@ -118,26 +119,25 @@ def _harmonic_rows(bands, valid, x, min_obs, keep_observed, out, bad, rows, cols
                 if not (b > 0 and _harmonic_weighted_if_same(values, valid, 0, bv, y0, r, x0, c, w, wv)):
                     weights_tile(values, valid, 0, bv, y0, r, x0, c, w, wv, cnt)
                     _harmonic_factor(xxt, w, gram, p, n)
-                _harmonic_solve(values, valid, x, xt, 0, bv, y0, r, x0, c, min_obs, keep_observed, out[:, b:b + 1],
+                _harmonic_solve(values, valid, x, xt, 0, bv, y0, r, x0, c, min_obs, keep_observed, outs[b],
                                 bad[b:b + 1], wv, gram, coef, model, cnt)
-    return out, bad
+    return bad
 
 
 def harmonic_rows(bands: tuple[np.ndarray, ...], valid: np.ndarray, x: np.ndarray, min_obs: int,
-                  keep_observed: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Harmonic regression of a block given as the band views of :func:`band_views`, without copying it.
+                  keep_observed: bool, outs: tuple[np.ndarray, ...]) -> np.ndarray:
+    """Harmonic regression of a block given as the band views of :func:`band_views`, without copying
+    it, into ``outs`` (:func:`band_outputs`).
 
-    Returns the filled block and a (band, y, x) mask of the series to fill otherwise
-    (fewer than ``min_obs`` clear observations, or a singular fit).
+    Returns a (band, y, x) mask of the series to fill otherwise (fewer than ``min_obs`` clear
+    observations, or a singular fit).
     """
     t, _, ny, nx = bands[0].shape
-    nb = len(bands)
-    out = np.empty((t, nb, ny, nx), result_dtype(bands[0]))
-    bad = np.empty((nb, ny, nx), dtype=np.bool_)
+    bad = np.empty((len(bands), ny, nx), dtype=np.bool_)
     cols = min(nx, HARMONIC_TILE)
     rows = max(1, min(ny, HARMONIC_TILE // max(cols, 1)))
     return _harmonic_rows(bands, valid.view(np.uint8), np.ascontiguousarray(x, dtype=np.float64), int(min_obs),
-                          bool(keep_observed), out, bad, rows, cols)
+                          bool(keep_observed), outs, bad, rows, cols)
 
 
 @numba.jit(**_opts)

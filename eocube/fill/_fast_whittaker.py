@@ -244,16 +244,17 @@ def _whittaker_forward(l1, l2, z, m):  # pragma: no cover - compiled
 
 
 @numba.jit(**_opts)
-def _whittaker_rows(bands, valid, a0p, a1, a2, lmbda, extrapolate, keep_observed, out, rows):  # pragma: no cover
+def _whittaker_rows(bands, valid, a0p, a1, a2, lmbda, extrapolate, keep_observed, outs, rows):  # pragma: no cover
     # Tile by tile (``rows`` image rows x all dates), band by band within a tile. The banded
     # factorisation of (W + lambda P) depends only on the weights: when a band has the same usable
     # observations as the band factorised before it (a cloud mask shared by the bands, the usual
     # case), only its right-hand side is substituted, which saves most of the work per band.
     # Stages stay separate compiled functions: in one big function the same loops ran ~10x
     # slower (not vectorised). ``valid`` comes as uint8 (a bool array stops some loops vectorising).
-    # ``bands``: one (time, 1, y, x) view per band (:func:`band_views`: dask's band blocks, not
-    # concatenated); ``out`` holds every band.
-    t, nb, ny, nx = out.shape
+    # ``bands`` and ``outs``: one (time, 1, y, x) array per band (:func:`band_views`,
+    # :func:`band_outputs`: dask's band blocks, not concatenated).
+    t, _, ny, nx = bands[0].shape
+    nb = len(bands)
     n = rows * nx
     w = np.empty((t, n))
     dd = np.empty((t, n))
@@ -278,7 +279,7 @@ def _whittaker_rows(bands, valid, a0p, a1, a2, lmbda, extrapolate, keep_observed
         for b in range(nb):
             bv = b if vbands > 1 else 0
             values = bands[b]
-            out_b = out[:, b:b + 1]
+            out_b = outs[b]
             if not (b > 0 and _whittaker_load_if_same(values, valid, 0, bv, y0, r, w3, z3)):
                 _whittaker_factor(values, valid, 0, bv, y0, r, a0p, a1, a2, lmbda, w3, z3, w, dd, inv, l1, l2, z)
                 _whittaker_stats(w, cnt, first_w, last_w, m)
@@ -289,22 +290,21 @@ def _whittaker_rows(bands, valid, a0p, a1, a2, lmbda, extrapolate, keep_observed
             _whittaker_special(values, 0, y0, extrapolate, z, cnt, first, last, zf, zl, m)
             _whittaker_out(values, valid, 0, bv, y0, r, keep_observed, out_b, z, first, last, zf, zl, r_buf,
                            r_buf.reshape((rows, nx)))
-    return out
+    return outs
 
 
 def whittaker_rows(bands: tuple[np.ndarray, ...], valid: np.ndarray, a0p: np.ndarray, a1: np.ndarray, a2: np.ndarray,
-                   lmbda: float, extrapolate: int, keep_observed: bool) -> np.ndarray:
-    """Whittaker filling of a block given as the band views of :func:`band_views`, without copying it.
+                   lmbda: float, extrapolate: int, keep_observed: bool, outs: tuple[np.ndarray, ...]) -> None:
+    """Whittaker filling of a block given as the band views of :func:`band_views`, without copying it,
+    into ``outs`` (:func:`band_outputs`).
 
     ``extrapolate``: 0 = hold the smoothed value at the first/last clear date, 1 = the
     smoother's own linear extrapolation, 2 = NaN; ``a0p, a1, a2``: penalty bands (3 dates or more).
     """
-    t, _, ny, nx = bands[0].shape
-    out = np.empty((t, len(bands), ny, nx), result_dtype(bands[0]))
-    return _whittaker_rows(bands, valid.view(np.uint8), np.ascontiguousarray(a0p, dtype=np.float64),
-                           np.ascontiguousarray(a1, dtype=np.float64), np.ascontiguousarray(a2, dtype=np.float64),
-                           float(lmbda), int(extrapolate), bool(keep_observed), out,
-                           tile_rows(out.shape, WHITTAKER_TILE))
+    _whittaker_rows(bands, valid.view(np.uint8), np.ascontiguousarray(a0p, dtype=np.float64),
+                    np.ascontiguousarray(a1, dtype=np.float64), np.ascontiguousarray(a2, dtype=np.float64),
+                    float(lmbda), int(extrapolate), bool(keep_observed), outs,
+                    tile_rows(bands[0].shape, WHITTAKER_TILE))
 
 
 @numba.jit(**_opts)

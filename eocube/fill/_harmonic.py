@@ -70,18 +70,19 @@ def harmonic_fill(
     p = x.shape[1]
     min_count = 2 * p if min_obs is None else int(min_obs)
     if engine == "numba":
-        from ._fast_common import band_views
+        from ._fast_common import band_outputs, band_views
         from ._fast_harmonic import harmonic_2d, harmonic_rows
 
         bands = band_views(values, valid)
         if bands is not None:
-            out4, bad4 = harmonic_rows(bands, valid, x, min_count, bool(keep_observed))
-            for b, view in enumerate(bands):
+            result, outs = band_outputs(values, bands)
+            bad4 = harmonic_rows(bands, valid, x, min_count, bool(keep_observed), outs)
+            for b, (view, out_b) in enumerate(zip(bands, outs)):
                 if bad4[b].any():  # too few clear observations or a singular fit: linear filling
                     ok_b = np.broadcast_to(valid[:, b if valid.shape[1] > 1 else 0], view[:, 0].shape)
-                    out4[:, b][:, bad4[b]] = linear_fill(np.ascontiguousarray(view[:, 0][:, bad4[b]]),
-                                                         np.ascontiguousarray(ok_b[:, bad4[b]]), days)
-            return out4
+                    out_b[:, 0][:, bad4[b]] = linear_fill(np.ascontiguousarray(view[:, 0][:, bad4[b]]),
+                                                          np.ascontiguousarray(ok_b[:, bad4[b]]), days)
+            return result
     values = as_block(values)
     shape = values.shape
     if engine == "numba":

@@ -109,13 +109,15 @@ def whittaker_fill(
         raise ValueError(f"extrapolate must be 'nearest', 'linear' or 'none', got {extrapolate!r}")
     t = len(days)
     if t >= 3 and engine == "numba":
-        from ._fast_common import band_views
+        from ._fast_common import band_outputs, band_views
         from ._fast_whittaker import whittaker_rows
 
         bands = band_views(values, valid)
         if bands is not None:
             p0, p1, p2 = penalty_bands(days)
-            return whittaker_rows(bands, valid, p0, p1, p2, float(lmbda), modes[extrapolate], bool(keep_observed))
+            result, outs = band_outputs(values, bands)
+            whittaker_rows(bands, valid, p0, p1, p2, float(lmbda), modes[extrapolate], bool(keep_observed), outs)
+            return result
     values = as_block(values)
     shape = values.shape
     if t < 3:

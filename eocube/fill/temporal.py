@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import operator
 from typing import Callable
 
 import dask.array as da
 import numpy as np
 import pandas as pd
 import xarray as xr
+from dask.highlevelgraph import HighLevelGraph
 
 from ..cube import check_time_axis, select_bands, validate_cube
 from ..masks import align_mask
@@ -84,8 +86,8 @@ def fill_gaps(
     rechunk
         Bring a chunked time axis into one chunk (True) or raise :class:`FillError` (False).
         ``whittaker`` and ``harmonic`` under a mask shared by the bands take every band of a
-        pixel block in one task (result blocks up to 256 MiB): they factorise once per pixel for
-        all bands. Their result then has one band chunk, whatever the input's.
+        pixel block in one task (all bands of a block up to 256 MiB): they factorise once per pixel
+        for all bands. The result keeps the input's chunks.
     **options
         Passed to the kernel (see :data:`METHODS`), e.g. ``extrapolate="none"``
         for linear filling or ``lmbda=100`` for Whittaker.
@@ -129,11 +131,7 @@ def fill_gaps(
     name = f"eocube-fill-{method}-" + da.core.tokenize(data, valid, days, method, sorted(options.items()))
     kwargs = dict(kernel=METHODS[method], days=days, options=dict(options))
     if method in SHARED_WORK and shared_mask and _all_bands_fit(data, out_dtype):
-        # every band of a pixel in one task, as the list of its band blocks (no concatenation copy)
-        filled = da.blockwise(
-            _fill_band_blocks, "tbyx", data, "tcyx", valid, "tvyx", new_axes={"b": data.shape[1]},
-            concatenate=False, dtype=out_dtype, meta=np.empty((0, 0, 0, 0), out_dtype), name=name, **kwargs,
-        )
+        filled = _band_groups(data, valid, out_dtype, name, kwargs)
     else:
         filled = da.map_blocks(_fill_block, data, valid, dtype=out_dtype, name=name, **kwargs)
     result = work.copy(data=filled)
@@ -174,6 +172,22 @@ def _time_contiguous(cube: xr.DataArray, rechunk: bool) -> da.Array:
     return data.rechunk({0: -1, 1: data.chunks[1], 2: spatial[0], 3: spatial[1]})
 
 
+def _band_groups(data: da.Array, valid: da.Array, dtype: np.dtype, name: str, kwargs: dict) -> da.Array:
+    """Fill with every band of a pixel block in one task: the task takes the list of the band
+    blocks and returns the list of their results (no concatenation copy either way), and one
+    light task per band block picks its result out, so the result has the input's chunks."""
+    groups = da.blockwise(
+        _fill_band_blocks, "tyx", data, "tcyx", valid, "tvyx", concatenate=False, dtype=object,
+        meta=np.empty((0, 0, 0), object), name=f"{name}-groups", **kwargs,
+    )
+    layer = {
+        (name, 0, c, i, j): (operator.getitem, (groups.name, 0, i, j), c)
+        for c in range(len(data.chunks[1])) for i in range(len(data.chunks[2])) for j in range(len(data.chunks[3]))
+    }
+    graph = HighLevelGraph.from_collections(name, layer, dependencies=[groups])
+    return da.Array(graph, name, chunks=data.chunks, dtype=dtype, meta=np.empty((0, 0, 0, 0), dtype))
+
+
 def _all_bands_fit(data: da.Array, dtype: np.dtype) -> bool:
     """True when a result block holding every band stays within :data:`BLOCK_BUDGET`."""
     t, nb = data.shape[:2]
@@ -185,10 +199,15 @@ def _fill_block(values: np.ndarray, valid: np.ndarray, *, kernel: Kernel, days: 
 
 
 def _fill_band_blocks(values: list[np.ndarray], valid: list[np.ndarray], *, kernel: Kernel, days: np.ndarray,
-                      options: dict) -> np.ndarray:
-    # One spatial block: its band blocks as a list (the kernels in SHARED_WORK take it as it is)
-    # and the mask shared by the bands (one block).
-    return kernel(values, valid[0], days, **options)
+                      options: dict) -> list[np.ndarray]:
+    # One pixel block: its band blocks as a list (the kernels in SHARED_WORK take it as it is) and
+    # the mask shared by the bands (one block); the results as a list of blocks, band for band
+    # (views of one array where a kernel's fallback path returned one).
+    result = kernel(values, valid[0], days, **options)
+    if isinstance(result, list):
+        return result
+    edges = np.cumsum([0] + [block.shape[1] for block in values])
+    return [result[:, a:b] for a, b in zip(edges[:-1], edges[1:])]
 
 
 def _days(cube: xr.DataArray) -> np.ndarray:
