@@ -78,8 +78,8 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=1024)
     parser.add_argument("--chunk", type=int, default=256, help="y/x chunk size of the dask cube")
     parser.add_argument("--band-chunk", type=int, default=1,
-                        help="band chunk size (1: one band per block, as loaders give; -1: all bands, which lets "
-                             "Whittaker share one factorisation between bands with the same mask)")
+                        help="band chunk size (1: one band per block, as loaders give; -1: all bands in one block; "
+                             "either way fill_gaps gives Whittaker and harmonic every band of a pixel block in one task)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--reference-rows", type=int, default=64,
                         help="rows on which interpolate_na is timed (0 = whole cube)")

@@ -189,7 +189,7 @@ def _band_groups(data: da.Array, valid: da.Array, dtype: np.dtype, name: str, kw
 
 
 def _all_bands_fit(data: da.Array, dtype: np.dtype) -> bool:
-    """True when a result block holding every band stays within :data:`BLOCK_BUDGET`."""
+    """True when the results of every band of a pixel block (one task's) stay within :data:`BLOCK_BUDGET`."""
     t, nb = data.shape[:2]
     return t * nb * max(data.chunks[2]) * max(data.chunks[3]) * np.dtype(dtype).itemsize <= BLOCK_BUDGET
 
