@@ -1,0 +1,78 @@
+"""Keep secrets out of messages, warnings, logs and stored attributes.
+
+Signed URLs carry their credentials in the query string (Planetary Computer SAS tokens
+``?st=...&se=...&sig=...``, S3 presigned URLs ``X-Amz-Signature=...``, GCS ``X-Goog-Signature``,
+generic ``token=`` / ``access_token=`` / ``key=``). Such URLs end up in error messages and
+warnings, which end up in Slurm job logs that other people read. Every eocube message that may
+show an href goes through :func:`redact`, which keeps the scheme, host, path and the query
+*names* (so the message still says which file and which kind of signature) and replaces every
+query *value* with ``REDACTED``. Userinfo (``https://user:password@host``) is redacted too.
+
+The functions are pure (text in, text out) so that any layer can call them.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+REDACTED = "REDACTED"
+
+# A URL's query string: from '?' to the end of the URL (whitespace, quote or closing bracket).
+_QUERY = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.\-]*://[^\s?'\"<>]*)\?(?P<query>[^\s'\"<>)\]]*)")
+# One name=value pair inside a query.
+_PAIR = re.compile(r"(?P<name>[^&=;]+)=(?P<value>[^&;]*)")
+# Credentials in the authority part: scheme://user:password@host
+_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)(?P<userinfo>[^/\s@'\"<>]+)@")
+
+
+def _redact_query(match: re.Match[str]) -> str:
+    query = _PAIR.sub(lambda pair: f"{pair['name']}={REDACTED}", match["query"])
+    return f"{match['head']}?{query}"
+
+
+def redact(text: str) -> str:
+    """Replace the query values and credentials of every URL in ``text``.
+
+    Parameters
+    ----------
+    text
+        Any message; the URLs in it may be signed.
+
+    Returns
+    -------
+    str
+        ``text`` with every URL query value and every ``user:password@`` replaced by
+        ``REDACTED``; text without URLs is returned unchanged.
+
+    Examples
+    --------
+    >>> redact("cannot read https://host/a.tif?st=2024&sig=abc%2Fdef")
+    'cannot read https://host/a.tif?st=REDACTED&sig=REDACTED'
+    """
+    if "://" not in text:
+        return text
+    text = _USERINFO.sub(lambda m: f"{m['scheme']}{REDACTED}@", text)
+    return _QUERY.sub(_redact_query, text)
+
+
+def redact_obj(obj: Any) -> Any:
+    """:func:`redact` every string inside nested dicts, lists and tuples (for attributes, provenance).
+
+    Parameters
+    ----------
+    obj
+        A string, a number, or a nest of dicts, lists and tuples of them.
+
+    Returns
+    -------
+    Any
+        The same structure with every string redacted (new containers; ``obj`` is not changed).
+    """
+    if isinstance(obj, str):
+        return redact(obj)
+    if isinstance(obj, dict):
+        return {key: redact_obj(value) for key, value in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(redact_obj(value) for value in obj)
+    return obj
