@@ -224,6 +224,7 @@ def validate_cube(obj: Any, *, name: str = "cube", require_crs: bool = True) -> 
             f"{name}'s time coordinate has dtype {time.dtype}, expected datetime64: "
             f"convert with {name}.assign_coords(time=pandas.to_datetime({name}.time.values))"
         )
+    check_time_axis(obj, name=name)
     bands = [str(b) for b in obj["band"].values]
     dupes = sorted({b for b in bands if bands.count(b) > 1})
     if dupes:
@@ -247,23 +248,40 @@ def validate_cube(obj: Any, *, name: str = "cube", require_crs: bool = True) -> 
     return obj
 
 
-def check_time_axis(cube: xr.DataArray) -> None:
-    """Raise a clear error if the time axis is not strictly increasing.
+def check_time_axis(cube: xr.DataArray, *, name: str = "cube") -> None:
+    """Raise a clear error if the time axis has missing, duplicate or unsorted dates.
+
+    Every method along time (gap filling, composites, temporal models) and every store
+    assumes strictly increasing dates; a duplicate date would be taken as two observations
+    and an unsorted axis would interpolate between the wrong neighbours, both silently.
 
     Parameters
     ----------
     cube
-        A cube.
+        A cube (any object with a datetime64 ``time`` coordinate).
+    name
+        How to call the object in error messages.
+
+    Raises
+    ------
+    CubeError
+        Naming the offending dates and how to repair the axis.
     """
     time = pd.DatetimeIndex(cube["time"].values)
-    if time.has_duplicates:
-        dupes = [str(t) for t in time[time.duplicated()][:3]]
+    if time.hasnans:
         raise CubeError(
-            f"the time axis has duplicate dates ({', '.join(dupes)}...): merge them first, "
-            "e.g. cube.groupby('time').first() or a solar-day grouping when loading"
+            f"{name}'s time axis has {int(time.isna().sum())} missing dates (NaT): drop them first, "
+            f"e.g. {name}.sel(time={name}.time.notnull())"
+        )
+    if time.has_duplicates:
+        dupes = sorted({str(t) for t in time[time.duplicated()]})
+        shown = ", ".join(dupes[:3]) + (f" and {len(dupes) - 3} more" if len(dupes) > 3 else "")
+        raise CubeError(
+            f"{name}'s time axis has duplicate dates ({shown}): merge them first, "
+            f"e.g. {name}.groupby('time').first() (or group same-day tiles by solar day when loading)"
         )
     if not time.is_monotonic_increasing:
-        raise CubeError("the time axis is not sorted: sort it with cube.sortby('time')")
+        raise CubeError(f"{name}'s time axis is not sorted: sort it with {name}.sortby('time')")
 
 
 def select_bands(cube: xr.DataArray, bands: str | Iterable[str] | None) -> xr.DataArray:

@@ -74,6 +74,37 @@ def test_time_axis_checks(make_cube):
         check_time_axis(cube.isel(time=[0, 0, 1]))
 
 
+@pytest.mark.parametrize(
+    ("times", "message"),
+    [
+        ([2, 1, 0, 3, 4, 5], "time axis is not sorted: sort it with cube.sortby"),
+        ([0, 0, 1, 2, 3, 4], r"duplicate dates \(2020-01-01 00:00:00\): merge them first"),
+    ],
+)
+def test_validate_cube_refuses_unsorted_and_duplicate_times(make_cube, times, message):
+    """Issue 13, case 8: the validator every entry point calls checks the time axis itself."""
+    cube = make_cube().isel(time=times)
+    with pytest.raises(eocube.CubeError, match=message):
+        eocube.validate_cube(cube)
+    with pytest.raises(eocube.CubeError, match=message.replace("cube.", "source.")):
+        eocube.validate_cube(cube, name="source")
+
+
+def test_validate_cube_refuses_missing_dates(make_cube):
+    cube = make_cube()
+    times = cube.time.values.copy()
+    times[3] = np.datetime64("NaT")
+    with pytest.raises(eocube.CubeError, match=r"1 missing dates \(NaT\): drop them first"):
+        eocube.validate_cube(cube.assign_coords(time=times))
+
+
+def test_make_cube_refuses_unsorted_times(make_cube):
+    cube = make_cube()
+    with pytest.raises(eocube.CubeError, match="not sorted"):
+        eocube.make_cube(cube.values, time=cube.time.values[::-1], band=cube.band.values, y=cube.y.values,
+                         x=cube.x.values, crs="EPSG:32633")
+
+
 def test_sample_is_the_real_sentinel2_series(sample):
     assert sample.dims == eocube.DIMS and sample.chunks is not None  # lazy
     assert sample.sizes == {"time": 68, "band": 4, "y": 101, "x": 100}
