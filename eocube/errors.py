@@ -39,5 +39,9 @@ class ResumeMismatchError(StoreError):
     """A store exists but was started by a different computation, so it cannot be resumed."""
 
 
+class CorruptChunkError(StoreError):
+    """A chunk of an input Zarr store cannot be decoded: its file is damaged (re-create or re-download the store)."""
+
+
 class ClusterError(EOCubeError, RuntimeError):
     """A Dask cluster could not be created or reached."""

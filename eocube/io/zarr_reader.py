@@ -14,6 +14,7 @@ import xarray as xr
 from ..cube import DIMS, validate_cube
 from ..errors import IncompleteStoreError, StoreError, StoreNotFoundError
 from . import _ledger
+from ._chunkread import checked_dask_array
 from .zarr_writer import WRITE_ATTR
 
 
@@ -62,7 +63,7 @@ def open_zarr(
         try:
             ds = xr.open_zarr(
                 str(path),
-                chunks={},  # the store's chunks; rechunked below if asked
+                chunks=None,  # lazy backend arrays; the cube's dask array is built below
                 decode_coords="all",
                 mask_and_scale=False,
                 consolidated=None,
@@ -86,11 +87,27 @@ def open_zarr(
     cube = ds[name]
     if tuple(cube.dims) != DIMS:
         raise StoreError(f"{path}:{name} has dims {cube.dims}, not a cube {DIMS}; open it with xarray.open_zarr instead")
+    cube = _lazy_cube(cube, path, name, dict(ds.attrs))
     if chunks is not None:
         cube = cube.chunk(chunks)
     cube = cube.assign_coords(band=np.asarray([str(b) for b in cube["band"].values], dtype=object))
     cube.attrs.update(_provenance_attrs(ds.attrs))
     return validate_cube(cube, name=f"{path}:{name}")
+
+
+def _lazy_cube(cube: xr.DataArray, path: Path, name: str, group_attrs: dict[str, Any]) -> xr.DataArray:
+    """The cube with its data as a checked dask array (see :mod:`eocube.io._chunkread`).
+
+    Reads of a damaged chunk then name the store, variable and chunk key. Where
+    xarray decodes the stored values (their dtype changes), xarray's own lazy
+    array is chunked instead.
+    """
+    coords = {k: cube[k].variable.load() for k in cube.coords if k not in cube.dims}
+    cube = cube.assign_coords(coords)
+    data = checked_dask_array(path, name, group_attrs)
+    if data.dtype != cube.dtype:
+        return cube.chunk(dict(zip(cube.dims, data.chunksize)))
+    return cube.copy(data=data)
 
 
 def _cube_variable(ds: xr.Dataset, path: Path) -> str:

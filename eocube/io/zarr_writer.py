@@ -2,24 +2,29 @@
 
 How a write goes:
 
-1. The store's metadata and coordinates are written first, with the group
-   attribute ``eocube_write = {"status": "in-progress", "fingerprint": ...}``.
+1. The store's metadata and coordinates are written first, under the group
+   attribute ``eocube_write = {"status": "creating", "fingerprint": ...}``;
+   once they are read back equal to the cube's, the status becomes
+   ``"in-progress"`` with a ``"created"`` time. A store killed before that is
+   created again by the next run (no chunk of it counts yet).
 2. Each dask chunk of the cube is computed and written to exactly one Zarr
    chunk by its own task; when the chunk is on disk the task writes a marker
    in the store's ledger (:mod:`eocube.io._ledger`).
 3. When every chunk is written, the status becomes ``"complete"``, metadata is
    consolidated and the ledger removed.
 
-Running the same write again (same data layout and the same provenance
-parameters, i.e. the same *fingerprint*) after a crash or a kill computes only
-the chunks without a marker. :func:`eocube.open_zarr` refuses a store whose
-status is not ``"complete"``, so a half-written store never passes as a result.
+Running the same write again (same computation, grid, chunks and provenance,
+i.e. the same *fingerprint*, see :mod:`eocube.io._fingerprint`) after a crash
+or a kill computes only the chunks without a marker; a different computation
+is refused (:class:`~eocube.errors.ResumeMismatchError`), never skipped.
+:func:`eocube.open_zarr` refuses a store whose status is not ``"complete"``,
+so a half-written store never passes as a result.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
+import logging
 import os
 import shutil
 import time as _time
@@ -33,10 +38,13 @@ import numpy as np
 import xarray as xr
 import zarr
 
+from .._redact import redact_obj
 from .._version import __version__
-from ..cube import validate_cube
-from ..errors import ResumeMismatchError, StoreError
-from . import _ledger
+from ..cube import check_time_axis, validate_cube
+from ..errors import CorruptChunkError, ResumeMismatchError, StoreError
+from . import _fingerprint, _ledger
+
+log = logging.getLogger(__name__)
 
 WRITE_ATTR = "eocube_write"
 """Group attribute holding the write status and fingerprint."""
@@ -72,14 +80,18 @@ class WriteReport:
     """Chunks found already written (resumed write) and not recomputed."""
     seconds: float
     """Wall-clock time of the call."""
+    note: str = ""
+    """Anything the caller should know (e.g. an unfinished creation was started over)."""
 
     def __str__(self) -> str:
+        note = f" ({self.note})" if self.note else ""
         if self.chunks_written == 0 and self.chunks_skipped == self.chunks_total:
-            return f"{self.path} [{self.variable}] is already complete ({self.chunks_total} chunks): nothing to compute"
+            return (f"{self.path} [{self.variable}] is already complete ({self.chunks_total} chunks) "
+                    f"and was made by the same computation: nothing to compute{note}")
         resumed = f", {self.chunks_skipped} already done (resumed)" if self.chunks_skipped else ""
         return (
             f"wrote {self.path} [{self.variable}]: {self.chunks_written} of {self.chunks_total} chunks "
-            f"computed{resumed} in {self.seconds:.1f} s"
+            f"computed{resumed} in {self.seconds:.1f} s{note}"
         )
 
 
@@ -100,22 +112,24 @@ def to_zarr(
     ----------
     cube
         The cube (lazy or in memory). In-memory cubes are chunked with
-        :data:`DEFAULT_CHUNKS`; irregular dask chunks are made regular.
+        :data:`DEFAULT_CHUNKS`; irregular dask chunks are made regular. Its
+        times must be sorted and unique.
     store
         Path of the store (a local folder, created).
     variable
         Name of the array in the store; defaults to ``cube.name`` or ``"cube"``.
     zarr_format
-        2 (default, readable by GDAL <= 3.10) or 3.
+        2 (default, readable by GDAL <= 3.10) or 3. Encodings the cube and its
+        coordinates inherited from another store (compressors, serializers of
+        either format) are not carried over.
     mode
         ``"resume"`` (default): create the store, or finish an unfinished write
-        of the same computation, or do nothing if it is complete.
-        ``"overwrite"``: delete any existing store first. ``"fail"``: refuse an
-        existing store.
+        of the same computation, or do nothing if it is complete and made by
+        the same computation. ``"overwrite"``: delete any existing store first.
+        ``"fail"``: refuse an existing store.
     provenance
-        What produced the cube (source, method, parameters). Stored in the
-        store's attributes and part of the fingerprint that decides whether an
-        existing store may be resumed.
+        What produced the cube (source, method, parameters). Stored (redacted)
+        in the store's attributes and part of the fingerprint.
     compression_level
         Zstandard level (1 fast .. 19 small).
     progress
@@ -128,21 +142,39 @@ def to_zarr(
 
     Raises
     ------
+    CubeError
+        The cube breaks the cube convention (e.g. unsorted or repeated times).
     StoreError
         The path exists and is not an eocube store (use ``mode="overwrite"``).
     ResumeMismatchError
-        The store was started by a different computation.
+        The store was made by a different computation (other input data,
+        method, parameters, model weights, grid, chunks or provenance), or its
+        computation cannot be identified reproducibly.
+
+    Notes
+    -----
+    The fingerprint (:mod:`eocube.io._fingerprint`) covers the dask graph's
+    name (a deterministic token of the inputs, functions and parameters), or a
+    hash of the values of an in-memory cube.
     """
     started = _time.perf_counter()
     plan = _plan(cube, store, variable, zarr_format, mode, provenance)
     path, variable, cube, total = plan.path, plan.variable, plan.cube, plan.total
-    if plan.state is not None and mode == "overwrite":
+    state, note = plan.state, ""
+    if state is not None and mode == "overwrite":
         shutil.rmtree(path)
-    elif plan.state is not None and plan.state.get("status") == "complete":
+        state = None
+    elif state is not None and state.get("status") == "complete":
         return WriteReport(str(path), variable, total, 0, total, _time.perf_counter() - started)
-    if plan.state is None or mode == "overwrite":
-        _create_store(cube, path, variable, plan.zarr_format, plan.provenance, plan.fingerprint, total,
-                      compression_level)
+    if state is not None:
+        problem = _creation_problem(path, variable, cube, state)
+        if problem:
+            note = f"its creation had not finished ({problem}); no chunk counts yet, so it was created again"
+            log.warning("%s: %s", path, note)
+            shutil.rmtree(path)
+            state = None
+    if state is None:
+        _create_store(cube, path, variable, plan.zarr_format, plan.provenance, plan.record, compression_level)
     nblocks = tuple(len(c) for c in cube.chunks)  # type: ignore[union-attr]
 
     done = _ledger.done_chunks(path, variable)
@@ -152,7 +184,8 @@ def to_zarr(
     tasks = _write_tasks(cube.data, pending, str(path), variable, str(ledger))
     _run(tasks, pending, progress=progress, label=f"writing {path.name}")
     _finalise(path, plan.zarr_format)
-    return WriteReport(str(path), variable, total, len(pending), total - len(pending), _time.perf_counter() - started)
+    return WriteReport(str(path), variable, total, len(pending), total - len(pending),
+                       _time.perf_counter() - started, note)
 
 
 @dataclass(frozen=True)
@@ -164,7 +197,8 @@ class _Plan:
     zarr_format: int
     cube: xr.DataArray
     provenance: dict[str, Any]
-    fingerprint: str
+    record: dict[str, Any]
+    """The write record of a new store (fingerprint, its parts, chunk count)."""
     total: int
     state: dict[str, Any] | None
 
@@ -178,6 +212,7 @@ def _plan(
     provenance: dict[str, Any] | None,
 ) -> _Plan:
     validate_cube(cube)
+    check_time_axis(cube)
     path = Path(store)
     variable = variable or (str(cube.name) if cube.name is not None else "cube")
     zarr_format = zarr_format or DEFAULT_ZARR_FORMAT
@@ -185,10 +220,17 @@ def _plan(
         raise ValueError(f"zarr_format must be 2 or 3, got {zarr_format!r}")
     if mode not in ("resume", "overwrite", "fail"):
         raise ValueError(f"mode must be 'resume', 'overwrite' or 'fail', got {mode!r}")
-    cube = _regular_chunks(cube)
-    provenance = dict(provenance or {})
-    fingerprint = _fingerprint(cube, variable, zarr_format, provenance)
-    total = int(np.prod([len(c) for c in cube.chunks]))  # type: ignore[union-attr]
+    computation = _fingerprint.computation_token(cube)
+    written = _regular_chunks(cube)
+    provenance = redact_obj(dict(provenance or {}))
+    parts = _fingerprint.fingerprint_parts(written, computation, variable, zarr_format, provenance)
+    total = int(np.prod([len(c) for c in written.chunks]))  # type: ignore[union-attr]
+    record = {
+        "fingerprint": _fingerprint.fingerprint(parts),
+        "fingerprint_version": _fingerprint.VERSION,
+        "fingerprint_parts": parts,
+        "chunks_total": total,
+    }
     if not path.exists():
         state = None
     elif mode == "overwrite":
@@ -202,13 +244,37 @@ def _plan(
         state = _existing_state(path)
     if state is not None and mode == "fail":
         raise StoreError(f"{path} already exists: choose another path or pass mode='overwrite'")
-    if state is not None and mode == "resume" and state.get("fingerprint") != fingerprint:
-        raise ResumeMismatchError(
-            f"{path} holds a store written by a different computation (other source, parameters, "
-            "grid or chunks), so it cannot be resumed: write to a new path or pass "
-            "mode='overwrite' (CLI: --overwrite)"
+    if state is not None and mode == "resume" and state.get("fingerprint") != record["fingerprint"]:
+        raise ResumeMismatchError(_mismatch_message(path, cube, state, parts))
+    return _Plan(path, variable, zarr_format, written, provenance, record, total, state)
+
+
+_PART_WORDS = {
+    "layout": "array name, Zarr format, shape, dtype, chunks or nodata",
+    "coords": "times, bands, grid or CRS",
+    "computation": "the computed values: input data, method, parameters or model weights",
+    "attrs": "attributes",
+    "provenance": "provenance parameters",
+}
+
+
+def _mismatch_message(path: Path, cube: xr.DataArray, state: dict[str, Any], parts: dict[str, str]) -> str:
+    """Why an existing store cannot be resumed by this write, and what to do."""
+    todo = "write to a new path or pass mode='overwrite' (CLI: --overwrite)"
+    unstable = _fingerprint.nondeterminism(cube)
+    if unstable:
+        return (
+            f"{path} cannot be resumed safely: dask cannot name this cube's computation reproducibly "
+            f"({unstable}), so eocube cannot tell whether the store holds the same computation: {todo}"
         )
-    return _Plan(path, variable, zarr_format, cube, provenance, fingerprint, total, state)
+    differ = _fingerprint.differing(state, parts)
+    if differ:
+        what = "; ".join(_PART_WORDS.get(d, d) for d in differ)
+        return f"{path} holds a store written by a different computation (it differs in: {what}), so it cannot be resumed or reused: {todo}"
+    return (
+        f"{path} holds a store written by a different computation (other source, parameters, grid or chunks, "
+        f"or an older eocube), so it cannot be resumed or reused: {todo}"
+    )
 
 
 def check_target(
@@ -239,28 +305,6 @@ def _regular_chunks(cube: xr.DataArray) -> xr.DataArray:
         if len(chunks) > 1 and (len(set(chunks[:-1])) > 1 or chunks[-1] > chunks[0]):
             regular[dim] = max(chunks)
     return cube.chunk(regular) if regular else cube
-
-
-def _fingerprint(cube: xr.DataArray, variable: str, zarr_format: int, provenance: dict[str, Any]) -> str:
-    """Hash of everything that makes two writes 'the same computation'."""
-    h = hashlib.sha256()
-    h.update(json.dumps(
-        {
-            "variable": variable,
-            "zarr_format": zarr_format,
-            "shape": list(cube.shape),
-            "dtype": str(cube.dtype),
-            "chunks": [list(c) for c in cube.chunks],  # type: ignore[union-attr]
-            "bands": [str(b) for b in cube["band"].values],
-            "crs": cube.rio.crs.to_wkt() if cube.rio.crs is not None else None,
-            "provenance": provenance,
-        },
-        sort_keys=True,
-        default=str,
-    ).encode())
-    for dim in ("time", "y", "x"):
-        h.update(np.ascontiguousarray(cube[dim].values).tobytes())
-    return h.hexdigest()
 
 
 def _existing_state(path: Path) -> dict[str, Any] | None:
@@ -298,29 +342,49 @@ def _encoding(cube: xr.DataArray, zarr_format: int, level: int) -> dict[str, Any
     return enc
 
 
+def _store_dataset(cube: xr.DataArray, variable: str) -> xr.Dataset:
+    """The cube as the dataset to write: coordinates in memory, no inherited encodings.
+
+    Encodings that came with a cube read from a store (compressors, filters,
+    serializers, chunks of either Zarr format, time units) are dropped for the
+    data and every coordinate, so any cube writes to either format; xarray picks
+    time units that encode the times exactly. Band names are variable-length
+    strings (fixed-length Unicode has no Zarr format 3 data type).
+    """
+    arr = cube.copy()
+    arr.attrs = redact_obj({k: v for k, v in arr.attrs.items() if k not in ("_FillValue", "missing_value")})
+    arr.attrs["grid_mapping"] = "spatial_ref"  # CF link to the CRS, read by rioxarray and GDAL
+    arr = arr.assign_coords(band=np.asarray([str(b) for b in cube["band"].values], dtype=object))
+    others = {k: arr[k].variable.load() for k in arr.coords if k not in arr.dims}
+    ds = arr.assign_coords(others).to_dataset(name=variable)
+    for var in ds.variables.values():
+        var.encoding = {}
+    return ds
+
+
 def _create_store(
     cube: xr.DataArray,
     path: Path,
     variable: str,
     zarr_format: int,
     provenance: dict[str, Any],
-    fingerprint: str,
-    total: int,
+    record: dict[str, Any],
     level: int,
 ) -> None:
-    """Write metadata and coordinates, and mark the store as in progress."""
-    arr = cube.copy()
-    arr.attrs = {k: v for k, v in arr.attrs.items() if k not in ("_FillValue", "missing_value")}
-    arr.encoding = {}
-    arr.attrs["grid_mapping"] = "spatial_ref"  # CF link to the CRS, read by rioxarray and GDAL
-    arr = arr.assign_coords(band=np.asarray([str(b) for b in cube["band"].values], dtype=str))
-    ds = arr.to_dataset(name=variable)
+    """Create the store atomically: metadata and coordinates, verified, then the "created" record.
+
+    The write record says ``"creating"`` until the coordinates are on disk and
+    read back equal; only then does it become ``"in-progress"`` with a
+    ``"created"`` time. A store killed before that is created again by the next
+    run (:func:`_creation_problem`), as no chunk of it counts yet.
+    """
+    ds = _store_dataset(cube, variable)
     now = datetime.now(timezone.utc).isoformat(timespec="seconds")
     ds.attrs = {
         "eocube_version": __version__,
         "eocube_provenance": json.dumps(provenance, sort_keys=True, default=str),
         "eocube_created": now,
-        WRITE_ATTR: {"status": "in-progress", "fingerprint": fingerprint, "chunks_total": total, "started": now},
+        WRITE_ATTR: {**record, "status": "creating", "started": now},
     }
     # compute=False: metadata and coordinates are written now, the cube's
     # chunks later by the tasks of to_zarr (the returned delayed is dropped).
@@ -332,6 +396,44 @@ def _create_store(
         consolidated=False,
         encoding={variable: _encoding(cube, zarr_format, level)},
     )
+    problem = _coords_problem(path, variable, cube)
+    if problem:
+        raise StoreError(f"creating {path} failed: {problem}; check the disk (space, permissions) and run again")
+    group = zarr.open_group(str(path), mode="r+")
+    group.attrs[WRITE_ATTR] = {**record, "status": "in-progress", "started": now,
+                               "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+
+
+def _creation_problem(path: Path, variable: str, cube: xr.DataArray, state: dict[str, Any]) -> str | None:
+    """Why an existing unfinished store was not fully created (None if it was)."""
+    if state.get("status") != "in-progress" or "created" not in state:
+        return f"status {state.get('status')!r}, no 'created' record"
+    return _coords_problem(path, variable, cube)
+
+
+def _coords_problem(path: Path, variable: str, cube: xr.DataArray) -> str | None:
+    """What is missing or different in a store's array and coordinates (None if all is there)."""
+    try:
+        ds = xr.open_zarr(str(path), chunks=None, consolidated=False, decode_coords="all", mask_and_scale=False)
+    except Exception as exc:  # noqa: BLE001 - an unreadable store is the answer
+        return f"the store cannot be opened ({type(exc).__name__}: {exc})"
+    if variable not in ds.data_vars:
+        return f"array {variable!r} is missing"
+    stored = ds[variable]
+    if stored.shape != cube.shape or stored.dtype != cube.dtype:
+        return f"array {variable!r} is {stored.shape} {stored.dtype}, expected {cube.shape} {cube.dtype}"
+    missing = [str(k) for k in cube.coords if k not in stored.coords]
+    if missing:
+        return f"coordinates {missing} are missing"
+    try:
+        for dim in ("time", "y", "x"):
+            if not np.array_equal(stored[dim].values, cube[dim].values):
+                return f"coordinate {dim!r} differs"
+        if [str(b) for b in stored["band"].values] != [str(b) for b in cube["band"].values]:
+            return "band names differ"
+    except Exception as exc:  # noqa: BLE001 - a damaged coordinate
+        return f"a coordinate cannot be read ({type(exc).__name__}: {exc})"
+    return None
 
 
 def _write_tasks(
@@ -400,7 +502,13 @@ def _run(tasks: list[Any], pending: list[tuple[int, ...]], *, progress: bool, la
 
 
 def _located(exc: BaseException, index: tuple[int, ...]) -> BaseException:
-    """The worker's exception, its message extended with the chunk it failed on."""
+    """The worker's exception, its message extended with the chunk it failed on.
+
+    A damaged input chunk (:class:`~eocube.errors.CorruptChunkError`) already
+    names the input store and chunk; it is returned as it is.
+    """
+    if isinstance(exc, CorruptChunkError):
+        return exc
     message = f"{exc} (while computing chunk {index} (time, band, y, x block index) of the cube)"
     try:
         located = type(exc)(message)

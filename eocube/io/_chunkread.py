@@ -1,0 +1,218 @@
+"""Lazy reading of a Zarr array whose failures name the damaged chunk.
+
+:func:`eocube.open_zarr` builds the cube's dask array on :class:`CheckedZarrArray`:
+one task per store chunk reads its region, and when a chunk cannot be decoded
+(garbage bytes, a truncated file) the error names the store, the variable and the
+chunk key and says the input is damaged, instead of a long traceback that names
+only the output chunk being computed. The happy path is a plain Zarr read.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import dask.array as da
+import numpy as np
+import zarr
+from dask.base import tokenize
+
+from ..errors import CorruptChunkError, StoreError
+
+
+class CheckedZarrArray:
+    """Array-like view of one Zarr array for :func:`dask.array.from_array`.
+
+    Parameters
+    ----------
+    store
+        Path of the Zarr store.
+    variable
+        Name of the array in the store.
+    shape, dtype
+        The array's shape and dtype (from its metadata).
+    token
+        Identity of the store's content (see :func:`input_token`); it is the
+        object's dask token, so graphs built on it have reproducible names.
+
+    Notes
+    -----
+    The Zarr array is opened on first read in each process and is not pickled
+    (workers reopen it from the path).
+    """
+
+    def __init__(self, store: str, variable: str, shape: tuple[int, ...], dtype: np.dtype, token: str) -> None:
+        self.store = store
+        self.variable = variable
+        self.shape = tuple(shape)
+        self.dtype = np.dtype(dtype)
+        self.ndim = len(self.shape)
+        self.token = token
+        self._array: zarr.Array | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_array"] = None
+        return state
+
+    def __dask_tokenize__(self) -> tuple[str, str]:
+        return ("eocube-zarr-input", self.token)
+
+    def _open(self) -> zarr.Array:
+        if self._array is None:
+            self._array = zarr.open_array(self.store, path=self.variable, mode="r")
+        return self._array
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        array = self._open()
+        try:
+            return np.asarray(array[key])
+        except Exception as exc:  # noqa: BLE001 - re-raised as is unless one chunk is to blame
+            located = locate_damage(array, self.store, self.variable, key, exc)
+            if located is None:
+                raise
+            raise located from exc
+
+
+def chunk_regions(array: zarr.Array, key: Any) -> list[tuple[tuple[int, ...], tuple[slice, ...]]]:
+    """The stored chunks (shards where sharded) that the selection ``key`` touches.
+
+    Parameters
+    ----------
+    array
+        The Zarr array.
+    key
+        A basic selection: a tuple of slices and integers.
+
+    Returns
+    -------
+    list of (tuple of int, tuple of slice)
+        Chunk grid index and region of each chunk.
+    """
+    grid = array.shards or array.chunks
+    key = key if isinstance(key, tuple) else (key,)
+    key = key + (slice(None),) * (array.ndim - len(key))
+    spans = []
+    for k, size, step in zip(key, array.shape, grid):
+        if isinstance(k, (int, np.integer)):
+            first = last = int(k) % size // step if size else 0
+        elif isinstance(k, slice):
+            start, stop, _ = k.indices(size)
+            if stop <= start:
+                return []
+            first, last = start // step, (stop - 1) // step
+        else:  # fancy selections: every chunk of the axis
+            first, last = 0, max(0, (size - 1) // step)
+        spans.append(range(first, last + 1))
+    regions = []
+    for idx in itertools.product(*spans):
+        region = tuple(slice(i * c, min((i + 1) * c, n)) for i, c, n in zip(idx, grid, array.shape))
+        regions.append((idx, region))
+    return regions
+
+
+def locate_damage(array: zarr.Array, store: str, variable: str, key: Any, exc: BaseException) -> StoreError | None:
+    """Find the chunk behind a failed read and describe it (None if no single chunk fails).
+
+    Parameters
+    ----------
+    array
+        The Zarr array the read failed on.
+    store, variable
+        Where the array is (for the message).
+    key
+        The selection that failed.
+    exc
+        The error of the failed read.
+
+    Returns
+    -------
+    StoreError or None
+        :class:`~eocube.errors.CorruptChunkError` for a chunk that cannot be
+        decoded, a :class:`~eocube.errors.StoreError` for one that cannot be read
+        (permissions, file system), None when reading chunk by chunk succeeds.
+    """
+    for idx, region in chunk_regions(array, key):
+        try:
+            array[region]
+        except Exception as inner:  # noqa: BLE001 - this chunk is the culprit
+            chunk = array.metadata.encode_chunk_key(idx)
+            file = Path(store) / variable / chunk
+            where = f"input store {store}, variable {variable}, chunk key {chunk}"
+            if isinstance(inner, OSError):
+                return StoreError(
+                    f"{where} cannot be read ({type(inner).__name__}: {inner}): check that {file} is readable"
+                )
+            return CorruptChunkError(
+                f"{where} cannot be decoded ({type(inner).__name__}: {inner}): the file {file} is damaged; "
+                "re-create or re-download the store"
+            )
+    return None
+
+
+def input_token(store: str | os.PathLike[str], variable: str, array: zarr.Array, group_attrs: dict[str, Any]) -> str:
+    """A token of a store array's content, the same in every process.
+
+    It covers the store's absolute path, the array's metadata and the record of
+    the write that made the store (fingerprint and completion time of an eocube
+    store). For stores not written by eocube it uses the modification time of
+    the array's metadata instead, so a store rewritten in place gets a new token.
+
+    Parameters
+    ----------
+    store
+        Path of the store.
+    variable
+        Name of the array.
+    array
+        The opened Zarr array.
+    group_attrs
+        The store's group attributes.
+
+    Returns
+    -------
+    str
+        Hex token.
+    """
+    path = Path(store).resolve()
+    record = group_attrs.get("eocube_write")
+    if not isinstance(record, dict) or record.get("status") != "complete":
+        stamps = [(p.name, p.stat().st_mtime_ns) for p in _metadata_files(path, variable) if p.exists()]
+        record = {"record": record, "metadata_mtimes": stamps}
+    meta = json.dumps(array.metadata.to_dict(), sort_keys=True, default=str)
+    return tokenize(str(path), variable, meta, json.dumps(record, sort_keys=True, default=str))
+
+
+def _metadata_files(path: Path, variable: str) -> list[Path]:
+    return [path / variable / ".zarray", path / variable / "zarr.json", path / ".zattrs", path / "zarr.json"]
+
+
+def checked_dask_array(store: str | os.PathLike[str], variable: str, group_attrs: dict[str, Any]) -> da.Array:
+    """The dask array of a store's array, one task per stored chunk, reads checked.
+
+    Parameters
+    ----------
+    store
+        Path of the store.
+    variable
+        Name of the array.
+    group_attrs
+        The store's group attributes (for the content token).
+
+    Returns
+    -------
+    dask.array.Array
+        Lazy; chunked like the store (by shard where sharded).
+    """
+    array = zarr.open_array(str(store), path=variable, mode="r")
+    token = input_token(store, variable, array, group_attrs)
+    source = CheckedZarrArray(str(store), variable, array.shape, array.dtype, token)
+    source._array = array
+    chunks = array.shards or array.chunks
+    return da.from_array(
+        source, chunks=chunks, name=f"eocube-read-{variable}-{token}", lock=False, asarray=False,
+        fancy=False, meta=np.empty((0,) * array.ndim, dtype=array.dtype),
+    )
