@@ -64,7 +64,47 @@ SLURM_KEYS = {
     "worker_extra_args": None,
     "death_timeout": None,
     "python": None,
+    "tls": None,
+    "tls_directory": None,
 }
+
+class DefaultAddress(str):
+    """An address used because the caller gave none (a ``str`` that says it is a default)."""
+
+
+DEFAULT_DASHBOARD = DefaultAddress("127.0.0.1:8787")
+"""Dashboard address when none is given: loopback only (reach it remotely with ``ssh -L 8787:localhost:8787``).
+
+For Slurm, ``dashboard_address`` in dask-jobqueue's ``jobqueue.slurm.scheduler-options``
+replaces it; an address given to :func:`eocube.cluster.connect` replaces both.
+"""
+
+
+def is_default(address: str | None) -> bool:
+    """Whether ``address`` is a default (:data:`DEFAULT_DASHBOARD`) rather than given by the caller."""
+    return isinstance(address, DefaultAddress)
+
+
+def loopback_address(address: str | None) -> str | None:
+    """``address`` bound to 127.0.0.1 when it names no host (``":8787"``, ``"8787"``); otherwise as given.
+
+    Parameters
+    ----------
+    address
+        ``"host:port"``, ``":port"``, ``"port"`` or None (no server).
+
+    Returns
+    -------
+    str or None
+        The address to listen on.
+    """
+    if address is None:
+        return None
+    text = str(address)
+    if text.startswith(":") or text.isdigit():
+        return f"127.0.0.1:{text.lstrip(':')}"
+    return text
+
 
 _WALLTIME = re.compile(r"^(\d+-)?\d+(:\d{1,2}){0,2}$")
 
@@ -256,9 +296,11 @@ def _check_slurm(s: dict[str, Any]) -> dict[str, Any]:
             f"{setting_name('slurm', 'adapt_min')}={lo} is more than {setting_name('slurm', 'adapt_max')}={hi}"
         )
     s["adapt_min"], s["adapt_max"] = lo, hi
+    s["tls"] = _bool(s["tls"], "slurm", "tls")
     for key in ("prologue", "job_extra_directives", "worker_extra_args"):
         s[key] = _str_list(s[key], key)
-    for key in ("queue", "account", "gpu_type", "interface", "scheduler_host", "local_directory", "log_directory", "job_name", "python"):
+    for key in ("queue", "account", "gpu_type", "interface", "scheduler_host", "local_directory", "log_directory", "job_name", "python",
+                "tls_directory"):
         if s[key] is not None:
             s[key] = str(s[key])
             if not s[key].strip():
@@ -278,6 +320,17 @@ def _positive_int(value: Any, kind: str, key: str, *, minimum: int = 1, allow_no
     if number < minimum:
         raise ClusterConfigError(f"{setting_name(kind, key)}={value!r} must be at least {minimum}")
     return number
+
+
+def _bool(value: Any, kind: str, key: str) -> bool:
+    """A yes/no setting: a bool, or one of the words true/false, yes/no, on/off, 1/0."""
+    if isinstance(value, bool):
+        return value
+    words = {"true": True, "yes": True, "on": True, "1": True, "false": False, "no": False, "off": False, "0": False}
+    word = str(value).strip().lower()
+    if value is None or word not in words:
+        raise ClusterConfigError(f"{setting_name(kind, key)}={value!r} is not true or false: give true or false")
+    return words[word]
 
 
 def _bytes(value: Any, kind: str, key: str) -> int:

@@ -8,7 +8,7 @@ from typing import Any
 from distributed import Client
 
 from ..errors import ClusterError
-from .config import ClusterConfigError, resolve
+from .config import DEFAULT_DASHBOARD, ClusterConfigError, resolve
 from .local import local_cluster, machine_size
 
 
@@ -19,7 +19,7 @@ def connect(
     threads_per_worker: int | None = None,
     memory_limit: str | int | None = None,
     processes: bool | int | None = None,
-    dashboard_address: str | None = ":8787",
+    dashboard_address: str | None = DEFAULT_DASHBOARD,
     timeout: float | None = None,
     config_file: str | Path | None = None,
     **settings: Any,
@@ -40,7 +40,10 @@ def connect(
         Local: workers as processes (True, default) or threads. Slurm: Dask worker
         processes per job.
     dashboard_address
-        Where the dashboard listens (``":0"``: a free port; None: no dashboard).
+        Where the dashboard listens. Default: 127.0.0.1:8787 (for Slurm, the
+        ``dashboard_address`` of dask's ``jobqueue.slurm.scheduler-options`` when set).
+        Local: an address without a host (``":0"``: a free port) is bound to
+        127.0.0.1. None: no dashboard.
     timeout
         Seconds to wait for an existing scheduler (default: ``eocube.cluster.timeout``).
     config_file
@@ -50,13 +53,19 @@ def connect(
         ``walltime``, ``cores``, ``memory``, ``gpus``, ``gpu_type``, ``jobs``,
         ``adapt_min``, ``adapt_max``, ``prologue``, ``local_directory``, ``interface``,
         ``scheduler_host``, ``log_directory``, ``job_name``, ``job_extra_directives``,
-        ``worker_extra_args``, ``death_timeout``, ``python``. None values are ignored.
+        ``worker_extra_args``, ``death_timeout``, ``python``, ``tls`` (default True:
+        scheduler, workers and client use TLS with per-run certificates; False: plain
+        TCP, which lets anyone who reaches the scheduler run code as you),
+        ``tls_directory`` (parent of the per-run certificate folder, default
+        ``~/.eocube/tls``). dask's ``jobqueue.slurm.scheduler-options`` are honoured.
+        None values are ignored.
 
     Returns
     -------
     distributed.Client
         Connected client (also the default scheduler). Stop it, and a cluster it
-        started (Slurm jobs included), with :func:`close`.
+        started (Slurm jobs included, and the TLS certificate folder), with :func:`close`.
+        A local cluster listens on 127.0.0.1 only; a Slurm scheduler on ``tls://``.
 
     Raises
     ------
@@ -111,7 +120,7 @@ def dry_run(cluster: str | None = None, *, config_file: str | Path | None = None
         adaptive = (f"{s['adapt_min']} to {s['adapt_max']} jobs (adaptive)" if s["adapt_min"] != s["adapt_max"]
                     else f"{s['adapt_max']} job(s), replaced when they end")
         head = (f"# eocube dry run: Dask scheduler in this process, workers in {adaptive}; "
-                f"{s['processes']} worker(s) per job. Script of one job:\n")
+                f"{s['processes']} worker(s) per job; {_tls_line(s)}. Script of one job:\n")
         return head + job_script(s)
     if kind == "local":
         cores, memory = machine_size()
@@ -120,6 +129,16 @@ def dry_run(cluster: str | None = None, *, config_file: str | Path | None = None
         limit = s["memory_limit"] or f"{0.8 * memory / workers / 2**30:.1f}GiB"
         return f"eocube dry run: local Dask cluster, {workers} workers x {threads} threads, {limit} each, on 127.0.0.1"
     return f"eocube dry run: would join the Dask scheduler at {s['address']}"
+
+
+def _tls_line(settings: dict[str, Any]) -> str:
+    """How scheduler and workers will talk, for a dry run."""
+    if not settings["tls"]:
+        return "TLS OFF (eocube.cluster.slurm.tls=false): anyone who reaches the scheduler can run code as you"
+    from .slurm import TLS_PLACEHOLDER_RUN, tls_base_directory
+
+    folder = tls_base_directory(settings) / TLS_PLACEHOLDER_RUN
+    return f"TLS on, certificates made for this run, the workers' files in {folder} (0700, removed at the end)"
 
 
 def _resolve(cluster: str | None, config_file: str | Path | None, **overrides: Any) -> tuple[str, dict[str, Any]]:

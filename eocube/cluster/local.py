@@ -7,6 +7,8 @@ import os
 import psutil
 from distributed import LocalCluster
 
+from .config import DEFAULT_DASHBOARD, loopback_address
+
 
 def machine_size() -> tuple[int, int]:
     """Cores usable by this process and total memory in bytes."""
@@ -23,7 +25,7 @@ def local_cluster(
     memory_limit: str | int | None = None,
     *,
     processes: bool = True,
-    dashboard_address: str | None = ":8787",
+    dashboard_address: str | None = DEFAULT_DASHBOARD,
 ) -> LocalCluster:
     """Start a LocalCluster sized to the machine.
 
@@ -40,12 +42,15 @@ def local_cluster(
     processes
         Workers as processes (True, default) or threads in this process.
     dashboard_address
-        Where the dashboard listens (``":0"`` picks a free port, None disables it).
+        Where the dashboard listens: default 127.0.0.1:8787; an address without a host
+        (``":0"``: a free port) is bound to 127.0.0.1 too, one with a host as given;
+        None disables it.
 
     Returns
     -------
     distributed.LocalCluster
-        The running cluster (listening on 127.0.0.1 only).
+        The running cluster: scheduler, workers and dashboard listen on 127.0.0.1 only
+        (unless ``dashboard_address`` names another host).
     """
     cores, memory = machine_size()
     n_workers = n_workers or max(1, cores // 2)
@@ -59,5 +64,5 @@ def local_cluster(
         processes=processes,
         host="127.0.0.1",
         protocol="tcp://",  # also for processes=False (inproc would ignore the host)
-        dashboard_address=dashboard_address,
+        dashboard_address=loopback_address(dashboard_address),
     )

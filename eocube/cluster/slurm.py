@@ -10,7 +10,12 @@ into dask-jobqueue arguments and adds what dask-jobqueue lacks:
   accepted by ``sbatch --test-only`` (unknown partition, too much memory, GPUs the
   partition does not have...), with errors naming the setting;
 * adaptive scaling always on (``jobs`` is minimum = maximum), so a worker job that
-  ends (walltime, ``scancel``, preemption) is replaced by a new one.
+  ends (walltime, ``scancel``, preemption) is replaced by a new one;
+* TLS by default: scheduler, workers and client speak ``tls://`` with certificates
+  made for each run (``Security.temporary()``); the workers' certificate and key are
+  written to a per-run 0700 folder the compute nodes see (``tls_directory``) and
+  removed when the cluster closes. Without TLS anyone who reaches the scheduler's
+  port could run code as the user.
 """
 
 from __future__ import annotations
@@ -18,26 +23,37 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 import shutil
+import socket
 import subprocess
 import tempfile
+import weakref
+from pathlib import Path
 from typing import Any
 
 import dask
 from dask.utils import parse_timedelta
 from distributed.core import Status
+from distributed.security import Security
 from dask_jobqueue import SLURMCluster
 from dask_jobqueue.slurm import SLURMJob
 
-from .config import ClusterConfigError, setting_name
+from .config import DEFAULT_DASHBOARD, ClusterConfigError, is_default, setting_name
 
 SLURM_COMMANDS = ("sbatch", "squeue", "scancel")
 """Slurm client commands a Slurm cluster needs on PATH."""
 
 logger = logging.getLogger(__name__)
 
-PLACEHOLDER_ADDRESS = "tcp://<scheduler-address>:8786"
-"""Scheduler address shown in a dry-run job script (the real one is known once it starts)."""
+PLACEHOLDER_HOST = "<scheduler-address>:8786"
+"""Scheduler host and port shown in a dry-run job script (the real ones are known once it starts)."""
+
+TLS_DIRECTORY = "~/.eocube/tls"
+"""Default parent of the per-run certificate folders (home directories are seen by compute nodes)."""
+
+TLS_PLACEHOLDER_RUN = "RUN-FOLDER"
+"""Name of the per-run certificate folder in a dry-run job script."""
 
 
 class EOCubeSLURMJob(SLURMJob):
@@ -105,6 +121,24 @@ class EOCubeSLURMCluster(SLURMCluster):
 
     job_cls = EOCubeSLURMJob
 
+    def __init__(self, *args: Any, run_directory: str | os.PathLike[str] | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # dask-jobqueue keeps the files of the workers' certificate and key open as _job_<key>
+        handles = [getattr(self, f"_job_{key}") for key in ("ca_file", "cert", "key") if hasattr(self, f"_job_{key}")]
+        self._run_directory = None if run_directory is None else Path(run_directory)
+        self._remove_run_directory = weakref.finalize(self, _remove_tls_files, handles, self._run_directory)
+
+    @property
+    def run_directory(self) -> Path | None:
+        """This run's folder of worker certificates (None without TLS); removed at close."""
+        return self._run_directory
+
+    async def _close(self) -> None:
+        try:
+            await super()._close()
+        finally:
+            self._remove_run_directory()
+
     def _update_worker_status(self, op: str, msg: Any) -> None:
         name = self.scheduler_info["workers"].get(msg, {}).get("name") if op == "remove" else None
         super()._update_worker_status(op, msg)
@@ -134,20 +168,60 @@ class EOCubeSLURMCluster(SLURMCluster):
         self._correct_state()
 
 
-def job_kwargs(settings: dict[str, Any], dashboard_address: str | None = ":8787") -> dict[str, Any]:
-    """Keyword arguments of :class:`EOCubeSLURMCluster` from checked Slurm settings.
+def scheduler_options(settings: dict[str, Any], dashboard_address: str | None = DEFAULT_DASHBOARD) -> dict[str, Any]:
+    """Options of the scheduler, from defaults, dask-jobqueue's configuration and eocube's settings.
+
+    Priority, lowest first: the loopback dashboard (:data:`DEFAULT_DASHBOARD`); dask's
+    ``jobqueue.slurm.scheduler-options`` (e.g. ``port``, ``dashboard_address``,
+    ``interface``); ``scheduler_host`` and a ``dashboard_address`` given by the caller.
+
+    Parameters
+    ----------
+    settings
+        Checked Slurm settings (:func:`eocube.cluster.config.resolve`).
+    dashboard_address
+        Where the dashboard listens (None: no dashboard; the default yields to the configuration).
+
+    Returns
+    -------
+    dict
+        Keyword arguments of the scheduler (``scheduler_options`` of dask-jobqueue).
+
+    Raises
+    ------
+    ClusterConfigError
+        The configured scheduler protocol is not ``tls://`` while TLS is on.
+    """
+    options: dict[str, Any] = {"dashboard_address": DEFAULT_DASHBOARD}
+    options.update(dask.config.get("jobqueue.slurm.scheduler-options", None) or {})
+    if not is_default(dashboard_address):
+        options["dashboard_address"] = dashboard_address
+    if settings["scheduler_host"]:
+        options["host"] = settings["scheduler_host"]
+    protocol = options.get("protocol")
+    if settings["tls"] and protocol not in (None, "tls", "tls://"):
+        raise ClusterConfigError(
+            f"jobqueue.slurm.scheduler-options sets protocol {protocol!r} but {setting_name('slurm', 'tls')} is "
+            "true (the scheduler speaks tls://): remove that protocol, or turn TLS off"
+        )
+    return options
+
+
+def job_kwargs(settings: dict[str, Any], dashboard_address: str | None = DEFAULT_DASHBOARD) -> dict[str, Any]:
+    """Keyword arguments of :class:`EOCubeSLURMCluster` from checked Slurm settings (TLS not included).
 
     Parameters
     ----------
     settings
         Output of :func:`eocube.cluster.config.resolve` for ``"slurm"``.
     dashboard_address
-        Where the scheduler's dashboard listens (None: no dashboard).
+        Where the scheduler's dashboard listens (see :func:`scheduler_options`).
 
     Returns
     -------
     dict
-        Arguments for the cluster (job arguments included).
+        Arguments for the cluster (job arguments included). :func:`slurm_cluster`
+        adds ``security`` and ``shared_temp_directory`` when TLS is on.
     """
     s = settings
     directives = list(s["job_extra_directives"])
@@ -156,9 +230,6 @@ def job_kwargs(settings: dict[str, Any], dashboard_address: str | None = ":8787"
         gres = f"gpu:{s['gpu_type']}:{s['gpus']}" if s["gpu_type"] else f"gpu:{s['gpus']}"
         directives.append(f"--gres={gres}")
         worker_args += ["--resources", "GPU=1"]
-    scheduler_options: dict[str, Any] = {"dashboard_address": dashboard_address}
-    if s["scheduler_host"]:
-        scheduler_options["host"] = s["scheduler_host"]
     kwargs: dict[str, Any] = {
         "queue": s["queue"],
         "account": s["account"],
@@ -174,7 +245,7 @@ def job_kwargs(settings: dict[str, Any], dashboard_address: str | None = ":8787"
         "interface": s["interface"],
         "log_directory": s["log_directory"],
         "death_timeout": s["death_timeout"],
-        "scheduler_options": scheduler_options,
+        "scheduler_options": scheduler_options(s, dashboard_address),
         "gpus": s["gpus"],
     }
     if s["python"]:
@@ -182,15 +253,20 @@ def job_kwargs(settings: dict[str, Any], dashboard_address: str | None = ":8787"
     return {k: v for k, v in kwargs.items() if v is not None}
 
 
-def job_script(settings: dict[str, Any], address: str = PLACEHOLDER_ADDRESS) -> str:
+def job_script(settings: dict[str, Any], address: str | None = None) -> str:
     """The job script one worker job would run, without starting a scheduler or submitting.
+
+    With TLS on, the script shows the ``--tls-*`` options with the paths the
+    certificate files will have (the per-run folder is ``RUN-FOLDER``); no key
+    material is made or printed.
 
     Parameters
     ----------
     settings
         Checked Slurm settings (:func:`eocube.cluster.config.resolve`).
     address
-        Scheduler address written into the script.
+        Scheduler address written into the script (default: a placeholder with
+        the protocol, ``tls://`` or ``tcp://``).
 
     Returns
     -------
@@ -206,8 +282,100 @@ def job_script(settings: dict[str, Any], address: str = PLACEHOLDER_ADDRESS) -> 
             f"-e {log_directory}/{settings['job_name'] or 'worker'}-%J.err",
             f"-o {log_directory}/{settings['job_name'] or 'worker'}-%J.out",
         ] + kwargs["job_extra_directives"]
+    protocol = "tls://" if settings["tls"] else "tcp://"
+    if settings["tls"]:
+        kwargs["protocol"] = protocol
+        kwargs["security"] = placeholder_security(tls_base_directory(settings) / TLS_PLACEHOLDER_RUN)
+    address = address or protocol + PLACEHOLDER_HOST
     job = EOCubeSLURMJob(address, name=f"{settings['job_name'] or 'worker'}-0", config_name="slurm", **kwargs)
     return job.job_script()
+
+
+def placeholder_security(folder: str | os.PathLike[str]) -> Security:
+    """A :class:`~distributed.security.Security` naming certificate files in ``folder``, for display only."""
+    return Security(
+        tls_ca_file=f"{folder}/ca.pem",
+        tls_worker_cert=f"{folder}/worker-cert.pem",
+        tls_worker_key=f"{folder}/worker-key.pem",
+        require_encryption=True,
+    )
+
+
+def tls_base_directory(settings: dict[str, Any]) -> Path:
+    """Parent of the per-run certificate folders (not created).
+
+    ``tls_directory`` if set, else dask-jobqueue's ``jobqueue.slurm.shared-temp-directory``,
+    else :data:`TLS_DIRECTORY`; ``~`` and ``$VARS`` expanded.
+    """
+    base = settings.get("tls_directory") or dask.config.get("jobqueue.slurm.shared-temp-directory", None)
+    return Path(os.path.expandvars(str(base or TLS_DIRECTORY))).expanduser().absolute()
+
+
+_RUN_NAME = re.compile(r"^(?P<host>.+)-(?P<pid>\d+)-[^-]+$")
+
+
+def tls_run_directory(settings: dict[str, Any]) -> Path:
+    """Make this run's private folder for the workers' certificate files.
+
+    The folder is ``<base>/<host>-<pid>-<random>``, mode 0700 (the files in it are
+    0600), under :func:`tls_base_directory`. Folders that earlier runs on this host
+    left behind (their process is gone, e.g. killed at walltime) are removed first.
+
+    Parameters
+    ----------
+    settings
+        Checked Slurm settings.
+
+    Returns
+    -------
+    Path
+        The new, empty folder.
+
+    Raises
+    ------
+    ClusterConfigError
+        The folder cannot be made.
+    """
+    base = tls_base_directory(settings)
+    try:
+        base.mkdir(mode=0o700, parents=True, exist_ok=True)
+        _remove_stale_runs(base)
+        return Path(tempfile.mkdtemp(prefix=f"{socket.gethostname()}-{os.getpid()}-", dir=base))
+    except OSError as exc:
+        raise ClusterConfigError(
+            f"cannot make a folder for the workers' TLS certificates under {base} ({exc}): set "
+            f"{setting_name('slurm', 'tls_directory')} to a folder of yours that the compute nodes see"
+        ) from exc
+
+
+def _remove_stale_runs(base: Path) -> None:
+    """Remove run folders in ``base`` made on this host by processes that no longer exist."""
+    host = socket.gethostname()
+    for folder in base.iterdir():
+        m = _RUN_NAME.match(folder.name)
+        if folder.is_dir() and m and m.group("host") == host and not _pid_alive(int(m.group("pid"))):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process
+    return True
+
+
+def _remove_tls_files(handles: list[Any], folder: Path | None) -> None:
+    """Close dask-jobqueue's certificate files (it deletes them) and remove the run folder."""
+    for handle in handles:
+        try:
+            handle.close()
+        except OSError:
+            pass
+    if folder is not None:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def check_commands() -> None:
@@ -266,7 +434,7 @@ def _partitions() -> list[str]:
     return sorted({line.strip() for line in out.splitlines() if line.strip()})
 
 
-def slurm_cluster(settings: dict[str, Any], dashboard_address: str | None = ":8787") -> EOCubeSLURMCluster:
+def slurm_cluster(settings: dict[str, Any], dashboard_address: str | None = DEFAULT_DASHBOARD) -> EOCubeSLURMCluster:
     """Start a scheduler here and keep ``jobs`` (or adaptive min..max) Slurm worker jobs.
 
     Parameters
@@ -274,20 +442,37 @@ def slurm_cluster(settings: dict[str, Any], dashboard_address: str | None = ":87
     settings
         Checked Slurm settings (:func:`eocube.cluster.config.resolve`).
     dashboard_address
-        Where the scheduler's dashboard listens.
+        Where the scheduler's dashboard listens (see :func:`scheduler_options`).
 
     Returns
     -------
     EOCubeSLURMCluster
         The cluster; its jobs are submitted in the background. Jobs that end are
         replaced by adaptive scaling between ``adapt_min`` and ``adapt_max`` jobs.
+        With TLS (the default) its ``security`` is needed by any client:
+        ``Client(cluster)`` uses it.
 
     Raises
     ------
     ClusterConfigError
-        Slurm commands missing, or Slurm would refuse the job.
+        Slurm commands missing, Slurm would refuse the job, or the certificate folder
+        cannot be made.
     """
     check_job(settings)
-    cluster = EOCubeSLURMCluster(**job_kwargs(settings, dashboard_address))
+    kwargs = job_kwargs(settings, dashboard_address)
+    if settings["tls"]:
+        run_directory = tls_run_directory(settings)
+        kwargs.update(security=Security.temporary(), shared_temp_directory=str(run_directory),
+                      run_directory=run_directory)
+    else:
+        logger.warning(
+            "TLS is off (%s=false): the Dask scheduler accepts unauthenticated connections, and anyone "
+            "who reaches its port can run code as you", setting_name("slurm", "tls"))
+    try:
+        cluster = EOCubeSLURMCluster(**kwargs)
+    except BaseException:
+        if settings["tls"]:
+            shutil.rmtree(kwargs["run_directory"], ignore_errors=True)
+        raise
     cluster.adapt(minimum_jobs=settings["adapt_min"], maximum_jobs=settings["adapt_max"])
     return cluster

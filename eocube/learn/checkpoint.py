@@ -21,6 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..models._loading import safe_cause, weights_only_failure
 from .errors import CheckpointError
 from .network import GapFillNet, NetworkConfig
 from .normalisation import Normaliser
@@ -145,7 +146,12 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.devi
     try:
         ckpt = torch.load(p, map_location=map_location, weights_only=True)
     except Exception as exc:  # pickle errors, truncated files, foreign objects
-        raise CheckpointError(f"cannot read checkpoint {p} safely (weights_only=True): {exc}") from exc
+        raise CheckpointError(
+            f"cannot read checkpoint {p} safely with torch.load(weights_only=True) ({weights_only_failure(exc)}): "
+            "a checkpoint holds tensors and plain values only, and eocube never unpickles other objects "
+            "(that could run any code). Write checkpoints with `eocube train` / eocube.learn.save_checkpoint, "
+            "and a model's weights with torch.save(model.state_dict(), path)"
+        ) from safe_cause(exc)
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise CheckpointError(f"{p} is not an eocube gap-filling checkpoint (format {FORMAT!r} expected)")
     return ckpt

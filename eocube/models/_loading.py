@@ -21,7 +21,9 @@ from __future__ import annotations
 import copy
 import hashlib
 import os
+import re
 import threading
+import zipfile
 from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +39,87 @@ _CACHE_SIZE = 4
 _CACHE: "OrderedDict[tuple[str, str], nn.Module]" = OrderedDict()
 _LOCK = threading.Lock()
 _LOADS: Counter[str] = Counter()
+
+
+PICKLED_OBJECTS = (
+    "the file holds arbitrary pickled Python objects (for example a whole nn.Module saved with "
+    "torch.save(model, path)), and unpickling them can run any code, so eocube does not load it."
+)
+"""Why a pickled-object file is refused (shared by the model and checkpoint loaders)."""
+
+SAFE_FORMATS = (
+    "Save the model in a safe form instead: its weights with torch.save(model.state_dict(), path), "
+    "loaded by eocube.models.from_state_dict(factory, path); or a TorchScript file with "
+    "torch.jit.save(torch.jit.script(model), path). torch.export's .pt2 programs "
+    "(torch.export.save) hold no pickle either, but apply_model takes the first two."
+)
+"""How to save a model file that loads without unpickling."""
+
+_TORCH_HINTS = re.compile(
+    r"weights_only\W*(?:set to|=)\W*False|add_safe_globals|safe_globals|if you trust", re.IGNORECASE
+)
+
+
+def first_line(exc: BaseException) -> str:
+    """The first non-empty line of an exception's message, without terminal colour codes."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))
+    return next((line.strip() for line in text.splitlines() if line.strip()), type(exc).__name__)
+
+
+def weights_only_failure(exc: BaseException) -> str:
+    """Why ``torch.load(weights_only=True)`` refused a file, without torch's hints to load it unsafely.
+
+    torch's message suggests re-running with ``weights_only=False`` or allow-listing
+    the pickled classes; both would run code from the file, so they are never relayed.
+
+    Parameters
+    ----------
+    exc
+        The exception ``torch.load`` raised.
+
+    Returns
+    -------
+    str
+        A short cause, e.g. ``"UnpicklingError: it holds the pickled class __main__.Net"``.
+    """
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))
+    found = re.search(r"Unsupported global: GLOBAL ([\w.<>]+)", text)
+    if found:
+        return f"{type(exc).__name__}: it holds the pickled class {found.group(1)}"
+    if "Weights only load failed" in text:
+        return f"{type(exc).__name__}: it holds pickled objects other than tensors and plain containers"
+    line = first_line(exc)
+    return f"{type(exc).__name__}: {line}" if not _TORCH_HINTS.search(line) else type(exc).__name__
+
+
+def safe_cause(exc: BaseException) -> BaseException | None:
+    """``exc`` to chain to a relayed error, or None when its text suggests loading the file unsafely.
+
+    Use as ``raise NewError(...) from safe_cause(exc)``: a traceback then never
+    shows torch's hint to re-run with ``weights_only=False``.
+    """
+    return None if _TORCH_HINTS.search(str(exc)) else exc
+
+
+def _torch_save_content(path: Path) -> str | None:
+    """What a ``torch.save`` file holds: ``"weights"``, ``"pickled objects"``, or None (not such a file).
+
+    A ``torch.save`` archive has a ``data.pkl`` but, unlike TorchScript, no
+    ``constants.pkl``. Its content is probed with ``torch.load(weights_only=True)``,
+    which never runs code from the file.
+    """
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = [name.rsplit("/", 1)[-1] for name in archive.namelist()]
+    except (OSError, zipfile.BadZipFile):
+        return None
+    if "data.pkl" not in names or "constants.pkl" in names:
+        return None
+    try:
+        torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception:
+        return "pickled objects"
+    return "weights"
 
 
 def _sha256_file(path: Path) -> str:
@@ -129,8 +212,19 @@ class TorchScriptSource:
         try:
             return torch.jit.load(str(path), map_location="cpu")
         except Exception as exc:  # torch raises RuntimeError with a C++ trace here
+            content = _torch_save_content(path)
+            if content == "pickled objects":
+                raise ModelLoadError(
+                    f"{self.path!r} is not a TorchScript file but a torch.save archive: {PICKLED_OBJECTS} "
+                    f"{SAFE_FORMATS}"
+                ) from None  # torch's own message suggests loading it unsafely
+            if content == "weights":
+                raise ModelLoadError(
+                    f"{self.path!r} is not a TorchScript file but weights (torch.save of a state_dict): pass "
+                    "eocube.models.from_state_dict(factory, path) with the factory that builds the module"
+                ) from exc
             raise ModelLoadError(
-                f"{self.path!r} is not a TorchScript file ({type(exc).__name__}: {str(exc).splitlines()[0]}); "
+                f"{self.path!r} is not a TorchScript file ({type(exc).__name__}: {first_line(exc)}); "
                 "save one with torch.jit.save(torch.jit.script(model), path), or, for a file of weights "
                 "(torch.save(model.state_dict(), path)), pass eocube.models.from_state_dict(factory, path)"
             ) from exc
@@ -163,10 +257,9 @@ class StateDictSource:
         except Exception as exc:
             raise ModelLoadError(
                 f"{self.path!r} could not be loaded with torch.load(weights_only=True) "
-                f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}): eocube only loads "
-                "tensors and plain containers, never arbitrary pickled objects; save the weights with "
-                "torch.save(model.state_dict(), path), or export the model with torch.jit.save"
-            ) from exc
+                f"({weights_only_failure(exc)}): eocube only loads tensors and plain containers, never "
+                f"arbitrary pickled objects. {SAFE_FORMATS}"
+            ) from safe_cause(exc)
         if isinstance(state, Mapping) and isinstance(state.get("state_dict"), Mapping):
             state = state["state_dict"]  # checkpoints that wrap the weights (Lightning and others)
         if not isinstance(state, Mapping):
