@@ -1,10 +1,19 @@
-"""Errors and warnings raised by :func:`eocube.open_stac`.
+"""Errors and warnings raised by :func:`eocube.open_stac`, and the redaction of what it tells.
 
-Each message names the input at fault and what to do about it.
+Each message names the input at fault and what to do about it, and none shows a secret: hrefs
+and URLs go through :func:`eocube._redact.redact` (query values and ``user:password`` become
+``REDACTED``), :func:`scrub` does the same for exceptions chained to an error, and
+:func:`redacting` for log records made while the loader searches, opens and reads.
 """
 
 from __future__ import annotations
 
+import logging
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any, Callable, Iterator
+
+from .._redact import redact, redact_obj
 from ..errors import EOCubeError
 
 
@@ -32,8 +41,111 @@ class GridError(StacError):
 
 
 class AssetReadError(StacError, OSError):
-    """An asset could not be read (unreachable, 404, corrupt); the message names the href."""
+    """An asset could not be read (unreachable, 404, corrupt); the message names the (redacted) href.
+
+    ``problem`` is the message without the advice (the text of the warning under ``on_error="nodata"``).
+    """
+
+    problem: str
 
 
 class AssetReadWarning(UserWarning):
     """An asset could not be read and its pixels were filled with nodata (``on_error="nodata"``)."""
+
+
+class RedactedCause(Exception):
+    """Stands in for a chained exception whose text held a signed URL; its message is redacted.
+
+    The message starts with the original exception's type; the traceback is the original's.
+    """
+
+
+def _has_secret(text: str) -> bool:
+    return redact(text) != text
+
+
+def scrub(exc: BaseException | None, _seen: set[int] | None = None) -> BaseException | None:
+    """``exc`` with signed-URL query values redacted from it and from every exception chained to it.
+
+    The loader's own errors (:class:`StacError`) are redacted in place; any other exception whose
+    text (str or repr) holds a secret is replaced by a :class:`RedactedCause` carrying its redacted
+    text and traceback. ``__cause__`` and ``__context__`` are scrubbed the same way, so a traceback
+    printed into a job log shows which file failed and why, never the signature.
+
+    Parameters
+    ----------
+    exc
+        The exception (None gives None).
+
+    Returns
+    -------
+    BaseException or None
+        ``exc`` itself (redacted in place) or its stand-in.
+    """
+    seen = set() if _seen is None else _seen
+    if exc is None or id(exc) in seen:
+        return None
+    seen.add(id(exc))
+    if isinstance(exc, StacError):
+        exc.args = redact_obj(exc.args)
+        out = exc
+    elif _has_secret(str(exc)) or _has_secret(repr(exc)):
+        out = RedactedCause(f"{type(exc).__module__}.{type(exc).__qualname__}: {redact(str(exc))}")
+        out = out.with_traceback(exc.__traceback__)
+    else:
+        out = exc
+    if getattr(exc, "__notes__", None):
+        out.__notes__ = [redact(str(note)) for note in exc.__notes__]
+    suppress = exc.__suppress_context__
+    out.__cause__, out.__context__ = scrub(exc.__cause__, seen), scrub(exc.__context__, seen)
+    out.__suppress_context__ = suppress
+    return out
+
+
+_REDACTING: ContextVar[bool] = ContextVar("eocube_stac_redacting", default=False)
+_base_factory: Callable[..., logging.LogRecord] | None = None
+
+
+def _redacting_factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+    """Log records made inside :func:`redacting` (any library's: rasterio names the datasets it
+    opens, urllib3 the URLs it gets) or by eocube's loggers carry no signed-URL query value."""
+    assert _base_factory is not None
+    record = _base_factory(*args, **kwargs)
+    if _REDACTING.get() or record.name.startswith("eocube"):
+        try:
+            message = record.getMessage()
+        except Exception:  # noqa: BLE001 - a malformed record is logging's to report, as it is
+            return record
+        clean = redact(message)
+        if clean != message:
+            record.msg, record.args = clean, None
+    return record
+
+
+def _install_log_redaction() -> None:
+    """Put :func:`_redacting_factory` in front of the current log record factory (once)."""
+    global _base_factory
+    current = logging.getLogRecordFactory()
+    if current is not _redacting_factory:
+        _base_factory = current
+        logging.setLogRecordFactory(_redacting_factory)
+
+
+@contextmanager
+def redacting() -> Iterator[None]:
+    """Keep signed-URL query values out of what the enclosed code raises or logs.
+
+    Errors of the loader (:class:`StacError`) leave with their message and chained exceptions
+    redacted (:func:`scrub`); log records made meanwhile in this thread or task (by eocube,
+    rasterio/GDAL, pystac-client, urllib3) are redacted as they are made. Only records of enabled
+    levels are made, so this costs nothing when DEBUG logging is off.
+    """
+    _install_log_redaction()
+    token = _REDACTING.set(True)
+    try:
+        yield
+    except StacError as exc:
+        scrub(exc)
+        raise
+    finally:
+        _REDACTING.reset(token)

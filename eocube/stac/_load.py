@@ -1,8 +1,13 @@
-"""``open_stac``: STAC items -> lazy cube (parse -> grid -> time groups -> dask graph -> cube)."""
+"""``open_stac``: STAC items -> lazy cube (parse -> grid -> time groups -> dask graph -> cube).
+
+Nothing it raises, warns, logs or stores in the cube's attributes shows a signed URL's query
+values (:func:`eocube.stac._errors.redacting`).
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any, Callable, Mapping, Sequence
 
 import dask.array as da
@@ -15,8 +20,9 @@ from rasterio.crs import CRS
 from rasterio.enums import Resampling
 from rasterio.warp import transform_bounds
 
+from .._redact import redact_obj
 from ..cube import DIMS, coords_from_transform, validate_cube
-from ._errors import StacError
+from ._errors import AssetReadError, GridError, StacError, redacting
 from ._grid import Grid, asset_bounds, choose_crs, choose_grid
 from ._items import ParsedItem, band_dtype_nodata, parse_items
 from ._reader import DEFAULT_GDAL_ENV, BandPlan, Block, ReadOptions, probe, read_block
@@ -26,6 +32,7 @@ DEFAULT_CHUNKS = {"time": 1, "band": 1, "y": 1024, "x": 1024}
 _TILE_KEYS = ("s2:mgrs_tile", "tile", "grid:code", "mgrs:grid_square")
 
 
+@redacting()
 def open_stac(
     source: Any = None,
     *,
@@ -110,6 +117,8 @@ def open_stac(
     _check_choice("on_error", on_error, ("raise", "nodata"))
     if resampling not in Resampling.__members__:
         raise StacError(f"resampling={resampling!r} is unknown: use one of {sorted(Resampling.__members__)}")
+    if bbox is not None:
+        _check_lonlat_bbox(bbox)
     env = {**DEFAULT_GDAL_ENV, **dict(gdal_env or {})}
 
     item_assets: Mapping[str, Any] = {}
@@ -127,11 +136,17 @@ def open_stac(
         raise StacError("nothing to open: pass items (an ItemCollection, a list, a file) or url= of a STAC API")
 
     items, bands = parse_items(raw_items, assets, item_assets=item_assets, patch_url=patch_url, on_missing=on_missing)
-    items = _complete_metadata(items, bands, env, retries, probe_dtype=dtype is None)
+    items = _complete_metadata(items, bands, env, retries, probe_dtype=dtype is None, on_error=on_error)
     target_crs = choose_crs(items, crs)
-    if bounds is None and bbox is not None:
+    from_bbox = bounds is None and bbox is not None
+    if from_bbox:
         bounds = transform_bounds(CRS.from_epsg(4326), target_crs, *bbox, densify_pts=21)
-    grid = choose_grid(items, target_crs, resolution=resolution, bounds=bounds)
+    try:
+        grid = choose_grid(items, target_crs, resolution=resolution, bounds=bounds)
+    except GridError:
+        if from_bbox:
+            _check_bbox_overlaps(items, bbox, bounds, target_crs)
+        raise
     groups = _group(items, groupby)
     plans = tuple(_band_plan(items, b, dtype, nodata, rescale) for b in bands)
     out_dtype = np.result_type(*[p.out_dtype for p in plans]).name
@@ -156,7 +171,65 @@ def open_stac(
     out_nodata = plans[0].out_nodata if len({repr(p.out_nodata) for p in plans}) == 1 else None
     if out_nodata is not None:
         cube = cube.rio.write_nodata(out_nodata, encoded=False)
-    return validate_cube(cube, name="open_stac result")
+    return validate_cube(_redact_attrs(cube), name="open_stac result")
+
+
+def _redact_attrs(cube: xr.DataArray) -> xr.DataArray:
+    """The cube with every string in its attributes and its coordinates' attributes redacted."""
+    cube.attrs = redact_obj(dict(cube.attrs))
+    for name in cube.coords:
+        cube[name].attrs = redact_obj(dict(cube[name].attrs))
+    return cube
+
+
+def _check_lonlat_bbox(bbox: Sequence[float]) -> None:
+    """Refuse a ``bbox=`` that is not (min lon, min lat, max lon, max lat) in degrees."""
+    try:
+        west, south, east, north = (float(v) for v in bbox)
+    except (TypeError, ValueError) as exc:
+        raise StacError(f"bbox={bbox!r} is not four numbers: give (min lon, min lat, max lon, max lat)") from exc
+    if not all(map(math.isfinite, (west, south, east, north))) or max(abs(west), abs(east)) > 180 \
+            or max(abs(south), abs(north)) > 90:
+        raise StacError(
+            f"bbox={tuple(bbox)!r} is not lon/lat: bbox= takes degrees (min lon, min lat, max lon, max lat), "
+            "longitudes within [-180, 180] and latitudes within [-90, 90]; coordinates in the target CRS "
+            "(metres of a UTM zone, ...) go in bounds="
+        )
+    if west >= east or south >= north:
+        raise StacError(
+            f"bbox={tuple(bbox)!r} is empty or inverted: give (min lon, min lat, max lon, max lat) with "
+            "min < max (a bbox across the antimeridian: split it, or give bounds= in a projected CRS)"
+        )
+
+
+def _footprints(items: list[ParsedItem], crs: CRS) -> tuple[float, float, float, float]:
+    """Union of the assets' footprints in ``crs`` (each distinct asset grid transformed once)."""
+    grids = {(i.crs.to_string(), tuple(i.transform), i.shape) for it in items for i in it.bands.values()
+             if i is not None and i.crs is not None and i.transform is not None and i.shape is not None}
+    boxes = []
+    for src, transform, (h, w) in grids:
+        xs, ys = (transform[2], transform[2] + transform[0] * w), (transform[5], transform[5] + transform[4] * h)
+        boxes.append(transform_bounds(CRS.from_user_input(src), crs, min(xs), min(ys), max(xs), max(ys),
+                                      densify_pts=21))
+    return (min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes), max(b[3] for b in boxes))
+
+
+def _check_bbox_overlaps(items: list[ParsedItem], bbox: Sequence[float], bounds: Sequence[float], crs: CRS) -> None:
+    """Raise a :class:`GridError` in lon/lat when ``bbox`` misses the items (projected numbers only as an aside)."""
+    covered = _footprints(items, crs)
+    if bounds[0] < covered[2] and bounds[2] > covered[0] and bounds[1] < covered[3] and bounds[3] > covered[1]:
+        return
+    lonlat = _footprints(items, CRS.from_epsg(4326))
+
+    def show(box: Sequence[float], digits: int) -> str:
+        return "(" + ", ".join(f"{round(float(v), digits)}" for v in box) + ")"
+
+    raise GridError(
+        f"the bbox {tuple(float(v) for v in bbox)} (lon/lat: min lon, min lat, max lon, max lat) does not overlap "
+        f"the items, which cover lon/lat {show(lonlat, 4)}. Check the bbox's order and signs (west, south, east, "
+        "north; latitudes south of the equator and longitudes west of Greenwich are negative) or search for "
+        f"items that cover it. (In the target CRS {crs.to_string()}: bbox {show(bounds, 1)}, items {show(covered, 1)}.)"
+    ) from None
 
 
 def _check_choice(name: str, value: Any, allowed: tuple) -> None:
@@ -165,30 +238,56 @@ def _check_choice(name: str, value: Any, allowed: tuple) -> None:
 
 
 def _complete_metadata(
-    items: list[ParsedItem], bands: list[str], env: Mapping, retries: int, probe_dtype: bool
+    items: list[ParsedItem], bands: list[str], env: Mapping, retries: int, probe_dtype: bool, on_error: str = "raise"
 ) -> list[ParsedItem]:
-    """Read file headers (never pixels) where the items lack proj metadata or a band's dtype."""
+    """Read file headers (never pixels) where the items lack proj metadata or a band's dtype.
+
+    With ``on_error="nodata"`` an asset whose header cannot be read is dropped from its item
+    (warned by :func:`probe`): its pixels are nodata, as for an asset that fails while reading.
+    A band none of whose assets can be read is an :class:`AssetReadError` (nothing tells its
+    grid or dtype).
+    """
     out = []
     for it in items:
         new = {}
         for b, info in it.bands.items():
             if info is not None and (info.crs is None or info.transform is None or info.shape is None):
-                h = probe(info.href, env, retries)
-                info = dataclasses.replace(info, crs=h["crs"], transform=h["transform"], shape=h["shape"],
-                                           dtype=info.dtype or h["dtype"],
-                                           nodata=info.nodata if info.nodata is not None else h["nodata"])
+                h = probe(info.href, env, retries, on_error=on_error)
+                info = None if h is None else dataclasses.replace(
+                    info, crs=h["crs"], transform=h["transform"], shape=h["shape"], dtype=info.dtype or h["dtype"],
+                    nodata=info.nodata if info.nodata is not None else h["nodata"])
             new[b] = info
         out.append(dataclasses.replace(it, bands=new))
     for b in bands:
+        _unreadable_band(items, out, b)
         infos = [it.bands[b] for it in out if it.bands.get(b) is not None]
         if probe_dtype and all(i.dtype is None for i in infos):
-            h = probe(infos[0].href, env, retries)
+            h = None
+            for info in infos:  # the first readable header
+                h = probe(info.href, env, retries, on_error=on_error)
+                if h is not None:
+                    break
+                for it in out:
+                    if it.bands.get(b) is info:
+                        it.bands[b] = None  # type: ignore[index]
+            _unreadable_band(items, out, b)
             for it in out:
                 i = it.bands.get(b)
-                if i is not None:
+                if i is not None and h is not None:
                     it.bands[b] = dataclasses.replace(  # type: ignore[index]
                         i, dtype=h["dtype"], nodata=i.nodata if i.nodata is not None else h["nodata"])
     return out
+
+
+def _unreadable_band(before: list[ParsedItem], after: list[ParsedItem], band: str) -> None:
+    """Raise when ``band`` had assets but none of their headers could be read (``on_error="nodata"``)."""
+    had = sum(it.bands.get(band) is not None for it in before)
+    if had and not any(it.bands.get(band) is not None for it in after):
+        raise AssetReadError(
+            f"none of the {had} assets of band {band!r} could be read while opening (the warnings name them), "
+            "so nothing tells its grid or data type: check the hrefs, signing (patch_url=) and credentials "
+            "(gdal_env=), or leave the band out of assets=[...]"
+        )
 
 
 def _band_plan(items: list[ParsedItem], band: str, dtype: Any, nodata: Any, rescale: bool) -> BandPlan:
