@@ -20,6 +20,7 @@ from ._errors import GridError, MixedCRSError
 from ._items import AssetInfo, ParsedItem
 
 _EPS = 1e-6
+_LONLAT = CRS.from_epsg(4326)
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,28 @@ def asset_bounds(info: AssetInfo) -> tuple[float, float, float, float]:
     return (min(xs), min(ys), max(xs), max(ys))
 
 
+def footprint(info: AssetInfo, crs: CRS) -> tuple[float, float, float, float]:
+    """(left, bottom, right, top) of an asset in ``crs``, from metadata only.
+
+    From the asset's grid (crs, transform, shape) when the item gives it, else from the
+    item's lon/lat footprint (its ``bbox`` or geometry).
+
+    Raises
+    ------
+    GridError
+        When the item gives neither (no grid, no bbox, no geometry).
+    """
+    if info.has_grid:
+        b = asset_bounds(info)
+        return b if info.crs == crs else transform_bounds(info.crs, crs, *b, densify_pts=21)
+    if info.lonlat_bbox is not None:
+        return transform_bounds(_LONLAT, crs, *info.lonlat_bbox, densify_pts=21)
+    raise GridError(
+        f"asset {info.href!r} has no footprint: its item has no proj:transform/proj:shape, no bbox and no "
+        "geometry. Add them to the item, or pass bounds= in the target CRS"
+    )
+
+
 def choose_crs(items: Sequence[ParsedItem], crs: Any) -> CRS:
     """The target CRS: the one given, or the items' single CRS.
 
@@ -82,8 +105,40 @@ def choose_crs(items: Sequence[ParsedItem], crs: Any) -> CRS:
     return CRS.from_user_input(next(iter(counts)))
 
 
-def _native_res(infos: Sequence[AssetInfo], crs: CRS) -> list[float]:
-    return [abs(i.transform.a) for i in infos if i.crs == crs and i.transform is not None]
+def _native_res(infos: Sequence[AssetInfo], crs: CRS) -> list[tuple[float, float]]:
+    """(x, y) pixel sizes of the assets natively in ``crs`` (x and y apart: pixels need not be square)."""
+    return [(abs(i.transform.a), abs(i.transform.e)) for i in infos if i.crs == crs and i.transform is not None]
+
+
+def _resolution(infos: Sequence[AssetInfo], crs: CRS, resolution: float | tuple[float, float] | None) -> tuple[float, float]:
+    """(x, y) pixel size: the one given (a number or a pair), else the finest native one (smallest pixel area)."""
+    if resolution is None:
+        native = _native_res(infos, crs)
+        if not native:
+            raise GridError(
+                f"no asset is natively in {crs.to_string()}, so there is no native resolution to copy: "
+                "pass resolution=<pixel size in target CRS units> (a number, or an (x, y) pair)"
+            )
+        return min(native, key=lambda r: r[0] * r[1])
+    if isinstance(resolution, (tuple, list)):
+        if len(resolution) != 2:
+            raise GridError(f"resolution={resolution!r}: give one pixel size or an (x, y) pair")
+        rx, ry = (abs(float(v)) for v in resolution)
+    else:
+        rx = ry = abs(float(resolution))
+    if not (rx > 0 and ry > 0):
+        raise GridError(f"resolution={resolution!r} is not a positive pixel size: pass e.g. 10 or (30, 30)")
+    return rx, ry
+
+
+def _anchor(infos: Sequence[AssetInfo], crs: CRS, rx: float, ry: float) -> tuple[float, float]:
+    """A corner of the items' own pixel grid in ``crs`` (an asset at this resolution first), else (0, 0)."""
+    same_crs = [i for i in infos if i.crs == crs and i.transform is not None]
+    same_res = [i for i in same_crs if math.isclose(abs(i.transform.a), rx) and math.isclose(abs(i.transform.e), ry)]
+    if same_res or same_crs:
+        t = (same_res or same_crs)[0].transform
+        return t.c, t.f
+    return 0.0, 0.0
 
 
 def choose_grid(
@@ -98,37 +153,19 @@ def choose_grid(
     Parameters
     ----------
     items
-        Parsed items (every asset must have crs, transform and shape).
+        Parsed items (each asset with crs, transform and shape, or with its item's lon/lat footprint).
     crs
         Target CRS.
     resolution
-        Pixel size in CRS units (one number or (x, y)); default: the finest native resolution.
+        Pixel size in CRS units (one number or an (x, y) pair); default: the finest native (x, y)
+        resolution, so non-square native pixels stay as they are.
     bounds
         (left, bottom, right, top) in the target CRS; default: the union of the items' footprints.
     """
     infos = [i for it in items for i in it.bands.values() if i is not None]
-    if resolution is None:
-        native = _native_res(infos, crs)
-        if not native:
-            raise GridError(
-                f"no asset is natively in {crs.to_string()}, so there is no native resolution to copy: "
-                "pass resolution=<pixel size in target CRS units>"
-            )
-        resolution = min(native)
-    rx, ry = (float(resolution), float(resolution)) if not isinstance(resolution, (tuple, list)) else map(float, resolution)
-    ry = abs(ry)
-    # anchor: the pixel grid of an asset already in the target CRS at this resolution
-    # (an asset at that resolution first, else any asset's origin in the target CRS)
-    ax = ay = 0.0
-    same_crs = [i for i in infos if i.crs == crs and i.transform is not None]
-    same_res = [i for i in same_crs if math.isclose(abs(i.transform.a), rx) and math.isclose(abs(i.transform.e), ry)]
-    if same_res or same_crs:
-        t = (same_res or same_crs)[0].transform
-        ax, ay = t.c % rx, t.f % ry
-    footprints = []
-    for info in infos:
-        b = asset_bounds(info)
-        footprints.append(b if info.crs == crs else transform_bounds(info.crs, crs, *b, densify_pts=21))
+    rx, ry = _resolution(infos, crs, resolution)
+    ax, ay = _anchor(infos, crs, rx, ry)
+    footprints = [footprint(info, crs) for info in infos]
     union = (
         min(b[0] for b in footprints),
         min(b[1] for b in footprints),
@@ -158,8 +195,6 @@ def choose_grid(
 
 def overlaps(info: AssetInfo, grid: Grid) -> bool:
     """Whether an asset's footprint intersects a grid (in the grid's CRS)."""
-    b = asset_bounds(info)
-    if info.crs != grid.crs:
-        b = transform_bounds(info.crs, grid.crs, *b, densify_pts=21)
+    b = footprint(info, grid.crs)
     g = grid.bounds
     return b[0] < g[2] and b[2] > g[0] and b[1] < g[3] and b[3] > g[1]
