@@ -23,8 +23,8 @@ from rasterio.warp import transform_bounds
 from .._redact import redact_obj
 from ..cube import DIMS, coords_from_transform, validate_cube
 from ._errors import AssetReadError, GridError, StacError, redacting
-from ._grid import Grid, asset_bounds, choose_crs, choose_grid
-from ._items import ParsedItem, band_dtype_nodata, parse_items
+from ._grid import Grid, choose_crs, choose_grid, footprint
+from ._items import ParsedItem, band_dtype_nodata, complete_metadata, parse_items
 from ._reader import DEFAULT_GDAL_ENV, BandPlan, Block, ReadOptions, probe, read_block
 from ._search import items_from_source, search_items
 
@@ -136,7 +136,8 @@ def open_stac(
         raise StacError("nothing to open: pass items (an ItemCollection, a list, a file) or url= of a STAC API")
 
     items, bands = parse_items(raw_items, assets, item_assets=item_assets, patch_url=patch_url, on_missing=on_missing)
-    items = _complete_metadata(items, bands, env, retries, probe_dtype=dtype is None, on_error=on_error)
+    items = _complete_metadata(items, bands, env, retries, on_error=on_error, crs_given=crs is not None,
+                               resolution_given=resolution is not None, dtype_given=dtype is not None)
     target_crs = choose_crs(items, crs)
     from_bbox = bounds is None and bbox is not None
     if from_bbox:
@@ -211,6 +212,8 @@ def _footprints(items: list[ParsedItem], crs: CRS) -> tuple[float, float, float,
         xs, ys = (transform[2], transform[2] + transform[0] * w), (transform[5], transform[5] + transform[4] * h)
         boxes.append(transform_bounds(CRS.from_user_input(src), crs, min(xs), min(ys), max(xs), max(ys),
                                       densify_pts=21))
+    lonlat = {i.lonlat_bbox for it in items for i in it.bands.values() if i is not None and not i.has_grid}
+    boxes += [transform_bounds(CRS.from_epsg(4326), crs, *b, densify_pts=21) for b in lonlat if b is not None]
     return (min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes), max(b[3] for b in boxes))
 
 
@@ -238,44 +241,21 @@ def _check_choice(name: str, value: Any, allowed: tuple) -> None:
 
 
 def _complete_metadata(
-    items: list[ParsedItem], bands: list[str], env: Mapping, retries: int, probe_dtype: bool, on_error: str = "raise"
+    items: list[ParsedItem], bands: list[str], env: Mapping, retries: int, *, on_error: str = "raise",
+    crs_given: bool, resolution_given: bool, dtype_given: bool,
 ) -> list[ParsedItem]:
-    """Read file headers (never pixels) where the items lack proj metadata or a band's dtype.
+    """Read file headers (never pixels), in parallel, only where the metadata cannot give the grid
+    or a band's dtype (see :func:`eocube.stac._items.complete_metadata`).
 
     With ``on_error="nodata"`` an asset whose header cannot be read is dropped from its item
     (warned by :func:`probe`): its pixels are nodata, as for an asset that fails while reading.
     A band none of whose assets can be read is an :class:`AssetReadError` (nothing tells its
     grid or dtype).
     """
-    out = []
-    for it in items:
-        new = {}
-        for b, info in it.bands.items():
-            if info is not None and (info.crs is None or info.transform is None or info.shape is None):
-                h = probe(info.href, env, retries, on_error=on_error)
-                info = None if h is None else dataclasses.replace(
-                    info, crs=h["crs"], transform=h["transform"], shape=h["shape"], dtype=info.dtype or h["dtype"],
-                    nodata=info.nodata if info.nodata is not None else h["nodata"])
-            new[b] = info
-        out.append(dataclasses.replace(it, bands=new))
+    out = complete_metadata(items, bands, lambda href: probe(href, env, retries, on_error=on_error),
+                            crs_given=crs_given, resolution_given=resolution_given, dtype_given=dtype_given)
     for b in bands:
         _unreadable_band(items, out, b)
-        infos = [it.bands[b] for it in out if it.bands.get(b) is not None]
-        if probe_dtype and all(i.dtype is None for i in infos):
-            h = None
-            for info in infos:  # the first readable header
-                h = probe(info.href, env, retries, on_error=on_error)
-                if h is not None:
-                    break
-                for it in out:
-                    if it.bands.get(b) is info:
-                        it.bands[b] = None  # type: ignore[index]
-            _unreadable_band(items, out, b)
-            for it in out:
-                i = it.bands.get(b)
-                if i is not None and h is not None:
-                    it.bands[b] = dataclasses.replace(  # type: ignore[index]
-                        i, dtype=h["dtype"], nodata=i.nodata if i.nodata is not None else h["nodata"])
     return out
 
 
@@ -342,8 +322,7 @@ def _graph(groups, bands, grid: Grid, plans, opts: ReadOptions, out_dtype: str, 
         for it in grp:
             for info in it.bands.values():
                 if info is not None and id(info) not in feet:
-                    b = asset_bounds(info)
-                    feet[id(info)] = b if info.crs == grid.crs else transform_bounds(info.crs, grid.crs, *b, densify_pts=21)
+                    feet[id(info)] = footprint(info, grid.crs)
     tsp, bsp = _splits(len(groups), chunks["time"]), _splits(len(bands), chunks["band"])
     ysp, xsp = _splits(grid.shape[0], chunks["y"]), _splits(grid.shape[1], chunks["x"])
     name = "open_stac-" + tokenize(

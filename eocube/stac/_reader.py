@@ -196,25 +196,35 @@ def _aligned_window(ds, grid: Grid) -> Window | None:
     return Window(round(col), round(row), grid.shape[1], grid.shape[0])
 
 
-def _read_one(ds, grid: Grid, plan: BandPlan, opts: ReadOptions) -> tuple[np.ndarray, np.ndarray] | None:
-    """Raw pixels of ``ds`` on ``grid`` and their validity mask; None where nothing overlaps."""
-    if not np.can_cast(ds.dtypes[0], plan.raw_dtype, casting="safe"):
+def _check_band(ds, band: int) -> None:
+    """Refuse a band index the file does not have (the item lists more bands than the file holds)."""
+    if not 1 <= band <= ds.count:
         raise StacError(
-            f"asset {redact(ds.name)!r} holds {ds.dtypes[0]} pixels but its STAC metadata (raster:bands data_type, or "
+            f"asset {redact(ds.name)!r} has {ds.count} band(s) but its STAC metadata (eo:bands/raster:bands) "
+            f"lists at least {band}: correct the item's band list, or ask for one of the file's bands"
+        )
+
+
+def _read_one(ds, grid: Grid, plan: BandPlan, opts: ReadOptions, band: int = 1) -> tuple[np.ndarray, np.ndarray] | None:
+    """Raw pixels of band ``band`` of ``ds`` on ``grid`` and their validity mask; None where nothing overlaps."""
+    _check_band(ds, band)
+    if not np.can_cast(ds.dtypes[band - 1], plan.raw_dtype, casting="safe"):
+        raise StacError(
+            f"asset {redact(ds.name)!r} holds {ds.dtypes[band - 1]} pixels but its STAC metadata (raster:bands data_type, or "
             f"the first item's file) says {plan.raw_dtype}; reading would wrap values silently. Correct the "
             "items' metadata (the asset's raster:bands data_type) before opening them"
         )
-    src_nodata = ds.nodata if ds.nodata is not None else plan.raw_nodata
+    src_nodata = ds.nodatavals[band - 1] if ds.nodatavals[band - 1] is not None else plan.raw_nodata
     win = _aligned_window(ds, grid)
     if win is not None:
         r0, c0 = max(win.row_off, 0), max(win.col_off, 0)
         r1, c1 = min(win.row_off + win.height, ds.height), min(win.col_off + win.width, ds.width)
         if r0 >= r1 or c0 >= c1:
             return None
-        data = np.zeros(grid.shape, dtype=ds.dtypes[0])
+        data = np.zeros(grid.shape, dtype=ds.dtypes[band - 1])
         valid = np.zeros(grid.shape, dtype=bool)
         dst = (slice(r0 - win.row_off, r1 - win.row_off), slice(c0 - win.col_off, c1 - win.col_off))
-        data[dst] = ds.read(1, window=Window(c0, r0, c1 - c0, r1 - r0))
+        data[dst] = ds.read(band, window=Window(c0, r0, c1 - c0, r1 - r0))
         valid[dst] = True
     else:
         with WarpedVRT(
@@ -228,7 +238,7 @@ def _read_one(ds, grid: Grid, plan: BandPlan, opts: ReadOptions) -> tuple[np.nda
             src_nodata=src_nodata,
             nodata=src_nodata,
         ) as vrt:
-            masked = vrt.read(1, masked=True)
+            masked = vrt.read(band, masked=True)
         data = np.asarray(masked.data)
         valid = ~np.ma.getmaskarray(masked)
     if src_nodata is not None:
@@ -236,14 +246,15 @@ def _read_one(ds, grid: Grid, plan: BandPlan, opts: ReadOptions) -> tuple[np.nda
     return data, valid
 
 
-def _read_direct(ds, grid: Grid, dest: np.ndarray) -> bool:
-    """Fast path: read straight into ``dest`` when the window is aligned and inside the file."""
+def _read_direct(ds, grid: Grid, dest: np.ndarray, band: int = 1) -> bool:
+    """Fast path: read band ``band`` straight into ``dest`` when the window is aligned and inside the file."""
+    _check_band(ds, band)
     win = _aligned_window(ds, grid)
-    if win is None or ds.dtypes[0] != dest.dtype or win.row_off < 0 or win.col_off < 0:
+    if win is None or ds.dtypes[band - 1] != dest.dtype or win.row_off < 0 or win.col_off < 0:
         return False
     if win.row_off + win.height > ds.height or win.col_off + win.width > ds.width:
         return False
-    ds.read(1, window=win, out=dest)
+    ds.read(band, window=win, out=dest)
     return True
 
 
@@ -254,7 +265,7 @@ def read_band(
     if (dest is not None and len(sources) == 1 and plan.scale is None
             and plan.out_dtype == plan.raw_dtype and plan.out_nodata == plan.raw_nodata):
         try:
-            if _with_retries(sources[0].href, opts, lambda ds: _read_direct(ds, grid, dest)):
+            if _with_retries(sources[0].href, opts, lambda ds: _read_direct(ds, grid, dest, sources[0].band)):
                 return dest
         except AssetReadError:
             if opts.on_error != "nodata":
@@ -264,7 +275,7 @@ def read_band(
     filled = np.zeros(grid.shape, dtype=bool)
     for info in sources:
         try:
-            got = _with_retries(info.href, opts, lambda ds: _read_one(ds, grid, plan, opts))
+            got = _with_retries(info.href, opts, lambda ds: _read_one(ds, grid, plan, opts, info.band))
         except AssetReadError as exc:
             if opts.on_error != "nodata":
                 raise
