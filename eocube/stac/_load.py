@@ -71,12 +71,15 @@ def open_stac(
         such as ``{"eo:cloud_cover": {"lt": 20}}``, CQL2 ``filter`` and ``max_items``).
     assets
         Asset keys (``"B04"``) or eo band names/common names (``"red"``, ``"nir"``); they name the
-        ``band`` coordinate. Default: every single-band data asset common to all items.
+        ``band`` coordinate. A multi-band asset's key (``"visual"``) gives one band per file band
+        (``visual_1``, ``visual_2``, ...; ask for ``"visual_2"`` alone, or by a band's eo name when
+        no other asset has it). Default: every single-band data asset common to all items.
     crs
         Target CRS. Default: the items' CRS; items in several CRS raise :class:`MixedCRSError`
         (pass the CRS to reproject them instead).
     resolution
-        Pixel size in target CRS units. Default: the finest native resolution of the assets.
+        Pixel size in target CRS units: one number, or an (x, y) pair. Default: the finest native
+        (x, y) resolution of the assets (non-square native pixels stay non-square).
     bounds
         (left, bottom, right, top) in the target CRS. Default: ``bbox`` (lon/lat) projected to
         the target CRS, else the union of the items' footprints.
@@ -87,7 +90,9 @@ def open_stac(
         Output dtype. Default: the assets' own (``raster:bands`` data_type or the file header);
         ``float32`` when ``rescale``.
     nodata
-        Output nodata. Default: the assets' own; NaN for float output from integer assets.
+        Output nodata. Default: the metadata's (``raster:bands`` nodata, or the collection's
+        ``item_assets``), never a file header's, so it does not depend on ``dtype=``; NaN for float
+        output from integer assets. The files' own nodata still marks pixels to fill from other items.
     resampling
         rasterio resampling name for pixels that are not aligned with the output grid.
     groupby
