@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import functools
+import os
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
@@ -11,8 +13,90 @@ import click
 import xarray as xr
 
 from ..datasets import SAMPLES, open_sample
-from ..errors import EOCubeError
+from ..errors import EOCubeError, StoreNotFoundError
 from ..io import open_zarr
+
+
+class InputError(EOCubeError, ValueError):
+    """A command-line input that cannot work (an output that cannot be written, a band that
+    does not fit its mask kind): printed as one line on stderr, exit status 2, nothing written."""
+
+
+class OneLineUsageError(click.UsageError):
+    """A click usage error printed as one line (``error: ...``) instead of usage + hint + error."""
+
+    def show(self, file: Any = None) -> None:
+        """Print ``error: <message>`` on stderr."""
+        click.echo(f"error: {self.format_message()}", err=True)
+
+
+class OneLineCommand(click.Command):
+    """A click command whose bad options (``--tile 0``, an unknown choice) are one line on stderr, exit 2."""
+
+    def make_context(self, info_name: str | None, args: list[str], parent: click.Context | None = None,
+                     **extra: Any) -> click.Context:
+        """Parse the arguments; a usage error becomes a :class:`OneLineUsageError`."""
+        try:
+            return super().make_context(info_name, args, parent=parent, **extra)
+        except click.UsageError as exc:
+            raise _one_line(exc) from None
+
+    def invoke(self, ctx: click.Context) -> Any:
+        """Run the command; a usage error it raises becomes a :class:`OneLineUsageError`."""
+        try:
+            return super().invoke(ctx)
+        except click.UsageError as exc:
+            if isinstance(exc, OneLineUsageError):
+                raise
+            raise _one_line(exc) from None
+
+
+def _one_line(exc: click.UsageError) -> OneLineUsageError:
+    where = f"eocube {exc.ctx.command.name}" if exc.ctx is not None else "eocube"
+    return OneLineUsageError(f"{exc.format_message()} (see '{where} --help')")
+
+
+def check_output_writable(path: str | os.PathLike[str], *, what: str = "--out", folder: bool = True) -> None:
+    """Raise :class:`InputError` when a local output cannot be created or written; write nothing.
+
+    Walks up to the nearest existing folder and checks that it is a folder that
+    accepts new entries (a temporary folder is made and removed there: permissions
+    alone do not tell, e.g. for root, read-only mounts or ``/proc``). URLs
+    (``s3://...``) are not checked here.
+
+    Parameters
+    ----------
+    path
+        The output: a Zarr store (``folder=True``) or a file such as a PNG.
+    what
+        How to call the output in the message (the option that names it).
+    folder
+        True for a store (an existing path must be a folder), False for a file
+        (an existing path must not be a folder).
+
+    Raises
+    ------
+    InputError
+        The path, or a folder above it, is a file; or the folder does not accept new files.
+    """
+    text = os.fspath(path)
+    if "://" in text:
+        return
+    target = Path(text).expanduser()
+    if target.exists() and target.is_dir() != folder:
+        kind = "a folder" if target.is_dir() else "a file"
+        raise InputError(f"cannot write {what} {text}: it is {kind}, not {'a Zarr store' if folder else 'a file'}; "
+                         "choose another path")
+    here = target if target.is_dir() else target.parent
+    while not here.exists() and here != here.parent:
+        here = here.parent
+    if not here.is_dir():
+        raise InputError(f"cannot write {what} {text}: {here} is a file, not a folder; choose a path in a folder")
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".eocube-write-check-", dir=here))
+    except OSError as exc:
+        raise InputError(f"cannot write {what} {text}: the folder {here} does not accept new files "
+                         f"({exc.strerror or exc}); choose a writable folder") from None
 
 
 CLUSTER_OPTIONS = {
@@ -110,10 +194,58 @@ def _print_dry_run(cluster: dict[str, Any]) -> None:
 
 
 def open_source(source: str, chunks: dict[str, int] | None) -> tuple[xr.DataArray, str | None]:
-    """Open ``source`` (a bundled sample name or a Zarr path); also return the sample name or None."""
+    """Open ``source`` (a bundled sample name or a Zarr path); also return the sample name or None.
+
+    Raises
+    ------
+    StoreNotFoundError
+        Neither a sample nor an existing path; the message lists the bundled samples.
+    """
     if source in SAMPLES:
         return open_sample(source, chunks=chunks), source
+    if "://" not in source and not Path(source).exists():
+        samples = "; ".join(f"{name} ({spec.description})" for name, spec in SAMPLES.items())
+        raise StoreNotFoundError(f"no Zarr store at {source} and no bundled sample of that name: "
+                                 f"the bundled samples are {samples}; or give the path of a Zarr cube")
     return open_zarr(Path(source), chunks=chunks), None
+
+
+CONVENTIONAL_MASK_BANDS = {"scl": "SCL", "qa_pixel": "QA_PIXEL", "probability": "CLP"}
+"""Band taken for ``--mask KIND`` without ``--cloud-band`` when a Zarr cube has a band of this name."""
+
+
+def resolve_mask_band(cube: xr.DataArray, sample: str | None, kind: str,
+                      cloud_band: str | None) -> tuple[str | None, str]:
+    """The band ``--mask kind`` reads, and a line saying how it was chosen.
+
+    ``--cloud-band`` wins; else a sample's band for that kind (its cloud mask for
+    ``boolean``, its probability band for ``probability``); else, in a Zarr cube, the
+    conventional name (``SCL``, ``QA_PIXEL``, ``CLP``) when the cube has it. A Zarr cube
+    with ``--mask boolean`` and no ``--cloud-band`` has no mask (only NaN values are gaps).
+
+    Raises
+    ------
+    InputError
+        ``--mask scl|qa_pixel|probability`` without a band to read.
+    """
+    if cloud_band:
+        return cloud_band, f"mask: {kind} on band {cloud_band}"
+    bands = [str(b) for b in cube["band"].values]
+    if sample is not None:
+        spec = SAMPLES[sample]
+        chosen = spec.probability_band if kind == "probability" else spec.cloud_band if kind == "boolean" else None
+        where = f"the sample {sample}"
+    else:
+        name = CONVENTIONAL_MASK_BANDS.get(kind)
+        chosen = name if name in bands else None
+        where = "the cube"
+        if kind == "boolean":
+            return None, "mask: none (no --cloud-band): only missing (NaN) values are filled"
+    if chosen is None:
+        raise InputError(f"--mask {kind} needs --cloud-band: {where} has no "
+                         f"{CONVENTIONAL_MASK_BANDS.get(kind, 'cloud mask')} band (bands: {', '.join(bands)})")
+    return chosen, (f"mask: {kind} on band {chosen} (the default of {where} for --mask {kind}; "
+                    "choose another with --cloud-band)")
 
 
 def resolve_bands(

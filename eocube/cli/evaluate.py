@@ -5,16 +5,17 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
+import xarray as xr
 
 from ..cube import cube_info
 from ..datasets import SAMPLES
 from ..evaluate import DEFAULT_METHODS, evaluate_methods, format_table, plot_scores
 from ..fill import METHODS
-from ..masks import clear_from_cloud_band
-from ._common import friendly_errors, open_source, resolve_bands
+from ..masks import check_mask_band, clear_from_cloud_band
+from ._common import OneLineCommand, check_output_writable, friendly_errors, open_source, resolve_bands
 
 
-@click.command("evaluate")
+@click.command("evaluate", cls=OneLineCommand)
 @click.option("--source", default="sentinel2", show_default=True,
               help=f"A bundled sample ({', '.join(SAMPLES)}) or the path of a Zarr cube.")
 @click.option("--bands", default=None, help="Comma-separated bands to score (sample default: its data bands).")
@@ -29,12 +30,20 @@ from ._common import friendly_errors, open_source, resolve_bands
 @click.option("--plot", "plot", default="eocube-output/evaluate.png", show_default=True, type=click.Path(),
               help="PNG of RMSE/MAE per method ('' for none).")
 @click.option("--model", "model_path", default=None, type=click.Path(exists=True),
-              help="Also score a trained gap-filling network (checkpoint or training folder of eocube train).")
+              help="Also score a trained gap-filling network (checkpoint or training folder of eocube train); "
+                   "every method is then scored on the test region its training config held out.")
+@click.option("--all-pixels", is_flag=True,
+              help="With --model: score the whole cube, the network's training pixels included (optimistic).")
 @click.option("--csv", "csv", default=None, type=click.Path(), help="Also write the table as CSV.")
 @friendly_errors
 def evaluate(source: str, bands: str | None, cloud_band: str | None, data_band: str | None, methods: str,
-             fraction: float, seed: int, donor: str, plot: str, model_path: str | None, csv: str | None) -> None:
+             fraction: float, seed: int, donor: str, plot: str, model_path: str | None, all_pixels: bool,
+             csv: str | None) -> None:
     """Score gap-filling methods on hidden clear observations of a real cube (RMSE, MAE, bias)."""
+    if plot:
+        check_output_writable(plot, what="--plot", folder=False)
+    if csv:
+        check_output_writable(csv, what="--csv", folder=False)
     cube, sample = open_source(source, {"time": -1, "band": 1, "y": 64, "x": 64})
     if sample is None and not cloud_band:
         raise click.UsageError("--cloud-band is required for a cube that is not a bundled sample")
@@ -44,12 +53,14 @@ def evaluate(source: str, bands: str | None, cloud_band: str | None, data_band: 
     if unknown:
         raise click.BadParameter(f"unknown method(s) {unknown}; choose from {sorted(METHODS)}", param_hint="--methods")
     click.echo(f"source: {source}\n{cube_info(cube)}")
-    clear = clear_from_cloud_band(cube, cloud_band, data_band=data_band)
+    check_mask_band(cube, cloud_band, "boolean")  # a sample of the cloud band only
     extra = {}
     if model_path:
         from ..learn.fill import model_filler
 
         extra["model"] = model_filler(model_path)
+        cube = _scored_region(cube, model_path, all_pixels)
+    clear = clear_from_cloud_band(cube, cloud_band, data_band=data_band)
     table = evaluate_methods(cube, clear, methods=method_list, bands=band_list, fraction=fraction, seed=seed,
                              donor=donor, extra=extra)
     click.echo(f"\nheld out {table.attrs['held_out']} clear observations ({fraction:.0%}, real cloud masks from "
@@ -61,3 +72,23 @@ def evaluate(source: str, bands: str | None, cloud_band: str | None, data_band: 
         Path(csv).parent.mkdir(parents=True, exist_ok=True)
         table.to_csv(csv, index=False)
         click.echo(f"csv: {Path(csv).resolve()}")
+
+
+def _scored_region(cube: xr.DataArray, model_path: str, all_pixels: bool) -> xr.DataArray:
+    """The part of ``cube`` to score with a trained network: its held-out test region, said out loud."""
+    if all_pixels:
+        click.echo("WARNING: --all-pixels: scoring the whole cube, including the pixels the network was "
+                   "trained on, so its scores are optimistic; drop --all-pixels to score the held-out "
+                   "test region only", err=True)
+        return cube
+    from ..learn.holdout import held_out_box
+
+    rows, cols = held_out_box(model_path, cube.sizes["y"], cube.sizes["x"])
+    part = cube.isel(y=rows, x=cols)
+    left, bottom, right, top = part.rio.bounds()
+    h, w = part.sizes["y"], part.sizes["x"]
+    click.echo(f"scored region: the test region held out by the network's training config, rows "
+               f"{rows.start}..{rows.stop - 1}, cols {cols.start}..{cols.stop - 1} ({h} x {w} = {h * w:,} pixels; "
+               f"bbox {left:.1f}, {bottom:.1f}, {right:.1f}, {top:.1f} in {part.rio.crs}); "
+               "--all-pixels scores the whole cube")
+    return part

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import click
+import xarray as xr
 
 from ..cluster import close, connect, describe
 from ..cube import cube_info, select_bands
@@ -13,6 +14,7 @@ from ..datasets import SAMPLES
 from ..fill import METHODS, days_to_clear, fill_gaps
 from ..io import check_target, open_zarr, to_zarr
 from ..masks import (
+    check_mask_band,
     clear_from_cloud_band,
     clear_from_probability,
     clear_from_qa_pixel,
@@ -21,23 +23,36 @@ from ..masks import (
     has_data,
 )
 from ..plot import gapfill_quicklook
-from ._common import cluster_options, friendly_errors, open_source, resolve_bands
+from ._common import (
+    InputError,
+    OneLineCommand,
+    check_output_writable,
+    cluster_options,
+    friendly_errors,
+    open_source,
+    resolve_bands,
+    resolve_mask_band,
+)
 
 
-@click.command("gapfill")
+@click.command("gapfill", cls=OneLineCommand)
 @click.option("--source", default="sentinel2", show_default=True,
               help=f"A bundled sample ({', '.join(SAMPLES)}) or the path of a Zarr cube.")
 @click.option("--out", "out", default="eocube-output/gapfilled.zarr", show_default=True, type=click.Path(),
               help="Zarr store to write (resumed if it holds an unfinished write of the same job).")
 @click.option("--bands", default=None, help="Comma-separated bands to fill (sample default: its data bands; else all but the mask bands).")
-@click.option("--cloud-band", default=None, help="Band that is non-zero on clouds (sample default: CLM).")
+@click.option("--cloud-band", default=None,
+              help="Band the --mask kind reads (sample default: CLM for boolean, CLP for probability; "
+                   "Zarr cube: SCL, QA_PIXEL or CLP when present for those kinds).")
 @click.option("--data-band", default=None, help="Band that is non-zero where the sensor has data (sample default: IS_DATA).")
 @click.option("--mask", "mask_kind", type=click.Choice(["boolean", "scl", "qa_pixel", "probability"]), default="boolean",
-              show_default=True, help="How to read --cloud-band: non-zero = cloud (boolean), Sentinel-2 SCL classes, "
-              "Landsat QA_PIXEL bits, or a cloud probability compared with --threshold.")
-@click.option("--threshold", type=float, default=0.4, show_default=True, help="--mask probability: cloudy at or above.")
+              show_default=True, help="How to read --cloud-band: 0/1 cloud mask (boolean), Sentinel-2 SCL classes, "
+              "Landsat QA_PIXEL bits, or a cloud probability compared with --threshold. A band whose values "
+              "do not fit the kind is an error.")
+@click.option("--threshold", type=float, default=0.4, show_default=True,
+              help="--mask probability: cloudy at or above, in the band's units.")
 @click.option("--snow/--no-snow", default=False, show_default=True, help="--mask scl|qa_pixel: count snow as not clear.")
-@click.option("--dilate", type=int, default=0, show_default=True, help="Grow clouds by this many pixels.")
+@click.option("--dilate", type=click.IntRange(min=0), default=0, show_default=True, help="Grow clouds by this many pixels.")
 @click.option("--method", type=click.Choice([*sorted(METHODS), "model"]), default="linear", show_default=True,
               help="A classical method, or 'model': a trained gap-filling network (--model, see eocube train).")
 @click.option("--model", "model_path", default=None, type=click.Path(exists=True),
@@ -45,32 +60,40 @@ from ._common import cluster_options, friendly_errors, open_source, resolve_band
 @click.option("--time-grid", default=None,
               help="Fill onto a regular grid instead of the observed dates: a pandas frequency ('10D', 'MS') or 'monthly'.")
 @click.option("--quality", default=None, type=click.Path(),
-              help="Also write the quality cube (days to the nearest clear observation) to this Zarr store.")
-@click.option("--tile", type=int, default=64, show_default=True, help="Chunk size in pixels along y and x.")
+              help="Also write the quality cube (days to the nearest clear observation) to this Zarr store; "
+                   "without a cloud band, per band, from the missing (NaN) values.")
+@click.option("--tile", type=click.IntRange(min=1), default=64, show_default=True,
+              help="Chunk size in pixels along y and x (a whole number >= 1).")
 @click.option("--zarr-format", type=click.Choice(["2", "3"]), default="2", show_default=True,
               help="Zarr format (2 is readable by GDAL <= 3.10 and QGIS).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing store instead of resuming it.")
 @click.option("--quicklook", default=None, type=click.Path(),
               help="PNG to write (default: next to the store, <out>.png).")
+@click.option("--warn-never-observed", type=click.FloatRange(0, 1), default=0.05, show_default=True,
+              help="Print a WARNING on stderr when more than this share of pixels has no clear observation "
+                   "in the whole series (the result there is NaN).")
 @click.option("--progress/--no-progress", default=True, show_default=True)
 @cluster_options
 @friendly_errors
 def gapfill(source: str, out: str, bands: str | None, cloud_band: str | None, data_band: str | None,
             mask_kind: str, threshold: float, snow: bool, dilate: int, method: str, model_path: str | None,
             time_grid: str | None,
-            quality: str | None, tile: int, zarr_format: str, overwrite: bool, quicklook: str | None, progress: bool,
-            cluster: dict) -> None:
+            quality: str | None, tile: int, zarr_format: str, overwrite: bool, quicklook: str | None,
+            warn_never_observed: float, progress: bool, cluster: dict) -> None:
     """Fill cloudy observations of a cube along time and write the result to Zarr."""
+    png = Path(quicklook) if quicklook else Path(str(out).rstrip("/" + os.sep) + ".png")
+    _check_outputs(out, quality, png)
+    _check_method(method, model_path, time_grid)
     cube, sample = open_source(source, {"time": -1, "band": 1, "y": tile, "x": tile})
+    cloud_band, mask_line = resolve_mask_band(cube, sample, mask_kind, cloud_band)
     band_list, cloud_band, data_band = resolve_bands(cube, sample, bands, cloud_band, data_band)
     click.echo(f"source: {source}\n{cube_info(cube)}")
+    if cloud_band:
+        check_mask_band(cube, cloud_band, mask_kind, threshold=threshold)  # a sample of the mask band only
+    click.echo(mask_line + (f", cloudy at >= {threshold:g}" if mask_kind == "probability" and cloud_band else ""))
     clear = _clear_mask(cube, mask_kind, cloud_band, data_band, threshold, snow, dilate)
     observed = select_bands(cube, band_list)
     if method == "model":
-        if not model_path:
-            raise click.UsageError("--method model needs --model PATH (a checkpoint written by eocube train)")
-        if time_grid:
-            raise click.UsageError("--time-grid is not available with --method model (it fills the observed dates)")
         from ..learn.fill import fill_cube
 
         filled = fill_cube(observed, model_path, clear=clear)
@@ -92,28 +115,83 @@ def gapfill(source: str, out: str, bands: str | None, cloud_band: str | None, da
         "tile": tile,
     }
     write_mode = "overwrite" if overwrite else "resume"
-    check_target(filled, out, zarr_format=int(zarr_format), provenance=provenance, mode=write_mode)  # before any work
+    fmt = int(zarr_format)
+    check_target(filled, out, zarr_format=fmt, provenance=provenance, mode=write_mode)  # before any work
+    q_cube, q_provenance = None, {**provenance, "command": "eocube gapfill --quality"}
+    if quality:
+        q_cube = _quality_cube(clear, observed, time_grid)
+        check_target(q_cube, quality, zarr_format=fmt, provenance=q_provenance, mode=write_mode)
     client = connect(**cluster)
     try:
         click.echo(describe(client))
-        report = to_zarr(filled, out, zarr_format=int(zarr_format), provenance=provenance,
-                         mode=write_mode, progress=progress)
-        if quality and clear is not None:
-            q = days_to_clear(clear, time_grid=time_grid).expand_dims(band=["days_to_clear"]).transpose(
-                "time", "band", "y", "x")
-            q = q.rio.write_crs(observed.rio.crs).rio.write_nodata(float("nan"), encoded=False)
-            click.echo(str(to_zarr(q, quality, zarr_format=int(zarr_format),
-                                   provenance={**provenance, "command": "eocube gapfill --quality"},
+        report = to_zarr(filled, out, zarr_format=fmt, provenance=provenance, mode=write_mode, progress=progress)
+        if q_cube is not None:
+            click.echo(str(to_zarr(q_cube, quality, zarr_format=fmt, provenance=q_provenance,
                                    mode=write_mode, progress=progress)))
+        never, pixels = _never_observed(clear, observed)
     finally:
         close(client)
     click.echo(str(report))
+    _report_never_observed(never, pixels, warn_never_observed, method)
     result = open_zarr(out)
-    png = Path(quicklook) if quicklook else Path(str(out).rstrip("/" + os.sep) + ".png")
-    if clear is not None and time_grid is None:
-        gapfill_quicklook(observed, clear.compute(), result, png)
-        click.echo(f"quicklook: {png.resolve()}")
+    shown = clear if clear is not None else observed.notnull().all("band")
+    gapfill_quicklook(observed, shown.compute(), result, png)
+    click.echo(f"quicklook: {png.resolve()}")
     click.echo(f"zarr: {Path(out).resolve()}")
+
+
+def _check_outputs(out: str, quality: str | None, png: Path) -> None:
+    """Refuse outputs that cannot be written, before anything is read or started."""
+    check_output_writable(out, what="--out")
+    if quality:
+        if Path(quality).expanduser().resolve() == Path(out).expanduser().resolve():
+            raise InputError(f"--quality {quality} is the same store as --out: give the quality cube its own path")
+        check_output_writable(quality, what="--quality")
+    check_output_writable(png, what="the quicklook (--quicklook)", folder=False)
+
+
+def _check_method(method: str, model_path: str | None, time_grid: str | None) -> None:
+    """Options that do not go together with ``--method``."""
+    if method != "model":
+        return
+    if not model_path:
+        raise click.UsageError("--method model needs --model PATH (a checkpoint written by eocube train)")
+    if time_grid:
+        raise click.UsageError("--time-grid is not available with --method model (it fills the observed dates)")
+
+
+def _quality_cube(clear: xr.DataArray | None, observed: xr.DataArray, time_grid: str | None) -> xr.DataArray:
+    """Days to the nearest clear observation: one ``days_to_clear`` band, or one per band without a mask."""
+    if clear is not None:
+        q = days_to_clear(clear, time_grid=time_grid).expand_dims(band=["days_to_clear"])
+    else:  # no cloud band: gaps are the missing values of each band
+        q = days_to_clear(observed.notnull(), time_grid=time_grid)
+        q = q.assign_coords(band=[f"days_to_clear_{b}" for b in observed["band"].values])
+    q = q.transpose("time", "band", "y", "x")
+    return q.rio.write_crs(observed.rio.crs).rio.write_nodata(float("nan"), encoded=False)
+
+
+def _never_observed(clear: xr.DataArray | None, observed: xr.DataArray) -> tuple[int, int]:
+    """Pixels (pixel-bands without a mask) with no clear observation in the whole series, and all of them."""
+    usable = clear if clear is not None else observed.notnull()
+    never = ~usable.any("time")
+    return int(never.sum().compute()), int(never.size)
+
+
+def _report_never_observed(never: int, pixels: int, limit: float, method: str) -> None:
+    """One line on the never-observed share; a WARNING on stderr above ``limit``."""
+    share = never / pixels if pixels else 0.0
+    line = f"never observed: {100 * share:.1f} % of the pixels ({never:,} of {pixels:,}) have no clear observation"
+    if share <= limit:
+        click.echo(line)
+        return
+    fate = "are the network's guesses" if method == "model" else "stay NaN"
+    click.echo(
+        f"WARNING: {100 * share:.1f} % of the pixels ({never:,} of {pixels:,}) have no clear observation in the "
+        f"whole series and {fate} in the result (above --warn-never-observed {100 * limit:g} %): check the mask "
+        "(--mask fits --cloud-band? --data-band, --threshold, --dilate) and the source's dates",
+        err=True,
+    )
 
 
 def _clear_mask(cube, kind: str, band: str | None, data_band: str | None, threshold: float, snow: bool, dilate: int):

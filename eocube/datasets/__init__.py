@@ -32,6 +32,8 @@ class Sample:
     """Band holding the cloud mask (1 = cloud), if any."""
     data_band: str | None = None
     """Band that is 1 where the sensor has data, if any."""
+    probability_band: str | None = None
+    """Band holding a cloud probability (0..1), if any: the default of ``--mask probability``."""
 
     @property
     def path(self) -> Path:
@@ -54,6 +56,7 @@ SAMPLES: dict[str, Sample] = {
         data_bands=("NDVI",),
         cloud_band="CLM",
         data_band="IS_DATA",
+        probability_band="CLP",
     ),
 }
 """Bundled samples by name."""
@@ -79,6 +82,11 @@ def open_sample(name: str = "sentinel2", *, chunks: dict[str, int] | None = None
     except KeyError:
         raise KeyError(f"no bundled sample {name!r}; available: {sorted(SAMPLES)}") from None
     return open_zarr(sample.path, chunks=chunks)
+
+
+def describe_samples() -> str:
+    """The bundled samples as one line each: ``name: description``."""
+    return "\n".join(f"{name}: {sample.description}" for name, sample in SAMPLES.items())
 
 
 def sentinel2_sample(*, chunks: dict[str, int] | None = None) -> xr.DataArray:
@@ -110,4 +118,4 @@ def sentinel2_sample(*, chunks: dict[str, int] | None = None) -> xr.DataArray:
     return open_sample("sentinel2", chunks=chunks)
 
 
-__all__ = ["SAMPLES", "Sample", "open_sample", "sentinel2_sample"]
+__all__ = ["SAMPLES", "Sample", "describe_samples", "open_sample", "sentinel2_sample"]

@@ -19,6 +19,7 @@ Protocol
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -71,6 +72,32 @@ def make_holdout_case(cube: xr.DataArray, config: TrainConfig, seed: int, p_date
     rng = np.random.default_rng([int(seed), 7])
     hide = bank.sample(c.shape[0], c.shape[1], c.shape[2], rng, float(p_date if p_date is not None else config.gaps["p_date"]))
     return HoldoutCase(v, c, hide, days_since_epoch(cube["time"].values), box)
+
+
+def held_out_box(model: str | os.PathLike[str], height: int, width: int) -> tuple[slice, slice]:
+    """The test region a trained network never saw, as ``(y, x)`` pixel slices of a cube.
+
+    Parameters
+    ----------
+    model
+        Checkpoint file or training folder written by ``eocube train``.
+    height, width
+        Size of the cube in pixels (the region's ``null`` bounds stop at its edges).
+
+    Returns
+    -------
+    tuple of slice
+        Rows and columns of the ``data.test_region`` of the network's training config.
+
+    Raises
+    ------
+    LearnError
+        No readable checkpoint, or a region that is empty on this cube.
+    """
+    from .checkpoint import load_checkpoint
+
+    config = config_from_dict(load_checkpoint(model)["config"])
+    return config.region("test").slices(height, width)
 
 
 def linear_reference(values: np.ndarray, valid: np.ndarray, days: np.ndarray) -> np.ndarray:
@@ -176,4 +203,4 @@ def evaluate_holdout(
     return result
 
 
-__all__ = ["HoldoutCase", "evaluate_holdout", "linear_reference", "make_holdout_case", "rmse"]
+__all__ = ["HoldoutCase", "evaluate_holdout", "held_out_box", "linear_reference", "make_holdout_case", "rmse"]

@@ -1,10 +1,13 @@
 """Clear-sky masks: which observations of a cube are usable (True = clear).
 
 Every builder returns a lazy boolean ``(time, y, x)`` DataArray; combine them with
-``&`` and grow clouds with :func:`dilate_clouds`.
+``&`` and grow clouds with :func:`dilate_clouds`. The builders read nothing;
+:func:`check_mask_band` reads a sample of a mask band and refuses values its mask
+kind cannot hold (a 0/1 cloud mask given as SCL classes, say).
 """
 
 from ._errors import MaskError
+from .check import MASK_KINDS, BandSummary, check_mask_band, summarise_band
 from .boolean import align_mask, clear_from_cloud_band, clear_from_mask, has_data
 from .classified import (
     QA_PIXEL_BITS,
@@ -19,6 +22,10 @@ from .dilate import dilate_clouds
 
 __all__ = [
     "MaskError",
+    "MASK_KINDS",
+    "BandSummary",
+    "check_mask_band",
+    "summarise_band",
     "align_mask",
     "clear_from_cloud_band",
     "clear_from_mask",
