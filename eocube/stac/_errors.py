@@ -9,6 +9,7 @@ and URLs go through :func:`eocube._redact.redact` (query values and ``user:passw
 from __future__ import annotations
 
 import logging
+import threading
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any, Callable, Iterator
@@ -104,6 +105,7 @@ def scrub(exc: BaseException | None, _seen: set[int] | None = None) -> BaseExcep
 
 _REDACTING: ContextVar[bool] = ContextVar("eocube_stac_redacting", default=False)
 _base_factory: Callable[..., logging.LogRecord] | None = None
+_INSTALL_LOCK = threading.Lock()
 
 
 def _redacting_factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
@@ -123,12 +125,13 @@ def _redacting_factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
 
 
 def _install_log_redaction() -> None:
-    """Put :func:`_redacting_factory` in front of the current log record factory (once)."""
+    """Put :func:`_redacting_factory` in front of the current log record factory (once per process:
+    a factory installed later that chains to ours must not be chained to in turn)."""
     global _base_factory
-    current = logging.getLogRecordFactory()
-    if current is not _redacting_factory:
-        _base_factory = current
-        logging.setLogRecordFactory(_redacting_factory)
+    with _INSTALL_LOCK:
+        if _base_factory is None:
+            _base_factory = logging.getLogRecordFactory()
+            logging.setLogRecordFactory(_redacting_factory)
 
 
 @contextmanager

@@ -166,11 +166,10 @@ def _reference_index(grid_transform: Affine, shape, src_transform: Affine, n: in
     """Exact nearest source pixel (row * n + col + 1) of every output pixel centre, and where it is inside."""
     from pyproj import Transformer
 
+    g, s = grid_transform, src_transform  # north-up grids
     cols, rows = np.meshgrid(np.arange(shape[1]) + 0.5, np.arange(shape[0]) + 0.5)
-    x, y = grid_transform * (cols, rows)
-    sx, sy = Transformer.from_crs(32734, 32735, always_xy=True).transform(x, y)
-    sc, sr = ~src_transform * (sx, sy)
-    sc, sr = np.floor(sc).astype(int), np.floor(sr).astype(int)
+    sx, sy = Transformer.from_crs(32734, 32735, always_xy=True).transform(g.c + g.a * cols, g.f + g.e * rows)
+    sc, sr = np.floor((sx - s.c) / s.a).astype(int), np.floor((sy - s.f) / s.e).astype(int)
     inside = (sc >= 0) & (sc < n) & (sr >= 0) & (sr < n)
     return np.where(inside, sr.clip(0, n - 1) * n + sc.clip(0, n - 1) + 1, 0), inside
 
