@@ -20,9 +20,8 @@ from rasterio.crs import CRS
 from rasterio.enums import Resampling
 from rasterio.warp import transform_bounds
 
-from .._redact import redact_obj
 from ..cube import DIMS, coords_from_transform, validate_cube
-from ._errors import AssetReadError, GridError, StacError, redacting
+from ._errors import AssetReadError, GridError, StacError, redact_obj, redacting
 from ._grid import Grid, choose_crs, choose_grid, footprint
 from ._items import ParsedItem, band_dtype_nodata, complete_metadata, parse_items
 from ._reader import DEFAULT_GDAL_ENV, BandPlan, Block, ReadOptions, probe, read_block

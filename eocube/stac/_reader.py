@@ -8,7 +8,7 @@ through a :class:`rasterio.vrt.WarpedVRT` on the block's grid, with a near-exact
 output pixel's centre.
 
 No message leaves this module with a secret in it: hrefs in errors and warnings are redacted
-(:func:`eocube._redact.redact`), and so are the GDAL errors chained to them (:func:`scrub`).
+(:func:`eocube.stac._errors.redact`), and so are the GDAL errors chained to them (:func:`scrub`).
 """
 
 from __future__ import annotations
@@ -29,8 +29,7 @@ from rasterio.session import Session
 from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
-from .._redact import redact
-from ._errors import AssetReadError, AssetReadWarning, StacError, redacting, scrub
+from ._errors import AssetReadError, AssetReadWarning, StacError, redact, redacting, scrub
 from ._grid import Grid
 from ._items import AssetInfo
 

@@ -206,3 +206,17 @@ def test_nearest_reprojection_to_the_next_utm_zone_takes_the_containing_source_p
     odc_out = odc.stac.load([pystac.Item.from_dict(item)], bands=["B04"], geobox=geobox, resampling="nearest")
     odc_miss = (odc_out["B04"].values[0][inside] != ref[inside]).mean()
     assert miss <= odc_miss, f"eocube misses {miss:.4%}, odc-stac {odc_miss:.4%}"
+
+
+def test_a_signed_search_url_stays_out_of_search_errors_and_logs(stac_api, caplog):
+    from .services import free_port
+
+    caplog.set_level(logging.DEBUG)
+    with pytest.raises(StacError, match=r"cannot open the STAC API at .*token=REDACTED") as info:
+        open_stac(url=f"http://127.0.0.1:{free_port()}/api?token={MARKER}", bbox=(27.0, -8.0, 27.1, -7.9))
+    texts = _chain_texts(info.value)
+    with pytest.raises(StacError, match=r"found no item") as info:
+        open_stac(url=f"{stac_api.url}/?token={MARKER}", collections="sentinel-2-l2a", datetime="1999-01-01/1999-12-31")
+    texts += _chain_texts(info.value)
+    _assert_clean(texts, "a search error")
+    _assert_clean([r.getMessage() for r in caplog.records], "a log record of the search")
