@@ -16,7 +16,9 @@ from eocube.masks import (
     clear_from_probability,
     clear_from_qa_pixel,
     clear_from_scl,
+    check_mask_band,
     dilate_clouds,
+    summarise_band,
 )
 
 
@@ -107,3 +109,58 @@ def test_real_sample_masks_agree(sample):
     agree = float((clm == clp).mean())
     assert agree > 0.9  # s2cloudless CLM is CLP >= 0.4 smoothed and dilated
     assert float(dilate_clouds(clm, 1).mean()) < float(clm.mean())
+
+
+@pytest.mark.parametrize(
+    "kind, message",
+    [
+        ("scl", r"band 'M' holds only 0 and 1: that is a 0/1 cloud mask, not Sentinel-2 SCL classes 0..11"),
+        ("qa_pixel", r"band 'M' holds only 0 and 1: that is a 0/1 cloud mask, not Landsat QA_PIXEL"),
+        ("probability", r"band 'M' holds only 0 and 1: that is a boolean cloud mask, not a cloud probability"),
+    ],
+)
+def test_a_0_1_band_is_refused_as_scl_qa_pixel_or_probability(kind, message):
+    values = np.zeros((3, 4, 5))
+    values[1, :2] = 1
+    values[2, 0, 0] = np.nan  # NaN is nodata, never a value
+    cube = cube_with("M", values)
+    with pytest.raises(MaskError, match=message):
+        check_mask_band(cube, "M", kind)
+    assert check_mask_band(cube, "M", "boolean").is_zero_one
+
+
+def test_check_mask_band_accepts_what_each_kind_can_hold_and_names_the_range():
+    scl = cube_with("SCL", np.arange(12, dtype=float).reshape(1, 3, 4))
+    assert check_mask_band(scl, "SCL", "scl").values == tuple(float(v) for v in range(12))
+    qa = cube_with("QA_PIXEL", np.array([21824, 22280, 23888, 1.0]).reshape(1, 2, 2))
+    check_mask_band(qa, "QA_PIXEL", "qa_pixel")
+    prob = cube_with("CLP", np.linspace(0, 1, 24).reshape(2, 3, 4))
+    check_mask_band(prob, "CLP", "probability", threshold=0.4)
+    with pytest.raises(MaskError, match=r"band 'CLP' holds 0..1 \(fractional values\): a boolean cloud mask"):
+        check_mask_band(prob, "CLP", "boolean")
+    with pytest.raises(MaskError, match=r"holds 0..1 \(fractional values\): Sentinel-2 SCL holds whole-number"):
+        check_mask_band(prob, "CLP", "scl")
+    with pytest.raises(MaskError, match=r"16-bit bit-packed"):
+        check_mask_band(cube_with("Q", np.array([-1.0, 70000.0, 2.0, 4.0]).reshape(1, 2, 2)), "Q", "qa_pixel")
+    scaled = cube_with("CLP", np.linspace(0, 100, 24).round().reshape(2, 3, 4))
+    check_mask_band(scaled, "CLP", "probability", threshold=40)
+    with pytest.raises(MaskError, match=r"threshold 0.4 is in 0..1 units.*e.g. 40 for 0..100"):
+        check_mask_band(scaled, "CLP", "probability", threshold=0.4)
+    with pytest.raises(MaskError, match="unknown mask kind 'fmask'"):
+        check_mask_band(scaled, "CLP", "fmask")
+
+
+def test_check_mask_band_leaves_the_nodata_value_out():
+    values = np.array([0, 1, 255, 255], dtype="uint8").reshape(1, 2, 2)
+    cube = eocube.make_cube(values[:, None], time=np.arange(1).astype("datetime64[D]"), band=["CLM"],
+                            y=[15.0, 5.0], x=[5.0, 15.0], crs="EPSG:32633", nodata=255)
+    assert check_mask_band(cube, "CLM", "boolean").values == (0.0, 1.0)
+
+
+def test_the_mask_check_reads_a_few_chunks_of_the_mask_band_only(sample):
+    lazy = sample.chunk({"time": 1, "band": 1, "y": 16, "x": 16})  # 68 x 7 x 7 chunks of 1 KiB
+    summary = summarise_band(lazy, "CLM", max_bytes=4 * 16 * 16 * 4)
+    assert summary.is_zero_one and 0 < summary.count <= 4 * 16 * 16
+    assert summarise_band(sample, "CLM", max_bytes=2**30).count == 68 * 101 * 100  # within budget: everything
+    big = summarise_band(sample.chunk({"time": -1, "band": 1, "y": -1, "x": -1}), "CLP", max_bytes=2**12)
+    assert 0 < big.count <= 2**10 and 0 <= big.vmin and big.vmax <= 1  # one chunk over budget: a window
