@@ -22,13 +22,19 @@ REDACTED = "REDACTED"
 _QUERY = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.\-]*://[^\s?'\"<>]*)\?(?P<query>[^\s'\"<>)\]]*)")
 # One name=value pair inside a query.
 _PAIR = re.compile(r"(?P<name>[^&=;]+)=(?P<value>[^&;]*)")
+# A query string after a path without a scheme, as urllib3 and requests show them
+# ("GET /search?token=...", "Max retries exceeded with url: /a.tif?sig=...").
+_BARE_QUERY = re.compile(r"(?<=[^\s?=&])\?(?P<query>[^\s'\"<>)\]]*=[^\s'\"<>)\]]*)")
 # Credentials in the authority part: scheme://user:password@host
 _USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)(?P<userinfo>[^/\s@'\"<>]+)@")
 
 
+def _redact_pairs(query: str) -> str:
+    return _PAIR.sub(lambda pair: f"{pair['name']}={REDACTED}", query)
+
+
 def _redact_query(match: re.Match[str]) -> str:
-    query = _PAIR.sub(lambda pair: f"{pair['name']}={REDACTED}", match["query"])
-    return f"{match['head']}?{query}"
+    return f"{match['head']}?{_redact_pairs(match['query'])}"
 
 
 def redact(text: str) -> str:
@@ -42,18 +48,23 @@ def redact(text: str) -> str:
     Returns
     -------
     str
-        ``text`` with every URL query value and every ``user:password@`` replaced by
-        ``REDACTED``; text without URLs is returned unchanged.
+        ``text`` with every URL query value (also after paths without a scheme, as urllib3
+        shows them) and every ``user:password@`` replaced by ``REDACTED``; text without
+        queries or credentials is returned unchanged.
 
     Examples
     --------
     >>> redact("cannot read https://host/a.tif?st=2024&sig=abc%2Fdef")
     'cannot read https://host/a.tif?st=REDACTED&sig=REDACTED'
+    >>> redact("Max retries exceeded with url: /a.tif?sig=abc (http://h/b.tif?se=1)")
+    'Max retries exceeded with url: /a.tif?sig=REDACTED (http://h/b.tif?se=REDACTED)'
     """
-    if "://" not in text:
+    if "://" in text:
+        text = _USERINFO.sub(lambda m: f"{m['scheme']}{REDACTED}@", text)
+        text = _QUERY.sub(_redact_query, text)
+    if "?" not in text:
         return text
-    text = _USERINFO.sub(lambda m: f"{m['scheme']}{REDACTED}@", text)
-    return _QUERY.sub(_redact_query, text)
+    return _BARE_QUERY.sub(lambda m: "?" + _redact_pairs(m["query"]), text)
 
 
 def redact_obj(obj: Any) -> Any:

@@ -12,6 +12,7 @@ from ._errors import (
     EmptySearchError,
     GridError,
     MixedCRSError,
+    NodataWarning,
     StacError,
 )
 from ._load import DEFAULT_CHUNKS, open_stac
@@ -28,4 +29,5 @@ __all__ = [
     "GridError",
     "AssetReadError",
     "AssetReadWarning",
+    "NodataWarning",
 ]

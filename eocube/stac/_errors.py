@@ -1,53 +1,21 @@
 """Errors and warnings raised by :func:`eocube.open_stac`, and the redaction of what it tells.
 
 Each message names the input at fault and what to do about it, and none shows a secret: hrefs
-and URLs go through :func:`redact` (:func:`eocube._redact.redact`: query values and
-``user:password`` become ``REDACTED``; here also queries after scheme-less paths), :func:`scrub` does the same for exceptions chained to an error, and
+and URLs go through :func:`redact` (:func:`eocube._redact.redact`: query values, also after
+scheme-less paths, and ``user:password`` become ``REDACTED``), :func:`scrub` does the same for exceptions chained to an error, and
 :func:`redacting` for log records made while the loader searches, opens and reads.
 """
 
 from __future__ import annotations
 
 import logging
-import re
 import threading
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any, Callable, Iterator
 
-from .._redact import REDACTED, redact as _redact_urls
+from .._redact import redact, redact_obj
 from ..errors import EOCubeError
-
-
-# A query string after a path without a scheme, as urllib3 and requests show them
-# ("GET /search?token=...", "Max retries exceeded with url: /a.tif?sig=...").
-_BARE_QUERY = re.compile(r"(?<=[^\s?=&])\?(?P<query>[^\s'\"<>)\]]*=[^\s'\"<>)\]]*)")
-_PAIR = re.compile(r"(?P<name>[^&=;]+)=(?P<value>[^&;]*)")
-
-
-def redact(text: str) -> str:
-    """:func:`eocube._redact.redact`, and query values after scheme-less paths too.
-
-    Examples
-    --------
-    >>> redact("Max retries exceeded with url: /a.tif?sig=abc (http://h/b.tif?se=1)")
-    'Max retries exceeded with url: /a.tif?sig=REDACTED (http://h/b.tif?se=REDACTED)'
-    """
-    text = _redact_urls(text)
-    if "?" not in text:
-        return text
-    return _BARE_QUERY.sub(lambda m: "?" + _PAIR.sub(lambda p: f"{p['name']}={REDACTED}", m["query"]), text)
-
-
-def redact_obj(obj: Any) -> Any:
-    """:func:`redact` every string inside nested dicts, lists and tuples (new containers)."""
-    if isinstance(obj, str):
-        return redact(obj)
-    if isinstance(obj, dict):
-        return {key: redact_obj(value) for key, value in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(redact_obj(value) for value in obj)
-    return obj
 
 
 class StacError(EOCubeError, ValueError):
@@ -84,6 +52,10 @@ class AssetReadError(StacError, OSError):
 
 class AssetReadWarning(UserWarning):
     """An asset could not be read and its pixels were filled with nodata (``on_error="nodata"``)."""
+
+
+class NodataWarning(UserWarning):
+    """The cube has no single nodata value, so nothing marks its missing pixels (say ``nodata=``)."""
 
 
 class RedactedCause(Exception):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import warnings
 from typing import Any, Callable, Mapping, Sequence
 
 import dask.array as da
@@ -21,7 +22,7 @@ from rasterio.enums import Resampling
 from rasterio.warp import transform_bounds
 
 from ..cube import DIMS, coords_from_transform, validate_cube
-from ._errors import AssetReadError, GridError, StacError, redact_obj, redacting
+from ._errors import AssetReadError, GridError, NodataWarning, StacError, redact_obj, redacting
 from ._grid import Grid, choose_crs, choose_grid, footprint
 from ._items import ParsedItem, band_dtype_nodata, complete_metadata, parse_items
 from ._reader import DEFAULT_GDAL_ENV, BandPlan, Block, ReadOptions, probe, read_block
@@ -173,7 +174,7 @@ def open_stac(
         name="stac",
     )
     cube = cube.rio.write_crs(grid.crs).rio.write_transform(grid.transform)
-    out_nodata = plans[0].out_nodata if len({repr(p.out_nodata) for p in plans}) == 1 else None
+    out_nodata = _cube_nodata(bands, plans)
     if out_nodata is not None:
         cube = cube.rio.write_nodata(out_nodata, encoded=False)
     return validate_cube(_redact_attrs(cube), name="open_stac result")
@@ -272,6 +273,32 @@ def _unreadable_band(before: list[ParsedItem], after: list[ParsedItem], band: st
             "so nothing tells its grid or data type: check the hrefs, signing (patch_url=) and credentials "
             "(gdal_env=), or leave the band out of assets=[...]"
         )
+
+
+def _cube_nodata(bands: Sequence[str], plans: Sequence[BandPlan]) -> float | int | None:
+    """The cube's one nodata value, or None with a :class:`NodataWarning` saying what that means.
+
+    A cube carries one nodata value. Without one, gap filling and models take every value as an
+    observation, 0s included (the usual nodata of Sentinel-2 and Landsat digital numbers), so an
+    unknown or ambiguous nodata is said on the terminal, never defaulted silently.
+    """
+    values = {repr(p.out_nodata): p.out_nodata for p in plans}
+    if len(values) == 1 and plans[0].out_nodata is not None:
+        return plans[0].out_nodata
+    if len(values) == 1:
+        problem = (f"the items' metadata give no nodata for {list(bands)} (no raster:bands nodata, "
+                   "nor in the collection's item_assets) and nodata= was not given")
+    else:
+        per_band = ", ".join(f"{b}: {p.out_nodata!r}" for b, p in zip(bands, plans))
+        problem = f"the bands have different nodata values ({per_band}) and a cube holds one"
+    warnings.warn(
+        f"{problem}: the cube has no nodata value, so gap filling, composites and models will take every "
+        "value as data, 0s included. Pass nodata= (e.g. nodata=0 for Sentinel-2 or Landsat digital numbers), "
+        "or dtype='float32' to get NaN where nothing was read",
+        NodataWarning,
+        stacklevel=3,
+    )
+    return None
 
 
 def _band_plan(items: list[ParsedItem], band: str, dtype: Any, nodata: Any, rescale: bool) -> BandPlan:

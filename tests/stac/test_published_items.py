@@ -181,6 +181,21 @@ def test_nodata_does_not_depend_on_dtype(http_items, nodata):
     np.testing.assert_array_equal(native.values, asked.values)
 
 
+def test_an_unknown_nodata_is_said_never_defaulted_silently(http_items):
+    """Without nodata in the metadata or nodata=, the 0s of digital numbers would pass as data: warn."""
+    from eocube.stac import NodataWarning
+
+    items = _fresh(http_items[:2], "unknown-nodata", bands=("B04",))
+    with pytest.warns(NodataWarning, match=r"no nodata for \['B04'\].*Pass nodata= \(e.g. nodata=0"):
+        cube = open_stac(items, assets=["B04"], bounds=_bounds(32, 32), dtype="uint16")
+    assert cube.rio.nodata is None
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", NodataWarning)
+        assert open_stac(items, assets=["B04"], bounds=_bounds(32, 32), nodata=0).rio.nodata == 0
+
+
 # ---------------------------------------------------------------- case 13: multi-band assets
 
 
