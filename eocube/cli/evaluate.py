@@ -12,7 +12,13 @@ from ..datasets import SAMPLES
 from ..evaluate import DEFAULT_METHODS, evaluate_methods, format_table, plot_scores
 from ..fill import METHODS
 from ..masks import check_mask_band, clear_from_cloud_band
-from ._common import OneLineCommand, check_output_writable, friendly_errors, open_source, resolve_bands
+from ._common import (
+    OneLineCommand,
+    check_output_writable,
+    friendly_errors,
+    open_source,
+    resolve_bands,
+)
 
 
 @click.command("evaluate", cls=OneLineCommand)

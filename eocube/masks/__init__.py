@@ -7,8 +7,8 @@ kind cannot hold (a 0/1 cloud mask given as SCL classes, say).
 """
 
 from ._errors import MaskError
-from .check import MASK_KINDS, BandSummary, check_mask_band, summarise_band
 from .boolean import align_mask, clear_from_cloud_band, clear_from_mask, has_data
+from .check import MASK_KINDS, BandSummary, check_mask_band, summarise_band
 from .classified import (
     QA_PIXEL_BITS,
     QA_PIXEL_NOT_CLEAR,

@@ -8,15 +8,15 @@ import xarray as xr
 
 import eocube
 from eocube.masks import (
-    MaskError,
     SCL_CLASSES,
+    MaskError,
     align_mask,
+    check_mask_band,
     clear_from_cloud_band,
     clear_from_mask,
     clear_from_probability,
     clear_from_qa_pixel,
     clear_from_scl,
-    check_mask_band,
     dilate_clouds,
     summarise_band,
 )
