@@ -14,6 +14,16 @@ import click
 from .errors import LearnError
 
 
+class TrainInputError(click.ClickException):
+    """A config, source or output that cannot work: one line on stderr, exit status 2 (as every eocube command)."""
+
+    exit_code = 2
+
+    def show(self, file: object = None) -> None:
+        """Print ``error: <message>`` on stderr."""
+        click.echo(f"error: {self.format_message()}", err=True)
+
+
 @click.command("train")
 @click.option("--config", "config", type=click.Path(dir_okay=False), default=None,
               help="YAML config overriding eocube/learn/default.yaml (any subset of its keys).")
@@ -32,7 +42,7 @@ def train_command(config: str | None, source: str | None, out: str, resume: bool
     try:
         result = train(config, source=source, out=out, resume=resume, until_epoch=until_epoch)
     except LearnError as exc:
-        raise click.ClickException(str(exc)) from exc
+        raise TrainInputError(str(exc)) from exc
     if result.rank == 0 and result.history:
         last = result.history[-1]
         click.echo(

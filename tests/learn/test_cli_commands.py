@@ -48,3 +48,14 @@ def test_model_method_needs_a_model(tmp_path):
                            str(tmp_path / "x.zarr")], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "--method model needs --model PATH" in proc.stderr
     assert not (tmp_path / "x.zarr").exists()
+
+
+def test_a_bad_training_config_is_one_line_and_exit_2(tmp_path):
+    """The README's promise for input errors holds for `eocube train` too (not click's exit 1)."""
+    config = tmp_path / "bad.yaml"
+    config.write_text(yaml.safe_dump({"no_such_key": 1}))
+    proc = subprocess.run([sys.executable, "-m", "eocube", "train", "--config", str(config), "--out",
+                           str(tmp_path / "run")], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and "no_such_key" in errors[0] and "Traceback" not in proc.stderr
