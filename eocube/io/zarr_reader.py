@@ -1,4 +1,9 @@
-"""Lazy opening of a cube from a Zarr store."""
+"""Lazy opening of a cube from a Zarr store.
+
+The cube's values are read by one task per stored chunk through
+:mod:`eocube.io._chunkread`, so a damaged chunk is reported by store, variable
+and chunk key (:class:`~eocube.errors.CorruptChunkError`).
+"""
 
 from __future__ import annotations
 
@@ -45,6 +50,8 @@ def open_zarr(
     xarray.DataArray
         A dask-backed cube with CRS, transform, nodata, band names, times and
         attributes as written. The store's provenance is in ``cube.attrs``.
+        Its dask name is a token of the store's path, metadata and write record,
+        the same in every process (so writes computed from it can be resumed).
 
     Raises
     ------
@@ -54,6 +61,9 @@ def open_zarr(
         The write of the store has not finished.
     StoreError
         The path is not a Zarr store, or the store holds no cube.
+    CorruptChunkError
+        Later, when the data are computed: a chunk of the store cannot be
+        decoded (the error names the store, the variable and the chunk key).
     """
     path = Path(store)
     if not path.exists():

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import dask
+import dask.array as da
 import numpy as np
 import xarray as xr
 import zarr
