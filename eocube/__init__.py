@@ -7,6 +7,7 @@ from ._version import __version__
 from .cube import DIMS, CubeInfo, cube_info, make_cube, select_bands, validate_cube
 from .errors import (
     BandError,
+    CorruptChunkError,
     CubeError,
     EOCubeError,
     IncompleteStoreError,
@@ -37,6 +38,7 @@ __all__ = [
     "StoreNotFoundError",
     "IncompleteStoreError",
     "ResumeMismatchError",
+    "CorruptChunkError",
 ]
 
 _LAZY = {"apply_model": ("eocube.models", "apply_model"), "open_stac": ("eocube.stac", "open_stac")}

@@ -22,7 +22,7 @@ from rasterio.enums import Resampling
 from rasterio.warp import transform_bounds
 
 from ..cube import DIMS, coords_from_transform, validate_cube
-from ._errors import AssetReadError, GridError, NodataWarning, StacError, redact_obj, redacting
+from ._errors import AssetReadError, GridError, NodataWarning, StacError, redact, redact_obj, redacting
 from ._grid import Grid, choose_crs, choose_grid, footprint
 from ._items import ParsedItem, band_dtype_nodata, complete_metadata, parse_items
 from ._reader import DEFAULT_GDAL_ENV, BandPlan, Block, ReadOptions, probe, read_block
@@ -356,8 +356,11 @@ def _graph(groups, bands, grid: Grid, plans, opts: ReadOptions, out_dtype: str, 
                     feet[id(info)] = footprint(info, grid.crs)
     tsp, bsp = _splits(len(groups), chunks["time"]), _splits(len(bands), chunks["band"])
     ysp, xsp = _splits(grid.shape[0], chunks["y"]), _splits(grid.shape[1], chunks["x"])
+    # hrefs without their query values: a signed URL's token changes between runs, the data do not,
+    # so the same load keeps the same name (and a store written from it stays resumable)
     name = "open_stac-" + tokenize(
-        [(str(g[0]), [(it.id, sorted((k, v.href) for k, v in it.bands.items() if v)) for it in g[1]]) for g in groups],
+        [(str(g[0]), [(it.id, sorted((k, redact(v.href)) for k, v in it.bands.items() if v)) for it in g[1]])
+         for g in groups],
         bands, grid.crs.to_string(), tuple(grid.transform), grid.shape, plans, opts, chunks,
     )
     dsk: dict = {}

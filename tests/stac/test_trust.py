@@ -220,3 +220,17 @@ def test_a_signed_search_url_stays_out_of_search_errors_and_logs(stac_api, caplo
     texts += _chain_texts(info.value)
     _assert_clean(texts, "a search error")
     _assert_clean([r.getMessage() for r in caplog.records], "a log record of the search")
+
+
+def test_a_new_signature_keeps_the_loads_name_so_a_store_stays_resumable(http_items):
+    """Signed-URL tokens change between runs (Planetary Computer: hourly); the dask name, which
+    the Zarr writer's fingerprint takes as the computation, must not (issue 13, case 2)."""
+    first = open_stac(_sign(http_items[:2]), assets=["B04"], dtype="uint16", nodata=0, bounds=SMALL)
+    resigned = copy.deepcopy(http_items[:2])
+    for item in resigned:
+        item["assets"]["B04"]["href"] += SIGNED.replace(MARKER, "ANOTHERTOKEN456")
+    second = open_stac(resigned, assets=["B04"], dtype="uint16", nodata=0, bounds=SMALL)
+    assert first.data.name == second.data.name
+    other_file = copy.deepcopy(resigned)
+    other_file[0]["assets"]["B04"]["href"] = other_file[0]["assets"]["B04"]["href"].replace("B04", "B08")
+    assert open_stac(other_file, assets=["B04"], dtype="uint16", nodata=0, bounds=SMALL).data.name != first.data.name
