@@ -7,6 +7,7 @@ tests/slurm runs real TLS jobs.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import stat
@@ -17,6 +18,7 @@ import psutil
 import pytest
 import torch
 from distributed import Client
+from distributed.comm import connect as comm_connect
 from distributed.security import Security
 from torch import nn
 
@@ -76,6 +78,17 @@ def test_a_dashboard_address_without_host_is_bound_to_loopback():
 
 # --- case 17, Slurm: TLS by default ----------------------------------------------------------
 
+def _connect(address: str, security: Security | None = None) -> None:
+    """Open and close one comm to ``address`` (a failed distributed.Client would stay the default client)."""
+
+    async def attempt() -> None:
+        args = security.get_connection_args("client") if security else {}
+        comm = await comm_connect(address, timeout=10, **args)
+        await comm.close()
+
+    asyncio.run(attempt())
+
+
 @pytest.fixture
 def no_sbatch(monkeypatch):
     """Skip ``sbatch --test-only`` (no Slurm needed: the clusters here submit no job)."""
@@ -102,12 +115,13 @@ def test_slurm_scheduler_speaks_tls_with_per_run_certificates(tmp_path, no_sbatc
         assert "BEGIN" not in script  # paths, never the key material itself
         with Client(cluster) as client:  # the cluster's own Security: accepted
             assert client.scheduler_info()["address"] == address
+        _connect(address, cluster.security)
         with pytest.raises(TypeError, match="TLS expects a `ssl_context`"):  # no certificate at all
-            Client(address, timeout=5)
+            _connect(address)
         with pytest.raises(OSError):  # plain TCP to the TLS port
-            Client(address.replace("tls://", "tcp://"), timeout=5)
-        with pytest.raises(OSError):  # a certificate of another authority
-            Client(address, security=Security.temporary(), timeout=5)
+            _connect(address.replace("tls://", "tcp://"))
+        with pytest.raises(OSError, match="certificate"):  # a certificate of another authority
+            _connect(address, Security.temporary())
     finally:
         cluster.close()
     assert not run.exists(), "the run's certificate folder was not removed at close"

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import psutil
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -116,10 +117,65 @@ class SqueueLog:
                 seen.append(job)
         return seen
 
+    def seen(self, name: str = "eocube-worker") -> list[str]:
+        """Ids of jobs named ``name`` seen in any state, in order of first sight."""
+        seen: list[str] = []
+        for _, job, jname, _state in self.lines:
+            if jname == name and job not in seen:
+                seen.append(job)
+        return seen
+
     def now_running(self, name: str = "eocube-worker") -> list[str]:
         """Ids of jobs named ``name`` RUNNING at this moment (asks squeue)."""
-        out = subprocess.run(["squeue", "-h", "-t", "R", "-n", name, "-o", "%i"], capture_output=True, text=True).stdout
-        return out.split()
+        return queued(name, "R")
+
+
+def queued(name: str, states: str = "all") -> list[str]:
+    """Ids of the jobs named ``name`` squeue lists now in ``states`` (``"all"``, ``"R"``, ``"PD"``...)."""
+    out = subprocess.run(["squeue", "-h", "-t", states, "-n", name, "-o", "%i"], capture_output=True, text=True).stdout
+    return out.split()
+
+
+def job_name(tag: str) -> str:
+    """A worker job name of this test session only (other sessions may share the Slurm)."""
+    return f"eocube-{tag}-{os.getpid()}"
+
+
+def processes_in(folder: Path) -> list[int]:
+    """Pids of the live processes (zombies aside) whose working directory is ``folder``, this one excepted."""
+    pids = []
+    for proc in psutil.process_iter():
+        try:
+            if proc.pid != os.getpid() and proc.status() != psutil.STATUS_ZOMBIE and Path(proc.cwd()) == folder:
+                pids.append(proc.pid)
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess, OSError):
+            continue
+    return pids
+
+
+def wait_until_gone(name: str, folder: Path, timeout: float) -> None:
+    """Wait until no job named ``name`` is queued and no process runs in ``folder`` (the jobs' folder).
+
+    Worker jobs outlive a killed driver (until their death timeout or walltime) and may
+    still write a chunk; a count taken before this returns can be too low. Pending jobs
+    of ``name`` are cancelled at once (they would only start workers without a scheduler).
+    """
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        pending = queued(name, "PD")
+        if pending:
+            subprocess.run(["scancel", *pending], capture_output=True)
+        if not queued(name) and not processes_in(folder):
+            return
+        time.sleep(1)
+    pytest.fail(f"after {timeout:g} s, jobs {queued(name)} named {name} or processes {processes_in(folder)} "
+                f"in {folder} are still there")
+
+
+def worker_registered(job: str, folder: Path) -> bool:
+    """Whether the Dask worker of Slurm job ``job`` has joined its scheduler (its log in ``folder`` says so)."""
+    log = folder / f"slurm-{job}.out"
+    return log.is_file() and "Registered to:" in log.read_text(errors="replace")
 
 
 def cli(args: list[str], cwd: Path, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
@@ -141,7 +197,7 @@ def gapfill_args(out: Path) -> list[str]:
 
 
 def slurm_args(partition: str, *, jobs: int = 1, walltime: str = "00:05:00") -> list[str]:
-    """Small Slurm worker jobs (1 core, 1 GB), scheduler and workers on loopback."""
+    """Small Slurm worker jobs (1 core, 1 GB), scheduler and workers on loopback, TLS as by default."""
     return ["--cluster", "slurm", "--partition", partition, "--interface", "lo", "--cores", "1",
             "--memory", "1GB", "--jobs", str(jobs), "--walltime", walltime]
 
