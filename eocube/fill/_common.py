@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from ._bound import Bound
 
 
 def as_block(values: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
@@ -14,24 +17,40 @@ def as_block(values: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
     return np.concatenate(values, axis=1) if isinstance(values, (list, tuple)) else values
 
 
-def prepare(values: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.dtype]:
+def is_nodata(values: np.ndarray, nodata: float | int | None) -> np.ndarray | np.bool_:
+    """True where ``values`` equal the nodata value (compared in the values' own dtype, as the
+    compiled kernels do; False everywhere for None, NaN, or a value the dtype cannot hold)."""
+    from ._fast_common import kernel_nodata
+
+    value = kernel_nodata(values.dtype, nodata)
+    return np.False_ if value is None else values == value
+
+
+def prepare(values: np.ndarray, valid: np.ndarray, nodata: float | int | None = None
+            ) -> tuple[np.ndarray, np.ndarray, np.dtype]:
     """Flatten ``values`` to (time, n) float and the usable-observation mask likewise.
 
-    Non-finite values are never usable, whatever ``valid`` says.
+    Non-finite values and values equal to ``nodata`` are never usable, whatever ``valid`` says.
     """
     t = values.shape[0]
     out_dtype = np.result_type(values.dtype, np.float32)
     flat = values.reshape(t, -1).astype(out_dtype, copy=False)
     ok = np.broadcast_to(valid, values.shape).reshape(t, -1) & np.isfinite(flat)
+    ok &= ~is_nodata(values.reshape(t, -1), nodata)
     return flat, ok, out_dtype
 
 
-def prepare_2d(values: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.dtype]:
-    """Values as a C-contiguous float (time, n) array and the mask as a contiguous bool (time, n) array."""
+def prepare_2d(values: np.ndarray, valid: np.ndarray, nodata: float | int | None = None
+               ) -> tuple[np.ndarray, np.ndarray, np.dtype]:
+    """Values as a C-contiguous float (time, n) array and the mask as a contiguous bool (time, n)
+    array (False where a value equals ``nodata``; the kernels themselves skip non-finite values)."""
     t = values.shape[0]
     out_dtype = np.result_type(values.dtype, np.float32)
     flat = np.ascontiguousarray(values.reshape(t, -1), dtype=out_dtype)
     ok = np.ascontiguousarray(np.broadcast_to(valid, values.shape).reshape(t, -1), dtype=bool)
+    missing = is_nodata(values.reshape(t, -1), nodata)
+    if isinstance(missing, np.ndarray):
+        ok = ok & ~missing
     return flat, ok, out_dtype
 
 
@@ -42,11 +61,22 @@ def check_engine(engine: str) -> None:
 
 
 def finish(model: np.ndarray, flat: np.ndarray, ok: np.ndarray, shape: tuple[int, ...], dtype: np.dtype,
-           keep_observed: bool) -> np.ndarray:
-    """Put observed values back where usable (unless smoothing) and restore the block shape."""
+           keep_observed: bool, bound: "Bound | None" = None) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+    """Put observed values back where usable (unless smoothing) and restore the block shape.
+
+    With ``bound`` (:class:`eocube.fill._bound.Bound`), the other values are clipped into it
+    first, and the result is ``(filled, acted)`` when ``bound.record`` (see :func:`~eocube.fill._bound.clip`).
+    """
+    acted = None
+    if bound is not None:
+        from ._bound import clip
+
+        model, acted = clip(model, flat, ok, ok if keep_observed else np.zeros_like(ok), bound)
     model = model.astype(dtype, copy=False)
     if keep_observed:
         model = np.where(ok, flat, model)
+    if bound is not None and bound.record:
+        return model.reshape(shape), acted.reshape(shape)
     return model.reshape(shape)
 
 

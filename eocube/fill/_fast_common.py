@@ -50,6 +50,16 @@ current ones are processed (``_prefetch_rows``, 10 % faster), the harmonic kerne
 tile's input (``prefetch_tile``, 6 %); measured no gain or noise-level in the others, so they do
 without.
 
+Missing values: an observation is usable where the mask says clear, the value is finite and
+it is not the cube's nodata value (``is_data``; integer digital numbers often mark nodata with
+0). The kernels take ``nodata`` as a scalar of the block's dtype, or None: None compiles the test
+away, so float cubes whose nodata is NaN run exactly the loops they ran before.
+
+Bounds (the smoothers' output step, ``bounded_or``): a filled value is clipped into its pixel's
+bounds (``observed_bounds``: the pixel's clear range widened by a margin, and/or a declared
+valid range); kept observations are never changed. ``acted`` (optional, uint8 like the output)
+records where the clip changed a value; None compiles that store away.
+
 Numba's on-disk cache (``cache=True``) is checked against each function's own source file only:
 after editing a helper here, delete ``eocube/fill/__pycache__/*.nbi`` and ``*.nbc``, or the
 kernels in the other modules keep running the helper's old code (met here: a faster
@@ -65,7 +75,7 @@ import numpy as np
 from llvmlite import ir
 from numba import types
 from numba.core import cgutils
-from numba.extending import intrinsic
+from numba.extending import intrinsic, overload
 
 BLOCK = 512  # pixels per block of the 2-D fallback kernels
 WHITTAKER_TILE = 512  # pixels per Whittaker tile (whole image rows): best of 256/512/1024/2048 here
@@ -263,8 +273,43 @@ def band_outputs(values: np.ndarray | Sequence[np.ndarray], bands: tuple[np.ndar
     return result, tuple(block[:, b:b + 1] for block in blocks for b in range(block.shape[1]))
 
 
+def is_data(v, nodata):  # pragma: no cover - replaced by the overload below in compiled code
+    """True where ``v`` is a real value: finite and not ``nodata`` (None: no nodata value)."""
+    return (v - v == 0) & (nodata is None or v != nodata)
+
+
+@overload(is_data)
+def _is_data_compiled(v, nodata):  # pragma: no cover - compiled
+    # None (or an omitted argument) compiles the nodata test away: the float path stays as it was.
+    if isinstance(nodata, (types.NoneType, types.Omitted)):
+        return lambda v, nodata: v - v == 0
+    return lambda v, nodata: (v - v == 0) & (v != nodata)
+
+
+def kernel_nodata(dtype: np.dtype, nodata: float | int | None) -> np.generic | None:
+    """``nodata`` as a scalar of ``dtype`` for the compiled kernels, or None where no value of that
+    dtype can equal it (None, NaN, or a value the dtype cannot hold exactly, e.g. -9999 for uint16)."""
+    if nodata is None:
+        return None
+    dtype = np.dtype(dtype)
+    try:
+        value = float(nodata)
+    except (TypeError, ValueError):
+        return None
+    if value != value:
+        return None
+    with np.errstate(over="ignore", invalid="ignore"):
+        if np.issubdtype(dtype, np.integer):
+            info = np.iinfo(dtype)
+            if not (info.min <= value <= info.max) or value != int(value):
+                return None
+            return dtype.type(int(value))
+        cast = dtype.type(value)
+    return cast if float(cast) == value else None
+
+
 @numba.jit(**_opts)
-def weighted_if_same(v_row, ok_row, w_row, z_row, n):  # pragma: no cover - compiled
+def weighted_if_same(v_row, ok_row, w_row, z_row, n, nodata):  # pragma: no cover - compiled
     # One image row: z = v where the weight is 1, else 0; returns how many pixels' usability (clear
     # and finite) differs from their weight (an integer count: a float sum would not vectorise).
     # Zero for every row of a tile: the band shares the weights of the band factorised before it
@@ -275,7 +320,7 @@ def weighted_if_same(v_row, ok_row, w_row, z_row, n):  # pragma: no cover - comp
         v = v_row[j]
         wj = w_row[j] > 0.5
         z_row[j] = v if wj else 0.0
-        differ += np.int64((ok_row[j] != 0) & (v - v == 0)) ^ np.int64(wj)
+        differ += np.int64((ok_row[j] != 0) & is_data(v, nodata)) ^ np.int64(wj)
     return differ
 
 
@@ -331,7 +376,7 @@ def solve_packed(gram, z, p, m):  # pragma: no cover - compiled
             z_r[j] *= g_rr[j]
 
 @numba.jit(**_opts)
-def weights_tile(values, valid, b, bv, y0, nrows, x0, nx, w, wv, cnt):  # pragma: no cover - compiled
+def weights_tile(values, valid, b, bv, y0, nrows, x0, nx, w, wv, cnt, nodata):  # pragma: no cover - compiled
     # Weights (clear and finite: 1, else 0), weighted values and clear counts of a tile (rows
     # y0:y0+nrows, columns x0:x0+nx of band b), into (time, nrows * nx) buffers: the least-squares
     # kernels' (harmonic, Savitzky-Golay) view of the block.
@@ -348,7 +393,7 @@ def weights_tile(values, valid, b, bv, y0, nrows, x0, nx, w, wv, cnt):  # pragma
             wv_k = wv_row[k * nx:(k + 1) * nx]
             for j in range(nx):
                 v = v_row[j]
-                ok = (ok_row[j] != 0) & (v - v == 0)
+                ok = (ok_row[j] != 0) & is_data(v, nodata)
                 w_k[j] = 1.0 if ok else 0.0
                 wv_k[j] = v if ok else 0.0
         for j in range(m):
@@ -356,10 +401,62 @@ def weights_tile(values, valid, b, bv, y0, nrows, x0, nx, w, wv, cnt):  # pragma
 
 
 @numba.jit(**_opts)
-def observed_or(o_row, v_row, ok_row, r_row, keep_observed, n):  # pragma: no cover - compiled
-    # One output row: the observation where it is clear and finite (and kept), else the filled value.
+def observed_or(o_row, v_row, ok_row, r_row, keep_observed, n, nodata):  # pragma: no cover - compiled
+    # One output row: the observation where it is usable (and kept), else the filled value.
     for j in range(n):
         v = v_row[j]
         rv = r_row[j]
-        keep = keep_observed & (ok_row[j] != 0) & (v - v == 0)
+        keep = keep_observed & (ok_row[j] != 0) & is_data(v, nodata)
         o_row[j] = v if keep else rv
+
+
+@numba.jit(**_opts)
+def bounded_or(o_row, v_row, ok_row, r_row, keep_observed, n, nodata, lo, hi, a_row):  # pragma: no cover
+    # ``observed_or`` with the filled value clipped into [lo[j], hi[j]] (NaN stays NaN: the tests
+    # are false for it); ``a_row`` (uint8, or None) gets 1 where the clip changed the output.
+    for j in range(n):
+        v = v_row[j]
+        rv = r_row[j]
+        lj = lo[j]
+        hj = hi[j]
+        keep = keep_observed & (ok_row[j] != 0) & is_data(v, nodata)
+        c = lj if rv < lj else rv
+        c = hj if c > hj else c
+        o_row[j] = v if keep else c
+        if a_row is not None:
+            changed = (c != rv) & (rv == rv)
+            a_row[j] = np.uint8(0) if keep else np.uint8(changed)
+
+
+@numba.jit(**_opts)
+def observed_bounds(w, v, m, margin, lo_decl, hi_decl, lo, hi):  # pragma: no cover - compiled
+    # Per pixel (column of the (time, m) weights ``w`` and values ``v``, unusable ones weighted 0):
+    # the clear range widened by ``margin`` times its width on each side (margin < 0: no
+    # per-pixel bound), intersected with [lo_decl, hi_decl]; into ``lo``/``hi`` (m,).
+    t = w.shape[0]
+    if margin < 0:
+        lo[:m] = lo_decl
+        hi[:m] = hi_decl
+        return
+    lo[:m] = np.inf
+    hi[:m] = -np.inf
+    for i in range(t):
+        w_i = w[i]
+        v_i = v[i]
+        for j in range(m):
+            x = np.float64(v_i[j])
+            use = w_i[j] > 0.5
+            a = lo[j]
+            b = hi[j]
+            a2 = x if x < a else a
+            b2 = x if x > b else b
+            lo[j] = a2 if use else a
+            hi[j] = b2 if use else b
+    for j in range(m):
+        a = lo[j]
+        b = hi[j]
+        width = margin * (b - a)
+        a = a - width
+        b = b + width
+        lo[j] = lo_decl if a < lo_decl else a
+        hi[j] = hi_decl if b > hi_decl else b

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from ._fast_common import _opts, _row, result_dtype, tile_rows
+from ._fast_common import _opts, _row, is_data, kernel_nodata, result_dtype, tile_rows
 
 MEDIAN, MEAN, MAX, MIN = 0, 1, 2, 3
 STATS = {"median": MEDIAN, "mean": MEAN, "max": MAX, "min": MIN}
@@ -22,9 +22,9 @@ TILE = 1024  # pixels per tile (whole image rows)
 
 
 @numba.jit(**_opts)
-def _gather(values, valid, i, b, bv, y0, r, v_row, ok_row_out):  # pragma: no cover - compiled
-    # Date i's rows y0:y0+r as one buffer row: the value where clear and finite (else +inf, which
-    # sorts last) and the usability flag (1.0 / 0.0).
+def _gather(values, valid, i, b, bv, y0, r, v_row, ok_row_out, nodata):  # pragma: no cover - compiled
+    # Date i's rows y0:y0+r as one buffer row: the value where clear, finite and not nodata (else
+    # +inf, which sorts last) and the usability flag (1.0 / 0.0).
     nx = values.shape[3]
     for k in range(r):
         src = _row(values, i, b, y0 + k)
@@ -33,7 +33,7 @@ def _gather(values, valid, i, b, bv, y0, r, v_row, ok_row_out):  # pragma: no co
         ok_dst = ok_row_out[k * nx:(k + 1) * nx]
         for j in range(nx):
             v = src[j]
-            ok = (ok_src[j] != 0) & (v - v == 0)
+            ok = (ok_src[j] != 0) & is_data(v, nodata)
             dst[j] = v if ok else np.inf
             ok_dst[j] = 1.0 if ok else 0.0
 
@@ -106,7 +106,7 @@ def _reduce_simple(vals, oks, g, m, stat, res, count):  # pragma: no cover - com
 
 
 @numba.jit(**_opts)
-def _composite_rows(values, valid, starts, stops, stat, out, rows):  # pragma: no cover - compiled
+def _composite_rows(values, valid, starts, stops, stat, out, rows, nodata):  # pragma: no cover - compiled
     t, nb, ny, nx = values.shape
     n = rows * nx
     g_max = 1
@@ -129,7 +129,7 @@ def _composite_rows(values, valid, starts, stops, stat, out, rows):  # pragma: n
                 vals = vals_flat[:max(g, 1) * m].reshape((max(g, 1), m))
                 oks = oks_flat[:max(g, 1) * m].reshape((max(g, 1), m))
                 for a in range(g):
-                    _gather(values, valid, starts[p] + a, b, bv, y0, r, vals[a], oks[a])
+                    _gather(values, valid, starts[p] + a, b, bv, y0, r, vals[a], oks[a], nodata)
                 if g == 0:
                     res[:m] = np.nan
                 elif stat == MEDIAN:
@@ -145,11 +145,12 @@ def _composite_rows(values, valid, starts, stops, stat, out, rows):  # pragma: n
 
 
 def composite_rows(values: np.ndarray, valid: np.ndarray, starts: np.ndarray, stops: np.ndarray,
-                   stat: str) -> np.ndarray:
+                   stat: str, nodata: float | None = None) -> np.ndarray:
     """Composites of a 4-D block accepted by :func:`rows_contiguous`: one statistic of the clear
-    values of dates ``starts[p]:stops[p]`` per period ``p`` (a (periods, band, y, x) block)."""
+    values of dates ``starts[p]:stops[p]`` per period ``p`` (a (periods, band, y, x) block);
+    values equal to ``nodata`` are missing, as NaN are."""
     t, nb, ny, nx = values.shape
     out = np.empty((len(starts), nb, ny, nx), result_dtype(values))
     rows = tile_rows(values.shape, TILE)
     return _composite_rows(values, valid.view(np.uint8), np.asarray(starts, np.int64), np.asarray(stops, np.int64),
-                           STATS[stat], out, rows)
+                           STATS[stat], out, rows, kernel_nodata(values.dtype, nodata))

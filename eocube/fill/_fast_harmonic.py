@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numba
 import numpy as np
 
-from ._fast_common import (BLOCK, HARMONIC_TILE, _opts, _row, _small_matmul, cholesky_packed, prefetch_tile, result_dtype,
-                           solve_packed, weighted_if_same, weights_tile)
+if TYPE_CHECKING:
+    from ._bound import Bound
+
+from ._fast_common import (BLOCK, HARMONIC_TILE, _opts, _row, _small_matmul, cholesky_packed, is_data, kernel_nodata,
+                           observed_bounds, prefetch_tile, result_dtype, solve_packed, weighted_if_same, weights_tile)
 
 
 @numba.jit(**_opts)
-def _harmonic_weighted_if_same(values, valid, b, bv, y0, nrows, x0, nx, w, wv):  # pragma: no cover - compiled
+def _harmonic_weighted_if_same(values, valid, b, bv, y0, nrows, x0, nx, w, wv, nodata):  # pragma: no cover - compiled
     # When band ``b``'s usable observations are the weights ``w`` of the band factorised last: its
     # weighted values into ``wv`` and True; else False, early.
     t = values.shape[0]
@@ -19,7 +24,7 @@ def _harmonic_weighted_if_same(values, valid, b, bv, y0, nrows, x0, nx, w, wv): 
         wv_row = wv[i]
         for k in range(nrows):
             if weighted_if_same(_row(values, i, b, y0 + k)[x0:x0 + nx], _row(valid, i, bv, y0 + k)[x0:x0 + nx],
-                                w_row[k * nx:(k + 1) * nx], wv_row[k * nx:(k + 1) * nx], nx):
+                                w_row[k * nx:(k + 1) * nx], wv_row[k * nx:(k + 1) * nx], nx, nodata):
                 return False
     return True
 
@@ -39,9 +44,10 @@ def _harmonic_factor(xxt, w, gram, p, m):  # pragma: no cover - compiled
 
 @numba.jit(**_opts)
 def _harmonic_solve(values, valid, x, xt, b, bv, y0, nrows, x0, nx, min_obs, keep_observed, out, bad,
-                    wv, gram, coef, model, cnt):  # pragma: no cover - compiled
+                    wv, gram, coef, model, cnt, nodata, bounding, lo, hi, acted):  # pragma: no cover - compiled
     # Right-hand sides B' (W y), the two triangular solves through the factors in ``gram``,
-    # the model B coef and the output rows (observed values kept where usable).
+    # the model B coef and the output rows (observed values kept where usable; with ``bounding``,
+    # the model clipped into [lo, hi] per pixel, and 1 in ``acted`` (uint8 or None) where it changed).
     t = values.shape[0]
     p = x.shape[1]
     m = nrows * nx
@@ -63,15 +69,32 @@ def _harmonic_solve(values, valid, x, xt, b, bv, y0, nrows, x0, nx, min_obs, kee
             ok_row = _row(valid, i, bv, y0 + k)[x0:x0 + nx]
             o_row = out[i, b, y0 + k, x0:x0 + nx]
             m_row = m_i[k * nx:(k + 1) * nx]
-            for j in range(nx):
-                v = v_row[j]
-                mv = m_row[j]
-                keep = keep_observed & (ok_row[j] != 0) & (v - v == 0)
-                o_row[j] = v if keep else mv
+            if not bounding:
+                for j in range(nx):
+                    v = v_row[j]
+                    mv = m_row[j]
+                    keep = keep_observed & (ok_row[j] != 0) & is_data(v, nodata)
+                    o_row[j] = v if keep else mv
+            else:
+                lo_k = lo[k * nx:(k + 1) * nx]
+                hi_k = hi[k * nx:(k + 1) * nx]
+                for j in range(nx):
+                    v = v_row[j]
+                    mv = m_row[j]
+                    lj = lo_k[j]
+                    hj = hi_k[j]
+                    keep = keep_observed & (ok_row[j] != 0) & is_data(v, nodata)
+                    c = lj if mv < lj else mv
+                    c = hj if c > hj else c
+                    o_row[j] = v if keep else c
+                    if acted is not None:
+                        changed = (c != mv) & (mv == mv)
+                        acted[i, b, y0 + k, x0 + j] = np.uint8(0) if keep else np.uint8(changed)
 
 
 @numba.jit(**_opts)
-def _harmonic_rows(bands, valid, x, min_obs, keep_observed, outs, bad, rows, cols):  # pragma: no cover - compiled
+def _harmonic_rows(bands, valid, x, min_obs, keep_observed, outs, bad, rows, cols, nodata, bounding, margin, lo_decl,
+                   hi_decl, acted):  # pragma: no cover - compiled
     # Tiles of ``rows`` image rows x ``cols`` columns, all dates, in contiguous buffers of exactly
     # the tile's width: (dates, width) views of flat buffers, so every pixel loop runs over one
     # contiguous row. ``bands`` and ``outs``: one (time, 1, y, x) array per band (:func:`band_views`,
@@ -93,6 +116,8 @@ def _harmonic_rows(bands, valid, x, min_obs, keep_observed, outs, bad, rows, col
     coef_flat = np.empty(p * n_max)
     model_flat = np.empty(t * n_max)
     cnt_flat = np.empty(n_max)
+    lo_flat = np.empty(n_max)
+    hi_flat = np.empty(n_max)
     vbands = valid.shape[1]
     for y0 in range(0, ny, rows):
         r = min(rows, ny - y0)
@@ -116,28 +141,41 @@ def _harmonic_rows(bands, valid, x, min_obs, keep_observed, outs, bad, rows, col
                 values = bands[b]
                 # bands with the usable observations of the band before (one cloud mask for all
                 # bands, the usual case) share its normal matrices and their factors
-                if not (b > 0 and _harmonic_weighted_if_same(values, valid, 0, bv, y0, r, x0, c, w, wv)):
-                    weights_tile(values, valid, 0, bv, y0, r, x0, c, w, wv, cnt)
+                if not (b > 0 and _harmonic_weighted_if_same(values, valid, 0, bv, y0, r, x0, c, w, wv, nodata)):
+                    weights_tile(values, valid, 0, bv, y0, r, x0, c, w, wv, cnt, nodata)
                     _harmonic_factor(xxt, w, gram, p, n)
-                _harmonic_solve(values, valid, x, xt, 0, bv, y0, r, x0, c, min_obs, keep_observed, outs[b],
-                                bad[b:b + 1], wv, gram, coef, model, cnt)
+                if bounding:
+                    observed_bounds(w, wv, n, margin, lo_decl, hi_decl, lo_flat, hi_flat)
+                if acted is None:
+                    _harmonic_solve(values, valid, x, xt, 0, bv, y0, r, x0, c, min_obs, keep_observed, outs[b],
+                                    bad[b:b + 1], wv, gram, coef, model, cnt, nodata, bounding, lo_flat, hi_flat, None)
+                else:
+                    _harmonic_solve(values, valid, x, xt, 0, bv, y0, r, x0, c, min_obs, keep_observed, outs[b],
+                                    bad[b:b + 1], wv, gram, coef, model, cnt, nodata, bounding, lo_flat, hi_flat,
+                                    acted[b])
     return bad
 
 
 def harmonic_rows(bands: tuple[np.ndarray, ...], valid: np.ndarray, x: np.ndarray, min_obs: int,
-                  keep_observed: bool, outs: tuple[np.ndarray, ...]) -> np.ndarray:
+                  keep_observed: bool, outs: tuple[np.ndarray, ...], nodata: float | None = None,
+                  bound: Bound | None = None, acted: tuple[np.ndarray, ...] | None = None) -> np.ndarray:
     """Harmonic regression of a block given as the band views of :func:`band_views`, without copying
     it, into ``outs`` (:func:`band_outputs`).
 
-    Returns a (band, y, x) mask of the series to fill otherwise (fewer than ``min_obs`` clear
-    observations, or a singular fit).
+    ``nodata``: the value that marks a missing observation (besides NaN); ``bound``: clip the
+    model values (:class:`eocube.fill._bound.Bound`); ``acted``: bool views like ``outs``, True
+    where it changed one. Returns a (band, y, x) mask of the series to fill otherwise (fewer than
+    ``min_obs`` clear observations, or a singular fit).
     """
     t, _, ny, nx = bands[0].shape
     bad = np.empty((len(bands), ny, nx), dtype=np.bool_)
     cols = min(nx, HARMONIC_TILE)
     rows = max(1, min(ny, HARMONIC_TILE // max(cols, 1)))
+    margin, lo, hi = (bound.margin, bound.lo, bound.hi) if bound is not None else (-1.0, -np.inf, np.inf)
     return _harmonic_rows(bands, valid.view(np.uint8), np.ascontiguousarray(x, dtype=np.float64), int(min_obs),
-                          bool(keep_observed), outs, bad, rows, cols)
+                          bool(keep_observed), outs, bad, rows, cols, kernel_nodata(bands[0].dtype, nodata),
+                          bound is not None, float(margin), float(lo), float(hi),
+                          None if acted is None else tuple(a.view(np.uint8) for a in acted))
 
 
 @numba.jit(**_opts)

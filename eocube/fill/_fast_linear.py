@@ -5,7 +5,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from ._fast_common import LINEAR_TILE, _flat_at, _opts, _prefetch_rows, _row, result_dtype, tile_rows
+from ._fast_common import LINEAR_TILE, _flat_at, _opts, _prefetch_rows, _row, is_data, kernel_nodata, result_dtype, tile_rows
 
 
 LINEAR, PREVIOUS, NEXT, NEAREST = 0, 1, 2, 3
@@ -106,7 +106,7 @@ def _linear_tiles(values, valid, days, out, extrapolate_nearest):  # pragma: no 
 
 
 @numba.jit(**_opts)
-def _linear_forward_tile(values, valid, days, b, bv, y0, r, pv_buf, pd_buf, nan_v, nan_d):  # pragma: no cover
+def _linear_forward_tile(values, valid, days, b, bv, y0, r, pv_buf, pd_buf, nan_v, nan_d, nodata):  # pragma: no cover
     # Image rows y0:y0+r of band ``b`` (all dates) of a 4-D block as dask hands it over, forwards
     # in time: date i's rows of the flat (time, r * x) buffers get the last clear value and its day
     # (date i - 1's rows are the carried state, so nothing is stored twice, and no store is masked).
@@ -134,7 +134,7 @@ def _linear_forward_tile(values, valid, days, b, bv, y0, r, pv_buf, pd_buf, nan_
             pd_ = pd_i[s:s + nx]
             for j in range(nx):
                 v = v_row[j]
-                ok = (ok_row[j] != 0) & (v - v == 0)  # clear and finite, without a branch
+                ok = (ok_row[j] != 0) & is_data(v, nodata)  # clear, finite, not nodata; no branch
                 a = lv[j]
                 c = ld[j]
                 pv[j] = v if ok else a
@@ -203,7 +203,7 @@ def _backward_tile(out, days, b, y0, r, pv_buf, pd_buf, nv_buf, nd_buf, rule, ex
 
 
 @numba.jit(**_opts)
-def _linear_rows(values, valid, days, out, extrapolate_nearest, rows, rule):  # pragma: no cover - compiled
+def _linear_rows(values, valid, days, out, extrapolate_nearest, rows, rule, nodata):  # pragma: no cover - compiled
     # A (time, band, y, x) block as it comes from dask (no copy), ``rows`` image rows at a time;
     # ``valid`` is (time, 1 or band, y, x) uint8. Two sweeps per tile of rows: forwards from the
     # block into in-cache buffers, backwards from the buffers into ``out`` (no third copy pass).
@@ -221,7 +221,7 @@ def _linear_rows(values, valid, days, out, extrapolate_nearest, rows, rule):  # 
         bv = b if vbands > 1 else 0
         for y0 in range(0, ny, rows):
             r = min(rows, ny - y0)
-            _linear_forward_tile(values, valid, days, b, bv, y0, r, pv_buf, pd_buf, nan_v, nan_d)
+            _linear_forward_tile(values, valid, days, b, bv, y0, r, pv_buf, pd_buf, nan_v, nan_d, nodata)
             _backward_tile(out, days, b, y0, r, pv_buf, pd_buf, nv_buf, nd_buf, rule, extrapolate_nearest)
     return out
 
@@ -285,13 +285,14 @@ def distance_rows(valid: np.ndarray, days: np.ndarray) -> np.ndarray:
 
 
 def linear_rows(values: np.ndarray, valid: np.ndarray, days: np.ndarray, extrapolate_nearest: bool,
-                rule: str = "linear") -> np.ndarray:
+                rule: str = "linear", nodata: float | None = None) -> np.ndarray:
     """Linear (or previous / next / nearest, ``rule``) filling of a 4-D block accepted by
-    :func:`rows_contiguous`, without copying it first."""
+    :func:`rows_contiguous`, without copying it first; values equal to ``nodata`` are missing."""
     out = np.empty(values.shape, result_dtype(values))
     rel = np.asarray(days, dtype=np.float64) - float(days[0])
     rows = tile_rows(values.shape, LINEAR_TILE)
-    return _linear_rows(values, valid.view(np.uint8), rel, out, bool(extrapolate_nearest), rows, RULES[rule])
+    return _linear_rows(values, valid.view(np.uint8), rel, out, bool(extrapolate_nearest), rows, RULES[rule],
+                        kernel_nodata(values.dtype, nodata))
 
 
 def linear_2d(values: np.ndarray, valid: np.ndarray, days: np.ndarray, extrapolate_nearest: bool) -> np.ndarray:

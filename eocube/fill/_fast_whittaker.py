@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numba
 import numpy as np
 
-from ._fast_common import BLOCK, WHITTAKER_TILE, _opts, _row, _unowned, observed_or, result_dtype, tile_rows, weighted_if_same
+if TYPE_CHECKING:
+    from ._bound import Bound
+
+from ._fast_common import (BLOCK, WHITTAKER_TILE, _opts, _row, _unowned, bounded_or, is_data, kernel_nodata, observed_bounds,
+                           observed_or, result_dtype, tile_rows, weighted_if_same)
 
 
 @numba.jit(**_opts)
-def _usable_weights(v_row, ok_row, w_row, n):  # pragma: no cover - compiled
-    # 1.0 where an observation is clear (``ok_row`` uint8) and finite, else 0.0
+def _usable_weights(v_row, ok_row, w_row, n, nodata):  # pragma: no cover - compiled
+    # 1.0 where an observation is clear (``ok_row`` uint8), finite and not nodata, else 0.0
     for j in range(n):
         v = v_row[j]
-        w_row[j] = 1.0 if (ok_row[j] != 0) & (v - v == 0) else 0.0
+        w_row[j] = 1.0 if (ok_row[j] != 0) & is_data(v, nodata) else 0.0
 
 
 @numba.jit(**_opts)
@@ -77,7 +83,7 @@ def _weighted(v_row, w_row, z_row, n):  # pragma: no cover - compiled
 
 @numba.jit(**_opts)
 def _whittaker_factor(values, valid, b, bv, y0, r, a0p, a1, a2, lmbda,
-                      w3, z3, w, dd, inv, l1, l2, z):  # pragma: no cover - compiled
+                      w3, z3, w, dd, inv, l1, l2, z, nodata):  # pragma: no cover - compiled
     # Rows y0:y0+r (all dates): weights, right-hand side z and the banded LDL' of (W + lambda P)
     # per pixel, vectorised over the pixels; the division by D goes into the back substitution
     # (one reciprocal per pixel and date). Every pixel loop is a small
@@ -93,7 +99,7 @@ def _whittaker_factor(values, valid, b, bv, y0, r, a0p, a1, a2, lmbda,
     for i in range(t):
         for k in range(r):
             v_row = _row(values, i, b, y0 + k)
-            _usable_weights(v_row, _row(valid, i, bv, y0 + k), w3[i, k], nx)
+            _usable_weights(v_row, _row(valid, i, bv, y0 + k), w3[i, k], nx, nodata)
             _weighted(v_row, w3[i, k], z3[i, k], nx)
         w_i = w[i]
         d_i = dd[i]
@@ -200,10 +206,11 @@ def _whittaker_special(values, b, y0, extrapolate, z, cnt, first, last, zf, zl, 
 
 @numba.jit(**_opts)
 def _whittaker_out(values, valid, b, bv, y0, r, keep_observed, out, z, first, last, zf, zl,
-                   r_buf):  # pragma: no cover - compiled
+                   r_buf, nodata, bounding, lo, hi, acted):  # pragma: no cover - compiled
     # Dates on which every pixel of the tile has a clear date on both sides (most of them) take the
     # smoothed rows as they are, without the pass that holds values outside (9.1 -> 6.0 us per
-    # band of a 512-pixel tile).
+    # band of a 512-pixel tile). ``bounding``: filled values clipped into [lo, hi] per pixel, and
+    # where that changed one, 1 in ``acted`` (uint8 like ``out``, or None).
     t = z.shape[0]
     nx = values.shape[3]
     m = r * nx
@@ -219,12 +226,22 @@ def _whittaker_out(values, valid, b, bv, y0, r, keep_observed, out, z, first, la
             _held_outside(r_buf, z[i], zf, zl, first, last, fi, m)
             src = r_buf
         for k in range(r):
-            observed_or(_row(out, i, b, y0 + k), _row(values, i, b, y0 + k), _row(valid, i, bv, y0 + k),
-                        src[k * nx:(k + 1) * nx], keep_observed, nx)
+            o_row = _row(out, i, b, y0 + k)
+            v_row = _row(values, i, b, y0 + k)
+            ok_row = _row(valid, i, bv, y0 + k)
+            s_k = src[k * nx:(k + 1) * nx]
+            if not bounding:
+                observed_or(o_row, v_row, ok_row, s_k, keep_observed, nx, nodata)
+            elif acted is None:
+                bounded_or(o_row, v_row, ok_row, s_k, keep_observed, nx, nodata, lo[k * nx:(k + 1) * nx],
+                           hi[k * nx:(k + 1) * nx], None)
+            else:
+                bounded_or(o_row, v_row, ok_row, s_k, keep_observed, nx, nodata, lo[k * nx:(k + 1) * nx],
+                           hi[k * nx:(k + 1) * nx], _row(acted, i, b, y0 + k))
 
 
 @numba.jit(**_opts)
-def _whittaker_load_if_same(values, valid, b, bv, y0, r, w3, z3):  # pragma: no cover - compiled
+def _whittaker_load_if_same(values, valid, b, bv, y0, r, w3, z3, nodata):  # pragma: no cover - compiled
     # When band ``b``'s usable observations are the weights ``w3`` of the band factorised last:
     # its right-hand side into ``z3`` and True (that factorisation serves it); else False, early.
     t = values.shape[0]
@@ -232,7 +249,8 @@ def _whittaker_load_if_same(values, valid, b, bv, y0, r, w3, z3):  # pragma: no 
     w3, z3 = _unowned(w3), _unowned(z3)
     for i in range(t):
         for k in range(r):
-            if weighted_if_same(_row(values, i, b, y0 + k), _row(valid, i, bv, y0 + k), w3[i, k], z3[i, k], nx):
+            if weighted_if_same(_row(values, i, b, y0 + k), _row(valid, i, bv, y0 + k), w3[i, k], z3[i, k], nx,
+                                nodata):
                 return False
     return True
 
@@ -254,7 +272,8 @@ def _whittaker_forward(l1, l2, z, m):  # pragma: no cover - compiled
 
 
 @numba.jit(**_opts)
-def _whittaker_rows(bands, valid, a0p, a1, a2, lmbda, extrapolate, keep_observed, outs, rows):  # pragma: no cover
+def _whittaker_rows(bands, valid, a0p, a1, a2, lmbda, extrapolate, keep_observed, outs, rows, nodata,
+                    bounding, margin, lo_decl, hi_decl, acted):  # pragma: no cover
     # Tile by tile (``rows`` image rows x all dates), band by band within a tile. The banded
     # factorisation of (W + lambda P) depends only on the weights: when a band has the same usable
     # observations as the band factorised before it (a cloud mask shared by the bands, the usual
@@ -262,7 +281,9 @@ def _whittaker_rows(bands, valid, a0p, a1, a2, lmbda, extrapolate, keep_observed
     # Stages stay separate compiled functions: in one big function the same loops ran ~10x
     # slower (not vectorised). ``valid`` comes as uint8 (a bool array stops some loops vectorising).
     # ``bands`` and ``outs``: one (time, 1, y, x) array per band (:func:`band_views`,
-    # :func:`band_outputs`: dask's band blocks, not concatenated).
+    # :func:`band_outputs`: dask's band blocks, not concatenated). ``bounding``: each band's filled
+    # values are clipped into its pixels' bounds (``observed_bounds``, from the loaded weights and
+    # values, before the substitutions overwrite them); ``acted``: None, or one uint8 view per band.
     t, _, ny, nx = bands[0].shape
     nb = len(bands)
     n = rows * nx
@@ -280,6 +301,8 @@ def _whittaker_rows(bands, valid, a0p, a1, a2, lmbda, extrapolate, keep_observed
     zf = np.empty(n)
     zl = np.empty(n)
     r_buf = np.empty(n)
+    lo = np.empty(n)
+    hi = np.empty(n)
     w3 = w.reshape((t, rows, nx))
     z3 = z.reshape((t, rows, nx))
     vbands = valid.shape[1]
@@ -290,30 +313,45 @@ def _whittaker_rows(bands, valid, a0p, a1, a2, lmbda, extrapolate, keep_observed
             bv = b if vbands > 1 else 0
             values = bands[b]
             out_b = outs[b]
-            if not (b > 0 and _whittaker_load_if_same(values, valid, 0, bv, y0, r, w3, z3)):
-                _whittaker_factor(values, valid, 0, bv, y0, r, a0p, a1, a2, lmbda, w3, z3, w, dd, inv, l1, l2, z)
+            if not (b > 0 and _whittaker_load_if_same(values, valid, 0, bv, y0, r, w3, z3, nodata)):
+                _whittaker_factor(values, valid, 0, bv, y0, r, a0p, a1, a2, lmbda, w3, z3, w, dd, inv, l1, l2, z,
+                                  nodata)
                 _whittaker_stats(w, cnt, first_w, last_w, m)
+            if bounding:
+                observed_bounds(w, z, m, margin, lo_decl, hi_decl, lo, hi)
             _whittaker_forward(l1, l2, z, m)
             _whittaker_back(inv, l1, l2, z, m)
             first[:m] = first_w[:m]  # the weights' statistics; ``_whittaker_special`` adjusts this copy
             last[:m] = last_w[:m]
             _whittaker_special(values, 0, y0, extrapolate, z, cnt, first, last, zf, zl, m)
-            _whittaker_out(values, valid, 0, bv, y0, r, keep_observed, out_b, z, first, last, zf, zl, r_buf)
+            if acted is None:
+                _whittaker_out(values, valid, 0, bv, y0, r, keep_observed, out_b, z, first, last, zf, zl, r_buf,
+                               nodata, bounding, lo, hi, None)
+            else:
+                _whittaker_out(values, valid, 0, bv, y0, r, keep_observed, out_b, z, first, last, zf, zl, r_buf,
+                               nodata, bounding, lo, hi, acted[b])
     return outs
 
 
 def whittaker_rows(bands: tuple[np.ndarray, ...], valid: np.ndarray, a0p: np.ndarray, a1: np.ndarray, a2: np.ndarray,
-                   lmbda: float, extrapolate: int, keep_observed: bool, outs: tuple[np.ndarray, ...]) -> None:
+                   lmbda: float, extrapolate: int, keep_observed: bool, outs: tuple[np.ndarray, ...],
+                   nodata: float | None = None, bound: Bound | None = None,
+                   acted: tuple[np.ndarray, ...] | None = None) -> None:
     """Whittaker filling of a block given as the band views of :func:`band_views`, without copying it,
     into ``outs`` (:func:`band_outputs`).
 
     ``extrapolate``: 0 = hold the smoothed value at the first/last clear date, 1 = the
-    smoother's own linear extrapolation, 2 = NaN; ``a0p, a1, a2``: penalty bands (3 dates or more).
+    smoother's own linear extrapolation, 2 = NaN; ``a0p, a1, a2``: penalty bands (3 dates or more);
+    ``nodata``: the value that marks a missing observation (besides NaN); ``bound``: clip the filled
+    values (:class:`eocube.fill._bound.Bound`); ``acted``: bool views like ``outs``, True where it did.
     """
+    margin, lo, hi = (bound.margin, bound.lo, bound.hi) if bound is not None else (-1.0, -np.inf, np.inf)
     _whittaker_rows(bands, valid.view(np.uint8), np.ascontiguousarray(a0p, dtype=np.float64),
                     np.ascontiguousarray(a1, dtype=np.float64), np.ascontiguousarray(a2, dtype=np.float64),
                     float(lmbda), int(extrapolate), bool(keep_observed), outs,
-                    tile_rows(bands[0].shape, WHITTAKER_TILE))
+                    tile_rows(bands[0].shape, WHITTAKER_TILE), kernel_nodata(bands[0].dtype, nodata),
+                    bound is not None, float(margin), float(lo), float(hi),
+                    None if acted is None else tuple(a.view(np.uint8) for a in acted))
 
 
 @numba.jit(**_opts)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._bound import clip, no_bound_acted, resolve_bound
 from ._common import as_block, batched_spd_solve, check_engine, finish, prepare, prepare_2d
 from ._linear import linear_fill
 
@@ -36,7 +37,12 @@ def harmonic_fill(
     min_obs: int | None = None,
     keep_observed: bool = True,
     engine: str = "numba",
-) -> np.ndarray:
+    nodata: float | int | None = None,
+    bound: str | None = "observed",
+    margin: float = 0.1,
+    valid_range: tuple[float, float] | None = None,
+    return_bounded: bool = False,
+) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """Fill gaps with a per-pixel harmonic regression fitted to the clear observations.
 
     Parameters
@@ -57,15 +63,20 @@ def harmonic_fill(
         True: clear observations unchanged; False: the fitted curve everywhere.
     engine
         ``"numba"`` (compiled, default) or ``"numpy"`` (reference).
+    nodata, bound, margin, valid_range, return_bounded
+        As for :func:`eocube.fill._whittaker.whittaker_fill`: the nodata value (missing like
+        NaN), and the bound on the filled values (default: each pixel's clear range widened by
+        10 % of its width on each side), also applied to the linear fallback.
 
     Returns
     -------
-    numpy.ndarray
-        Filled values; NaN where a series has no clear observation.
+    numpy.ndarray or (numpy.ndarray, numpy.ndarray)
+        Filled values (and the ``return_bounded`` mask); NaN where a series has no clear observation.
     """
     if harmonics < 0 or period <= 0:
         raise ValueError(f"harmonics must be >= 0 and period > 0, got {harmonics!r}, {period!r}")
     check_engine(engine)
+    limits = resolve_bound(bound, margin, valid_range, bool(return_bounded))
     x = design_matrix(days, harmonics, period, trend)           # (T, p)
     p = x.shape[1]
     min_count = 2 * p if min_obs is None else int(min_obs)
@@ -76,22 +87,42 @@ def harmonic_fill(
         bands = band_views(values, valid)
         if bands is not None:
             result, outs = band_outputs(values, bands)
-            bad4 = harmonic_rows(bands, valid, x, min_count, bool(keep_observed), outs)
+            acted_result, acted = None, None
+            if return_bounded:
+                acted_result = no_bound_acted(result)
+                acted = tuple(block[:, b:b + 1] for block in (acted_result if isinstance(acted_result, list)
+                                                              else [acted_result]) for b in range(block.shape[1]))
+            bad4 = harmonic_rows(bands, valid, x, min_count, bool(keep_observed), outs, nodata, limits,
+                                 acted if limits is not None else None)
             for b, (view, out_b) in enumerate(zip(bands, outs)):
                 if bad4[b].any():  # too few clear observations or a singular fit: linear filling
                     ok_b = np.broadcast_to(valid[:, b if valid.shape[1] > 1 else 0], view[:, 0].shape)
-                    out_b[:, 0][:, bad4[b]] = linear_fill(np.ascontiguousarray(view[:, 0][:, bad4[b]]),
-                                                          np.ascontiguousarray(ok_b[:, bad4[b]]), days)
-            return result
+                    sub = np.ascontiguousarray(view[:, 0][:, bad4[b]])
+                    sub_ok = np.ascontiguousarray(ok_b[:, bad4[b]])
+                    filled = linear_fill(sub, sub_ok, days, nodata=nodata)
+                    sub_acted = np.zeros(filled.shape, bool)
+                    if limits is not None:
+                        flat_s, ok_s, _ = prepare(sub, sub_ok, nodata)
+                        filled, sub_acted = clip(filled, flat_s, ok_s, ok_s if keep_observed else np.zeros_like(ok_s),
+                                                 limits)
+                    out_b[:, 0][:, bad4[b]] = filled
+                    if acted is not None:
+                        acted[b][:, 0][:, bad4[b]] = sub_acted
+            return (result, acted_result) if return_bounded else result
     values = as_block(values)
     shape = values.shape
     if engine == "numba":
-        flat2, ok2, _ = prepare_2d(values, valid)
+        flat2, ok2, _ = prepare_2d(values, valid, nodata)
         out, bad = harmonic_2d(flat2, ok2, np.ascontiguousarray(x), min_count, bool(keep_observed))
         if bad.any():
             out[:, bad] = linear_fill(flat2[:, bad], ok2[:, bad], days)
-        return out.reshape(shape)
-    flat, ok, dtype = prepare(values, valid)
+        acted = np.zeros(out.shape, bool)
+        if limits is not None:
+            ok2 = ok2 & np.isfinite(flat2)
+            out, acted = clip(out, flat2, ok2, ok2 if keep_observed else np.zeros_like(ok2), limits)
+            out = out.astype(flat2.dtype, copy=False)
+        return (out.reshape(shape), acted.reshape(shape)) if return_bounded else out.reshape(shape)
+    flat, ok, dtype = prepare(values, valid, nodata)
     w = ok.astype("float64")
     outer = np.einsum("ti,tj->ijt", x, x).reshape(p * p, -1)     # (p*p, T)
     gram = (outer @ w).reshape(p, p, -1)                         # (p, p, n)
@@ -103,4 +134,7 @@ def harmonic_fill(
     bad = few | ~np.isfinite(model).all(axis=0)
     if bad.any():
         model[:, bad] = linear_fill(flat[:, bad], ok[:, bad], days)
-    return finish(model, flat, ok, shape, dtype, keep_observed)
+    if limits is None and return_bounded:
+        out = finish(model, flat, ok, shape, dtype, keep_observed)
+        return out, no_bound_acted(out)
+    return finish(model, flat, ok, shape, dtype, keep_observed, limits)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._common import check_engine, prepare_2d
+from ._common import check_engine, is_nodata, prepare_2d
 
 
 def neighbour_indices(valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -32,7 +32,7 @@ def neighbour_indices(valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def linear_fill(values: np.ndarray, valid: np.ndarray, days: np.ndarray, extrapolate: str = "nearest",
-                engine: str = "numba") -> np.ndarray:
+                engine: str = "numba", nodata: float | int | None = None) -> np.ndarray:
     """Fill invalid observations by linear interpolation in time.
 
     Parameters
@@ -41,7 +41,7 @@ def linear_fill(values: np.ndarray, valid: np.ndarray, days: np.ndarray, extrapo
         Array (time, ...) of observations.
     valid
         Boolean array broadcastable to ``values``: True where an observation is
-        usable. Non-finite values are never used.
+        usable. Non-finite values and values equal to ``nodata`` are never used.
     days
         Float array (time,): acquisition times in days (any origin), increasing.
     extrapolate
@@ -50,6 +50,8 @@ def linear_fill(values: np.ndarray, valid: np.ndarray, days: np.ndarray, extrapo
     engine
         ``"numba"``: the compiled one-pass loop (default); ``"numpy"``: the vectorised
         NumPy reference (same result).
+    nodata
+        The cube's nodata value (e.g. 0 for digital numbers), missing like NaN; None: none.
 
     Returns
     -------
@@ -65,14 +67,14 @@ def linear_fill(values: np.ndarray, valid: np.ndarray, days: np.ndarray, extrapo
         from ._fast_linear import linear_2d, linear_rows
 
         if rows_contiguous(values, valid):
-            return linear_rows(values, valid, days, extrapolate == "nearest")
-        flat2, ok2, _ = prepare_2d(values, valid)
+            return linear_rows(values, valid, days, extrapolate == "nearest", nodata=nodata)
+        flat2, ok2, _ = prepare_2d(values, valid, nodata)
         return linear_2d(flat2, ok2, np.asarray(days, dtype="float64"), extrapolate == "nearest").reshape(values.shape)
     shape = values.shape
     t = shape[0]
     out_dtype = np.result_type(values.dtype, np.float32)
     flat = values.reshape(t, -1).astype(out_dtype, copy=False)
-    ok = np.broadcast_to(valid, shape).reshape(t, -1) & np.isfinite(flat)
+    ok = np.broadcast_to(valid, shape).reshape(t, -1) & np.isfinite(flat) & ~is_nodata(values.reshape(t, -1), nodata)
     previous, following = neighbour_indices(ok)
     has_prev = previous >= 0
     has_next = following < t

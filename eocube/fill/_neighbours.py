@@ -14,7 +14,7 @@ from ._linear import neighbour_indices
 
 
 def _pick(values: np.ndarray, valid: np.ndarray, days: np.ndarray, rule: str, extrapolate: str,
-          engine: str) -> np.ndarray:
+          engine: str, nodata: float | int | None) -> np.ndarray:
     if extrapolate not in ("nearest", "none"):
         raise ValueError(f"extrapolate must be 'nearest' or 'none', got {extrapolate!r}")
     check_engine(engine)
@@ -24,9 +24,9 @@ def _pick(values: np.ndarray, valid: np.ndarray, days: np.ndarray, rule: str, ex
         if rows_contiguous(values, valid):
             from ._fast_linear import linear_rows
 
-            return linear_rows(values, valid, days, extrapolate == "nearest", rule=rule)
+            return linear_rows(values, valid, days, extrapolate == "nearest", rule=rule, nodata=nodata)
     shape = values.shape
-    flat, ok, dtype = prepare(values, valid)
+    flat, ok, dtype = prepare(values, valid, nodata)
     t = flat.shape[0]
     previous, following = neighbour_indices(ok)
     has_prev, has_next = previous >= 0, following < t
@@ -48,7 +48,7 @@ def _pick(values: np.ndarray, valid: np.ndarray, days: np.ndarray, rule: str, ex
 
 
 def nearest_fill(values: np.ndarray, valid: np.ndarray, days: np.ndarray, extrapolate: str = "nearest",
-                 engine: str = "numba") -> np.ndarray:
+                 engine: str = "numba", nodata: float | int | None = None) -> np.ndarray:
     """Fill each gap with the clear observation nearest in time (ties: the earlier one).
 
     Parameters
@@ -59,32 +59,36 @@ def nearest_fill(values: np.ndarray, valid: np.ndarray, days: np.ndarray, extrap
         ``"nearest"`` (default) or ``"none"`` (NaN before the first and after the last clear observation).
     engine
         ``"numba"``: the compiled sweeps (default); ``"numpy"``: the NumPy reference (same result).
+    nodata
+        The cube's nodata value, missing like NaN (None: none).
 
     Returns
     -------
     numpy.ndarray
         Filled values, NaN where a series has no clear observation.
     """
-    return _pick(values, valid, days, "nearest", extrapolate, engine)
+    return _pick(values, valid, days, "nearest", extrapolate, engine, nodata)
 
 
 def previous_fill(values: np.ndarray, valid: np.ndarray, days: np.ndarray, extrapolate: str = "nearest",
-                  engine: str = "numba") -> np.ndarray:
+                  engine: str = "numba", nodata: float | int | None = None) -> np.ndarray:
     """Fill each gap with the last clear observation before it (forward fill).
 
     Before the first clear observation: the first one (``extrapolate="nearest"``). With
     ``extrapolate="none"`` every date outside the span of the clear observations is NaN, before
-    the first and after the last (as for the other methods). ``engine`` as for :func:`nearest_fill`.
+    the first and after the last (as for the other methods). ``engine`` and ``nodata`` as for
+    :func:`nearest_fill`.
     """
-    return _pick(values, valid, days, "previous", extrapolate, engine)
+    return _pick(values, valid, days, "previous", extrapolate, engine, nodata)
 
 
 def next_fill(values: np.ndarray, valid: np.ndarray, days: np.ndarray, extrapolate: str = "nearest",
-              engine: str = "numba") -> np.ndarray:
+              engine: str = "numba", nodata: float | int | None = None) -> np.ndarray:
     """Fill each gap with the first clear observation after it (backward fill).
 
     After the last clear observation: the last one (``extrapolate="nearest"``). With
     ``extrapolate="none"`` every date outside the span of the clear observations is NaN, before
-    the first and after the last (as for the other methods). ``engine`` as for :func:`nearest_fill`.
+    the first and after the last (as for the other methods). ``engine`` and ``nodata`` as for
+    :func:`nearest_fill`.
     """
-    return _pick(values, valid, days, "next", extrapolate, engine)
+    return _pick(values, valid, days, "next", extrapolate, engine, nodata)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._bound import no_bound_acted, resolve_bound
 from ._common import batched_spd_solve, check_engine, finish, prepare
 from ._linear import linear_fill
 
@@ -26,7 +27,12 @@ def savgol_fill(
     order: int = 2,
     keep_observed: bool = True,
     engine: str = "numba",
-) -> np.ndarray:
+    nodata: float | int | None = None,
+    bound: str | None = "observed",
+    margin: float = 0.1,
+    valid_range: tuple[float, float] | None = None,
+    return_bounded: bool = False,
+) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """Fill gaps with a local polynomial (Savitzky-Golay) fit on the clear observations.
 
     Parameters
@@ -43,17 +49,22 @@ def savgol_fill(
         ``"numba"``: the compiled kernel, window by window, for 4-D float or integer blocks with contiguous
         rows (default; other blocks go to the NumPy kernel); ``"numpy"``: the NumPy kernel
         (dense products over all dates; the reference, same results).
+    nodata, bound, margin, valid_range, return_bounded
+        As for :func:`eocube.fill._whittaker.whittaker_fill`: the nodata value (missing like
+        NaN), and the bound on the filled values (default: each pixel's clear range widened by
+        10 % of its width on each side), also applied to the linear fallback.
 
     Returns
     -------
-    numpy.ndarray
-        Filled values. Where a window holds fewer than ``order + 2`` clear
+    numpy.ndarray or (numpy.ndarray, numpy.ndarray)
+        Filled values (and the ``return_bounded`` mask). Where a window holds fewer than ``order + 2`` clear
         observations (a long gap) the value comes from linear filling instead; NaN
         where a series has no clear observation.
     """
     if window <= 0 or order < 0:
         raise ValueError(f"window must be > 0 days and order >= 0, got {window!r}, {order!r}")
     check_engine(engine)
+    limits = resolve_bound(bound, margin, valid_range, bool(return_bounded))
     if engine == "numba":
         from ._fast_common import rows_contiguous
 
@@ -61,10 +72,13 @@ def savgol_fill(
             from ._fast_linear import linear_rows
             from ._fast_savgol import savgol_rows
 
-            linear = linear_rows(values, valid, days, True)
-            return savgol_rows(values, valid, days, float(window), int(order), keep_observed, linear)
+            linear = linear_rows(values, valid, days, True, nodata=nodata)
+            acted = np.zeros(values.shape, bool) if return_bounded else None
+            out = savgol_rows(values, valid, days, float(window), int(order), keep_observed, linear, nodata, limits,
+                              acted if limits is not None else None)
+            return (out, acted) if return_bounded else out
     shape = values.shape
-    flat, ok, dtype = prepare(values, valid)
+    flat, ok, dtype = prepare(values, valid, nodata)
     d = np.asarray(days, dtype="float64")
     half = window / 2.0
     delta = (d[None, :] - d[:, None]) / half                     # (T target, T source), in [-1, 1] inside
@@ -82,4 +96,7 @@ def savgol_fill(
     short = (moments[0] < p + 1) | ~np.isfinite(model)
     if short.any():
         model = np.where(short, linear_fill(flat, ok, days), model)
-    return finish(model, flat, ok, shape, dtype, keep_observed)
+    if limits is None and return_bounded:
+        out = finish(model, flat, ok, shape, dtype, keep_observed)
+        return out, no_bound_acted(out)
+    return finish(model, flat, ok, shape, dtype, keep_observed, limits)

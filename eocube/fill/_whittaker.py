@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._bound import clip, no_bound_acted, resolve_bound
 from ._common import as_block, check_engine, finish, prepare, prepare_2d
 from ._linear import linear_fill, neighbour_indices
 
@@ -76,7 +77,12 @@ def whittaker_fill(
     extrapolate: str = "nearest",
     keep_observed: bool = True,
     engine: str = "numba",
-) -> np.ndarray:
+    nodata: float | int | None = None,
+    bound: str | None = "observed",
+    margin: float = 0.1,
+    valid_range: tuple[float, float] | None = None,
+    return_bounded: bool = False,
+) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """Fill gaps with the Whittaker smoother, weights 1 on clear observations and 0 on gaps.
 
     Parameters
@@ -94,12 +100,26 @@ def whittaker_fill(
         smoothed series everywhere.
     engine
         ``"numba"`` (compiled, default) or ``"numpy"`` (reference).
+    nodata
+        The cube's nodata value (e.g. 0 for digital numbers), missing like NaN; None: none.
+    bound
+        ``"observed"`` (default): every filled value is clipped into its pixel's clear range
+        widened by ``margin`` times its width on each side, and into ``valid_range`` where
+        given; ``"valid_range"``: into ``valid_range`` only; None: not bounded. Clear
+        observations kept in the output are never changed.
+    margin
+        See ``bound`` (0.1: 10 % of the pixel's observed range below and above it).
+    valid_range
+        ``(lo, hi)``: the values a band can physically take (e.g. ``(-1, 1)`` for NDVI).
+    return_bounded
+        Also return a bool array shaped as the result, True where the bound changed a value.
 
     Returns
     -------
-    numpy.ndarray
-        Filled values. Series with fewer than 2 clear observations (the smoother is
-        undetermined) are filled by holding their only value; with none, NaN.
+    numpy.ndarray or (numpy.ndarray, numpy.ndarray)
+        Filled values (and the ``return_bounded`` mask). Series with fewer than 2 clear
+        observations (the smoother is undetermined) are filled by holding their only value;
+        with none, NaN.
     """
     if lmbda <= 0:
         raise ValueError(f"lmbda must be > 0, got {lmbda!r}")
@@ -107,6 +127,7 @@ def whittaker_fill(
     modes = {"nearest": 0, "linear": 1, "none": 2}
     if extrapolate not in modes:
         raise ValueError(f"extrapolate must be 'nearest', 'linear' or 'none', got {extrapolate!r}")
+    limits = resolve_bound(bound, margin, valid_range, bool(return_bounded))
     t = len(days)
     if t >= 3 and engine == "numba":
         from ._fast_common import band_outputs, band_views
@@ -116,21 +137,34 @@ def whittaker_fill(
         if bands is not None:
             p0, p1, p2 = penalty_bands(days)
             result, outs = band_outputs(values, bands)
-            whittaker_rows(bands, valid, p0, p1, p2, float(lmbda), modes[extrapolate], bool(keep_observed), outs)
-            return result
+            acted_result, acted = None, None
+            if return_bounded:
+                acted_result = no_bound_acted(result)
+                acted = tuple(block[:, b:b + 1] for block in (acted_result if isinstance(acted_result, list)
+                                                              else [acted_result]) for b in range(block.shape[1]))
+            whittaker_rows(bands, valid, p0, p1, p2, float(lmbda), modes[extrapolate], bool(keep_observed), outs,
+                           nodata, limits, acted if limits is not None else None)
+            return (result, acted_result) if return_bounded else result
     values = as_block(values)
     shape = values.shape
-    if t < 3:
-        return linear_fill(values, valid, days, extrapolate="none" if extrapolate == "none" else "nearest")
+    if t < 3:  # linear filling stays within the clear observations: nothing to bound
+        out = linear_fill(values, valid, days, extrapolate="none" if extrapolate == "none" else "nearest",
+                          nodata=nodata)
+        return (out, no_bound_acted(out)) if return_bounded else out
     p0, p1, p2 = penalty_bands(days)
     if engine == "numba":
         from ._fast_whittaker import whittaker_2d
 
-        flat2, ok2, _ = prepare_2d(values, valid)
+        flat2, ok2, _ = prepare_2d(values, valid, nodata)
         out = whittaker_2d(flat2, ok2, np.asarray(days, dtype="float64"), p0, p1, p2, float(lmbda),
                            modes[extrapolate], bool(keep_observed))
-        return out.reshape(shape)
-    flat, ok, dtype = prepare(values, valid)
+        acted = np.zeros(out.shape, bool)
+        if limits is not None:
+            ok2 = ok2 & np.isfinite(flat2)
+            out, acted = clip(out, flat2, ok2, ok2 if keep_observed else np.zeros_like(ok2), limits)
+            out = out.astype(flat2.dtype, copy=False)
+        return (out.reshape(shape), acted.reshape(shape)) if return_bounded else out.reshape(shape)
+    flat, ok, dtype = prepare(values, valid, nodata)
     w = ok.astype("float64")
     a0 = w + lmbda * p0[:, None]
     a0 += 1e-9 * lmbda  # keeps series with < 2 observations solvable; they are replaced below
@@ -150,4 +184,7 @@ def whittaker_fill(
     if few.any():
         z[:, few] = linear_fill(flat[:, few], ok[:, few], days, extrapolate="nearest" if extrapolate != "none" else "none")
     z[:, count == 0] = np.nan
-    return finish(z, flat, ok, shape, dtype, keep_observed)
+    if limits is None and return_bounded:
+        out = finish(z, flat, ok, shape, dtype, keep_observed)
+        return out, no_bound_acted(out)
+    return finish(z, flat, ok, shape, dtype, keep_observed, limits)

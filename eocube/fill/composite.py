@@ -9,7 +9,9 @@ import xarray as xr
 
 from ..cube import check_time_axis, select_bands, validate_cube
 from ..masks import align_mask
+from ._common import is_nodata
 from ._errors import FillError
+from ._nodata import cube_nodata, with_nan_nodata
 from .temporal import _time_contiguous, _valid_array
 
 STATISTICS = {"median": np.nanmedian, "mean": np.nanmean, "max": np.nanmax, "min": np.nanmin}
@@ -17,8 +19,10 @@ STATISTICS = {"median": np.nanmedian, "mean": np.nanmean, "max": np.nanmax, "min
 
 
 def _composite_block(values: np.ndarray, valid: np.ndarray, *, groups: list[np.ndarray], stat: str,
-                     engine: str = "numba") -> np.ndarray:
+                     engine: str = "numba", nodata: float | int | None = None) -> np.ndarray:
     """One statistic of the clear values per group of dates, for one block (time first).
+
+    Values that are NaN or equal to ``nodata`` are missing, whatever ``valid`` says.
 
     ``engine="numba"``: the compiled kernel (:mod:`eocube.fill._fast_composite`) for 4-D float or integer blocks
     with contiguous rows and periods of consecutive dates (medians: up to ``MAX_RANK_PERIOD``
@@ -33,8 +37,9 @@ def _composite_block(values: np.ndarray, valid: np.ndarray, *, groups: list[np.n
         consecutive = all(np.array_equal(idx, np.arange(a, b)) for idx, a, b in zip(groups, starts, stops))
         longest = int((stops - starts).max(initial=0))
         if consecutive and rows_contiguous(values, valid) and (stat != "median" or longest <= MAX_RANK_PERIOD):
-            return composite_rows(values, valid, starts, stops, stat)
-    masked = np.where(valid & np.isfinite(values), values, np.nan).astype(np.result_type(values.dtype, np.float32))
+            return composite_rows(values, valid, starts, stops, stat, nodata)
+    usable = valid & np.isfinite(values) & ~is_nodata(values, nodata)
+    masked = np.where(usable, values, np.nan).astype(np.result_type(values.dtype, np.float32))
     out = np.full((len(groups),) + values.shape[1:], np.nan, dtype=masked.dtype)
     for k, idx in enumerate(groups):
         if idx.size:
@@ -62,7 +67,9 @@ def composite(
     cube
         The cube (time strictly increasing).
     clear
-        Boolean clear mask (time, y, x) or (time, band, y, x); None: all finite values count.
+        Boolean clear mask (time, y, x) or (time, band, y, x); None: all values count. NaN and the
+        cube's nodata value (``cube.rio.nodata``, or ``cube.rio.encoded_nodata``, e.g. 0 for
+        digital numbers) are never used, whatever the mask says.
     freq
         Period as a pandas frequency: ``"MS"`` (calendar months), ``"10D"``, ``"QS"``, ...
     stat
@@ -74,8 +81,8 @@ def composite(
     -------
     xarray.DataArray
         Cube with one date per period (the period start, every period between the first
-        and last date, empty ones included) holding the statistic; NaN where a pixel has
-        no clear observation in the period.
+        and last date, empty ones included) holding the statistic (float); NaN where a pixel has
+        no clear observation in the period, and NaN is its nodata value.
     """
     validate_cube(cube)
     check_time_axis(cube)
@@ -94,11 +101,11 @@ def composite(
     data = _time_contiguous(cube, rechunk=True)
     valid = _valid_array(cube, clear, data.chunks)
     out = da.map_blocks(
-        _composite_block, data, valid, groups=groups, stat=stat,
+        _composite_block, data, valid, groups=groups, stat=stat, nodata=cube_nodata(cube),
         chunks=((len(starts),),) + data.chunks[1:], dtype=np.result_type(cube.dtype, np.float32),
-        name="eocube-composite-" + da.core.tokenize(data, valid, freq, stat),
+        name="eocube-composite-" + da.core.tokenize(data, valid, freq, stat, cube_nodata(cube)),
     )
     result = xr.DataArray(out, dims=cube.dims, coords={**{k: v for k, v in cube.coords.items() if "time" not in v.dims},
                                                         "time": starts.values}, attrs=dict(cube.attrs), name=cube.name)
     result.attrs["eocube_composite"] = f"{stat} per {freq}"
-    return result.rio.write_nodata(np.nan, encoded=False)
+    return with_nan_nodata(result)

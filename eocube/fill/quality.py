@@ -11,6 +11,7 @@ from ..cube import check_time_axis
 from ._common import check_engine
 from ._grid import TimeGrid, days_since, target_times
 from ._linear import neighbour_indices
+from ._nodata import cube_nodata
 
 
 def distance_to_clear(valid: np.ndarray, days: np.ndarray, engine: str = "numba") -> np.ndarray:
@@ -51,7 +52,33 @@ def distance_to_clear(valid: np.ndarray, days: np.ndarray, engine: str = "numba"
     return out.astype("float32").reshape(shape)
 
 
-def days_to_clear(clear: xr.DataArray, *, time_grid: TimeGrid = None) -> xr.DataArray:
+def usable_mask(cube: xr.DataArray, clear: xr.DataArray | None = None) -> xr.DataArray:
+    """Where an observation of ``cube`` is usable, lazily: ``clear``, and neither NaN nor the
+    cube's nodata value (see :func:`eocube.fill.fill_gaps`), dims (time, band, y, x).
+
+    Parameters
+    ----------
+    cube
+        The cube (as given to ``fill_gaps``; integer digital numbers with ``rio.nodata`` 0 too).
+    clear
+        Boolean clear mask (time, y, x) or (time, band, y, x), or None (every observation clear).
+    """
+    from ..masks import align_mask
+    from ._fast_common import kernel_nodata
+
+    present = cube.notnull() if np.issubdtype(cube.dtype, np.floating) else xr.ones_like(cube, dtype=bool)
+    value = kernel_nodata(cube.dtype, cube_nodata(cube))
+    if value is not None:
+        present = present & (cube != value)
+    if clear is not None:
+        present = align_mask(clear, cube) & present
+    present = present.transpose("time", "band", "y", "x")
+    present.attrs = {}
+    return present.drop_vars([c for c in present.coords if c not in present.dims and c != "spatial_ref"])
+
+
+def days_to_clear(clear: xr.DataArray | None, *, time_grid: TimeGrid = None,
+                  cube: xr.DataArray | None = None) -> xr.DataArray:
     """Per pixel (and band) and date, the days to the nearest clear observation, lazily.
 
     The quality companion of :func:`eocube.fill.fill_gaps`: 0 where the value was
@@ -61,15 +88,22 @@ def days_to_clear(clear: xr.DataArray, *, time_grid: TimeGrid = None) -> xr.Data
     Parameters
     ----------
     clear
-        Boolean clear mask (time, y, x) or (time, band, y, x), e.g. from :mod:`eocube.masks`.
+        Boolean clear mask (time, y, x) or (time, band, y, x), e.g. from :mod:`eocube.masks`;
+        None only with ``cube`` (its values alone say what is missing).
     time_grid
         The same ``time_grid`` as given to ``fill_gaps`` (None: the mask's dates).
+    cube
+        The cube that was filled: pass it so that its NaN values and nodata value (e.g. 0 in
+        uint16 digital numbers) count as not clear, as ``fill_gaps`` counts them; the result
+        is then per band (:func:`usable_mask`). None: the mask alone.
 
     Returns
     -------
     xarray.DataArray
-        float32, the mask's dims, named ``days_to_clear``.
+        float32, the mask's dims (with ``cube``: time, band, y, x), named ``days_to_clear``.
     """
+    if cube is not None:
+        clear = usable_mask(cube, clear)
     if not isinstance(clear, xr.DataArray) or clear.dtype != bool or "time" not in clear.dims:
         raise TypeError("days_to_clear needs a boolean xarray.DataArray with a time dim (True = clear)")
     clear = clear.transpose("time", ...)
