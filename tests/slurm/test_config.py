@@ -148,6 +148,9 @@ def test_cli_dry_run_prints_the_job_script_and_does_no_work(tmp_path: Path) -> N
     assert result.exit_code == 0, result.output
     assert "#SBATCH -p gpu" in result.output and "#SBATCH --gres=gpu:2" in result.output
     assert result.output.index("module load cuda") < result.output.index("conda activate eo")
+    for option in ("tls://<scheduler-address>", "--tls-ca-file", "--tls-cert", "--tls-key"):  # TLS by default
+        assert option in result.output
+    assert "BEGIN" not in result.output and "PRIVATE KEY" not in result.output  # paths, no key material
     assert "source:" not in result.output  # the command body never ran
     assert not out.exists()
 
