@@ -35,3 +35,11 @@ class DeviceError(ModelError, RuntimeError):
 
 class ModelRuntimeError(ModelError, RuntimeError):
     """The model raised while processing one chunk; the message names the chunk, the cause is chained."""
+
+
+class SourceError(ModelError, ValueError):
+    """A source of the model is missing from the call, unexpected, or lacks the bands the model needs."""
+
+
+class GridError(SourceError):
+    """The sources' grids do not nest (other CRS, non-integer resolution ratio, misaligned origin)."""
