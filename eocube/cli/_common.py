@@ -120,6 +120,8 @@ CLUSTER_OPTIONS = {
     "scratch": "local_directory",
     "interface": "interface",
     "scheduler_host": "scheduler_host",
+    "tls": "tls",
+    "tls_directory": "tls_directory",
     "cluster_config": "config_file",
 }
 """The cluster options every long command gets, and the connect() keyword each becomes."""
@@ -177,6 +179,12 @@ def cluster_options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--scratch", default=None, help=slurm + "node-local scratch folder of the workers, e.g. '$TMPDIR'."),
         click.option("--interface", default=None, help=slurm + "network interface of scheduler and workers (ib0, lo)."),
         click.option("--scheduler-host", default=None, help=slurm + "address the scheduler listens on."),
+        click.option("--tls/--no-tls", default=None,
+                     help=slurm + "TLS between scheduler, workers and client, with certificates made for the run "
+                          "(default on); --no-tls: plain TCP, anyone reaching the scheduler can run code as you."),
+        click.option("--tls-directory", default=None,
+                     help=slurm + "folder for each run's worker certificates, private and seen by the compute "
+                          "nodes (default ~/.eocube/tls)."),
     ]
     for option in reversed(options):
         wrapper = option(wrapper)

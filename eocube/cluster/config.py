@@ -64,8 +64,8 @@ SLURM_KEYS = {
     "worker_extra_args": None,
     "death_timeout": None,
     "python": None,
-    "tls": None,
-    "tls_directory": None,
+    "tls": "--tls/--no-tls",
+    "tls_directory": "--tls-directory",
 }
 
 class DefaultAddress(str):

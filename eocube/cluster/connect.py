@@ -9,7 +9,7 @@ from distributed import Client
 
 from ..errors import ClusterError
 from .config import DEFAULT_DASHBOARD, ClusterConfigError, resolve
-from .local import local_cluster, machine_size
+from .local import QuietEOCubeErrorsPlugin, local_cluster, machine_size
 
 
 def connect(
@@ -80,7 +80,9 @@ def connect(
     if kind == "local":
         lc = local_cluster(s["n_workers"], s["threads_per_worker"], s["memory_limit"],
                            processes=s["processes"], dashboard_address=dashboard_address)
-        return Client(lc)
+        client = Client(lc)
+        client.register_plugin(QuietEOCubeErrorsPlugin())
+        return client
     if kind == "slurm":
         from .slurm import slurm_cluster
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 import os
 
 import psutil
 from distributed import LocalCluster
+from distributed.diagnostics.plugin import WorkerPlugin
 
 from .config import DEFAULT_DASHBOARD, loopback_address
 
@@ -66,3 +68,49 @@ def local_cluster(
         protocol="tcp://",  # also for processes=False (inproc would ignore the host)
         dashboard_address=loopback_address(dashboard_address),
     )
+
+
+class QuietEOCubeErrors(logging.Filter):
+    """Drop a worker's "Compute Failed" log record when the task raised an eocube error.
+
+    Such an error reaches the caller as one exception whose message names the input at fault
+    and the remedy; on a local cluster the workers share the caller's terminal, where their
+    multi-line tracebacks of the same error would bury that line. Other errors, and every
+    other worker message (memory, restarts), are kept.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """False for a "Compute Failed" record whose exception is an :class:`~eocube.errors.EOCubeError`."""
+        if not str(record.msg).startswith("Compute Failed") or not isinstance(record.args, tuple):
+            return True
+        texts = [arg for arg in record.args if isinstance(arg, str)]
+        return not any(text.split("(", 1)[0] in _eocube_error_names() for text in texts)
+
+
+def _eocube_error_names() -> set[str]:
+    """Class names of every eocube error (the worker logs the exception's repr, ``Name('...')``)."""
+    from ..errors import EOCubeError
+
+    names, todo = set(), [EOCubeError]
+    while todo:
+        cls = todo.pop()
+        names.add(cls.__name__)
+        todo.extend(cls.__subclasses__())
+    return names
+
+
+def quiet_eocube_errors() -> None:
+    """Install :class:`QuietEOCubeErrors` on this process's ``distributed.worker`` logger (once)."""
+    worker_logger = logging.getLogger("distributed.worker")
+    if not any(isinstance(f, QuietEOCubeErrors) for f in worker_logger.filters):
+        worker_logger.addFilter(QuietEOCubeErrors())
+
+
+class QuietEOCubeErrorsPlugin(WorkerPlugin):
+    """Installs :class:`QuietEOCubeErrors` in each worker process of a local cluster."""
+
+    name = "eocube-quiet-errors"
+
+    def setup(self, worker: object) -> None:
+        """Called by distributed in the worker process."""
+        quiet_eocube_errors()

@@ -40,3 +40,40 @@ def test_an_existing_scheduler_is_joined_by_address():
 def test_an_unreachable_scheduler_is_a_clear_error():
     with pytest.raises(eocube.EOCubeError, match="cannot reach the Dask scheduler at tcp://127.0.0.1:9.*--cluster local"):
         connect("tcp://127.0.0.1:9", timeout=2)
+
+
+QUIET_SCRIPT = '''
+import dask.array as da
+from eocube.cluster import connect
+from eocube.errors import StoreError
+
+def damaged(block):
+    raise StoreError("input store X.zarr is damaged")
+
+def plain(block):
+    raise ZeroDivisionError("a bug")
+
+if __name__ == "__main__":
+    client = connect(n_workers=1, threads_per_worker=1, dashboard_address=":0")
+    for func, kind in ((damaged, StoreError), (plain, ZeroDivisionError)):
+        try:
+            da.ones(4, chunks=2).map_blocks(func, dtype=float).compute()
+        except kind as exc:
+            print("caught", type(exc).__name__, flush=True)
+    client.close()
+'''
+
+
+def test_workers_do_not_repeat_eocube_errors_on_the_terminal(tmp_path):
+    """An eocube error reaches the caller as one line; the local workers' 'Compute Failed'
+    tracebacks of it are dropped, those of other errors (bugs) are kept."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "quiet.py"
+    script.write_text(QUIET_SCRIPT)
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.split() == ["caught", "StoreError", "caught", "ZeroDivisionError"]
+    assert "StoreError" not in proc.stderr and "X.zarr" not in proc.stderr
+    assert "Compute Failed" in proc.stderr and "ZeroDivisionError" in proc.stderr
