@@ -3,23 +3,31 @@
 A model reaches the workers as a small *source* object, one key of the task graph that
 every chunk task depends on (so it is not pickled into each task). In each worker process
 :func:`get_model` builds the module from its source once per ``(content token, device)``
-and keeps it; later chunks reuse it. Three sources:
+and keeps it; later chunks reuse it. Four sources:
 
 * :class:`ModuleSource`: a ``torch.nn.Module`` object of the caller's process; sent once
   per worker by the scheduler and deep-copied there (the caller's module is never
   modified or moved to a device);
+* :class:`ExportedProgramSource`: a ``torch.export`` program saved as ``.pt2``
+  (``torch.export.save``), loaded with ``torch.export.load(...).module()`` after checking
+  that the archive holds no pickled objects and no compiled code; it must have been exported
+  with dynamic batch and spatial sizes;
 * :class:`TorchScriptSource`: a TorchScript file, loaded with ``torch.jit.load`` (no
-  pickle involved); its SHA-256 is checked on load so a file changed after the graph was
-  built is refused;
+  pickle involved; TorchScript is deprecated in torch 2.13, so torch warns);
 * :class:`StateDictSource`: a factory (an importable callable building the module) plus a
   ``state_dict`` file loaded with ``torch.load(weights_only=True)``, which refuses
   arbitrary pickled objects.
+
+Each file's SHA-256 is taken when the graph is built and checked on load, so a file changed
+after the graph was built is refused.
 """
 
 from __future__ import annotations
 
 import copy
 import hashlib
+import io
+import json
 import os
 import re
 import threading
@@ -27,7 +35,7 @@ import zipfile
 from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Union
+from typing import Any, Callable, Literal, Mapping, Union
 
 import torch
 from dask.base import tokenize
@@ -48,10 +56,11 @@ PICKLED_OBJECTS = (
 """Why a pickled-object file is refused (shared by the model and checkpoint loaders)."""
 
 SAFE_FORMATS = (
-    "Save the model in a safe form instead: its weights with torch.save(model.state_dict(), path), "
-    "loaded by eocube.models.from_state_dict(factory, path); or a TorchScript file with "
-    "torch.jit.save(torch.jit.script(model), path). torch.export's .pt2 programs "
-    "(torch.export.save) hold no pickle either, but apply_model takes the first two."
+    "Save the model in a safe form instead: a torch.export program with dynamic sizes "
+    "(eocube.models.card.export_model(model, example_inputs, 'model.pt2'), or torch.export.save), "
+    "passed as its .pt2 path; its weights with torch.save(model.state_dict(), path), loaded by "
+    "eocube.models.from_state_dict(factory, path); or a TorchScript file (torch.jit.save, deprecated "
+    "in torch 2.13)."
 )
 """How to save a model file that loads without unpickling."""
 
@@ -287,8 +296,175 @@ class StateDictSource:
         return f"{name}(**{dict(self.kwargs)}) with weights {self.path} (sha256 {self.sha256[:12]})"
 
 
-ModelSource = Union[ModuleSource, TorchScriptSource, StateDictSource]
-"""Any of the three sources."""
+ModelFormat = Literal["torch.export", "torchscript", "torch.save", "unknown"]
+"""What a model file holds, found from its content (see :func:`model_file_format`)."""
+
+EXPORT_ADVICE = (
+    "Export it with dynamic batch and spatial sizes: eocube.models.card.export_model(model, "
+    "(torch.zeros(2, C, 64, 64),), 'model.pt2') does it, or by hand D = torch.export.Dim.DYNAMIC "
+    "(or torch.export.Dim('H', min=..., max=...)); ep = torch.export.export(model.eval(), (x,), "
+    "dynamic_shapes=({0: D, 2: D, 3: D},)); torch.export.save(ep, 'model.pt2'). Use an example "
+    "batch of 2, not 1: a size of 1 is specialised to a constant."
+)
+"""How to export a program that eocube can run on batches and tiles of any size."""
+
+
+def _archive_names(path: Path) -> list[str] | None:
+    """Names in a zip file without their root folder, or None when it is not a zip file."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return [name.split("/", 1)[-1] for name in archive.namelist()]
+    except (OSError, zipfile.BadZipFile):
+        return None
+
+
+def model_file_format(path: str | os.PathLike[str]) -> ModelFormat:
+    """What a model file holds, from its content (never by unpickling it).
+
+    Parameters
+    ----------
+    path
+        A model file.
+
+    Returns
+    -------
+    str
+        ``"torch.export"`` (a ``.pt2`` archive of ``torch.export.save``), ``"torchscript"``
+        (``torch.jit.save``), ``"torch.save"`` (weights or pickled objects of ``torch.save``)
+        or ``"unknown"``.
+    """
+    names = _archive_names(Path(path))
+    if names is None:
+        return "unknown"
+    if "archive_format" in names and any(n.startswith("models/") for n in names):
+        return "torch.export"
+    if "constants.pkl" in names or any(n.startswith("code/") for n in names):
+        return "torchscript"
+    if "data.pkl" in names:
+        return "torch.save"
+    return "unknown"
+
+
+def _pt2_unsafe_content(path: Path) -> str | None:
+    """Why ``torch.export.load`` would unpickle objects or load compiled code from ``path``; None if not.
+
+    ``torch.export.load`` unpickles tensor subclasses, custom and opaque objects, legacy
+    weight files and sample inputs it cannot read with ``weights_only=True``, and loads the
+    compiled libraries of AOTInductor packages. eocube refuses such archives.
+    """
+    with zipfile.ZipFile(path) as archive:
+        for full in archive.namelist():
+            name = full.split("/", 1)[-1]
+            if name.startswith(("data/aotinductor/", "data/executorch/", "data/mtia")):
+                return f"it holds compiled code ({name}), which runs when loaded"
+            if re.fullmatch(r"data/(weights|constants)/[^/]+\.pt", name):
+                return f"it holds pickled {name.split('/')[1]} in the legacy format ({name})"
+            if re.fullmatch(r"data/(weights|constants)/[^/]+_config\.json", name):
+                reason = _pickled_payloads(json.loads(archive.read(full)), name)
+                if reason:
+                    return reason
+            if name.startswith("data/sample_inputs/"):
+                try:
+                    torch.load(io.BytesIO(archive.read(full)), map_location="cpu", weights_only=True)
+                except Exception as exc:
+                    return f"its sample inputs ({name}) are pickled objects ({weights_only_failure(exc)})"
+    return None
+
+
+def _pickled_payloads(config: Mapping[str, Any], name: str) -> str | None:
+    """Why a weights/constants config of a ``.pt2`` archive names pickled payloads; None if it does not."""
+    for fqn, meta in (config.get("config") or {}).items():
+        path_name = str(meta.get("path_name", ""))
+        if meta.get("use_pickle") or path_name.startswith(("custom_obj_", "opaque_obj_")):
+            return f"{fqn!r} in {name} is a pickled object"
+    return None
+
+
+def _dynamic_problems(program: Any) -> list[str]:
+    """The user inputs of an exported program whose batch or spatial sizes are static."""
+    user_inputs = set(program.graph_signature.user_inputs)
+    problems = []
+    for node in program.graph.nodes:
+        val = node.meta.get("val") if node.op == "placeholder" else None
+        if node.name not in user_inputs or not isinstance(val, torch.Tensor) or val.ndim == 0:
+            continue
+        dims = [0] + ([val.ndim - 2, val.ndim - 1] if val.ndim >= 3 else [])
+        static = [d for d in dims if not isinstance(val.shape[d], torch.SymInt)]
+        if static:
+            shape = tuple(val.shape)
+            problems.append(f"input {node.name!r} has static dims {static} (shape {shape})")
+    return problems
+
+
+def _load_program(path: Path, shown: str) -> Any:
+    """``torch.export.load`` of a ``.pt2`` archive, after checking it holds nothing to unpickle."""
+    if model_file_format(path) != "torch.export":
+        raise ModelLoadError(
+            f"{shown!r} is not a torch.export program (.pt2 archive of torch.export.save). {EXPORT_ADVICE}"
+        )
+    unsafe = _pt2_unsafe_content(path)
+    if unsafe:
+        raise ModelLoadError(
+            f"{shown!r} is a .pt2 archive but {unsafe}; eocube only loads torch.export programs of plain "
+            f"tensors and graphs. {SAFE_FORMATS}"
+        )
+    try:
+        with open(path, "rb") as f:  # a file object: torch warns about names not ending in .pt2
+            return torch.export.load(f)
+    except Exception as exc:
+        raise ModelLoadError(
+            f"{shown!r} could not be loaded with torch.export.load ({type(exc).__name__}: {first_line(exc)}); "
+            "it may come from another torch version: export it again with this one"
+        ) from safe_cause(exc)
+
+
+class ExportedModule(nn.Module):
+    """A loaded ``torch.export`` program as a module.
+
+    The graph was captured in eval mode and cannot switch modes, so :meth:`train` only sets
+    the flag (``torch.export``'s own module refuses ``eval()``).
+    """
+
+    def __init__(self, program: nn.Module) -> None:
+        super().__init__()
+        self.program = program
+
+    def forward(self, *args: Any) -> Any:
+        """Run the program."""
+        return self.program(*args)
+
+    def train(self, mode: bool = True) -> "ExportedModule":
+        """Set the training flag of this wrapper only (the graph is fixed)."""
+        self.training = mode
+        return self
+
+
+@dataclass(frozen=True)
+class ExportedProgramSource:
+    """A ``torch.export`` program saved as ``.pt2``, with dynamic batch and spatial sizes."""
+
+    path: str
+    """Absolute path, readable by every worker."""
+    sha256: str
+    """Digest of the file when the graph was built."""
+
+    @property
+    def token(self) -> str:
+        """Cache key: the file's content digest."""
+        return f"export-{self.sha256}"
+
+    def build(self) -> nn.Module:
+        """Load the program on the CPU, after checking its digest and that it holds no pickle."""
+        path = _unchanged_file(self.path, self.sha256, "torch.export program")
+        return ExportedModule(_load_program(path, self.path).module())
+
+    def describe(self) -> str:
+        """One line for attributes and error messages."""
+        return f"torch.export program {self.path} (sha256 {self.sha256[:12]})"
+
+
+ModelSource = Union[ModuleSource, ExportedProgramSource, TorchScriptSource, StateDictSource]
+"""Any of the four sources."""
 
 
 def from_torchscript(path: str | os.PathLike[str]) -> TorchScriptSource:
@@ -306,6 +482,41 @@ def from_torchscript(path: str | os.PathLike[str]) -> TorchScriptSource:
     """
     p = _check_file(path, "TorchScript file")
     return TorchScriptSource(path=str(p), sha256=_sha256_file(p))
+
+
+def from_exported(path: str | os.PathLike[str]) -> ExportedProgramSource:
+    """Refer to a ``torch.export`` program saved as ``.pt2``.
+
+    The program is loaded once here to check it: its archive must hold no pickled objects
+    and no compiled code, and every tensor input must have a dynamic batch size (dim 0) and,
+    for inputs of 3 or more dims, dynamic height and width (the last two dims), since the
+    engine runs it on batches and tiles of varying size.
+
+    Parameters
+    ----------
+    path
+        A file written by ``torch.export.save`` (see :func:`eocube.models.card.export_model`);
+        on a cluster, readable by every worker at the same path.
+
+    Returns
+    -------
+    ExportedProgramSource
+        Pass it (or simply the path) as ``model`` to :func:`eocube.apply_model`.
+
+    Raises
+    ------
+    ModelLoadError
+        Not a ``.pt2`` program, unsafe content, or static sizes (the message says how to export).
+    """
+    p = _check_file(path, "torch.export program")
+    program = _load_program(p, str(path))
+    problems = _dynamic_problems(program)
+    if problems:
+        raise ModelLoadError(
+            f"the torch.export program {str(path)!r} was exported with static sizes ({'; '.join(problems)}), "
+            f"but eocube runs it on batches and tiles of varying size. {EXPORT_ADVICE}"
+        )
+    return ExportedProgramSource(path=str(p), sha256=_sha256_file(p))
 
 
 def from_state_dict(
@@ -343,24 +554,29 @@ def as_source(model: Any) -> ModelSource:
     Parameters
     ----------
     model
-        A ``torch.nn.Module``, a path to a TorchScript file, a ``(factory, state_dict_path)``
-        tuple, or a source from :func:`from_torchscript` / :func:`from_state_dict`.
+        A ``torch.nn.Module``, a path to a ``torch.export`` program (``.pt2``, found by its
+        content or its extension) or to a TorchScript file, a ``(factory, state_dict_path)``
+        tuple, or a source from :func:`from_exported` / :func:`from_torchscript` /
+        :func:`from_state_dict`.
 
     Returns
     -------
     ModelSource
     """
-    if isinstance(model, (ModuleSource, TorchScriptSource, StateDictSource)):
+    if isinstance(model, (ModuleSource, ExportedProgramSource, TorchScriptSource, StateDictSource)):
         return model
     if isinstance(model, nn.Module):
         return ModuleSource(module=model, token=f"module-{module_token(model)}")
     if isinstance(model, (str, os.PathLike)):
+        path = _check_file(model, "model file")
+        if path.suffix.lower() == ".pt2" or model_file_format(path) == "torch.export":
+            return from_exported(model)
         return from_torchscript(model)
     if isinstance(model, tuple) and len(model) == 2 and callable(model[0]):
         return from_state_dict(model[0], model[1])
     raise ModelLoadError(
         f"model is a {type(model).__module__}.{type(model).__name__}; expected a torch.nn.Module, "
-        "the path of a TorchScript file, (factory, state_dict_path), or "
+        "the path of a torch.export (.pt2) or TorchScript file, (factory, state_dict_path), or "
         "eocube.models.from_state_dict(factory, path, **kwargs)"
     )
 
