@@ -21,6 +21,8 @@ import zarr
 from dask.base import tokenize
 
 from ..errors import CorruptChunkError, StoreError
+from . import _stores
+from ._stores import StoreLocation
 
 
 class CheckedZarrArray:
@@ -29,7 +31,7 @@ class CheckedZarrArray:
     Parameters
     ----------
     store
-        Path of the Zarr store.
+        The Zarr store (a local path or a :class:`~eocube.io._stores.StoreLocation`).
     variable
         Name of the array in the store.
     shape, dtype
@@ -41,11 +43,13 @@ class CheckedZarrArray:
     Notes
     -----
     The Zarr array is opened on first read in each process and is not pickled
-    (workers reopen it from the path).
+    (workers reopen it from the location, credentials from their own
+    environment or the storage options).
     """
 
-    def __init__(self, store: str, variable: str, shape: tuple[int, ...], dtype: np.dtype, token: str) -> None:
-        self.store = store
+    def __init__(self, store: str | StoreLocation, variable: str, shape: tuple[int, ...], dtype: np.dtype, token: str) -> None:
+        self.loc = _stores.resolve(store)
+        self.store = self.loc.display
         self.variable = variable
         self.shape = tuple(shape)
         self.dtype = np.dtype(dtype)
@@ -63,7 +67,7 @@ class CheckedZarrArray:
 
     def _open(self) -> zarr.Array:
         if self._array is None:
-            self._array = zarr.open_array(self.store, path=self.variable, mode="r")
+            self._array = zarr.open_array(self.loc.zarr_store(read_only=True), path=self.variable, mode="r")
         return self._array
 
     def __getitem__(self, key: Any) -> np.ndarray:
@@ -71,7 +75,7 @@ class CheckedZarrArray:
         try:
             return np.asarray(array[key])
         except Exception as exc:  # noqa: BLE001 - re-raised as is unless one chunk is to blame
-            located = locate_damage(array, self.store, self.variable, key, exc)
+            located = locate_damage(array, self.loc, self.variable, key, exc)
             if located is None:
                 raise
             raise located from exc
@@ -114,7 +118,8 @@ def chunk_regions(array: zarr.Array, key: Any) -> list[tuple[tuple[int, ...], tu
     return regions
 
 
-def locate_damage(array: zarr.Array, store: str, variable: str, key: Any, exc: BaseException) -> StoreError | None:
+def locate_damage(array: zarr.Array, store: str | StoreLocation, variable: str, key: Any,
+                  exc: BaseException) -> StoreError | None:
     """Find the chunk behind a failed read and describe it (None if no single chunk fails).
 
     Parameters
@@ -135,25 +140,27 @@ def locate_damage(array: zarr.Array, store: str, variable: str, key: Any, exc: B
         decoded, a :class:`~eocube.errors.StoreError` for one that cannot be read
         (permissions, file system), None when reading chunk by chunk succeeds.
     """
+    loc = _stores.resolve(store)
     for idx, region in chunk_regions(array, key):
         try:
             array[region]
         except Exception as inner:  # noqa: BLE001 - this chunk is the culprit
             chunk = array.metadata.encode_chunk_key(idx)
-            file = Path(store) / variable / chunk
-            where = f"input store {store}, variable {variable}, chunk key {chunk}"
+            file = Path(loc.url) / variable / chunk if loc.is_local else f"{loc.display}/{variable}/{chunk}"
+            where = f"input store {loc.display}, variable {variable}, chunk key {chunk}"
+            text = _stores.scrub(str(inner), loc)
             if isinstance(inner, OSError):
                 return StoreError(
-                    f"{where} cannot be read ({type(inner).__name__}: {inner}): check that {file} is readable"
+                    f"{where} cannot be read ({type(inner).__name__}: {text}): check that {file} is readable"
                 )
             return CorruptChunkError(
-                f"{where} cannot be decoded ({type(inner).__name__}: {inner}): the file {file} is damaged; "
-                "re-create or re-download the store"
+                f"{where} cannot be decoded ({type(inner).__name__}: {text}): the {'file' if loc.is_local else 'object'} "
+                f"{file} is damaged; re-create or re-download the store"
             )
     return None
 
 
-def input_token(store: str | os.PathLike[str], variable: str, array: zarr.Array, group_attrs: dict[str, Any]) -> str:
+def input_token(store: str | os.PathLike[str] | StoreLocation, variable: str, array: zarr.Array, group_attrs: dict[str, Any]) -> str:
     """A token of a store array's content, the same in every process.
 
     It covers the store's absolute path, the array's metadata and the record of
@@ -177,26 +184,39 @@ def input_token(store: str | os.PathLike[str], variable: str, array: zarr.Array,
     str
         Hex token.
     """
-    path = Path(store).resolve()
+    loc = _stores.resolve(store)
     record = group_attrs.get("eocube_write")
-    if not isinstance(record, dict) or record.get("status") != "complete":
-        stamps = [(p.name, p.stat().st_mtime_ns) for p in _metadata_files(path, variable) if p.exists()]
-        record = {"record": record, "metadata_mtimes": stamps}
+    if loc.is_local:
+        path = Path(loc.url).resolve()
+        where = str(path)
+        if not isinstance(record, dict) or record.get("status") != "complete":
+            stamps = [(p.name, p.stat().st_mtime_ns) for p in _metadata_files(path, variable) if p.exists()]
+            record = {"record": record, "metadata_mtimes": stamps}
+    else:
+        where = loc.display
+        if not isinstance(record, dict) or record.get("status") != "complete":
+            stamps = []
+            for key in (f"{variable}/.zarray", f"{variable}/zarr.json", ".zattrs", "zarr.json"):
+                try:
+                    stamps.append((key, _stores.head(loc, key)))
+                except Exception:  # noqa: BLE001 - e.g. HTTP servers without HEAD: the metadata alone
+                    continue
+            record = {"record": record, "metadata_stamps": stamps}
     meta = json.dumps(array.metadata.to_dict(), sort_keys=True, default=str)
-    return tokenize(str(path), variable, meta, json.dumps(record, sort_keys=True, default=str))
+    return tokenize(where, variable, meta, json.dumps(record, sort_keys=True, default=str))
 
 
 def _metadata_files(path: Path, variable: str) -> list[Path]:
     return [path / variable / ".zarray", path / variable / "zarr.json", path / ".zattrs", path / "zarr.json"]
 
 
-def checked_dask_array(store: str | os.PathLike[str], variable: str, group_attrs: dict[str, Any]) -> da.Array:
+def checked_dask_array(store: str | os.PathLike[str] | StoreLocation, variable: str, group_attrs: dict[str, Any]) -> da.Array:
     """The dask array of a store's array, one task per stored chunk, reads checked.
 
     Parameters
     ----------
     store
-        Path of the store.
+        The store (a local path or a :class:`~eocube.io._stores.StoreLocation`).
     variable
         Name of the array.
     group_attrs
@@ -207,9 +227,10 @@ def checked_dask_array(store: str | os.PathLike[str], variable: str, group_attrs
     dask.array.Array
         Lazy; chunked like the store (by shard where sharded).
     """
-    array = zarr.open_array(str(store), path=variable, mode="r")
-    token = input_token(store, variable, array, group_attrs)
-    source = CheckedZarrArray(str(store), variable, array.shape, array.dtype, token)
+    loc = _stores.resolve(store)
+    array = zarr.open_array(loc.zarr_store(read_only=True), path=variable, mode="r")
+    token = input_token(loc, variable, array, group_attrs)
+    source = CheckedZarrArray(loc, variable, array.shape, array.dtype, token)
     source._array = array
     chunks = array.shards or array.chunks
     return da.from_array(

@@ -4,7 +4,8 @@ A store is resumed (or, complete, reused) only by the same computation. The
 fingerprint is a hash of named parts, stored with the write's record so that a
 refusal can say which part differs:
 
-* ``layout``: variable, Zarr format, shape, dtype, chunks, nodata;
+* ``layout``: variable, Zarr format, shape, dtype, chunks (and inner chunks
+  and shards of a sharded array), nodata;
 * ``coords``: times, band names, y, x and CRS;
 * ``computation``: what computes the values. For a dask-backed cube it is the
   dask array's name, which dask derives deterministically from the whole graph
@@ -75,7 +76,8 @@ def _nodata(cube: xr.DataArray) -> Any:
 
 
 def fingerprint_parts(
-    cube: xr.DataArray, computation: str, variable: str, zarr_format: int, provenance: dict[str, Any]
+    cube: xr.DataArray, computation: str, variable: str, zarr_format: int, provenance: dict[str, Any],
+    *, storage: dict[str, Any] | None = None,
 ) -> dict[str, str]:
     """The hashed parts of a write's fingerprint.
 
@@ -91,6 +93,9 @@ def fingerprint_parts(
         2 or 3.
     provenance
         Redacted provenance.
+    storage
+        Inner chunks and shards of a format 3 array whose chunks differ from
+        its write units (None otherwise, so format 2 fingerprints are unchanged).
 
     Returns
     -------
@@ -105,6 +110,8 @@ def fingerprint_parts(
         "chunks": [list(c) for c in cube.chunks],  # type: ignore[union-attr]
         "nodata": _nodata(cube),
     }
+    if storage is not None:
+        layout["storage"] = storage
     h = hashlib.sha256()
     for dim in ("time", "y", "x"):
         h.update(np.ascontiguousarray(cube[dim].values).tobytes())

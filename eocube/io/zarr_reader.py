@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import warnings
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -18,7 +17,8 @@ import xarray as xr
 
 from ..cube import DIMS, validate_cube
 from ..errors import IncompleteStoreError, StoreError, StoreNotFoundError
-from . import _ledger
+from . import _ledger, _stores
+from ._stores import StoreLocation
 from ._chunkread import checked_dask_array
 from .zarr_writer import WRITE_ATTR
 
@@ -29,13 +29,15 @@ def open_zarr(
     variable: str | None = None,
     chunks: dict[str, int] | None = None,
     allow_incomplete: bool = False,
+    storage_options: dict[str, Any] | None = None,
 ) -> xr.DataArray:
     """Open a cube stored in Zarr, lazily (nothing is read but metadata).
 
     Parameters
     ----------
     store
-        Path of the store (format 2 or 3).
+        A local path or a URL (``s3://``, ``gs://``, ``az://``, ``https://``)
+        of the store (format 2 or 3). A URL is never taken for a local path.
     variable
         Name of the cube's array; by default the only array with dims
         ``(time, band, y, x)``.
@@ -44,6 +46,10 @@ def open_zarr(
     allow_incomplete
         Open a store whose write has not finished (its unwritten chunks read as
         nodata). Off by default, so a half-written result never passes as one.
+    storage_options
+        Options of the object store (endpoint, region, credentials, ``anon``);
+        by default credentials come from the environment (``AWS_*``, ...) and
+        the AWS config files. Never shown in messages or attributes.
 
     Returns
     -------
@@ -65,14 +71,14 @@ def open_zarr(
         Later, when the data are computed: a chunk of the store cannot be
         decoded (the error names the store, the variable and the chunk key).
     """
-    path = Path(store)
-    if not path.exists():
-        raise StoreNotFoundError(f"no Zarr store at {path}: check the path (it must be a folder such as out.zarr)")
+    loc = _stores.resolve(store, storage_options)
+    path = loc.display
+    _check_exists(loc)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # "consolidated metadata not found" fallback
         try:
             ds = xr.open_zarr(
-                str(path),
+                loc.zarr_store(read_only=True),
                 chunks=None,  # lazy backend arrays; the cube's dask array is built below
                 decode_coords="all",
                 mask_and_scale=False,
@@ -80,15 +86,19 @@ def open_zarr(
             )
         except Exception as exc:  # noqa: BLE001 - turn any reader failure into one clear message
             raise StoreError(
-                f"{path} is not a readable Zarr store ({type(exc).__name__}: {exc}): "
+                f"{path} is not a readable Zarr store ({type(exc).__name__}: {_stores.scrub(str(exc), loc)}): "
                 "is it the right path, and was it written completely?"
-            ) from exc
+            ) from (exc if loc.is_local else None)
     state = ds.attrs.get(WRITE_ATTR)
     if isinstance(state, dict) and state.get("status") != "complete" and not allow_incomplete:
         name = variable or next(iter(ds.data_vars), "cube")
-        done = len(_ledger.done_chunks(path, name))
+        try:
+            done: int | str = len(_ledger.done_chunks(loc, name))
+        except Exception:  # noqa: BLE001 - a store that cannot be listed (HTTP)
+            done = "?"
+        unit = "shards" if (state.get("layout") or {}).get("shards") else "chunks"
         raise IncompleteStoreError(
-            f"{path} is an unfinished write ({done} of {state.get('chunks_total', '?')} chunks written): "
+            f"{path} is an unfinished write ({done} of {state.get('chunks_total', '?')} {unit} written): "
             "run the same command again to resume it, or pass allow_incomplete=True to look at it anyway"
         )
     name = variable or _cube_variable(ds, path)
@@ -97,7 +107,7 @@ def open_zarr(
     cube = ds[name]
     if tuple(cube.dims) != DIMS:
         raise StoreError(f"{path}:{name} has dims {cube.dims}, not a cube {DIMS}; open it with xarray.open_zarr instead")
-    cube = _lazy_cube(cube, path, name, dict(ds.attrs))
+    cube = _lazy_cube(cube, loc, name, dict(ds.attrs))
     if chunks is not None:
         cube = cube.chunk(chunks)
     cube = cube.assign_coords(band=np.asarray([str(b) for b in cube["band"].values], dtype=object))
@@ -105,7 +115,24 @@ def open_zarr(
     return validate_cube(cube, name=f"{path}:{name}")
 
 
-def _lazy_cube(cube: xr.DataArray, path: Path, name: str, group_attrs: dict[str, Any]) -> xr.DataArray:
+def _check_exists(loc: StoreLocation) -> None:
+    """Raise StoreNotFoundError when nothing is at the location."""
+    if loc.is_local:
+        if not loc.path.exists():
+            raise StoreNotFoundError(
+                f"no Zarr store at {loc.display}: check the path (it must be a folder such as out.zarr)")
+        return
+    try:
+        found = _stores.has_zarr_metadata(loc)
+    except Exception as exc:  # noqa: BLE001 - unreachable endpoint, refused credentials
+        raise StoreError(f"{loc.display} cannot be read ({type(exc).__name__}: {_stores.scrub(str(exc), loc)}): "
+                         "check the URL, the endpoint and the credentials") from None
+    if not found:
+        raise StoreNotFoundError(f"no Zarr store at {loc.display}: check the URL (it must name the store's root, "
+                                 "such as s3://bucket/out.zarr)")
+
+
+def _lazy_cube(cube: xr.DataArray, loc: StoreLocation, name: str, group_attrs: dict[str, Any]) -> xr.DataArray:
     """The cube with its data as a checked dask array (see :mod:`eocube.io._chunkread`).
 
     Reads of a damaged chunk then name the store, variable and chunk key. Where
@@ -114,13 +141,13 @@ def _lazy_cube(cube: xr.DataArray, path: Path, name: str, group_attrs: dict[str,
     """
     coords = {k: cube[k].variable.load() for k in cube.coords if k not in cube.dims}
     cube = cube.assign_coords(coords)
-    data = checked_dask_array(path, name, group_attrs)
+    data = checked_dask_array(loc, name, group_attrs)
     if data.dtype != cube.dtype:
         return cube.chunk(dict(zip(cube.dims, data.chunksize)))
     return cube.copy(data=data)
 
 
-def _cube_variable(ds: xr.Dataset, path: Path) -> str:
+def _cube_variable(ds: xr.Dataset, path: str) -> str:
     candidates = [v for v in ds.data_vars if tuple(ds[v].dims) == DIMS]
     if len(candidates) == 1:
         return str(candidates[0])

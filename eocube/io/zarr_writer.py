@@ -7,9 +7,10 @@ How a write goes:
    once they are read back equal to the cube's, the status becomes
    ``"in-progress"`` with a ``"created"`` time. A store killed before that is
    created again by the next run (no chunk of it counts yet).
-2. Each dask chunk of the cube is computed and written to exactly one Zarr
-   chunk by its own task; when the chunk is on disk the task writes a marker
-   in the store's ledger (:mod:`eocube.io._ledger`).
+2. Each write unit (a shard of a sharded format 3 array, else a chunk; see
+   :mod:`eocube.io._layout`) is computed as one dask chunk and written whole
+   by its own task; when its data are durable the task writes a marker in the
+   store's ledger (:mod:`eocube.io._ledger`): one small object per shard.
 3. When every chunk is written, the status becomes ``"complete"``, metadata is
    consolidated and the ledger removed.
 
@@ -19,6 +20,9 @@ or a kill computes only the chunks without a marker; a different computation
 is refused (:class:`~eocube.errors.ResumeMismatchError`), never skipped.
 :func:`eocube.open_zarr` refuses a store whose status is not ``"complete"``,
 so a half-written store never passes as a result.
+
+Stores are local folders or object store URLs (``s3://``, ``gs://``, ``az://``;
+see :mod:`eocube.io._stores`), the ledger included.
 """
 
 from __future__ import annotations
@@ -26,11 +30,10 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
+import threading
 import time as _time
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any, Literal
 
 import dask
@@ -43,20 +46,24 @@ from .._redact import redact_obj
 from .._version import __version__
 from ..cube import check_time_axis, validate_cube
 from ..errors import CorruptChunkError, ResumeMismatchError, StoreError
-from . import _fingerprint, _ledger
+from . import _fingerprint, _layout, _ledger, _stores
+from ._stores import StoreLocation
 
 log = logging.getLogger(__name__)
 
 WRITE_ATTR = "eocube_write"
 """Group attribute holding the write status and fingerprint."""
 
-DEFAULT_ZARR_FORMAT = 2
-"""Zarr format written when none is asked for.
+DEFAULT_ZARR_FORMAT = None
+"""Zarr format written when none is asked for: chosen per store.
 
-Format 2 is the default because GDAL up to 3.10 (the GDAL inside rasterio's
-wheels and QGIS LTR) cannot read Zarr format 3 as written by zarr-python 3
-(``Unsupported codec: bytes``). Pass ``zarr_format=3`` (CLI ``--zarr-format 3``)
-for format 3; both round-trip exactly through :func:`eocube.open_zarr`.
+Format 3 with shards when the store is on an object store or the cube is
+large (over 4 GiB uncompressed or over 10,000 chunks), unless
+``gdal_compatible=True``; otherwise format 2, because GDAL up to 3.10 (the
+GDAL inside rasterio's wheels and QGIS LTR) cannot read Zarr format 3 as
+written by zarr-python 3 (``Unsupported codec: bytes``). Pass
+``zarr_format=2`` or ``3`` to choose; both round-trip exactly through
+:func:`eocube.open_zarr` (see :func:`eocube.io._layout.choose_format`).
 """
 
 DEFAULT_CHUNKS = {"time": -1, "band": 1, "y": 512, "x": 512}
@@ -74,25 +81,29 @@ class WriteReport:
     variable: str
     """Name of the cube's array in the store."""
     chunks_total: int
-    """Number of chunks of the cube."""
+    """Number of write units (shards where sharded, else chunks) of the cube."""
     chunks_written: int
-    """Chunks computed and written by this call."""
+    """Units computed and written by this call."""
     chunks_skipped: int
-    """Chunks found already written (resumed write) and not recomputed."""
+    """Units found already written (resumed write) and not recomputed."""
     seconds: float
     """Wall-clock time of the call."""
     note: str = ""
     """Anything the caller should know (e.g. an unfinished creation was started over)."""
+    zarr_format: int = 2
+    """Format of the store."""
+    unit: str = "chunks"
+    """What a write unit is: ``"shards"`` or ``"chunks"``."""
 
     def __str__(self) -> str:
         note = f" ({self.note})" if self.note else ""
         if self.chunks_written == 0 and self.chunks_skipped == self.chunks_total:
-            return (f"{self.path} [{self.variable}] is already complete ({self.chunks_total} chunks) "
+            return (f"{self.path} [{self.variable}] is already complete ({self.chunks_total} {self.unit}) "
                     f"and was made by the same computation: nothing to compute{note}")
         resumed = f", {self.chunks_skipped} already done (resumed)" if self.chunks_skipped else ""
         return (
-            f"wrote {self.path} [{self.variable}]: {self.chunks_written} of {self.chunks_total} chunks "
-            f"computed{resumed} in {self.seconds:.1f} s{note}"
+            f"wrote {self.path} [{self.variable}]: {self.chunks_written} of {self.chunks_total} {self.unit} "
+            f"computed{resumed} in {self.seconds:.1f} s (Zarr format {self.zarr_format}){note}"
         )
 
 
@@ -106,6 +117,11 @@ def to_zarr(
     provenance: dict[str, Any] | None = None,
     compression_level: int = 3,
     progress: bool = True,
+    gdal_compatible: bool | None = None,
+    chunks: dict[str, int] | None = None,
+    shards: dict[str, int] | None = None,
+    memory_budget: int | str | None = None,
+    storage_options: dict[str, Any] | None = None,
 ) -> WriteReport:
     """Write a cube to a Zarr store chunk by chunk, resumably.
 
@@ -116,13 +132,16 @@ def to_zarr(
         :data:`DEFAULT_CHUNKS`; irregular dask chunks are made regular. Its
         times must be sorted and unique.
     store
-        Path of the store (a local folder, created).
+        A local path (a folder, created) or an object store URL (``s3://``,
+        ``gs://``, ``az://``). A URL is never taken for a local path.
     variable
         Name of the array in the store; defaults to ``cube.name`` or ``"cube"``.
     zarr_format
-        2 (default, readable by GDAL <= 3.10) or 3. Encodings the cube and its
-        coordinates inherited from another store (compressors, serializers of
-        either format) are not carried over.
+        2 or 3; by default 3 (sharded) for object stores and large cubes
+        (over 4 GiB or 10,000 chunks), else 2, which GDAL <= 3.10 reads
+        (:data:`DEFAULT_ZARR_FORMAT`). Resuming keeps the store's format.
+        Encodings the cube and its coordinates inherited from another store
+        (compressors, serializers of either format) are not carried over.
     mode
         ``"resume"`` (default): create the store, or finish an unfinished write
         of the same computation, or do nothing if it is complete and made by
@@ -135,11 +154,30 @@ def to_zarr(
         Zstandard level (1 fast .. 19 small).
     progress
         Show a progress bar on the terminal.
+    gdal_compatible
+        True: write format 2 (GDAL up to 3.10 reads no format 3).
+    chunks
+        Stored chunk shape (dims -> size, -1 = whole axis). Format 2: the
+        cube is rechunked to it. Format 3: the inner chunks of each shard
+        (default: the shard's time and band extent, y and x split to at most
+        8 MiB).
+    shards
+        Format 3: the shard shape, i.e. what one task computes and writes
+        whole (default: the cube's dask chunk, grown along y and x when the
+        store would have more than 1,000 shards, up to a quarter of
+        ``memory_budget``). Must be a multiple of ``chunks``.
+    memory_budget
+        Memory one task may use (bytes or ``"4GB"``); default: the workers'
+        memory limit per thread, else this machine's memory per core.
+    storage_options
+        Options of the object store (endpoint, region, credentials); by
+        default credentials come from the environment (``AWS_*``, ...) and the
+        AWS config files. Never stored, logged or shown in messages.
 
     Returns
     -------
     WriteReport
-        Chunks written and skipped.
+        Units (shards or chunks) written and skipped.
 
     Raises
     ------
@@ -159,43 +197,49 @@ def to_zarr(
     hash of the values of an in-memory cube.
     """
     started = _time.perf_counter()
-    plan = _plan(cube, store, variable, zarr_format, mode, provenance)
-    path, variable, cube, total = plan.path, plan.variable, plan.cube, plan.total
+    plan = _plan(cube, store, variable, zarr_format, mode, provenance, gdal_compatible=gdal_compatible,
+                 chunks=chunks, shards=shards, memory_budget=memory_budget, storage_options=storage_options)
+    loc, variable, cube, total = plan.loc, plan.variable, plan.cube, plan.total
     state, note = plan.state, ""
+    unit = "shards" if plan.layout.shards else "chunks"
+
+    def report(written: int) -> WriteReport:
+        return WriteReport(loc.display, variable, total, written, total - written, _time.perf_counter() - started,
+                           note, plan.zarr_format, unit)
+
     if state is not None and mode == "overwrite":
-        shutil.rmtree(path)
+        _stores.delete_prefix(loc)
         state = None
     elif state is not None and state.get("status") == "complete":
-        return WriteReport(str(path), variable, total, 0, total, _time.perf_counter() - started)
+        return report(0)
     if state is not None:
-        problem = _creation_problem(path, variable, cube, state)
+        problem = _creation_problem(loc, variable, cube, state)
         if problem:
             note = f"its creation had not finished ({problem}); no chunk counts yet, so it was created again"
-            log.warning("%s: %s", path, note)
-            shutil.rmtree(path)
+            log.warning("%s: %s", loc.display, note)
+            _stores.delete_prefix(loc)
             state = None
     if state is None:
-        _create_store(cube, path, variable, plan.zarr_format, plan.provenance, plan.record, compression_level)
+        _create_store(cube, loc, variable, plan, compression_level)
     nblocks = tuple(len(c) for c in cube.chunks)  # type: ignore[union-attr]
 
-    done = _ledger.done_chunks(path, variable)
+    done = _ledger.done_chunks(loc, variable)
     pending = [idx for idx in np.ndindex(*nblocks) if idx not in done]
-    ledger = _ledger.ledger_path(path, variable)
-    ledger.mkdir(parents=True, exist_ok=True)
-    tasks = _write_tasks(cube.data, pending, str(path), variable, str(ledger))
-    _run(tasks, pending, progress=progress, label=f"writing {path.name}")
-    _finalise(path, plan.zarr_format)
-    return WriteReport(str(path), variable, total, len(pending), total - len(pending),
-                       _time.perf_counter() - started, note)
+    _ledger.prepare(loc, variable)
+    tasks = _write_tasks(cube.data, pending, loc, variable, plan.record["fingerprint"])
+    _run(tasks, pending, progress=progress, label=f"writing {loc.name}", loc=loc)
+    _finalise(loc, plan.zarr_format)
+    return report(len(pending))
 
 
 @dataclass(frozen=True)
 class _Plan:
     """What a write would do, decided from metadata only (no side effects)."""
 
-    path: Path
+    loc: StoreLocation
     variable: str
     zarr_format: int
+    layout: _layout.Layout
     cube: xr.DataArray
     provenance: dict[str, Any]
     record: dict[str, Any]
@@ -211,43 +255,73 @@ def _plan(
     zarr_format: int | None,
     mode: str,
     provenance: dict[str, Any] | None,
+    *,
+    gdal_compatible: bool | None = None,
+    chunks: dict[str, int] | None = None,
+    shards: dict[str, int] | None = None,
+    memory_budget: int | str | None = None,
+    storage_options: dict[str, Any] | None = None,
 ) -> _Plan:
     validate_cube(cube)
     check_time_axis(cube)
-    path = Path(store)
+    loc = _stores.resolve(store, storage_options, write=True)
     variable = variable or (str(cube.name) if cube.name is not None else "cube")
-    zarr_format = zarr_format or DEFAULT_ZARR_FORMAT
-    if zarr_format not in (2, 3):
-        raise ValueError(f"zarr_format must be 2 or 3, got {zarr_format!r}")
     if mode not in ("resume", "overwrite", "fail"):
         raise ValueError(f"mode must be 'resume', 'overwrite' or 'fail', got {mode!r}")
+    state = _current_state(loc, mode)
+    previous = state.get("layout") if isinstance(state, dict) and mode == "resume" else None
     computation = _fingerprint.computation_token(cube)
-    written = _regular_chunks(cube)
+    regular = _regular_chunks(cube)
+    itemsize = np.dtype(cube.dtype).itemsize
+    if zarr_format is None and isinstance(previous, dict) and previous.get("zarr_format") in (2, 3) \
+            and not gdal_compatible:
+        zarr_format, why = int(previous["zarr_format"]), "the format of the store being resumed"
+    else:
+        zarr_format, why = _layout.choose_format(
+            zarr_format, gdal_compatible, remote=not loc.is_local, nbytes=_layout.nbytes(cube.shape, cube.dtype),
+            units=int(np.prod([len(c) for c in regular.chunks])))  # type: ignore[union-attr]
+    dask_chunks = tuple(c[0] for c in regular.chunks)  # type: ignore[union-attr]
+    if chunks is None and shards is None and isinstance(previous, dict) and previous.get("zarr_format") == zarr_format:
+        layout = _layout.Layout(tuple(previous["unit"]), tuple(previous["chunks"]),
+                                tuple(previous["shards"]) if previous.get("shards") else None, previous["reason"])
+    else:
+        budget = _layout.parse_bytes(memory_budget) if zarr_format == 3 else None
+        layout = _layout.choose_layout(cube.shape, itemsize, dask_chunks, zarr_format, chunks=chunks, shards=shards,
+                                       budget=budget)
+    written = regular if layout.unit == dask_chunks else regular.chunk(dict(zip(regular.dims, layout.unit)))
     provenance = redact_obj(dict(provenance or {}))
-    parts = _fingerprint.fingerprint_parts(written, computation, variable, zarr_format, provenance)
+    storage = None if layout.chunks == layout.unit else {"chunks": list(layout.chunks),
+                                                         "shards": list(layout.shards or [])}
+    parts = _fingerprint.fingerprint_parts(written, computation, variable, zarr_format, provenance, storage=storage)
     total = int(np.prod([len(c) for c in written.chunks]))  # type: ignore[union-attr]
     record = {
         "fingerprint": _fingerprint.fingerprint(parts),
         "fingerprint_version": _fingerprint.VERSION,
         "fingerprint_parts": parts,
         "chunks_total": total,
+        "layout": {"zarr_format": zarr_format, "format_reason": why, "unit": list(layout.unit),
+                   "chunks": list(layout.chunks), "shards": list(layout.shards) if layout.shards else None,
+                   "reason": layout.reason},
     }
-    if not path.exists():
-        state = None
-    elif mode == "overwrite":
-        if not any((path / marker).exists() for marker in (".zgroup", ".zarray", "zarr.json")):
+    if state is not None and mode == "fail":
+        raise StoreError(f"{loc.display} already exists: choose another path or pass mode='overwrite'")
+    if state is not None and mode == "resume" and state.get("fingerprint") != record["fingerprint"]:
+        raise ResumeMismatchError(_mismatch_message(loc, cube, state, parts))
+    return _Plan(loc, variable, zarr_format, layout, written, provenance, record, total, state)
+
+
+def _current_state(loc: StoreLocation, mode: str) -> dict[str, Any] | None:
+    """The write record of what is at the location (None: nothing there)."""
+    if not _stores.exists(loc):
+        return None
+    if mode == "overwrite":
+        if not _stores.has_zarr_metadata(loc):
             raise StoreError(
-                f"{path} exists and is not a Zarr store, so eocube will not delete it to overwrite it: "
+                f"{loc.display} exists and is not a Zarr store, so eocube will not delete it to overwrite it: "
                 "choose another path"
             )
-        state = {"status": "to-overwrite"}
-    else:
-        state = _existing_state(path)
-    if state is not None and mode == "fail":
-        raise StoreError(f"{path} already exists: choose another path or pass mode='overwrite'")
-    if state is not None and mode == "resume" and state.get("fingerprint") != record["fingerprint"]:
-        raise ResumeMismatchError(_mismatch_message(path, cube, state, parts))
-    return _Plan(path, variable, zarr_format, written, provenance, record, total, state)
+        return {"status": "to-overwrite"}
+    return _existing_state(loc)
 
 
 _PART_WORDS = {
@@ -259,8 +333,9 @@ _PART_WORDS = {
 }
 
 
-def _mismatch_message(path: Path, cube: xr.DataArray, state: dict[str, Any], parts: dict[str, str]) -> str:
+def _mismatch_message(loc: StoreLocation, cube: xr.DataArray, state: dict[str, Any], parts: dict[str, str]) -> str:
     """Why an existing store cannot be resumed by this write, and what to do."""
+    path = loc.display
     todo = "write to a new path or pass mode='overwrite' (CLI: --overwrite)"
     unstable = _fingerprint.nondeterminism(cube)
     if unstable:
@@ -286,13 +361,19 @@ def check_target(
     zarr_format: int | None = None,
     mode: Mode = "resume",
     provenance: dict[str, Any] | None = None,
+    gdal_compatible: bool | None = None,
+    chunks: dict[str, int] | None = None,
+    shards: dict[str, int] | None = None,
+    memory_budget: int | str | None = None,
+    storage_options: dict[str, Any] | None = None,
 ) -> None:
     """Raise now the errors :func:`to_zarr` would raise, without writing or computing anything.
 
     Call it before starting a cluster or a long computation; takes the same
     arguments as :func:`to_zarr`.
     """
-    _plan(cube, store, variable, zarr_format, mode, provenance)
+    _plan(cube, store, variable, zarr_format, mode, provenance, gdal_compatible=gdal_compatible, chunks=chunks,
+          shards=shards, memory_budget=memory_budget, storage_options=storage_options)
 
 
 def _regular_chunks(cube: xr.DataArray) -> xr.DataArray:
@@ -308,29 +389,28 @@ def _regular_chunks(cube: xr.DataArray) -> xr.DataArray:
     return cube.chunk(regular) if regular else cube
 
 
-def _existing_state(path: Path) -> dict[str, Any] | None:
-    """The write attribute of an existing store, None if nothing is at ``path``."""
-    if not path.exists():
-        return None
+def _existing_state(loc: StoreLocation) -> dict[str, Any] | None:
+    """The write attribute of the existing store at ``loc``."""
     try:
-        group = zarr.open_group(str(path), mode="r")
+        group = zarr.open_group(loc.zarr_store(read_only=True), mode="r")
         state = dict(group.attrs).get(WRITE_ATTR)
     except Exception as exc:  # noqa: BLE001 - any unreadable thing at the path
         raise StoreError(
-            f"{path} exists and is not a readable Zarr store ({type(exc).__name__}: {exc}): "
+            f"{loc.display} exists and is not a readable Zarr store ({type(exc).__name__}: {_stores.scrub(str(exc), loc)}): "
             "choose another path or pass mode='overwrite' (CLI: --overwrite)"
-        ) from exc
+        ) from None
     if not isinstance(state, dict):
         raise StoreError(
-            f"{path} is a Zarr store not written by eocube, so it cannot be resumed: "
+            f"{loc.display} is a Zarr store not written by eocube, so it cannot be resumed: "
             "choose another path or pass mode='overwrite' (CLI: --overwrite)"
         )
     return state
 
 
-def _encoding(cube: xr.DataArray, zarr_format: int, level: int) -> dict[str, Any]:
-    chunks = tuple(c[0] for c in cube.chunks)  # type: ignore[union-attr]
-    enc: dict[str, Any] = {"chunks": chunks}
+def _encoding(cube: xr.DataArray, zarr_format: int, level: int, layout: _layout.Layout) -> dict[str, Any]:
+    enc: dict[str, Any] = {"chunks": tuple(layout.chunks)}
+    if layout.shards:
+        enc["shards"] = tuple(layout.shards)
     if zarr_format == 2:
         import numcodecs
 
@@ -363,15 +443,7 @@ def _store_dataset(cube: xr.DataArray, variable: str) -> xr.Dataset:
     return ds
 
 
-def _create_store(
-    cube: xr.DataArray,
-    path: Path,
-    variable: str,
-    zarr_format: int,
-    provenance: dict[str, Any],
-    record: dict[str, Any],
-    level: int,
-) -> None:
+def _create_store(cube: xr.DataArray, loc: StoreLocation, variable: str, plan: _Plan, level: int) -> None:
     """Create the store atomically: metadata and coordinates, verified, then the "created" record.
 
     The write record says ``"creating"`` until the coordinates are on disk and
@@ -379,6 +451,7 @@ def _create_store(
     ``"created"`` time. A store killed before that is created again by the next
     run (:func:`_creation_problem`), as no chunk of it counts yet.
     """
+    zarr_format, provenance, record = plan.zarr_format, plan.provenance, plan.record
     ds = _store_dataset(cube, variable)
     now = datetime.now(timezone.utc).isoformat(timespec="seconds")
     ds.attrs = {
@@ -389,35 +462,41 @@ def _create_store(
     }
     # compute=False: metadata and coordinates are written now, the cube's
     # chunks later by the tasks of to_zarr (the returned delayed is dropped).
-    ds.to_zarr(
-        str(path),
-        mode="w",
-        compute=False,
-        zarr_format=zarr_format,
-        consolidated=False,
-        encoding={variable: _encoding(cube, zarr_format, level)},
-    )
-    problem = _coords_problem(path, variable, cube)
+    try:
+        ds.to_zarr(
+            loc.zarr_store(),
+            mode="w",
+            compute=False,
+            zarr_format=zarr_format,
+            consolidated=False,
+            encoding={variable: _encoding(cube, zarr_format, level, plan.layout)},
+        )
+    except (OSError, RuntimeError) as exc:  # object store errors: reworded without credentials
+        if loc.is_local:
+            raise
+        raise StoreError(f"creating {loc.display} failed ({type(exc).__name__}: {_stores.scrub(str(exc), loc)}): "
+                         "check the URL, the bucket and the credentials") from None
+    problem = _coords_problem(loc, variable, cube)
     if problem:
-        raise StoreError(f"creating {path} failed: {problem}; check the disk (space, permissions) and run again")
-    group = zarr.open_group(str(path), mode="r+")
+        raise StoreError(f"creating {loc.display} failed: {problem}; check the disk (space, permissions) and run again")
+    group = zarr.open_group(loc.zarr_store(), mode="r+")
     group.attrs[WRITE_ATTR] = {**record, "status": "in-progress", "started": now,
                                "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
 
 
-def _creation_problem(path: Path, variable: str, cube: xr.DataArray, state: dict[str, Any]) -> str | None:
+def _creation_problem(loc: StoreLocation, variable: str, cube: xr.DataArray, state: dict[str, Any]) -> str | None:
     """Why an existing unfinished store was not fully created (None if it was)."""
     if state.get("status") != "in-progress" or "created" not in state:
         return f"status {state.get('status')!r}, no 'created' record"
-    return _coords_problem(path, variable, cube)
+    return _coords_problem(loc, variable, cube)
 
 
-def _coords_problem(path: Path, variable: str, cube: xr.DataArray) -> str | None:
+def _coords_problem(loc: StoreLocation, variable: str, cube: xr.DataArray) -> str | None:
     """What is missing or different in a store's array and coordinates (None if all is there)."""
     try:
-        ds = xr.open_zarr(str(path), chunks=None, consolidated=False, decode_coords="all", mask_and_scale=False)
+        ds = xr.open_zarr(loc.zarr_store(read_only=True), chunks=None, consolidated=False, decode_coords="all", mask_and_scale=False)
     except Exception as exc:  # noqa: BLE001 - an unreadable store is the answer
-        return f"the store cannot be opened ({type(exc).__name__}: {exc})"
+        return f"the store cannot be opened ({type(exc).__name__}: {_stores.scrub(str(exc), loc)})"
     if variable not in ds.data_vars:
         return f"array {variable!r} is missing"
     stored = ds[variable]
@@ -438,9 +517,9 @@ def _coords_problem(path: Path, variable: str, cube: xr.DataArray) -> str | None
 
 
 def _write_tasks(
-    data: da.Array, pending: list[tuple[int, ...]], store: str, variable: str, ledger: str
+    data: da.Array, pending: list[tuple[int, ...]], loc: StoreLocation, variable: str, fingerprint: str
 ) -> list[Any]:
-    """One delayed task per pending chunk: compute it, write it, mark it done."""
+    """One delayed task per pending write unit (shard or chunk): compute it, write it whole, mark it done."""
     if not pending:
         return []
     blocks = data.to_delayed(optimize_graph=True)
@@ -449,24 +528,63 @@ def _write_tasks(
     tasks = []
     for idx in pending:
         region = tuple(slice(int(s[i]), int(s[i + 1])) for s, i in zip(starts, idx))
-        tasks.append(write(blocks[idx], store, variable, region, idx, ledger, dask_key_name=f"eocube-write-{variable}-{_ledger.chunk_key(idx)}-{os.urandom(4).hex()}"))
+        tasks.append(write(blocks[idx], loc, variable, region, idx, fingerprint, dask_key_name=f"eocube-write-{variable}-{_ledger.chunk_key(idx)}-{os.urandom(4).hex()}"))
     return tasks
 
 
+_ARRAYS: dict[tuple[str, str, str], zarr.Array] = {}
+_ARRAYS_LOCK = threading.Lock()
+
+
+def _target(loc: StoreLocation, variable: str, fingerprint: str) -> zarr.Array:
+    """The store's array, opened once per process and write (metadata read once)."""
+    key = (loc.url, variable, fingerprint)
+    with _ARRAYS_LOCK:
+        if key not in _ARRAYS:
+            if len(_ARRAYS) > 64:
+                _ARRAYS.clear()
+            _ARRAYS[key] = zarr.open_array(loc.zarr_store(), path=variable, mode="r+")
+        return _ARRAYS[key]
+
+
+def _make_durable(loc: StoreLocation, target: zarr.Array, variable: str, index: tuple[int, ...]) -> None:
+    """fsync the file of a written unit (local stores; an object store's PUT is durable when it returns)."""
+    if not loc.is_local:
+        return
+    path = loc.path / variable / target.metadata.encode_chunk_key(index)
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return  # all nodata: zarr stores no file for an empty chunk
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def _write_block(
-    block: np.ndarray, store: str, variable: str, region: tuple[slice, ...], index: tuple[int, ...], ledger: str
+    block: np.ndarray, loc: StoreLocation, variable: str, region: tuple[slice, ...], index: tuple[int, ...],
+    fingerprint: str,
 ) -> int:
-    """Write one chunk to the store and record it in the ledger (runs on a worker)."""
+    """Write one unit (shard or chunk) whole, make it durable, then record it in the ledger (runs on a worker)."""
     delay = dask.config.get("eocube.testing.chunk-delay", 0)
     if delay:
         _time.sleep(float(delay))  # lets tests kill a write mid-way
-    target = zarr.open_array(store, path=variable, mode="r+")
-    target[region] = np.asarray(block)
-    _ledger.mark_done(ledger, index)
-    return int(np.asarray(block).nbytes)
+    values = np.asarray(block)
+    try:
+        target = _target(loc, variable, fingerprint)
+        target[region] = values
+        _make_durable(loc, target, variable, index)
+        _ledger.mark_done(loc, variable, index)
+    except Exception as exc:
+        if loc.is_local:
+            raise
+        raise StoreError(f"writing to {loc.display} failed ({type(exc).__name__}: {_stores.scrub(str(exc), loc)})") from None
+    return int(values.nbytes)
 
 
-def _run(tasks: list[Any], pending: list[tuple[int, ...]], *, progress: bool, label: str) -> None:
+def _run(tasks: list[Any], pending: list[tuple[int, ...]], *, progress: bool, label: str,
+         loc: StoreLocation | None = None) -> None:
     """Execute the write tasks on the active scheduler with a progress bar."""
     if not tasks:
         return
@@ -493,7 +611,7 @@ def _run(tasks: list[Any], pending: list[tuple[int, ...]], *, progress: bool, la
     try:
         for future in as_completed(futures):
             if future.status == "error":
-                raise _located(future.exception(), where[future.key])
+                raise _located(future.exception(), where[future.key], loc)
             bar.update(1)
     except BaseException:
         client.cancel(futures)
@@ -502,7 +620,7 @@ def _run(tasks: list[Any], pending: list[tuple[int, ...]], *, progress: bool, la
         bar.close()
 
 
-def _located(exc: BaseException, index: tuple[int, ...]) -> BaseException:
+def _located(exc: BaseException, index: tuple[int, ...], loc: StoreLocation | None = None) -> BaseException:
     """The worker's exception, its message extended with the chunk it failed on.
 
     A damaged input chunk (:class:`~eocube.errors.CorruptChunkError`) already
@@ -510,7 +628,8 @@ def _located(exc: BaseException, index: tuple[int, ...]) -> BaseException:
     """
     if isinstance(exc, CorruptChunkError):
         return exc
-    message = f"{exc} (while computing chunk {index} (time, band, y, x block index) of the cube)"
+    text = _stores.scrub(str(exc), loc) if loc is not None else str(exc)
+    message = f"{text} (while computing chunk {index} (time, band, y, x block index) of the cube)"
     try:
         located = type(exc)(message)
     except Exception:  # noqa: BLE001 - exception types with other constructors
@@ -519,12 +638,12 @@ def _located(exc: BaseException, index: tuple[int, ...]) -> BaseException:
     return located
 
 
-def _finalise(path: Path, zarr_format: int) -> None:
+def _finalise(loc: StoreLocation, zarr_format: int) -> None:
     """Mark the store complete, consolidate its metadata and drop the ledger."""
-    group = zarr.open_group(str(path), mode="r+")
+    group = zarr.open_group(loc.zarr_store(), mode="r+")
     state = dict(group.attrs[WRITE_ATTR])
     state["status"] = "complete"
     state["completed"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
     group.attrs[WRITE_ATTR] = state
-    _ledger.clear_ledger(path)
-    zarr.consolidate_metadata(str(path), zarr_format=zarr_format)
+    _ledger.clear_ledger(loc)
+    zarr.consolidate_metadata(loc.zarr_store(), zarr_format=zarr_format)
