@@ -1,10 +1,20 @@
 """eocube: satellite image time series to analysis-ready cubes at HPC scale.
 
 The public API is what this module exports; everything else may change.
+
+``import eocube`` is cheap (about the cost of ``import xarray``): every public name is
+imported on first use (:data:`_LAZY`), and the ``.eocube`` and ``.rio`` accessors of
+``xarray.DataArray`` are registered as stand-ins that import their module the first
+time a cube uses them (:class:`_LazyAccessor`). Nothing here imports dask.array,
+rioxarray, zarr, numba, torch, pystac-client or matplotlib.
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
 from ._version import __version__
-from .cube import DIMS, CubeInfo, cube_info, make_cube, select_bands, validate_cube
 from .errors import (
     BandError,
     CorruptChunkError,
@@ -15,8 +25,6 @@ from .errors import (
     StoreError,
     StoreNotFoundError,
 )
-from .io import WriteReport, open_zarr, to_zarr
-from . import accessor as _accessor  # noqa: F401  (registers cube.eocube)
 
 __all__ = [
     "__version__",
@@ -31,6 +39,7 @@ __all__ = [
     "WriteReport",
     "open_stac",
     "apply_model",
+    "compute_into",
     "EOCubeError",
     "CubeError",
     "BandError",
@@ -41,14 +50,25 @@ __all__ = [
     "CorruptChunkError",
 ]
 
-_LAZY = {"apply_model": ("eocube.models", "apply_model"), "open_stac": ("eocube.stac", "open_stac")}
-"""Public names imported on first use, so that ``import eocube`` does not import torch or pystac."""
+_LAZY = {
+    "DIMS": ("eocube.cube", "DIMS"),
+    "CubeInfo": ("eocube.cube", "CubeInfo"),
+    "cube_info": ("eocube.cube", "cube_info"),
+    "make_cube": ("eocube.cube", "make_cube"),
+    "select_bands": ("eocube.cube", "select_bands"),
+    "validate_cube": ("eocube.cube", "validate_cube"),
+    "open_zarr": ("eocube.io", "open_zarr"),
+    "to_zarr": ("eocube.io", "to_zarr"),
+    "WriteReport": ("eocube.io", "WriteReport"),
+    "compute_into": ("eocube._compute", "compute_into"),
+    "apply_model": ("eocube.models", "apply_model"),
+    "open_stac": ("eocube.stac", "open_stac"),
+}
+"""Public names imported on first use: ``import eocube`` imports neither torch, pystac nor rioxarray."""
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> Any:
     if name in _LAZY:
-        import importlib
-
         module, attr = _LAZY[name]
         value = getattr(importlib.import_module(module), attr)
         globals()[name] = value
@@ -59,3 +79,47 @@ def __getattr__(name: str):
 def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_LAZY))
 
+
+class _LazyAccessor:
+    """Stand-in for an xarray accessor: imports the module that registers the real one on first use.
+
+    On the class (``xr.DataArray.rio``) it raises AttributeError, so that the module's own
+    ``register_dataarray_accessor`` sees no attribute and replaces it without a warning.
+
+    Parameters
+    ----------
+    name
+        Accessor name (``"eocube"``, ``"rio"``).
+    module
+        Module whose import registers the real accessor.
+    """
+
+    def __init__(self, name: str, module: str) -> None:
+        self._name = name
+        self._module = module
+
+    def __get__(self, obj: Any, cls: type) -> Any:
+        if obj is None:
+            raise AttributeError(f"the {self._name!r} accessor is registered on first use ({self._module})")
+        importlib.import_module(self._module)
+        if cls.__dict__.get(self._name) is self:  # the module did not register it
+            raise RuntimeError(f"importing {self._module} did not register the {self._name!r} accessor")
+        return getattr(obj, self._name)
+
+
+def _register_lazy_accessors() -> None:
+    """``cube.eocube`` and, unless rioxarray is already imported, ``cube.rio`` / ``ds.rio``."""
+    import sys
+
+    import xarray as xr
+
+    classes = {"eocube": ((xr.DataArray,), "eocube.accessor"), "rio": ((xr.DataArray, xr.Dataset), "rioxarray")}
+    for name, (types, module) in classes.items():
+        if module in sys.modules:
+            continue
+        for cls in types:
+            if name not in cls.__dict__:
+                setattr(cls, name, _LazyAccessor(name, module))
+
+
+_register_lazy_accessors()

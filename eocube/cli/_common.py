@@ -1,20 +1,28 @@
-"""Options and helpers shared by the CLI commands."""
+"""Options and helpers shared by the CLI commands.
+
+Imports here are light on purpose (click, the standard library, :mod:`eocube.errors`,
+:mod:`eocube.datasets`' table of samples): a command checks its arguments, outputs and
+source before anything heavy is imported, a cluster started or a kernel compiled (see
+:mod:`eocube.cli`). The heavy helpers (:func:`open_source`, :func:`compute_on`) import what
+they need when they run.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import click
-import xarray as xr
 
-from ..datasets import SAMPLES, open_sample
 from ..errors import EOCubeError, StoreNotFoundError
-from ..io import open_zarr
+
+if TYPE_CHECKING:
+    import xarray as xr
 
 
 class InputError(EOCubeError, ValueError):
@@ -122,6 +130,9 @@ CLUSTER_OPTIONS = {
     "scheduler_host": "scheduler_host",
     "tls": "tls",
     "tls_directory": "tls_directory",
+    "qos": "qos",
+    "constraint": "constraint",
+    "job_directive": "job_extra_directives",
     "cluster_config": "config_file",
 }
 """The cluster options every long command gets, and the connect() keyword each becomes."""
@@ -142,6 +153,7 @@ def cluster_options(func: Callable[..., Any]) -> Callable[..., Any]:
         values = {name: kwargs.pop(name) for name in CLUSTER_OPTIONS}
         dry = kwargs.pop("dry_run")
         values["prologue"] = list(values["prologue"]) or None
+        values["job_directive"] = list(values["job_directive"]) or None
         kwargs["cluster"] = {key: values[name] for name, key in CLUSTER_OPTIONS.items()}
         if dry:
             _print_dry_run(kwargs["cluster"])
@@ -151,9 +163,11 @@ def cluster_options(func: Callable[..., Any]) -> Callable[..., Any]:
     slurm = "Slurm: "
     options = [
         click.option("--cluster", default=None,
-                     help="Where to compute: 'local' (a Dask cluster on this machine; the default unless "
-                          "DASK_EOCUBE__CLUSTER__KIND says otherwise), 'slurm' (workers in Slurm jobs) "
-                          "or a scheduler address (tcp://host:8786)."),
+                     help="Where to compute: 'local' (a Dask cluster on this machine), 'slurm' (workers in "
+                          "Slurm jobs) or a scheduler address (tcp://host:8786). Default: a job whose arrays "
+                          "are under 256 MiB (eocube.cluster.threads-below) runs on dask's threads in this "
+                          "process, a larger one (or one given --workers/--memory-limit) on a local cluster; "
+                          "DASK_EOCUBE__CLUSTER__KIND sets another default."),
         click.option("--cluster-config", type=click.Path(dir_okay=False), default=None,
                      help="YAML file of cluster settings (layout of eocube/cluster/eocube.yaml)."),
         click.option("--dry-run", is_flag=True,
@@ -164,13 +178,21 @@ def cluster_options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--partition", default=None, help=slurm + "partition (queue) of the worker jobs."),
         click.option("--account", default=None, help=slurm + "account charged for the jobs."),
         click.option("--walltime", default=None, help=slurm + "time limit of each worker job, HH:MM:SS (default 01:00:00)."),
-        click.option("--cores", type=int, default=None, help=slurm + "cores per job (default 1)."),
-        click.option("--memory", default=None, help=slurm + "memory per job, e.g. 16GB (default 4GB)."),
+        click.option("--cores", type=int, default=None,
+                     help=slurm + "cores per job (default 1; with --gpus N: N x cores-per-gpu, 8 unless configured)."),
+        click.option("--memory", default=None,
+                     help=slurm + "memory per job, e.g. 16GB (default 4GB; with --gpus N: N x memory-per-gpu, 16GB "
+                          "unless configured)."),
         click.option("--processes", type=int, default=None, help=slurm + "Dask worker processes per job (default 1)."),
         click.option("--gpus", type=int, default=None,
                      help=slurm + "GPUs per job (--gres=gpu:N): one worker per GPU, each with its own "
                           "CUDA_VISIBLE_DEVICES and a GPU=1 resource."),
         click.option("--gpu-type", default=None, help=slurm + "GPU type in the GRES request (--gres=gpu:TYPE:N)."),
+        click.option("--qos", default=None, help=slurm + "quality of service of the jobs (#SBATCH --qos=...), e.g. qos_gpu-t3."),
+        click.option("--constraint", default=None,
+                     help=slurm + "node features the jobs need (#SBATCH --constraint=...), e.g. v100-32g."),
+        click.option("--job-directive", multiple=True,
+                     help=slurm + "any other #SBATCH option, repeatable, e.g. --job-directive=--hint=nomultithread."),
         click.option("--jobs", type=int, default=None, help=slurm + "worker jobs kept running (default 1)."),
         click.option("--adapt-min", type=int, default=None, help=slurm + "adaptive scaling: fewest jobs."),
         click.option("--adapt-max", type=int, default=None, help=slurm + "adaptive scaling: most jobs."),
@@ -195,10 +217,162 @@ def _print_dry_run(cluster: dict[str, Any]) -> None:
     from ..cluster import dry_run
 
     try:
-        click.echo(dry_run(**cluster))
+        text = dry_run(**cluster)
+        if configured_kind(cluster) == "auto" and not _wants_local_cluster(cluster):
+            threads, limit = _threads(cluster), threads_below()
+            text = (f"eocube dry run: a job whose arrays are under {_size(limit)} runs on {threads} dask threads "
+                    f"in this process; a larger one starts: {text.removeprefix('eocube dry run: ')}")
+        click.echo(text)
     except EOCubeError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
+
+
+LOCAL_CLUSTER_SIZING = ("n_workers", "memory_limit")
+"""connect() keywords that only a local cluster takes: giving one asks for the cluster."""
+
+
+def configured_kind(cluster: dict[str, Any]) -> str:
+    """The kind of cluster the options and configuration ask for: ``auto``, ``local``, ``slurm`` or an address.
+
+    Parameters
+    ----------
+    cluster
+        The ``cluster`` dict a command gets from :func:`cluster_options`.
+    """
+    if cluster.get("cluster"):
+        return str(cluster["cluster"])
+    import dask.config
+
+    from ..cluster.config import AUTO, CONFIG_KEY, read_config_file
+
+    kind = read_config_file(cluster["config_file"]).get("kind") if cluster.get("config_file") else None
+    return str(kind or dask.config.get(f"{CONFIG_KEY}.kind", AUTO) or AUTO)
+
+
+def threads_below() -> int:
+    """Bytes under which ``auto`` runs a job on threads (``eocube.cluster.threads-below``, default 256 MiB)."""
+    import dask.config
+    from dask.utils import parse_bytes
+
+    from ..cluster.config import CONFIG_KEY
+
+    value = dask.config.get(f"{CONFIG_KEY}.threads-below", "256MiB")
+    return int(parse_bytes(value)) if isinstance(value, str) else int(value)
+
+
+def check_cluster(cluster: dict[str, Any]) -> None:
+    """Check the cluster settings now (unknown kind, bad values, Slurm commands missing), starting nothing.
+
+    Raises
+    ------
+    ClusterConfigError
+        The setting at fault is named.
+    """
+    from ..cluster.config import resolve
+
+    settings = {k: v for k, v in cluster.items() if k not in ("cluster", "config_file")}
+    if settings.get("processes") is True and cluster.get("cluster") not in (None, "local"):
+        settings["processes"] = None
+    kind, _ = resolve(cluster.get("cluster"), settings, cluster.get("config_file"))
+    if kind == "slurm":
+        from ..cluster.slurm import check_commands
+
+        check_commands()
+
+
+def _wants_local_cluster(cluster: dict[str, Any]) -> bool:
+    return any(cluster.get(key) is not None for key in LOCAL_CLUSTER_SIZING)
+
+
+def _threads(cluster: dict[str, Any]) -> int:
+    from ..cluster.local import machine_size
+
+    return int(cluster.get("threads_per_worker") or machine_size()[0])
+
+
+def _size(nbytes: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if nbytes < 1024 or unit == "GiB":
+            return f"{nbytes:.0f} {unit}" if unit == "B" else f"{nbytes:.1f} {unit}"
+        nbytes /= 1024
+    return f"{nbytes:.1f} TiB"
+
+
+def choose_compute(cluster: dict[str, Any], nbytes: int) -> tuple[str, str]:
+    """Where a job of ``nbytes`` runs: ``("threads", why)`` or ``("cluster", why)``.
+
+    Threads (dask's threaded scheduler in this process: no cluster to start, no worker to
+    import eocube again) when no cluster is asked for (``--cluster`` not given, the configured
+    kind is ``auto``, no ``--workers``/``--memory-limit``) and the job's arrays are under
+    :func:`threads_below`; otherwise the cluster.
+
+    Parameters
+    ----------
+    cluster
+        The ``cluster`` dict of :func:`cluster_options`.
+    nbytes
+        Bytes the job reads and writes (its input bands and its result).
+    """
+    kind = configured_kind(cluster)
+    size = _size(nbytes)
+    if kind != "auto":
+        how = "--cluster" if cluster.get("cluster") else "the configured eocube.cluster.kind"
+        return "cluster", f"compute: {kind} cluster ({how} {kind}; the job's arrays: {size})"
+    if _wants_local_cluster(cluster):
+        return "cluster", f"compute: local Dask cluster (asked for by --workers/--memory-limit; the job's arrays: {size})"
+    limit = threads_below()
+    if nbytes >= limit:
+        return "cluster", (f"compute: local Dask cluster: the job's arrays ({size}) are over {_size(limit)} "
+                           "(eocube.cluster.threads-below)")
+    return "threads", (f"compute: {_threads(cluster)} dask threads in this process: the job's arrays ({size}) are "
+                       f"under {_size(limit)} (eocube.cluster.threads-below); --cluster local starts a Dask cluster")
+
+
+@contextlib.contextmanager
+def compute_on(cluster: dict[str, Any], nbytes: int) -> Iterator[str]:
+    """Run the block on dask's threads or on a cluster, as :func:`choose_compute` says; print the choice.
+
+    Yields
+    ------
+    str
+        ``"threads"`` or ``"cluster"``.
+    """
+    where, line = choose_compute(cluster, nbytes)
+    click.echo(line)
+    if where == "threads":
+        import dask
+
+        with dask.config.set(scheduler="threads", num_workers=_threads(cluster)):
+            yield where
+        return
+    from ..cluster import close, connect, describe
+
+    client = connect(**cluster)
+    try:
+        click.echo(describe(client))
+        yield where
+    finally:
+        close(client)
+
+
+def check_source(source: str) -> str | None:
+    """The sample name ``source`` names, or None for a store path; nothing heavy is imported.
+
+    Raises
+    ------
+    StoreNotFoundError
+        Neither a sample nor an existing path; the message lists the bundled samples.
+    """
+    from ..datasets import SAMPLES
+
+    if source in SAMPLES:
+        return source
+    if "://" not in source and not Path(source).exists():
+        samples = "; ".join(f"{name} ({spec.description})" for name, spec in SAMPLES.items())
+        raise StoreNotFoundError(f"no Zarr store at {source} and no bundled sample of that name: "
+                                 f"the bundled samples are {samples}; or give the path of a Zarr cube")
+    return None
 
 
 def open_source(source: str, chunks: dict[str, int] | None) -> tuple[xr.DataArray, str | None]:
@@ -209,13 +383,21 @@ def open_source(source: str, chunks: dict[str, int] | None) -> tuple[xr.DataArra
     StoreNotFoundError
         Neither a sample nor an existing path; the message lists the bundled samples.
     """
-    if source in SAMPLES:
+    sample = check_source(source)
+    if sample is not None:
+        from ..datasets import open_sample
+
         return open_sample(source, chunks=chunks), source
-    if "://" not in source and not Path(source).exists():
-        samples = "; ".join(f"{name} ({spec.description})" for name, spec in SAMPLES.items())
-        raise StoreNotFoundError(f"no Zarr store at {source} and no bundled sample of that name: "
-                                 f"the bundled samples are {samples}; or give the path of a Zarr cube")
+    from ..io import open_zarr
+
     return open_zarr(Path(source), chunks=chunks), None
+
+
+def sample_names() -> str:
+    """The bundled samples' names, comma-separated (for option help)."""
+    from ..datasets import SAMPLES
+
+    return ", ".join(SAMPLES)
 
 
 CONVENTIONAL_MASK_BANDS = {"scl": "SCL", "qa_pixel": "QA_PIXEL", "probability": "CLP"}
@@ -236,6 +418,8 @@ def resolve_mask_band(cube: xr.DataArray, sample: str | None, kind: str,
     InputError
         ``--mask scl|qa_pixel|probability`` without a band to read.
     """
+    from ..datasets import SAMPLES
+
     if cloud_band:
         return cloud_band, f"mask: {kind} on band {cloud_band}"
     bands = [str(b) for b in cube["band"].values]
@@ -266,6 +450,8 @@ def resolve_bands(
     tuple
         ``(bands, cloud_band, data_band)``.
     """
+    from ..datasets import SAMPLES
+
     if sample is not None:
         spec = SAMPLES[sample]
         cloud_band = cloud_band or spec.cloud_band

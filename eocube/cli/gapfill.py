@@ -1,43 +1,60 @@
-"""``eocube gapfill``: source -> cloud mask -> temporal gap filling -> Zarr (+ quicklook PNG)."""
+"""``eocube gapfill``: source -> cloud mask -> temporal gap filling -> Zarr (+ quicklook PNG).
+
+Only click and light modules are imported at the top (see :mod:`eocube.cli`): the arguments,
+outputs, source and cluster settings are checked first, then the cube is opened and the job
+built, a completed output ends the command, and only then does the work start: on dask's
+threads in this process for a small job, on a cluster for a larger one (``compute_on``).
+"""
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
-import xarray as xr
 
-from ..cluster import close, connect, describe
-from ..cube import cube_info, select_bands
-from ..datasets import SAMPLES
-from ..fill import METHODS, days_to_clear, fill_gaps
-from ..io import check_target, open_zarr, to_zarr
-from ..masks import (
-    check_mask_band,
-    clear_from_cloud_band,
-    clear_from_probability,
-    clear_from_qa_pixel,
-    clear_from_scl,
-    dilate_clouds,
-    has_data,
-)
-from ..plot import gapfill_quicklook
+from ..fill import METHOD_NAMES
 from ._common import (
     InputError,
     OneLineCommand,
+    check_cluster,
     check_output_writable,
+    check_source,
     cluster_options,
+    compute_on,
     friendly_errors,
     open_source,
     resolve_bands,
     resolve_mask_band,
+    sample_names,
 )
+
+if TYPE_CHECKING:
+    import xarray as xr
+
+TILE_TARGET = 64 * 2**20
+"""Default tile: the largest power of two whose output chunk (all dates x one band) stays under
+64 MiB, within Zarr's guidance of 10-100 MB per chunk (fewer, bigger chunks: fewer files and tasks;
+``--tile 64`` on a 1 GB cube was twice as slow as ``--tile 512`` and wrote 64 times more files)."""
+
+TILE_RANGE = (16, 2048)
+"""Smallest and largest default tile."""
+
+
+class _SampleHelpOption(click.Option):
+    """``--source``: its help lists the bundled samples, read when help is shown (not at import)."""
+
+    def get_help_record(self, ctx: click.Context) -> tuple[str, str] | None:
+        """The help line, with the sample names filled in."""
+        self.help = f"A bundled sample ({sample_names()}) or the path of a Zarr cube."
+        return super().get_help_record(ctx)
 
 
 @click.command("gapfill", cls=OneLineCommand)
-@click.option("--source", default="sentinel2", show_default=True,
-              help=f"A bundled sample ({', '.join(SAMPLES)}) or the path of a Zarr cube.")
+@click.option("--source", default="sentinel2", show_default=True, cls=_SampleHelpOption,
+              help="A bundled sample or the path of a Zarr cube.")
 @click.option("--out", "out", default="eocube-output/gapfilled.zarr", show_default=True, type=click.Path(),
               help="Zarr store to write (resumed if it holds an unfinished write of the same job).")
 @click.option("--bands", default=None, help="Comma-separated bands to fill (sample default: its data bands; else all but the mask bands).")
@@ -53,7 +70,7 @@ from ._common import (
               help="--mask probability: cloudy at or above, in the band's units.")
 @click.option("--snow/--no-snow", default=False, show_default=True, help="--mask scl|qa_pixel: count snow as not clear.")
 @click.option("--dilate", type=click.IntRange(min=0), default=0, show_default=True, help="Grow clouds by this many pixels.")
-@click.option("--method", type=click.Choice([*sorted(METHODS), "model"]), default="linear", show_default=True,
+@click.option("--method", type=click.Choice([*sorted(METHOD_NAMES), "model"]), default="linear", show_default=True,
               help="A classical method, or 'model': a trained gap-filling network (--model, see eocube train).")
 @click.option("--model", "model_path", default=None, type=click.Path(exists=True),
               help="--method model: checkpoint file or training folder written by eocube train.")
@@ -62,8 +79,10 @@ from ._common import (
 @click.option("--quality", default=None, type=click.Path(),
               help="Also write the quality cube (days to the nearest clear observation) to this Zarr store; "
                    "without a cloud band, per band, from the missing (NaN) values.")
-@click.option("--tile", type=click.IntRange(min=1), default=64, show_default=True,
-              help="Chunk size in pixels along y and x (a whole number >= 1).")
+@click.option("--tile", type=click.IntRange(min=1), default=None,
+              help="Chunk size in pixels along y and x (a whole number >= 1). Default: from the cube's size, the "
+                   "largest power of two (16..2048, at most the image) whose output chunk, all dates x one band, "
+                   "stays under 64 MiB (Zarr's guidance: 10-100 MB chunks); the choice is printed.")
 @click.option("--zarr-format", type=click.Choice(["2", "3"]), default="2", show_default=True,
               help="Zarr format (2 is readable by GDAL <= 3.10 and QGIS).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing store instead of resuming it.")
@@ -78,16 +97,23 @@ from ._common import (
 def gapfill(source: str, out: str, bands: str | None, cloud_band: str | None, data_band: str | None,
             mask_kind: str, threshold: float, snow: bool, dilate: int, method: str, model_path: str | None,
             time_grid: str | None,
-            quality: str | None, tile: int, zarr_format: str, overwrite: bool, quicklook: str | None,
+            quality: str | None, tile: int | None, zarr_format: str, overwrite: bool, quicklook: str | None,
             warn_never_observed: float, progress: bool, cluster: dict) -> None:
     """Fill cloudy observations of a cube along time and write the result to Zarr."""
     png = Path(quicklook) if quicklook else Path(str(out).rstrip("/" + os.sep) + ".png")
     _check_outputs(out, quality, png)
     _check_method(method, model_path, time_grid)
+    check_source(source)
+    check_cluster(cluster)
+    from ..cube import cube_info, select_bands
+    from ..io import check_target, to_zarr
+    from ..masks import check_mask_band
+
+    tile, tile_line = _tile(source, tile)
     cube, sample = open_source(source, {"time": -1, "band": 1, "y": tile, "x": tile})
     cloud_band, mask_line = resolve_mask_band(cube, sample, mask_kind, cloud_band)
     band_list, cloud_band, data_band = resolve_bands(cube, sample, bands, cloud_band, data_band)
-    click.echo(f"source: {source}\n{cube_info(cube)}")
+    click.echo(f"source: {source}\n{cube_info(cube)}\n{tile_line}")
     if cloud_band:
         check_mask_band(cube, cloud_band, mask_kind, threshold=threshold)  # a sample of the mask band only
     click.echo(mask_line + (f", cloudy at >= {threshold:g}" if mask_kind == "probability" and cloud_band else ""))
@@ -98,6 +124,8 @@ def gapfill(source: str, out: str, bands: str | None, cloud_band: str | None, da
 
         filled = fill_cube(observed, model_path, clear=clear)
     else:
+        from ..fill import fill_gaps
+
         filled = fill_gaps(observed, clear, method=method, time_grid=time_grid)
     provenance = {
         "command": "eocube gapfill",
@@ -121,23 +149,101 @@ def gapfill(source: str, out: str, bands: str | None, cloud_band: str | None, da
     if quality:
         q_cube = _quality_cube(clear, observed, time_grid)
         check_target(q_cube, quality, zarr_format=fmt, provenance=q_provenance, mode=write_mode)
-    client = connect(**cluster)
-    try:
-        click.echo(describe(client))
+    if write_mode == "resume" and _complete(out) and (not quality or _complete(quality)):
+        _report_complete(filled, out, fmt, provenance, quality, q_cube, q_provenance, observed, clear, png)
+        return
+    read = [*band_list, *[b for b in (cloud_band, data_band) if b and b not in band_list]]
+    nbytes = select_bands(cube, read).nbytes + filled.nbytes + (q_cube.nbytes if q_cube is not None else 0)
+    with compute_on(cluster, nbytes):
         report = to_zarr(filled, out, zarr_format=fmt, provenance=provenance, mode=write_mode, progress=progress)
         if q_cube is not None:
             click.echo(str(to_zarr(q_cube, quality, zarr_format=fmt, provenance=q_provenance,
                                    mode=write_mode, progress=progress)))
         never, pixels = _never_observed(clear, observed)
-    finally:
-        close(client)
     click.echo(str(report))
     _report_never_observed(never, pixels, warn_never_observed, method)
+    _write_quicklook(observed, clear, out, png)
+    click.echo(f"zarr: {Path(out).resolve()}")
+
+
+def _tile(source: str, tile: int | None) -> tuple[int, str]:
+    """The tile to use, and a line saying how it was chosen (``--tile`` or :func:`default_tile`)."""
+    if tile is not None:
+        return tile, f"tile: {tile} x {tile} pixels (--tile)"
+    shape, _ = open_source(source, None)
+    t, _, h, w = (shape.sizes[d] for d in ("time", "band", "y", "x"))
+    chosen = default_tile(t, h, w, 4 if shape.dtype.itemsize <= 4 else 8)
+    chunk = t * min(chosen, h) * min(chosen, w) * (4 if shape.dtype.itemsize <= 4 else 8)
+    return chosen, (f"tile: {chosen} x {chosen} pixels (default from the cube's size: output chunks of "
+                    f"{chunk / 2**20:.1f} MiB, at most {TILE_TARGET // 2**20} MiB; --tile sets it)")
+
+
+def default_tile(times: int, height: int, width: int, itemsize: int = 4) -> int:
+    """The default ``--tile``: the largest power of two in :data:`TILE_RANGE` whose chunk fits :data:`TILE_TARGET`.
+
+    A chunk holds every date of one band over ``tile x tile`` pixels. When the image fits in
+    one tile, the tile is the image's larger side (one chunk per band, no padding).
+
+    Parameters
+    ----------
+    times, height, width
+        The cube's number of dates and image size in pixels.
+    itemsize
+        Bytes per value of the result (4 for float32).
+
+    Returns
+    -------
+    int
+        Tile size in pixels along y and x.
+    """
+    lo, hi = TILE_RANGE
+    fit = math.sqrt(TILE_TARGET / max(1, times * itemsize))
+    tile = lo
+    while tile * 2 <= min(hi, fit):
+        tile *= 2
+    return min(tile, max(height, width, 1))
+
+
+def _complete(store: str) -> bool:
+    """Whether ``store`` is a store eocube marked complete (its fingerprint was checked by ``check_target``)."""
+    path = Path(store)
+    if not path.is_dir():
+        return False
+    from ..errors import EOCubeError
+    from ..io import open_zarr
+
+    try:
+        open_zarr(path)
+    except (EOCubeError, OSError, ValueError, KeyError):
+        return False
+    return True
+
+
+def _report_complete(filled, out, fmt, provenance, quality, q_cube, q_provenance, observed, clear, png) -> None:
+    """A completed output: say so and end, starting no cluster (the quicklook is drawn only if missing)."""
+    from ..io import to_zarr
+
+    click.echo("compute: nothing (the output is already complete: no cluster started)")
+    click.echo(str(to_zarr(filled, out, zarr_format=fmt, provenance=provenance, mode="resume", progress=False)))
+    if q_cube is not None:
+        click.echo(str(to_zarr(q_cube, quality, zarr_format=fmt, provenance=q_provenance, mode="resume",
+                               progress=False)))
+    if not png.exists():
+        _write_quicklook(observed, clear, out, png)
+    else:
+        click.echo(f"quicklook: {png.resolve()}")
+    click.echo(f"zarr: {Path(out).resolve()}")
+
+
+def _write_quicklook(observed, clear, out: str, png: Path) -> None:
+    """Draw the quicklook PNG from the written store (matplotlib is imported here only)."""
+    from ..io import open_zarr
+    from ..plot import gapfill_quicklook
+
     result = open_zarr(out)
     shown = clear if clear is not None else observed.notnull().all("band")
     gapfill_quicklook(observed, shown.compute(), result, png)
     click.echo(f"quicklook: {png.resolve()}")
-    click.echo(f"zarr: {Path(out).resolve()}")
 
 
 def _check_outputs(out: str, quality: str | None, png: Path) -> None:
@@ -162,6 +268,8 @@ def _check_method(method: str, model_path: str | None, time_grid: str | None) ->
 
 def _quality_cube(clear: xr.DataArray | None, observed: xr.DataArray, time_grid: str | None) -> xr.DataArray:
     """Days to the nearest clear observation: one ``days_to_clear`` band, or one per band without a mask."""
+    from ..fill import days_to_clear
+
     if clear is not None:
         q = days_to_clear(clear, time_grid=time_grid).expand_dims(band=["days_to_clear"])
     else:  # no cloud band: gaps are the missing values of each band
@@ -198,6 +306,15 @@ def _clear_mask(cube, kind: str, band: str | None, data_band: str | None, thresh
     """The clear mask the options ask for (None without a cloud band)."""
     if not band:
         return None
+    from ..masks import (
+        clear_from_cloud_band,
+        clear_from_probability,
+        clear_from_qa_pixel,
+        clear_from_scl,
+        dilate_clouds,
+        has_data,
+    )
+
     if kind == "scl":
         clear = clear_from_scl(cube, band, snow=snow)
     elif kind == "qa_pixel":

@@ -34,6 +34,10 @@ DEFAULTS_FILE = Path(__file__).with_name("eocube.yaml")
 KINDS = ("local", "slurm")
 """Cluster kinds made by eocube (besides joining a scheduler address)."""
 
+AUTO = "auto"
+"""Default kind: the command line runs a small job on dask's threads in its own process and a larger
+one on a local cluster (:func:`eocube.cli._common.compute_on`); :func:`resolve` reads it as ``"local"``."""
+
 # Python keyword -> (CLI flag or None, key in the "local"/"slurm" section). Used to name a
 # setting in error messages the way the user wrote it.
 LOCAL_KEYS = {
@@ -51,6 +55,10 @@ SLURM_KEYS = {
     "processes": "--processes",
     "gpus": "--gpus",
     "gpu_type": "--gpu-type",
+    "cores_per_gpu": None,
+    "memory_per_gpu": None,
+    "qos": "--qos",
+    "constraint": "--constraint",
     "jobs": "--jobs",
     "adapt_min": "--adapt-min",
     "adapt_max": "--adapt-max",
@@ -60,7 +68,7 @@ SLURM_KEYS = {
     "scheduler_host": "--scheduler-host",
     "log_directory": None,
     "job_name": None,
-    "job_extra_directives": None,
+    "job_extra_directives": "--job-directive",
     "worker_extra_args": None,
     "death_timeout": None,
     "python": None,
@@ -198,7 +206,9 @@ def resolve(
     base = dask.config.get(CONFIG_KEY)
     if config_file is not None:
         base = dask.config.merge(base, read_config_file(config_file))
-    cluster = cluster or str(base.get("kind") or "local")
+    cluster = cluster or str(base.get("kind") or AUTO)
+    if cluster == AUTO:
+        cluster = "local"
     if cluster in KINDS:
         kind = cluster
     elif "://" in cluster or cluster.count(":") == 1:
@@ -206,7 +216,7 @@ def resolve(
     else:
         raise ClusterConfigError(
             f"unknown cluster {cluster!r} (--cluster / {CONFIG_KEY}.kind): use 'local', 'slurm' "
-            "or a scheduler address such as tcp://127.0.0.1:8786"
+            f"or a scheduler address such as tcp://127.0.0.1:8786 ({CONFIG_KEY}.kind also takes '{AUTO}')"
         )
     if kind == "address":
         unused = sorted(overrides)
@@ -255,8 +265,9 @@ def _check_local(s: dict[str, Any]) -> dict[str, Any]:
 
 
 def _check_slurm(s: dict[str, Any]) -> dict[str, Any]:
-    s["cores"] = _positive_int(s["cores"], "slurm", "cores")
     s["gpus"] = _positive_int(s["gpus"] or 0, "slurm", "gpus", minimum=0)
+    s["derived"] = _gpu_defaults(s)
+    s["cores"] = _positive_int(s["cores"], "slurm", "cores")
     s["jobs"] = _positive_int(s["jobs"], "slurm", "jobs", minimum=0)
     s["death_timeout"] = _positive_int(s["death_timeout"], "slurm", "death_timeout", allow_none=True)
     if s["processes"] is not None and isinstance(s["processes"], bool):
@@ -299,13 +310,60 @@ def _check_slurm(s: dict[str, Any]) -> dict[str, Any]:
     s["tls"] = _bool(s["tls"], "slurm", "tls")
     for key in ("prologue", "job_extra_directives", "worker_extra_args"):
         s[key] = _str_list(s[key], key)
-    for key in ("queue", "account", "gpu_type", "interface", "scheduler_host", "local_directory", "log_directory", "job_name", "python",
+    s["job_extra_directives"] = [_directive(d) for d in s["job_extra_directives"]]
+    for key in ("queue", "account", "gpu_type", "qos", "constraint", "interface", "scheduler_host", "local_directory", "log_directory", "job_name", "python",
                 "tls_directory"):
         if s[key] is not None:
             s[key] = str(s[key])
             if not s[key].strip():
                 raise ClusterConfigError(f"{setting_name('slurm', key)} is empty: give a value or leave it unset")
     return s
+
+
+SLURM_FALLBACKS = {"cores": 1, "memory": "4GB"}
+"""Cores and memory of a job without GPUs when neither is set."""
+
+
+def _gpu_defaults(s: dict[str, Any]) -> list[str]:
+    """Fill ``cores`` and ``memory`` left unset: per GPU for a GPU job, else :data:`SLURM_FALLBACKS`.
+
+    Returns
+    -------
+    list of str
+        One line per value chosen here, for the dry run (empty when nothing was derived from the GPUs).
+    """
+    derived = []
+    for key, per in (("cores", "cores_per_gpu"), ("memory", "memory_per_gpu")):
+        if s[key] is not None:
+            continue
+        if not s["gpus"]:
+            s[key] = SLURM_FALLBACKS[key]
+            continue
+        if per == "cores_per_gpu":
+            unit = _positive_int(s[per] if s[per] is not None else 8, "slurm", per)
+            s[key] = s["gpus"] * unit
+            shown = str(unit)
+        else:
+            unit = s[per] if s[per] is not None else "16GB"
+            total = _bytes(unit, "slurm", per) * s["gpus"]
+            s[key] = f"{total // 2**20}MB" if total % 2**30 else f"{total // 2**30}GB"
+            shown = str(unit)
+        derived.append(f"{key} {s[key]} = {s['gpus']} GPUs x {shown} ({setting_name('slurm', per)}; "
+                       f"{setting_name('slurm', key)} sets it)")
+    return derived
+
+
+def _directive(text: str) -> str:
+    """An ``#SBATCH`` option as dask-jobqueue wants it: ``--qos=x`` (a leading ``#SBATCH`` is dropped)."""
+    option = text.strip()
+    if option.upper().startswith("#SBATCH"):
+        option = option[len("#SBATCH"):].strip()
+    if not option.startswith("-"):
+        raise ClusterConfigError(
+            f"{setting_name('slurm', 'job_extra_directives')}={text!r} is not an sbatch option: give it as "
+            "'--name=value' or '-C feature', e.g. --job-directive=--hint=nomultithread"
+        )
+    return option
 
 
 def _positive_int(value: Any, kind: str, key: str, *, minimum: int = 1, allow_none: bool = False) -> int | None:

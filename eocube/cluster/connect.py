@@ -122,7 +122,9 @@ def dry_run(cluster: str | None = None, *, config_file: str | Path | None = None
         adaptive = (f"{s['adapt_min']} to {s['adapt_max']} jobs (adaptive)" if s["adapt_min"] != s["adapt_max"]
                     else f"{s['adapt_max']} job(s), replaced when they end")
         head = (f"# eocube dry run: Dask scheduler in this process, workers in {adaptive}; "
-                f"{s['processes']} worker(s) per job; {_tls_line(s)}. Script of one job:\n")
+                f"{s['processes']} worker(s) per job; {_tls_line(s)}.\n")
+        head += "".join(f"# chosen from --gpus: {line}\n" for line in s.get("derived", []))
+        head += "# Script of one job:\n"
         return head + job_script(s)
     if kind == "local":
         cores, memory = machine_size()

@@ -224,7 +224,8 @@ def job_kwargs(settings: dict[str, Any], dashboard_address: str | None = DEFAULT
         adds ``security`` and ``shared_temp_directory`` when TLS is on.
     """
     s = settings
-    directives = list(s["job_extra_directives"])
+    directives = [f"--{key}={s[key]}" for key in ("qos", "constraint") if s.get(key)]
+    directives += list(s["job_extra_directives"])
     worker_args = list(s["worker_extra_args"])
     if s["gpus"]:
         gres = f"gpu:{s['gpu_type']}:{s['gpus']}" if s["gpu_type"] else f"gpu:{s['gpus']}"

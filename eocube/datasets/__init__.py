@@ -13,8 +13,6 @@ from pathlib import Path
 
 import xarray as xr
 
-from ..io import open_zarr
-
 HERE = Path(__file__).resolve().parent
 
 
@@ -81,6 +79,8 @@ def open_sample(name: str = "sentinel2", *, chunks: dict[str, int] | None = None
         sample = SAMPLES[name]
     except KeyError:
         raise KeyError(f"no bundled sample {name!r}; available: {sorted(SAMPLES)}") from None
+    from ..io import open_zarr  # here, so that the table of samples imports nothing heavy (eocube.cli)
+
     return open_zarr(sample.path, chunks=chunks)
 
 

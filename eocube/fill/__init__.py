@@ -1,8 +1,64 @@
-"""Temporal gap filling (classical methods), regular composites and the quality band."""
+"""Temporal gap filling (classical methods), regular composites and the quality band.
 
-from ._errors import FillError
-from .composite import STATISTICS, composite
-from .quality import days_to_clear, usable_mask
-from .temporal import BOUNDED, METHODS, fill_gaps
+Imports are lazy: ``import eocube.fill`` costs nothing beyond this file, so that the
+command line can build its options (:data:`METHOD_NAMES`) without importing dask.array,
+rioxarray or the compiled kernels. The public names below are imported on first use;
+the compiled (numba) kernels (``_fast_*.py``) are imported only inside the kernels that
+run them, i.e. in the dask tasks, on the workers that compute (see :mod:`eocube.fill._warmup`
+for compiling them ahead of time).
+"""
 
-__all__ = ["fill_gaps", "METHODS", "BOUNDED", "composite", "STATISTICS", "days_to_clear", "usable_mask", "FillError"]
+from __future__ import annotations
+
+import importlib
+import sys
+import types
+from typing import Any
+
+METHOD_NAMES: tuple[str, ...] = ("linear", "nearest", "previous", "next", "whittaker", "harmonic", "savgol")
+"""Names of :data:`METHODS` (the keys of ``eocube.fill.temporal.METHODS``; a test keeps them equal),
+available without importing the kernels."""
+
+_LAZY = {
+    "fill_gaps": "temporal",
+    "METHODS": "temporal",
+    "BOUNDED": "temporal",
+    "composite": "composite",
+    "STATISTICS": "composite",
+    "days_to_clear": "quality",
+    "usable_mask": "quality",
+    "FillError": "_errors",
+}
+"""Public name -> submodule that defines it, imported on first use."""
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
+
+class _FillPackage(types.ModuleType):
+    """This package's module type: a submodule named like a public function (``composite``) stays hidden.
+
+    Importing ``eocube.fill.composite`` sets the package attribute ``composite`` to the submodule;
+    the function of that name is kept there instead, as when this package imported it eagerly.
+    """
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if isinstance(value, types.ModuleType) and value.__name__ == f"{__name__}.{name}" and name in _LAZY:
+            value = getattr(value, name)
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _FillPackage
+
+
+__all__ = ["fill_gaps", "METHODS", "METHOD_NAMES", "BOUNDED", "composite", "STATISTICS", "days_to_clear",
+           "usable_mask", "FillError"]

@@ -1,5 +1,19 @@
-"""Pictures people would rather look at than read (matplotlib, headless-safe)."""
+"""Pictures people would rather look at than read (matplotlib, headless-safe).
 
-from .quicklook import gapfill_quicklook
+matplotlib is imported when a figure is drawn, not with this package (the command line
+imports it only to write a quicklook).
+"""
+
+from __future__ import annotations
+
+from typing import Any
 
 __all__ = ["gapfill_quicklook"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "gapfill_quicklook":
+        from .quicklook import gapfill_quicklook
+
+        return gapfill_quicklook
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
