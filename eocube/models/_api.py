@@ -1,9 +1,12 @@
-"""``apply_model``: check the request, probe the model once, build the lazy graph, label the result."""
+"""``apply_model``: resolve the spec, check the sources, probe the model once, build the lazy graph, label it."""
 
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Callable, Literal, Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Any, Mapping, Sequence
 
 import dask
 import dask.array as da
@@ -15,24 +18,18 @@ from dask.base import tokenize
 
 from ..cube import check_time_axis, select_bands, validate_cube
 from ._device import check_autocast, check_device_early, gpu_resources
-from ._engine import BlockPlan, forward_canonical, run_block
-from ._errors import HaloError, OutputShapeError
+from ._engine import BlockPlan, SourcePlan, forward_canonical, run_block
+from ._errors import GridError, HaloError, OutputShapeError, SourceError
+from ._keywords import declared_scale, resolve
 from ._layout import LAYOUTS, Layout, time_features
 from ._loading import as_source, get_model
-from ._probe import args_builder, probe_output, resolve_halo
+from ._probe import make_builder, probe_output, resolve_halo
+from ._scaling import check_scaling
+from ._sources import lcm, match_sources, nest_grids, pair_dates
+from ._spec import ModelSpec, RunOptions, SourceSpec
+from ._tiling import OutScale, aligned_chunks, output_chunks, round_up, source_chunks
 
 DEFAULT_SPATIAL_CHUNK = 512
-
-
-def _spatial_chunks(chunks: tuple[int, ...], halo: int) -> tuple[int, ...]:
-    """Merge chunks smaller than the halo into a neighbour (dask's overlap needs depth <= chunk)."""
-    out: list[int] = []
-    for c in chunks:
-        if out and (c < halo or out[-1] < halo):
-            out[-1] += c
-        else:
-            out.append(c)
-    return tuple(out)
 
 
 def _out_names(out_bands: Any, k: int, bands: tuple[str, ...], post: Any) -> list[str]:
@@ -63,138 +60,166 @@ def _out_dtype_nodata(out_dtype: Any, out_nodata: Any, post: Any) -> tuple[np.dt
     return dtype, out_nodata
 
 
-def apply_model(
-    cube: xr.DataArray,
-    model: Any,
-    *,
-    layout: Literal["band", "time_band", "sequence"] = "band",
-    bands: Sequence[str] | None = None,
-    out_bands: Sequence[str] | str | None = None,
-    output: Literal["auto", "per_date", "map"] = "auto",
-    out_time: Any = None,
-    postprocess: str | Callable[[torch.Tensor], torch.Tensor] | None = None,
-    out_dtype: Any = None,
-    out_nodata: float | int | None = None,
-    halo: int | Literal["auto", "probe"] = "auto",
-    tile_size: int | None = 256,
-    batch_size: int = 8,
-    chunks: dict[str, int] | None = None,
-    size_multiple: int = 1,
-    fill_value: float = 0.0,
-    valid_input: Literal["channel", "argument"] | None = None,
-    time_input: str | Callable[[pd.DatetimeIndex], np.ndarray] | None = None,
-    mask_output: Literal["any", "all"] | None = "any",
-    device: str = "auto",
-    autocast: Literal["bf16", "fp16"] | None = None,
-    torch_threads: int | None = None,
-    resources: dict[str, float] | Literal["auto"] | None = "auto",
-    name: str | None = None,
-) -> xr.DataArray:
-    """Apply a PyTorch model to a cube, chunk by chunk, lazily and without seams.
+def _check_spec(spec: ModelSpec, run: RunOptions) -> None:
+    """Values the spec and the run options may take (clear errors before anything else)."""
+    for src in spec.sources:
+        if src.layout not in LAYOUTS:
+            raise ValueError(f"layout must be one of {LAYOUTS}, got {src.layout!r}")
+        if src.valid_input not in (None, "channel", "argument"):
+            raise ValueError(f"valid_input must be None, 'channel' or 'argument', got {src.valid_input!r}")
+    out = spec.output
+    if out.mask not in (None, "any", "all"):
+        raise ValueError(f"mask_output must be None, 'any' or 'all', got {out.mask!r}")
+    if out.kind not in ("auto", "per_date", "map"):
+        raise ValueError(f"output must be 'auto', 'per_date' or 'map', got {out.kind!r}")
+    if run.batch_size < 1 or (run.tile_size is not None and run.tile_size < 1) or spec.size_multiple < 1:
+        raise ValueError("batch_size, tile_size and size_multiple must be positive integers")
+    if spec.pairing not in ("same", "nearest", "previous"):
+        raise ValueError(f"pairing must be 'same', 'nearest' or 'previous', got {spec.pairing!r}")
+    temporal = {src.layout != "band" for src in spec.sources}
+    if len(temporal) > 1:
+        raise ValueError(
+            "the sources mix the per-date layout 'band' with temporal layouts: use 'band' for every source (dates "
+            "paired across sources) or a temporal layout ('time_band', 'sequence') for every source"
+        )
+    check_autocast(run.autocast)
+    check_device_early(run.device)
 
-    The model is probed once here (output shape, channel count, receptive field) and then
-    runs in the dask tasks: each worker process loads it once and reuses it, tiles are cut
-    with a halo of context and batched, and each output pixel is computed as in one forward
-    pass over the whole image.
+
+def _select(cube: xr.DataArray, src: SourceSpec) -> xr.DataArray:
+    validate_cube(cube, name=f"source {src.name!r}" if src.name != "input" else "cube")
+    if src.bands is not None:
+        have = [str(b) for b in cube["band"].values]
+        missing = [b for b in src.bands if b not in have]
+        if missing:
+            raise SourceError(
+                f"source {src.name!r}: the model needs the band(s) {missing}, which the cube lacks; the cube has "
+                f"{have}: pass a cube with them, or map the names (cube.assign_coords(band=[...]))"
+            )
+    cube = select_bands(cube, list(src.bands) if src.bands is not None else None)
+    if src.layout != "band":
+        check_time_axis(cube, name=f"source {src.name!r}")
+    check_scaling(src.scaling, cube.sizes["band"], src.name)
+    if src.resolution is not None:
+        t = cube.rio.transform()
+        got = (abs(float(t.a)), abs(float(t.e)))
+        if any(abs(g - w) > 1e-6 * abs(w) for g, w in zip(got, src.resolution)):
+            raise GridError(
+                f"source {src.name!r}: the model expects pixels of {src.resolution[0]:g} x {src.resolution[1]:g}, the "
+                f"cube has {got[0]:g} x {got[1]:g}: open it at that resolution (open_stac(..., resolution="
+                f"{src.resolution[0]:g})) or cube.rio.reproject_match(ref) onto a cube at that resolution"
+            )
+    return cube
+
+
+def _nodata(cube: xr.DataArray) -> float | int | None:
+    raw = cube.rio.nodata
+    return None if raw is None else raw.item() if hasattr(raw, "item") else raw
+
+
+@dataclass
+class _Source:
+    """One source while the graph is built."""
+
+    spec: SourceSpec
+    cube: xr.DataArray
+    times: pd.DatetimeIndex
+    ratio: int = 1
+    layout: Layout | None = None
+    tfeat: np.ndarray | None = None
+
+
+def apply_model(
+    sources: xr.DataArray | Sequence[xr.DataArray] | Mapping[str, xr.DataArray],
+    model: Any,
+    spec: ModelSpec | str | Path | None = None,
+    *,
+    run: RunOptions | None = None,
+    **keywords: Any,
+) -> xr.DataArray:
+    """Apply a PyTorch model to one or several cubes, chunk by chunk, lazily and without seams.
+
+    The model is probed once here (output shape, channel count, output scale, receptive
+    field) on small random tensors, and then runs in the dask tasks: each worker process
+    loads it once and reuses it, tiles are cut with a halo of context and batched, and each
+    output pixel is computed as in one forward pass over the whole image.
+
+    What describes the model (its sources, layouts, validity and time inputs, outputs, halo,
+    scale) is one :class:`~eocube.models.ModelSpec`, usually loaded from the model card beside
+    the model file; how to run it (tiles, batches, device, precision, threads, resources) is
+    one :class:`~eocube.models.RunOptions`. Keywords override fields of either, so the
+    calls of earlier versions (``apply_model(cube, net, layout=..., bands=..., tile_size=...)``)
+    keep working.
 
     Parameters
     ----------
-    cube
-        The input cube ``(time, band, y, x)``; dask-backed (lazy) or in memory.
+    sources
+        The input cube(s) ``(time, band, y, x)``, dask-backed (lazy) or in memory: one cube, a
+        list in the spec's source order, or a dict ``{source name: cube}``. Several sources may
+        have their own bands, grids and dates. Grids must nest: one CRS, pixel sizes integer
+        multiples of the finest, the finest grid's top-left corner on a pixel corner of every
+        other grid (coarser sources are cropped to the finest one's footprint).
     model
-        A ``torch.nn.Module``; the path of a TorchScript file (``torch.jit.save``); a tuple
-        ``(factory, state_dict_path)``; or :func:`eocube.models.from_state_dict` /
-        :func:`eocube.models.from_torchscript`. Files are loaded without unpickling
-        arbitrary objects (TorchScript, or ``torch.load(weights_only=True)``). An in-memory
-        module is sent once to each worker process by the scheduler and copied there; it is
-        never modified.
-    layout
-        How the cube feeds the model's input ``x`` (``F`` = bands, plus 1 with
-        ``valid_input="channel"``; ``T`` = dates of the cube):
+        A ``torch.nn.Module``; the path of a model file (TorchScript; ``.pt2`` where
+        supported); a tuple ``(factory, state_dict_path)``; or :func:`eocube.models.from_state_dict` /
+        :func:`eocube.models.from_torchscript`. Files are loaded without unpickling arbitrary
+        objects. An in-memory module is sent once to each worker process and copied there;
+        it is never modified.
+    spec
+        How the model consumes and produces data: a :class:`~eocube.models.ModelSpec`, the path of
+        a model card, or None: the card found beside a model file
+        (:func:`eocube.models.card.find_card`), else one source described by the keywords.
+    run
+        How to run it (:class:`~eocube.models.RunOptions`; default ``RunOptions()``).
+    **keywords
+        Override fields of the spec and of ``run``:
 
-        * ``"band"``: each date is a sample, ``x`` is ``(N, F, H, W)``;
-        * ``"time_band"``: the whole series is one sample, time folded into channels
-          time-major (channel ``t * F + f``), ``x`` is ``(N, T*F, H, W)``;
-        * ``"sequence"``: the whole series is one sample, ``x`` is ``(N, T, F, H, W)``.
-    bands
-        Bands to feed, in channel order (default: all).
-    out_bands
-        Names of the output bands: a list, ``"input"`` (the input band names, for models that
-        return one value per input band, e.g. gap filling) or None (``out_0``, ``out_1``, ...;
-        ``class`` for ``postprocess="argmax"``).
-    output
-        What the output holds. ``"per_date"``: a value per date, output cube with the input's
-        dates; ``"map"``: one map for the whole series (temporal layouts), output cube with
-        a single date ``out_time``. ``"auto"``: ``"band"`` -> per date; ``"sequence"`` -> per date
-        for a 5-D ``(N, T, K, H, W)`` model output, map for 4-D ``(N, K, H, W)``;
-        ``"time_band"`` -> per date when ``out_bands`` has ``L`` names and the model returns
-        ``T*L`` channels (time-major), else map.
-    out_time
-        Date of a ``"map"`` output (default: the last date of the cube).
-    postprocess
-        Applied to the model output's channel axis before storing: ``"argmax"`` (a class map,
-        one band), ``"softmax"``, ``"sigmoid"``, a callable on a ``(N, t, K, H, W)`` tensor, or None.
-    out_dtype, out_nodata
-        Output element type (default float32; uint8 for ``argmax``) and nodata value (default
-        NaN for floats, the largest value for unsigned integers, -1 for signed ones).
-    halo
-        Pixels of context added on each side of a tile. ``"auto"``: the module's integer ``halo``
-        attribute if it has one, else probed; ``"probe"``: always probed (the receptive field
-        is found from input gradients, exactly); an int: used as given.
-    tile_size
-        Edge of the tiles cut inside each chunk (without halo); None: one tile per chunk.
-        Bounds the memory of one forward pass.
-    batch_size
-        Samples per forward pass (dates x tiles for ``"band"``, tiles otherwise). Results do
-        not depend on it (beyond float rounding).
-    chunks
-        Rechunk the cube first, e.g. ``{"y": 1024, "x": 1024, "time": 8}``. Band (and, for the
-        temporal layouts, time) is always one chunk. In-memory cubes get 512 x 512.
-    size_multiple
-        Tiles are padded (reflect) at their bottom/right to a multiple of this size before
-        the model (U-Nets that need sizes divisible by ``2**depth``); outputs are cropped back.
-    fill_value
-        Value given to the model where the input is nodata (NaN, or ``cube.rio.nodata``).
-    valid_input
-        How the model learns where the input was nodata: ``"channel"`` appends a validity
-        channel (1 valid, 0 nodata in any band) after the bands of each date;
-        ``"argument"`` passes a boolean tensor shaped like ``x`` (True where valid) as the next
-        positional argument; None: not at all.
-    time_input
-        Per-date features passed as the next positional argument: ``"days"`` (days since
-        1970-01-01), ``"doy"`` (day of year), or a callable ``f(DatetimeIndex) -> (T,) or (T, k)``;
-        float32 tensors of shape ``(N,)``/``(N, k)`` for ``"band"``, ``(N, T)``/``(N, T, k)``
-        otherwise. The model is thus called as ``model(x[, valid][, time])``.
-    mask_output
-        Which output values are set to ``out_nodata``. ``"any"``: where any band of the output's
-        own date was nodata (any date and band for a map); ``"all"``: where every input value
-        that reaches the output was nodata (the bands of its date for ``"band"``; every date and
-        band of the pixel for the temporal layouts, i.e. never observed). None keeps every
-        model output. Gap filling wants ``"all"`` or None.
-    device
-        ``"auto"`` (CUDA when torch sees it in the worker, else CPU), ``"cpu"``, ``"cuda"``, ``"cuda:N"``.
-    autocast
-        ``"bf16"`` or ``"fp16"`` mixed precision (``torch.autocast``), mainly for GPUs.
-    torch_threads
-        Torch threads per task on the CPU; None: the process's cores divided by its dask threads.
-    resources
-        Dask resources of the model tasks; ``"auto"``: ``{"GPU": 1}`` when the device may be a
-        GPU and the distributed cluster's workers declare a ``GPU`` resource.
-    name
-        Name of the output DataArray (default ``"prediction"``).
+        * of each source (a value for all sources, or a dict ``{source name: value}``):
+          ``layout`` (``"band"``: each date a sample ``(N, F, H, W)``; ``"time_band"``: the series
+          folded into channels time-major, ``(N, T*F, H, W)``; ``"sequence"``: ``(N, T, F, H, W)``),
+          ``bands`` (fed in channel order), ``valid_input`` (``"channel"``: a validity channel after
+          each date's bands; ``"argument"``: a boolean tensor like ``x`` as the next argument),
+          ``time_input`` (``"days"``, ``"doy"`` or a callable ``f(DatetimeIndex) -> (T,) or (T, k)``,
+          passed after ``valid``), ``fill_value`` (given to the model where the input is nodata);
+        * of the output: ``out_bands`` (names, ``"input"`` for the reference's band names, or None:
+          ``out_0``, ... / ``class``), ``output`` (``"per_date"``, ``"map"``, ``"auto"``), ``out_time``
+          (date of a map; default the reference's last date), ``postprocess`` (``"argmax"``,
+          ``"softmax"``, ``"sigmoid"``, a callable on ``(N, t, K, H, W)``), ``out_dtype`` /
+          ``out_nodata`` (default float32 / NaN; uint8 / 255 for argmax), ``mask_output``
+          (``"any"``: nodata where any band of the output's own date was nodata in the reference;
+          ``"all"``: where every reference value reaching it was; None: never), ``scale`` (output
+          pixels per reference pixel: 4, ``"1/4"``, ``Fraction(1, 4)``; default probed);
+        * of the model: ``halo`` (reference pixels; ``"auto"``: the module's ``halo`` attribute or
+          probed; ``"probe"``), ``size_multiple`` (tiles padded, reflect, to a multiple of it),
+          ``reference`` (source whose grid the scale refers to and whose dates the output has;
+          default the finest), ``pairing`` / ``tolerance`` (layout ``"band"`` with several sources:
+          ``"same"`` calendar day, ``"nearest"`` or ``"previous"`` date within ``tolerance``, e.g. ``"6D"``);
+        * of the run: ``tile_size`` (reference pixels, without halo; None: one tile per chunk),
+          ``batch_size``, ``chunks`` (rechunk the reference first, ``{"y": 1024, "x": 1024}``),
+          ``device`` (``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"``), ``autocast`` (``"bf16"``,
+          ``"fp16"``), ``torch_threads``, ``resources`` (``"auto"``: ``{"GPU": 1}`` on GPU
+          clusters), ``prefetch`` (CUDA: copy the next batch while the current one runs),
+          ``name`` (of the output, default ``"prediction"``).
 
     Returns
     -------
     xarray.DataArray
-        A lazy cube ``(time, band, y, x)`` on the input's grid (same ``y``/``x``, CRS and
-        transform), with the output bands and dates described above.
+        A lazy cube ``(time, band, y, x)`` on the output grid: the reference grid scaled by the
+        output scale (pixel size divided by it, same corner, coordinates at pixel centres, CRS
+        kept); the reference's dates (per-date outputs) or one date (maps).
 
     Raises
     ------
+    SourceError
+        A source the model takes is missing from the call, one is not the model's, or a cube lacks
+        the bands the spec names.
+    GridError
+        The sources' grids do not nest (the message says how to put them on nesting grids).
     ChannelMismatchError
         The model does not accept the layout's channel count (says which dims produced it).
     OutputShapeError
-        The model output cannot be mapped back (other spatial size, unexpected rank).
+        The model output cannot be mapped back (its scale is not an integer ratio, another rank,
+        another batch size, a scale other than the declared one).
     HaloError
         A bad halo, or a receptive field too wide to probe.
     DeviceError
@@ -206,13 +231,24 @@ def apply_model(
 
     Examples
     --------
-    A per-date segmentation network saved as TorchScript, as a class map per date:
+    A model with its card beside it (``unet.pt2`` and ``unet.json``):
+
+    >>> classes = eocube.apply_model(cube, "unet.pt2")  # doctest: +SKIP
+
+    A per-date segmentation network on four bands, as a class map per date:
 
     >>> classes = eocube.apply_model(cube, "unet.ts", bands=["B02", "B03", "B04", "B08"],
     ...                              postprocess="argmax", size_multiple=16)  # doctest: +SKIP
 
-    A temporal gap-filling network with ``forward(values (N, T, C, H, W), valid (same, bool),
-    days (N, T))`` returning ``(N, T, C, H, W)``, clouds masked to NaN first:
+    Two sources, Sentinel-2 10 m and 20 m bands (``forward(x10, x20)``), x2 finer output:
+
+    >>> sr = eocube.apply_model({"s10": b10, "s20": b20}, net, spec)  # doctest: +SKIP
+
+    Sentinel-2 dates with the nearest Sentinel-1 date within 6 days (``forward(s2, s1)``):
+
+    >>> out = eocube.apply_model({"s2": s2, "s1": s1}, net, pairing="nearest", tolerance="6D")  # doctest: +SKIP
+
+    A temporal gap-filling network with ``forward(values (N, T, C, H, W), valid, days (N, T))``:
 
     >>> filled = eocube.apply_model(
     ...     ndvi.where(clear), net, layout="sequence", valid_input="argument", time_input="days",
@@ -220,115 +256,209 @@ def apply_model(
 
     Notes
     -----
-    **Seams and borders.** Chunks overlap by ``halo`` pixels inside the image and not at all
-    beyond it (dask overlap with ``boundary="none"``): a tile at the image border sees the
-    true border, so the model's own padding applies there exactly as in a whole-image pass.
-    With ``halo`` at least the receptive-field radius, the result equals the whole-image
-    forward pass to float rounding everywhere, borders included, for models that are
-    translation-equivariant (stride 1, or upsampled back). For strided models (U-Nets) the
-    tile origins and ``size_multiple`` padding make results near tile edges approximate.
-    """
-    validate_cube(cube, name="cube")
-    if layout not in LAYOUTS:
-        raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
-    if valid_input not in (None, "channel", "argument"):
-        raise ValueError(f"valid_input must be None, 'channel' or 'argument', got {valid_input!r}")
-    if mask_output not in (None, "any", "all"):
-        raise ValueError(f"mask_output must be None, 'any' or 'all', got {mask_output!r}")
-    if output not in ("auto", "per_date", "map"):
-        raise ValueError(f"output must be 'auto', 'per_date' or 'map', got {output!r}")
-    if batch_size < 1 or (tile_size is not None and tile_size < 1) or size_multiple < 1:
-        raise ValueError("batch_size, tile_size and size_multiple must be positive integers")
-    check_autocast(autocast)
-    check_device_early(device)
-    if layout != "band":
-        check_time_axis(cube)
+    **Model call.** ``model(x_1[, valid_1][, time_1], x_2[, valid_2][, time_2], ...)``: each source's
+    tensor and its own optional validity and time arguments, sources in the spec's order.
 
-    cube = select_bands(cube, bands)
-    band_names = tuple(str(b) for b in cube["band"].values)
-    times = pd.DatetimeIndex(cube["time"].values)
-    lay = Layout(
-        kind=layout,
-        bands=band_names,
-        n_time=len(times) if layout != "band" else 1,
-        flag=valid_input == "channel",
-        valid_arg=valid_input == "argument",
-        time_arg=time_input is not None,
-    )
-    tfeat = time_features(times, time_input)
+    **Seams and borders.** Tiles are cut on the finest grid. Chunk boundaries, tile origins, tile
+    sizes and the halo are multiples of the alignment ``lcm(resolution ratios, output stride)``,
+    so a coarser source's window covers exactly its tile's footprint and a strided model's output
+    pixels start where a whole-image pass puts them; each source is read with the halo in its own
+    pixels (``halo / ratio``). Chunks overlap inside the image and not beyond it (dask overlap
+    with ``boundary="none"``): a tile at the border sees the true border, so the model's own
+    padding applies there as in a whole-image pass. With the halo at least the receptive field,
+    the result equals the whole-image forward pass to float rounding everywhere, borders
+    included, for models whose receptive field is finite (stride-1, strided or upsampling).
+    When the image is not a multiple of the output stride, the output has as many pixels as the
+    model gives for the whole image (probed: ``ceil`` for strided convolutions with ``padding =
+    kernel // 2``, ``floor`` for kernel = stride). ``size_multiple`` padding makes results near
+    tile edges approximate.
+
+    **Dates of several sources.** Temporal layouts give each source its whole time axis. With
+    layout ``"band"`` each date of the reference is paired with one date of every other source
+    (``pairing``); a reference date without a partner in some source gets a nodata output (the
+    model is not run on it); no partner at all is an error.
+    """
+    spec, run = resolve(sources, model, spec, run, keywords)
+    _check_spec(spec, run)
+    cubes = match_sources(sources, spec)
+    srcs = [_Source(sp, c, pd.DatetimeIndex([])) for sp, c in zip(spec.sources, cubes)]
+    for src in srcs:
+        src.cube = _select(src.cube, src.spec)
+    names = [src.spec.name for src in srcs]
+    try:
+        ref = None if spec.reference is None else names.index(spec.reference)
+    except ValueError:
+        raise SourceError(f"reference {spec.reference!r} is not a source of the model; its sources are {names}") from None
+    nesting, nested = nest_grids([src.cube for src in srcs], names, ref)
+    ref = nesting.base if ref is None else ref
+    for src, cube, r in zip(srcs, nested, nesting.ratios):
+        src.cube, src.ratio = cube, r
+        src.times = pd.DatetimeIndex(cube["time"].values)
+    temporal = srcs[ref].spec.layout != "band"
+    rsrc = srcs[ref]
+
+    # ---- date pairing (layout "band" with several sources) ----
+    paired: np.ndarray | None = None
+    if not temporal and len(srcs) > 1:
+        paired = np.ones(len(rsrc.times), bool)
+        for i, src in enumerate(srcs):
+            if i == ref:
+                continue
+            check_time_axis(src.cube, name=f"source {src.spec.name!r}")
+            idx = pair_dates(rsrc.times, src.times, spec.pairing, spec.tolerance)
+            paired &= idx >= 0
+            src.cube = src.cube.isel(time=np.where(idx >= 0, idx, 0))
+            src.times = pd.DatetimeIndex(src.cube["time"].values)
+        if not paired.any():
+            raise SourceError(
+                f"no date of the reference {rsrc.spec.name!r} has a partner in every other source with pairing="
+                f"{spec.pairing!r}" + (f" and tolerance={spec.tolerance!r}" if spec.tolerance else "")
+                + ": use pairing='nearest' or 'previous' with a tolerance (e.g. tolerance='6D')"
+            )
+
+    for src in srcs:
+        sp = src.spec
+        src.layout = Layout(
+            kind=sp.layout, bands=tuple(str(b) for b in src.cube["band"].values),
+            n_time=len(src.times) if temporal else 1, flag=sp.valid_input == "channel",
+            valid_arg=sp.valid_input == "argument", time_arg=sp.time_input is not None,
+        )
+        src.tfeat = time_features(src.times, sp.time_input)
+
     source = as_source(model)
     module = get_model(source, torch.device("cpu"))
 
-    build = args_builder(lay, tfeat)
-    probe_t = len(times) if lay.temporal else min(2, len(times))
-    kind, k, k_final = probe_output(module, lay, build, probe_t, size_multiple, output, out_bands, postprocess)
-    names = _out_names(out_bands, k_final, band_names, postprocess)
-    dtype, nodata_out = _out_dtype_nodata(out_dtype, out_nodata, postprocess)
-    h = resolve_halo(halo, module, build, lambda a: forward_canonical(module, list(a), lay, kind, k, None),
-                      probe_t, len(band_names), size_multiple)
+    # ---- probe: output kind, channels, scale; then the halo ----
+    ratios = [src.ratio for src in srcs]
+    layouts = [src.layout for src in srcs]
+    assert all(lay is not None for lay in layouts)
+    build = make_builder(layouts, [src.tfeat for src in srcs])  # type: ignore[arg-type]
+    probe_t = len(rsrc.times) if temporal else min(2, len(rsrc.times))
+    shapes = [(len(src.times) if temporal else probe_t, lay.per_date_channels - int(lay.flag))  # type: ignore[union-attr]
+              for src, lay in zip(srcs, layouts)]
+    m_base = spec.size_multiple * srcs[ref].ratio
+    multiple = lcm(m_base, *ratios) if m_base > 1 else 1
+    out = spec.output
+    probe = probe_output(module, layouts, build, shapes, ratios, ref, multiple, out.kind, out.bands,  # type: ignore[arg-type]
+                         out.postprocess, declared_scale(out))
+    kind, k, k_final, scale = probe.kind, probe.n_out, probe.n_final, probe.scale
+    align = lcm(*ratios, scale.scale.denominator)
+    ref_scale = OutScale(scale.scale * rsrc.ratio, scale.partial)
+    names_out = _out_names(out.bands, k_final, rsrc.layout.bands, out.postprocess)  # type: ignore[union-attr]
+    dtype, nodata_out = _out_dtype_nodata(out.dtype, out.nodata, out.postprocess)
+    lay_ref = rsrc.layout
+    assert lay_ref is not None
+
+    def forward(per_source: Sequence[Sequence[torch.Tensor]]) -> torch.Tensor:
+        return forward_canonical(module, [a for arrays in per_source for a in arrays], lay_ref, kind, k, None)
+
+    h = resolve_halo(spec.halo, module, build, forward, shapes, ratios, scale, lcm(align, multiple), rsrc.ratio)
+    h = round_up(h, align)
 
     # ---- chunks, overlap and the graph ----
-    want: dict[str, Any] = {"band": -1}
-    if lay.temporal:
-        want["time"] = -1
-    if not isinstance(cube.data, da.Array):
-        cube = cube.chunk({"time": -1 if lay.temporal else min(len(times), 8),
-                           "y": DEFAULT_SPATIAL_CHUNK, "x": DEFAULT_SPATIAL_CHUNK})
-    cube = cube.chunk({**(chunks or {}), **want})
-    data = cube.data
-    ychunks, xchunks = _spatial_chunks(data.chunks[2], h), _spatial_chunks(data.chunks[3], h)
-    if (ychunks, xchunks) != data.chunks[2:]:
-        data = data.rechunk((data.chunks[0], data.chunks[1], ychunks, xchunks))
+    base = srcs[nesting.base]
+    user = dict(run.chunks or {})
+    for dim in ("y", "x"):
+        if dim in user and user[dim] not in (-1, None):
+            user[dim] = int(user[dim]) * rsrc.ratio // base.ratio
+    bcube = base.cube
+    if not isinstance(bcube.data, da.Array):
+        bcube = bcube.chunk({"time": -1 if temporal else min(len(base.times), 8),
+                             "y": DEFAULT_SPATIAL_CHUNK, "x": DEFAULT_SPATIAL_CHUNK})
+    want: dict[str, Any] = {"band": -1, **({"time": -1} if temporal else {})}
+    bcube = bcube.chunk({**{d: v for d, v in user.items() if d in ("y", "x")}, **want})
+    ychunks = aligned_chunks(bcube.data.chunks[2], align, max(h, align))
+    xchunks = aligned_chunks(bcube.data.chunks[3], align, max(h, align))
     if h and (min(ychunks) < h or min(xchunks) < h):
         raise HaloError(
             f"the halo ({h} px) is larger than the image ({sum(ychunks)} x {sum(xchunks)} px): pass a smaller halo"
         )
-    ov = da.overlap.overlap(data, depth={0: 0, 1: 0, 2: h, 3: h}, boundary="none") if h else data
-    raw_nodata = cube.rio.nodata
+    if temporal:
+        tchunks_ref: tuple[int, ...] = (len(rsrc.times),)
+    else:
+        rcube = rsrc.cube if isinstance(rsrc.cube.data, da.Array) else rsrc.cube.chunk({"time": min(len(rsrc.times), 8)})
+        if "time" in user:
+            rcube = rcube.chunk({"time": user["time"]})
+        tchunks_ref = rcube.data.chunks[0]
+    arrays, plans = [], []
+    for i, src in enumerate(srcs):
+        cube = bcube if i == nesting.base else src.cube
+        data = cube.data if isinstance(cube.data, da.Array) else da.from_array(cube.values, chunks=-1)
+        ny, nx = data.shape[2:]
+        tch = (len(src.times),) if temporal else tchunks_ref
+        chunks = (tch, (data.shape[1],), source_chunks(ychunks, src.ratio, ny), source_chunks(xchunks, src.ratio, nx))
+        if data.chunks != chunks:
+            data = data.rechunk(chunks)
+        hs = h // src.ratio
+        arrays.append(da.overlap.overlap(data, depth={0: 0, 1: 0, 2: hs, 3: hs}, boundary="none") if hs else data)
+        plans.append(SourcePlan(
+            layout=src.layout, ratio=src.ratio, halo=hs, nodata=_nodata(src.cube),  # type: ignore[arg-type]
+            fill_value=float(src.spec.fill_value), time_features=src.tfeat, chunks=(tch, chunks[2], chunks[3]),
+            scaling=tuple(src.spec.scaling),
+        ))
+    tile = None if run.tile_size is None else round_up(int(run.tile_size) * rsrc.ratio, align)
     plan = BlockPlan(
-        layout=lay, out_kind=kind, n_out=k, n_final=k_final, halo=h, tile_size=tile_size,
-        batch_size=int(batch_size), device=str(device), autocast=autocast, torch_threads=torch_threads,
-        nodata=None if raw_nodata is None else raw_nodata.item() if hasattr(raw_nodata, "item") else raw_nodata,
-        fill_value=float(fill_value), mask_output=mask_output, postprocess=postprocess, out_dtype=dtype.str,
-        out_nodata=nodata_out, time_features=tfeat, dates=times.values.astype("datetime64[ns]"),
-        chunks=(data.chunks[0], ychunks, xchunks), multiple=int(size_multiple),
+        sources=tuple(plans), reference=ref, base=nesting.base, out_kind=kind, n_out=k, n_final=k_final, halo=h,
+        tile_size=tile, batch_size=int(run.batch_size), device=str(run.device), autocast=run.autocast,
+        torch_threads=run.torch_threads, mask_output=out.mask, postprocess=out.postprocess, out_dtype=dtype.str,
+        out_nodata=nodata_out, dates=rsrc.times.values.astype("datetime64[ns]"), scale=scale, ref_scale=ref_scale,
+        multiple=multiple, paired=paired, prefetch=bool(run.prefetch),
     )
     if kind == "map":
         tchunks: tuple[int, ...] = (1,)
-    elif lay.temporal:
-        tchunks = (len(times),)
+    elif temporal:
+        tchunks = (len(rsrc.times),)
     else:
-        tchunks = data.chunks[0]
-    src = dask.delayed(source, name=f"eocube-model-{source.token}", traverse=False, pure=True)
-    res = gpu_resources(str(device), resources)
+        tchunks = tchunks_ref
+    out_y, out_x = output_chunks(ychunks, scale), output_chunks(xchunks, scale)
+    model_key = dask.delayed(source, name=f"eocube-model-{source.token}", traverse=False, pure=True)
+    res = gpu_resources(str(run.device), run.resources)
     with dask.annotate(resources=res) if res else contextlib.nullcontext():
-        out = da.map_blocks(
-            run_block, ov, source=src, plan=plan, dtype=dtype, chunks=(tchunks, (k_final,), ychunks, xchunks),
+        result_data = da.map_blocks(
+            run_block, *arrays, source=model_key, plan=plan, dtype=dtype, chunks=(tchunks, (k_final,), out_y, out_x),
             meta=np.empty((0, 0, 0, 0), dtype=dtype),
-            name=f"apply-model-{tokenize(ov.name, source.token, plan)}",
+            name=f"apply-model-{tokenize([a.name for a in arrays], source.token, plan)}",
         )
+    return _label(result_data, srcs, ref, nesting.base, bcube, scale, kind, out, names_out, nodata_out, run,
+                  source.describe(), h)
 
-    # ---- label ----
+
+def _label(
+    data: da.Array, srcs: list[_Source], ref: int, base: int, bcube: xr.DataArray, scale: OutScale, kind: str,
+    out: Any, names: list[str], nodata: Any, run: RunOptions, described: str, halo: int,
+) -> xr.DataArray:
+    """The output cube: dates, band names, coordinates at pixel centres of the scaled grid, CRS, transform."""
+    rsrc = srcs[ref]
     if kind == "map":
-        out_times = pd.DatetimeIndex([pd.Timestamp(out_time) if out_time is not None else times[-1]])
+        out_times = pd.DatetimeIndex([pd.Timestamp(out.time) if out.time is not None else rsrc.times[-1]])
     else:
-        out_times = times
+        out_times = rsrc.times if len(srcs) == 1 or rsrc.spec.layout != "band" else \
+            pd.DatetimeIndex(srcs[ref].cube["time"].values)
+    transform = bcube.rio.transform()
+    ny, nx = data.shape[2:]
+    if scale.scale == 1:
+        ys, xs = bcube["y"].values, bcube["x"].values
+        out_transform = transform
+    else:
+        f = float(scale.scale)
+        out_transform = transform * transform.scale(1 / f, 1 / f)
+        xs = out_transform.c + out_transform.a * (np.arange(nx) + 0.5)
+        ys = out_transform.f + out_transform.e * (np.arange(ny) + 0.5)
+    layouts = "; ".join(f"{s.spec.name}: {s.layout.describe()}" if len(srcs) > 1 else s.layout.describe()  # type: ignore[union-attr]
+                        for s in srcs)
+    attrs: dict[str, Any] = {"model": described, "model_layout": layouts, "model_output": kind, "model_halo": halo,
+                             "model_scale": str(scale.scale * rsrc.ratio)}
+    if len(srcs) > 1:
+        attrs["model_sources"] = [s.spec.name for s in srcs]
+        attrs["model_reference"] = rsrc.spec.name
+    if out.classes:
+        attrs["class_values"] = [int(c.value) for c in out.classes]
+        attrs["class_names"] = [str(c.name) for c in out.classes]
     result = xr.DataArray(
-        out,
-        dims=("time", "band", "y", "x"),
-        coords={
-            "time": out_times.values.astype("datetime64[ns]"),
-            "band": np.asarray(names, dtype=object),
-            "y": cube["y"].values,
-            "x": cube["x"].values,
-        },
-        name=name or "prediction",
-        attrs={
-            "model": source.describe(),
-            "model_layout": lay.describe(),
-            "model_output": kind,
-            "model_halo": h,
-        },
+        data, dims=("time", "band", "y", "x"),
+        coords={"time": out_times.values.astype("datetime64[ns]"), "band": np.asarray(names, dtype=object),
+                "y": ys, "x": xs},
+        name=run.name or "prediction", attrs=attrs,
     )
-    result = result.rio.write_crs(cube.rio.crs).rio.write_transform(cube.rio.transform())
-    return result.rio.write_nodata(nodata_out, encoded=False)
+    result = result.rio.write_crs(bcube.rio.crs).rio.write_transform(out_transform)
+    return result.rio.write_nodata(nodata, encoded=False)

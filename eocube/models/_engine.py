@@ -1,13 +1,15 @@
 """What one chunk task does: fill nodata, cut tiles with their halo, batch, run the model, stitch.
 
-:func:`run_block` receives one block of the overlapped cube (its own pixels plus ``halo``
-pixels of each neighbour; nothing beyond the image border) and returns the block of the
-output cube for the block's own pixels. Inside the block the pixels are cut into tiles of
-``tile_size`` (plus the halo, clipped at the image border only), tiles of equal shape are
-stacked with the dates (layout ``"band"``) into batches of ``batch_size`` samples, and each
-output tile is cropped back to its own pixels. Since every output pixel sees either its full
-halo or the true image border, the result equals one forward pass over the whole image
-whenever ``halo`` covers the receptive field.
+:func:`run_block` receives one block of each overlapped source (its own pixels plus the halo
+of each neighbour, in the source's own pixels; nothing beyond the image border) and returns
+the output block for the block's own pixels. Tiles are cut on the base (finest) grid: their
+origins, sizes and the halo are multiples of the alignment (:mod:`._tiling`), so each tile's
+window in a coarser source covers exactly its base footprint and its output pixels start on
+an output pixel corner. Tiles of equal shape are stacked with the dates (layout ``"band"``)
+into batches of ``batch_size`` samples, fed to the device (:mod:`._feed`), and each output
+tile is cropped back to its own pixels. Since every output pixel sees either its full halo or
+the true image border, the result equals one forward pass over the whole image whenever
+``halo`` covers the receptive field.
 """
 
 from __future__ import annotations
@@ -15,94 +17,108 @@ from __future__ import annotations
 import contextlib
 import itertools
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
 
 from ._device import autocast_context, device_lock, matched_torch_threads, resolve_device
 from ._errors import ModelRuntimeError, OutputShapeError
+from ._feed import Feeder, to_numpy
 from ._layout import Layout, OutputKind, canonical, postprocess
 from ._loading import ModelSource, get_model
+from ._scaling import apply_scaling
+from ._spec import Scaling
+from ._tiling import OutScale, round_up, scale_mask, source_window, windows
+
+
+@dataclass(frozen=True, eq=False)
+class SourcePlan:
+    """One source as a chunk task sees it (small, picklable)."""
+
+    layout: Layout
+    ratio: int
+    """Base pixels per pixel of this source."""
+    halo: int
+    """Overlap depth in this source's pixels (the base halo / ratio)."""
+    nodata: float | int | None
+    """Input nodata value other than NaN (NaN is always nodata for floats)."""
+    fill_value: float
+    time_features: np.ndarray | None
+    """Per-date features along this source's (block) time axis."""
+    chunks: tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]
+    """This source's chunks along time, y and x (before overlap)."""
+    scaling: tuple[Scaling, ...] = ()
 
 
 @dataclass(frozen=True, eq=False)
 class BlockPlan:
     """Everything a chunk task needs besides its pixels and the model (small, picklable)."""
 
-    layout: Layout
+    sources: tuple[SourcePlan, ...]
+    reference: int
+    """Index of the source whose dates, layout and nodata define the output."""
+    base: int
+    """Index of the source on the base (finest) grid: tiles are cut on it."""
     out_kind: OutputKind
     n_out: int
     """Model output channels per date (K)."""
     n_final: int
     """Output channels after ``postprocess``."""
     halo: int
+    """Base pixels of context on each side of a tile (a multiple of the alignment)."""
     tile_size: int | None
+    """Base pixels (a multiple of the alignment)."""
     batch_size: int
     device: str
     autocast: str | None
     torch_threads: int | None
-    nodata: float | int | None
-    """Input nodata value other than NaN (NaN is always nodata for floats)."""
-    fill_value: float
     mask_output: str | None
     postprocess: str | Callable[[torch.Tensor], torch.Tensor] | None
     out_dtype: str
     out_nodata: float | int | None
-    time_features: np.ndarray | None
     dates: np.ndarray
-    """The cube's dates (for error messages)."""
-    chunks: tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]
-    """Input chunks along time, y and x (before overlap)."""
+    """The reference's dates (for error messages)."""
+    scale: OutScale = OutScale()
+    """Output pixels per base pixel."""
+    ref_scale: OutScale = OutScale()
+    """Output pixels per reference pixel (for the nodata mask)."""
     multiple: int = 1
-    """Tiles are padded (reflect) to a multiple of this size before the model."""
+    """Tiles are padded (reflect) to a multiple of this many base pixels before the model."""
+    paired: np.ndarray | None = None
+    """Layout ``"band"`` with several sources: whether each reference date has a partner in every source."""
+    prefetch: bool = True
+
+    @property
+    def chunks(self) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
+        """Base chunks along time, y and x."""
+        return self.sources[self.base].chunks
 
 
-def _windows(n: int, lead: int, trail_total: int, halo: int, tile: int) -> Iterator[tuple[int, int, int, int]]:
-    """Tiles along one axis: (core start, core stop) in output coords, (window start, stop) in block coords."""
-    for start in range(0, n, tile):
-        stop = min(start + tile, n)
-        yield start, stop, max(0, lead + start - halo), min(trail_total, lead + stop + halo)
-
-
-def prepare(xb: np.ndarray, nodata: float | int | None, fill: float) -> tuple[np.ndarray, np.ndarray | None]:
-    """Float32 values with nodata filled, and the nodata mask (None where nothing is nodata)."""
+def prepare(xb: np.ndarray, nodata: float | int | None, fill: float,
+            scaling: Sequence[Scaling] = ()) -> tuple[np.ndarray, np.ndarray | None]:
+    """Float32 values (scaled) with nodata filled, and the nodata mask (None where nothing is nodata)."""
     x = np.asarray(xb).astype(np.float32, copy=False)
     invalid = np.isnan(x) if np.issubdtype(np.asarray(xb).dtype, np.floating) else None
     if nodata is not None and not (isinstance(nodata, float) and np.isnan(nodata)):
         eq = np.asarray(xb) == nodata
         invalid = eq if invalid is None else (invalid | eq)
+    x = apply_scaling(x, scaling)
     if invalid is None or not invalid.any():
         return x, None
     return np.where(invalid, np.float32(fill), x), invalid
 
 
-def _pad(a: np.ndarray, multiple: int) -> np.ndarray:
-    if multiple <= 1 or a.ndim < 4:
+def pad_to(a: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Pad (reflect) the last two axes at the bottom/right to ``size``."""
+    if a.ndim < 4:
         return a
     h, w = a.shape[-2:]
-    ph, pw = -h % multiple, -w % multiple
-    if not (ph or pw):
+    ph, pw = size[0] - h, size[1] - w
+    if not (ph > 0 or pw > 0):
         return a
-    return np.pad(a, [(0, 0)] * (a.ndim - 2) + [(0, ph), (0, pw)], mode="reflect" if min(h, w) > 1 else "edge")
-
-
-def _to_device(a: np.ndarray, device: torch.device) -> torch.Tensor:
-    t = torch.from_numpy(np.ascontiguousarray(a))
-    if device.type == "cuda":
-        return t.pin_memory().to(device, non_blocking=True)
-    return t.to(device)
-
-
-def _to_numpy(y: torch.Tensor) -> np.ndarray:
-    if y.dtype in (torch.bfloat16, torch.float16):
-        y = y.float()
-    if y.device.type == "cuda":
-        host = torch.empty(y.shape, dtype=y.dtype, pin_memory=True)
-        host.copy_(y, non_blocking=True)
-        torch.cuda.current_stream(y.device).synchronize()
-        return host.numpy()
-    return y.cpu().numpy()
+    mode = "reflect" if min(h, w) > 1 and ph < h and pw < w else "edge"
+    return np.pad(a, [(0, 0)] * (a.ndim - 2) + [(0, max(ph, 0)), (0, max(pw, 0))], mode=mode)
 
 
 def forward_canonical(
@@ -113,20 +129,24 @@ def forward_canonical(
     n_out: int,
     post: str | Callable[[torch.Tensor], torch.Tensor] | None,
 ) -> torch.Tensor:
-    """Run the model and bring its output to ``(N, t_out, K', H, W)`` after ``post`` (``postprocess``)."""
+    """Run the model and bring its output to ``(N, t_out, K', H', W')`` after ``post`` (``postprocess``).
+
+    ``layout`` is the reference source's; ``H', W'`` are the model's (the output scale is checked
+    by the caller).
+    """
     y = model(*args)
     if not isinstance(y, torch.Tensor):
         raise OutputShapeError(
             f"the model returned a {type(y).__name__}, not a tensor: wrap it so that forward returns one tensor"
         )
     x = args[0]
-    n, h, w = x.shape[0], x.shape[-2], x.shape[-1]
-    if y.shape[0] != n or tuple(y.shape[-2:]) != (h, w):
+    n = x.shape[0]
+    if y.ndim < 3 or y.shape[0] != n:
         raise OutputShapeError(
             f"the model returned shape {tuple(y.shape)} for an input of shape {tuple(x.shape)}: the engine needs "
-            f"the same batch size ({n}) and spatial size ({h} x {w}) back; models that downsample or crop "
-            "must upsample/pad inside forward"
+            f"the same batch size ({n}) back"
         )
+    h, w = y.shape[-2], y.shape[-1]
     expected = n * (layout.n_time if out_kind == "per_date" and layout.temporal else 1) * n_out * h * w
     if y.numel() != expected:
         raise OutputShapeError(
@@ -140,120 +160,195 @@ def forward_canonical(
 def _location(
     plan: BlockPlan, block_id: tuple[int, ...], t0: int, t1: int, rows: tuple[int, int], cols: tuple[int, int]
 ) -> str:
-    d0, d1 = (str(np.datetime_as_string(plan.dates[i], unit="D")) for i in (t0, t1 - 1))
+    d0, d1 = (str(np.datetime_as_string(plan.dates[min(i, len(plan.dates) - 1)], unit="D")) for i in (t0, t1 - 1))
+    grid = " of the cube" if len(plan.sources) == 1 else " of the base grid"
     return (
         f"chunk {tuple(block_id)} (dates {d0}..{d1}, rows {rows[0]}..{rows[1] - 1}, "
-        f"cols {cols[0]}..{cols[1] - 1} of the cube)"
+        f"cols {cols[0]}..{cols[1] - 1}{grid})"
     )
 
 
+@dataclass(frozen=True)
+class _Geometry:
+    """Where a block's own pixels lie inside it, in base pixels."""
+
+    top: int
+    left: int
+    rows: int
+    cols: int
+
+
 def run_block(
-    xb: np.ndarray, *, source: ModelSource, plan: BlockPlan, block_id: tuple[int, ...] | None = None
+    *blocks: np.ndarray, source: ModelSource, plan: BlockPlan, block_id: tuple[int, ...] | None = None
 ) -> np.ndarray:
-    """Apply the model to one overlapped block and return the output block (see the module docstring)."""
+    """Apply the model to one overlapped block of each source and return the output block (module docstring)."""
     assert block_id is not None
     it, _, iy, ix = block_id
     t_chunks, y_chunks, x_chunks = plan.chunks
     h = plan.halo
-    top = h if iy > 0 else 0
-    left = h if ix > 0 else 0
-    hc, wc = y_chunks[iy], x_chunks[ix]
-    hb, wb = xb.shape[-2:]
-    assert hb == hc + top + (h if iy < len(y_chunks) - 1 else 0), "overlap depth does not match the plan"
-    assert wb == wc + left + (h if ix < len(x_chunks) - 1 else 0), "overlap depth does not match the plan"
-    t0 = sum(t_chunks[:it])
-    tb = xb.shape[0]
+    geo = _Geometry(h if iy > 0 else 0, h if ix > 0 else 0, y_chunks[iy], x_chunks[ix])
+    for xb, sp in zip(blocks, plan.sources, strict=True):
+        hs, ys, xs = sp.halo, sp.chunks[1], sp.chunks[2]
+        assert xb.shape[-2] == ys[iy] + (hs if iy > 0 else 0) + (hs if iy < len(ys) - 1 else 0), "overlap mismatch"
+        assert xb.shape[-1] == xs[ix] + (hs if ix > 0 else 0) + (hs if ix < len(xs) - 1 else 0), "overlap mismatch"
+    ref = plan.sources[plan.reference]
+    t0 = sum(ref.chunks[0][:it])
+    tb = blocks[plan.reference].shape[0]
     row0, col0 = sum(y_chunks[:iy]), sum(x_chunks[:ix])
-    where = _location(plan, block_id, t0, t0 + tb, (row0, row0 + hc), (col0, col0 + wc))
+    where = _location(plan, block_id, t0, t0 + tb, (row0, row0 + geo.rows), (col0, col0 + geo.cols))
 
     device = resolve_device(plan.device)
     threads = matched_torch_threads(plan.torch_threads) if device.type == "cpu" else contextlib.nullcontext()
     with threads:
-        return _run(xb, get_model(source, device), device, plan, block_id, where, t0, (top, left, hc, wc))
+        return _run(list(blocks), get_model(source, device), device, plan, (iy, ix), where, t0, geo)
 
 
 def _run(
-    xb: np.ndarray,
+    blocks: list[np.ndarray],
     model: torch.nn.Module,
     device: torch.device,
     plan: BlockPlan,
-    block_id: tuple[int, ...],
+    block_yx: tuple[int, int],
     where: str,
     t0: int,
-    geometry: tuple[int, int, int, int],
+    geo: _Geometry,
 ) -> np.ndarray:
-    top, left, hc, wc = geometry
-    halo = plan.halo
-    tb = xb.shape[0]
-    hb, wb = xb.shape[-2:]
-
-    layout = plan.layout
-    x, invalid = prepare(xb, plan.nodata, plan.fill_value)
-    if layout.flag:
-        if invalid is None:
-            flag = np.ones((tb, 1, hb, wb), np.float32)
-        else:
-            flag = (~invalid.any(axis=1, keepdims=True)).astype(np.float32)
-        x = np.concatenate([x, flag], axis=1)
-    tf = None if plan.time_features is None else plan.time_features[t0:t0 + tb]
-
+    ref = plan.sources[plan.reference]
+    layout = ref.layout
+    tb = blocks[plan.reference].shape[0]
+    scale = plan.scale
+    out_h, out_w = scale.length(geo.rows), scale.length(geo.cols)
     t_out = tb if not layout.temporal else (layout.n_time if plan.out_kind == "per_date" else 1)
-    out = np.empty((t_out, plan.n_final, hc, wc), dtype=plan.out_dtype)
-    tile = plan.tile_size or max(hc, wc)
+    out = np.empty((t_out, plan.n_final, out_h, out_w), dtype=plan.out_dtype)
 
-    # tiles grouped by window shape, so that equal shapes share batches
-    groups: dict[tuple[int, int], list[tuple[int, int, int, int, int, int, int, int]]] = {}
-    for (ra, rb, wr0, wr1), (ca, cb, wc0, wc1) in itertools.product(
-        _windows(hc, top, hb, halo, tile), _windows(wc, left, wb, halo, tile)
-    ):
-        groups.setdefault((wr1 - wr0, wc1 - wc0), []).append((ra, rb, wr0, wr1, ca, cb, wc0, wc1))
+    # dates run through the model (layout "band" with several sources: those with a partner in each)
+    dates = np.arange(tb)
+    if plan.paired is not None and not layout.temporal:
+        dates = np.flatnonzero(plan.paired[t0:t0 + tb])
+        if len(dates) < tb:
+            out[:] = plan.out_nodata
 
-    per_window = tb if not layout.temporal else 1
-    with torch.inference_mode():
-        for tiles in groups.values():
-            parts = [
-                layout.model_args(
-                    x[:, :, wr0:wr1, wc0:wc1],
-                    None if invalid is None else invalid[:, :, wr0:wr1, wc0:wc1],
-                    tf,
-                )
-                for (_, _, wr0, wr1, _, _, wc0, wc1) in tiles
-            ]
-            args = [
-                _pad(a[0] if len(tiles) == 1 else np.concatenate(a, axis=0), plan.multiple)
-                for a in zip(*parts, strict=True)
-            ]
-            n = args[0].shape[0]
-            for s0 in range(0, n, plan.batch_size):
-                s1 = min(n, s0 + plan.batch_size)
-                try:
-                    batch = [_to_device(a[s0:s1], device) for a in args]
-                    with device_lock(device), autocast_context(device, plan.autocast):
-                        y = _to_numpy(
-                            forward_canonical(model, batch, layout, plan.out_kind, plan.n_out, plan.postprocess)
-                        )
-                except OutputShapeError as exc:
-                    raise OutputShapeError(f"{exc} [{where}]") from None
-                except Exception as exc:
-                    raise ModelRuntimeError(
-                        f"the model raised {type(exc).__name__} on {where}, batch of {s1 - s0} sample(s) of shape "
-                        f"{tuple(args[0][s0:s1].shape)} on {device}: {exc}"
-                    ) from exc
-                for s in range(s0, s1):
-                    ra, rb, wr0, _, ca, cb, wc0, _ = tiles[s // per_window]
-                    r_off, c_off = top + ra - wr0, left + ca - wc0
-                    piece = y[s - s0, :, :, r_off:r_off + rb - ra, c_off:c_off + cb - ca]
-                    if layout.temporal:
-                        out[:, :, ra:rb, ca:cb] = piece
-                    else:
-                        out[s % per_window, :, ra:rb, ca:cb] = piece[0]
+    xs: list[np.ndarray] = []
+    invalids: list[np.ndarray | None] = []
+    tfs: list[np.ndarray | None] = []
+    for xb, sp in zip(blocks, plan.sources):
+        if not layout.temporal and len(dates) < tb:
+            xb = xb[dates]
+        x, invalid = prepare(xb, sp.nodata, sp.fill_value, sp.scaling)
+        if sp.layout.flag:
+            t, _, hb, wb = x.shape
+            flag = np.ones((t, 1, hb, wb), np.float32) if invalid is None else (
+                ~invalid.any(axis=1, keepdims=True)).astype(np.float32)
+            x = np.concatenate([x, flag], axis=1)
+        xs.append(x)
+        invalids.append(invalid)
+        tf = sp.time_features
+        if tf is not None and not sp.layout.temporal:
+            tf = tf[t0:t0 + tb][dates]
+        tfs.append(tf)
 
+    if len(dates):
+        _forward_tiles(xs, invalids, tfs, model, device, plan, where, geo, out, dates)
+
+    invalid = invalids[plan.reference]
     if plan.mask_output and invalid is not None:
         reduce: Any = np.any if plan.mask_output == "any" else np.all
-        core = invalid[:, :, top:top + hc, left:left + wc]
+        r = ref.ratio
+        rt, rl = geo.top // r, geo.left // r
+        iy, ix = block_yx
+        core = invalid[:, :, rt:rt + ref.chunks[1][iy], rl:rl + ref.chunks[2][ix]]
         # "any": the bands of the output's own date (every date for a map); "all": every input value
         # that reaches the output (all dates too for the temporal layouts: a never-observed pixel)
         whole_series = plan.out_kind == "map" or (layout.temporal and plan.mask_output == "all")
         mask = reduce(core, axis=(0, 1))[None] if whole_series else reduce(core, axis=1)
-        out[np.broadcast_to(mask[:, None], out.shape)] = plan.out_nodata
+        mask = scale_mask(mask, plan.ref_scale, (out_h, out_w), plan.mask_output)
+        target = out if layout.temporal or len(dates) == tb else out[dates]
+        target[np.broadcast_to(mask[:, None], target.shape)] = plan.out_nodata
+        if target is not out:
+            out[dates] = target
     return out
+
+
+def _forward_tiles(
+    xs: list[np.ndarray],
+    invalids: list[np.ndarray | None],
+    tfs: list[np.ndarray | None],
+    model: torch.nn.Module,
+    device: torch.device,
+    plan: BlockPlan,
+    where: str,
+    geo: _Geometry,
+    out: np.ndarray,
+    dates: np.ndarray,
+) -> None:
+    """Cut the tiles, batch them, run the model and write each tile's core into ``out``."""
+    ref = plan.sources[plan.reference]
+    layout = ref.layout
+    base = xs[plan.base]
+    hb, wb = base.shape[-2:]
+    halo, scale = plan.halo, plan.scale
+    tile = plan.tile_size or max(geo.rows, geo.cols)
+
+    # tiles grouped by window shape, so that equal shapes share batches
+    groups: dict[tuple[int, int], list[tuple[int, int, int, int, int, int, int, int]]] = {}
+    for (ra, rb, wr0, wr1), (ca, cb, wc0, wc1) in itertools.product(
+        windows(geo.rows, geo.top, hb, halo, tile), windows(geo.cols, geo.left, wb, halo, tile)
+    ):
+        groups.setdefault((wr1 - wr0, wc1 - wc0), []).append((ra, rb, wr0, wr1, ca, cb, wc0, wc1))
+
+    per_window = len(dates) if not layout.temporal else 1
+    jobs: list[tuple[list[tuple[int, ...]], list[np.ndarray], int, int]] = []
+    for (nh, nw), tiles in groups.items():
+        padded = (round_up(nh, plan.multiple), round_up(nw, plan.multiple))
+        args: list[np.ndarray] = []
+        for i, sp in enumerate(plan.sources):
+            r = sp.ratio
+            parts = []
+            for (_, _, wr0, wr1, _, _, wc0, wc1) in tiles:
+                y0, y1 = source_window(wr0, wr1, r, xs[i].shape[-2])
+                x0, x1 = source_window(wc0, wc1, r, xs[i].shape[-1])
+                inv = invalids[i]
+                parts.append(sp.layout.model_args(
+                    xs[i][:, :, y0:y1, x0:x1], None if inv is None else inv[:, :, y0:y1, x0:x1], tfs[i]))
+            size = (padded[0] // r, padded[1] // r)
+            args.extend(pad_to(a[0] if len(tiles) == 1 else np.concatenate(a, axis=0), size)
+                        for a in zip(*parts, strict=True))
+        n = args[0].shape[0]
+        jobs.extend((tiles, args, s0, min(n, s0 + plan.batch_size)) for s0 in range(0, n, plan.batch_size))
+
+    feeder = Feeder(device, plan.prefetch)
+    with torch.inference_mode():
+        staged = feeder.stage([a[jobs[0][2]:jobs[0][3]] for a in jobs[0][1]]) if jobs else None
+        for j, (tiles, args, s0, s1) in enumerate(jobs):
+            try:
+                assert staged is not None
+                batch = feeder.ready(staged)
+                with device_lock(device), autocast_context(device, plan.autocast):
+                    y_dev = forward_canonical(model, batch, layout, plan.out_kind, plan.n_out, plan.postprocess)
+                if j + 1 < len(jobs):  # stage the next batch while the device computes this one
+                    nxt = jobs[j + 1]
+                    staged = feeder.stage([a[nxt[2]:nxt[3]] for a in nxt[1]])
+                y = to_numpy(y_dev)
+            except OutputShapeError as exc:
+                raise OutputShapeError(f"{exc} [{where}]") from None
+            except Exception as exc:
+                raise ModelRuntimeError(
+                    f"the model raised {type(exc).__name__} on {where}, batch of {s1 - s0} sample(s) of shape "
+                    f"{tuple(args[0][s0:s1].shape)} on {device}: {exc}"
+                ) from exc
+            for s in range(s0, s1):
+                ra, rb, wr0, _, ca, cb, wc0, _ = tiles[s // per_window]
+                r_off, c_off = scale.length(geo.top + ra - wr0), scale.length(geo.left + ca - wc0)
+                o_ra, o_rb = scale.length(ra), scale.length(rb)
+                o_ca, o_cb = scale.length(ca), scale.length(cb)
+                piece = y[s - s0, :, :, r_off:r_off + o_rb - o_ra, c_off:c_off + o_cb - o_ca]
+                if piece.shape[-2:] != (o_rb - o_ra, o_cb - o_ca):
+                    raise OutputShapeError(
+                        f"the model returned {tuple(y.shape[-2:])} px for a tile of {tuple(args[0].shape[-2:])} px "
+                        f"but {r_off + o_rb - o_ra} x {c_off + o_cb - o_ca} were expected from the probed scale "
+                        f"{scale.scale} [{where}]"
+                    )
+                if layout.temporal:
+                    out[:, :, o_ra:o_rb, o_ca:o_cb] = piece
+                else:
+                    out[dates[s % per_window], :, o_ra:o_rb, o_ca:o_cb] = piece[0]

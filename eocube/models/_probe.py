@@ -1,7 +1,13 @@
-"""Probing a model once on the client: channel count, output shape and kind, halo."""
+"""Probing a model once on the client: channel count, output shape and kind, output scale, halo.
+
+Every probe is a forward pass on small random tensors built by the engine's own input path
+(:func:`make_builder`), one window per source at its own resolution; nothing of the cubes is read.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from fractions import Fraction
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -9,8 +15,9 @@ import torch
 
 from ._engine import forward_canonical
 from ._errors import ChannelMismatchError, HaloError, ModelRuntimeError, OutputShapeError
-from ._halo import probe_halo
+from ._halo import ArgsBuilder, probe_halo
 from ._layout import Layout, OutputKind, resolve_output
+from ._tiling import OutScale, round_up
 
 
 def _expected_channels(module: torch.nn.Module) -> tuple[str, int] | None:
@@ -34,59 +41,186 @@ def args_builder(lay: Layout, tfeat: np.ndarray | None) -> Callable[[np.ndarray]
     return build
 
 
+def make_builder(layouts: Sequence[Layout], tfeats: Sequence[np.ndarray | None]) -> ArgsBuilder:
+    """One window per source -> each source's argument arrays."""
+    builders = [args_builder(lay, tf) for lay, tf in zip(layouts, tfeats, strict=True)]
+    return lambda windows: [b(w) for b, w in zip(builders, windows, strict=True)]
+
+
+def _flat(per_source: Sequence[Sequence[Any]]) -> list[Any]:
+    return [a for arrays in per_source for a in arrays]
+
+
+@dataclass(frozen=True)
+class Probe:
+    """What one probe found out about the model's output."""
+
+    kind: OutputKind
+    n_out: int
+    """Channels per date before ``postprocess`` (K)."""
+    n_final: int
+    """Channels after ``postprocess``."""
+    scale: OutScale
+    """Output pixels per base pixel."""
+
+
+def _windows(shapes: Sequence[tuple[int, int]], ratios: Sequence[int], size: int, seed: int = 0) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return [rng.standard_normal((t, c, -(-size // r), -(-size // r))).astype("float32")
+            for (t, c), r in zip(shapes, ratios)]
+
+
+def _pad(windows: list[np.ndarray], ratios: Sequence[int], multiple: int) -> list[np.ndarray]:
+    if multiple <= 1:
+        return windows
+    n = max(w.shape[-1] * r for w, r in zip(windows, ratios))
+    target = round_up(n, multiple)
+    out = []
+    for w, r in zip(windows, ratios):
+        p = target // r - w.shape[-1]
+        out.append(np.pad(w, [(0, 0), (0, 0), (0, p), (0, p)], mode="reflect") if p else w)
+    return out
+
+
+def _call(module: torch.nn.Module, tensors: list[torch.Tensor], layouts: Sequence[Layout]) -> Any:
+    try:
+        with torch.inference_mode():
+            return module(*tensors)
+    except Exception as exc:
+        expected = _expected_channels(module)
+        if len(layouts) == 1 and expected is not None and expected[1] != layouts[0].in_channels:
+            raise ChannelMismatchError(
+                f"the model expects {expected[1]} input channels (first layer {expected[0]!r}) but got "
+                f"{layouts[0].in_channels} from {layouts[0].describe()}: select the bands the model was trained on "
+                "with bands=[...], or change layout / valid_input"
+            ) from exc
+        described = "; ".join(lay.describe() for lay in layouts)
+        raise ModelRuntimeError(
+            f"the model raised {type(exc).__name__} on a probe input ({described}; model called with "
+            f"{len(tensors)} argument(s) of shapes {[tuple(a.shape) for a in tensors]}): {exc}"
+        ) from exc
+
+
 def probe_output(
     module: torch.nn.Module,
-    lay: Layout,
-    build: Callable[[np.ndarray], list[np.ndarray]],
-    probe_t: int,
+    layouts: Sequence[Layout],
+    build: ArgsBuilder,
+    shapes: Sequence[tuple[int, int]],
+    ratios: Sequence[int],
+    reference: int,
     size_multiple: int,
     output: str,
     out_bands: Any,
     postprocess: Any,
-) -> tuple[OutputKind, int, int]:
-    """One small forward pass: channel check, output kind, channels before and after ``postprocess``."""
-    size = max(16, size_multiple) + (-max(16, size_multiple) % size_multiple)
-    window = np.random.default_rng(0).standard_normal((probe_t, len(lay.bands), size, size)).astype("float32")
-    args = [torch.from_numpy(np.ascontiguousarray(a)) for a in build(window)]
-    try:
-        with torch.inference_mode():
-            y = module(*args)
-    except Exception as exc:
-        expected = _expected_channels(module)
-        if expected is not None and expected[1] != lay.in_channels:
-            raise ChannelMismatchError(
-                f"the model expects {expected[1]} input channels (first layer {expected[0]!r}) but got "
-                f"{lay.in_channels} from {lay.describe()}: select the bands the model was trained on with "
-                "bands=[...], or change layout / valid_input"
-            ) from exc
-        raise ModelRuntimeError(
-            f"the model raised {type(exc).__name__} on a probe input ({lay.describe()}, model called with "
-            f"{len(args)} argument(s) of shapes {[tuple(a.shape) for a in args]}): {exc}"
-        ) from exc
-    if not isinstance(y, torch.Tensor):
-        raise OutputShapeError(f"the model returned a {type(y).__name__}, not a tensor: forward must return one tensor")
+    declared_scale: Fraction | None,
+) -> Probe:
+    """Probe forward passes: channel check, output kind, channels, output scale (exact, from two sizes).
+
+    Parameters
+    ----------
+    layouts, build, shapes, ratios
+        Each source's layout, the argument builder, ``(dates, channels)`` of each probe window and
+        each source's ratio to the base grid.
+    reference
+        Index of the reference source (the output scale is an integer ratio of its grid).
+    size_multiple
+        In base pixels: the probe windows are padded to it as the engine does.
+    declared_scale
+        Output pixels per *reference* pixel declared by the spec, or None (probed only).
+
+    Raises
+    ------
+    OutputShapeError
+        The output scale is not an integer ratio of the reference grid, not the same at two sizes or
+        along both axes, or not the declared one.
+    """
+    lay = layouts[reference]
+    unit = 1
+    for v in (*ratios, size_multiple):
+        unit = unit * v // int(np.gcd(unit, v))
     n_names = None if out_bands is None or out_bands == "input" else 1 if isinstance(out_bands, str) else len(out_bands)
-    kind, k = resolve_output(lay, y.shape, output, n_names)
+
+    def forward(size: int) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        per_source = build(_pad(_windows(shapes, ratios, size), ratios, size_multiple))
+        tensors = [torch.from_numpy(np.ascontiguousarray(a)) for a in _flat(per_source)]
+        y = _call(module, tensors, layouts)
+        if not isinstance(y, torch.Tensor):
+            raise OutputShapeError(
+                f"the model returned a {type(y).__name__}, not a tensor: forward must return one tensor"
+            )
+        n = tensors[0].shape[0]
+        if y.ndim < 3 or y.shape[0] != n:
+            resolve_output(lay, y.shape, output, n_names)  # a clear error for an output of another rank
+            raise OutputShapeError(
+                f"the model returned shape {tuple(y.shape)} for an input of shape {tuple(tensors[0].shape)}: the "
+                f"engine needs the same batch size ({n}) back"
+            )
+        return y, tensors
+
+    first = unit * 16 // int(np.gcd(unit, 16))
+    y1, t1 = forward(first)
+    # sizes for the exact ratio: multiples of 32 (strides up to 32 divide them), or the first one doubled
+    base = first if tuple(y1.shape[-2:]) == (first, first) else unit * 32 // int(np.gcd(unit, 32))
+    sizes = (base, 2 * base)
+    ys = [y1 if base == first else forward(base)[0], forward(2 * base)[0]]
+    ratio_h, ratio_w = (Fraction(int(ys[0].shape[a]), sizes[0]) for a in (-2, -1))
+    same = ratio_h == ratio_w and all(Fraction(int(ys[1].shape[a]), sizes[1]) == ratio_h for a in (-2, -1))
+    s_ref = ratio_h * ratios[reference]
+    if not same or not (s_ref.numerator == 1 or s_ref.denominator == 1) or s_ref == 0:
+        x = t1[0]
+        raise OutputShapeError(
+            f"the model's output scale is not an integer ratio: it returned shape {tuple(y1.shape)} for an input of "
+            f"shape {tuple(x.shape)}, {tuple(ys[0].shape[-2:])} for {sizes[0]} x {sizes[0]} px and "
+            f"{tuple(ys[1].shape[-2:])} for {sizes[1]} x {sizes[1]} px; the engine needs the same batch size "
+            f"({x.shape[0]}) and spatial size back, or an output k or 1/k times the reference's size (x2, x4, /2, /4, ...) at every "
+            "size that is a multiple of the stride: pad or crop inside forward"
+        )
+    if declared_scale is not None and declared_scale != s_ref:
+        raise OutputShapeError(
+            f"the model's output scale is {_scale_text(s_ref)} of the reference grid (probed: {tuple(ys[0].shape[-2:])} "
+            f"for {sizes[0]} x {sizes[0]} px) but the spec declares {_scale_text(declared_scale)}: fix the card's scale"
+        )
+    scale = ratio_h
+    partial: Any = "ceil"
+    if scale.denominator > 1 and size_multiple <= 1:
+        odd = round_up(sizes[0], unit) + 1
+        per_source = build(_windows(shapes, ratios, odd))
+        y3 = _call(module, [torch.from_numpy(np.ascontiguousarray(a)) for a in _flat(per_source)], layouts)
+        got, exact = int(y3.shape[-1]), odd * scale
+        if got == int(exact):  # floor
+            partial = "floor"
+        elif got != int(exact) + 1:
+            raise OutputShapeError(
+                f"the model returned {got} px for {odd} px of input, neither floor nor ceil of {odd} x {scale}: "
+                "the model's output scale is not an integer ratio at sizes that are not a multiple of its stride"
+            )
+    kind, k = resolve_output(lay, y1.shape, output, n_names)
     with torch.inference_mode():
-        final = forward_canonical(module, args, lay, kind, k, postprocess)
-    return kind, k, int(final.shape[2])
+        final = forward_canonical(module, t1, lay, kind, k, postprocess)
+    return Probe(kind=kind, n_out=k, n_final=int(final.shape[2]), scale=OutScale(scale, partial))
+
+
+def _scale_text(s: Fraction) -> str:
+    return f"x{s.numerator}" if s.denominator == 1 else f"/{s.denominator}" if s.numerator == 1 else str(s)
 
 
 def resolve_halo(
     halo: Any,
     module: torch.nn.Module,
-    build: Callable[[np.ndarray], list[np.ndarray]],
-    forward: Callable[[Sequence[torch.Tensor]], torch.Tensor],
-    probe_t: int,
-    channels: int,
-    size_multiple: int,
+    build: ArgsBuilder,
+    forward: Callable[[Sequence[Sequence[torch.Tensor]]], torch.Tensor],
+    shapes: Sequence[tuple[int, int]],
+    ratios: Sequence[int],
+    scale: OutScale,
+    unit: int,
+    reference_ratio: int = 1,
 ) -> int:
-    """The halo in pixels: given, declared by the module (``halo`` attribute), or probed."""
+    """The halo in base pixels: given (in reference pixels), declared by the module (``halo`` attribute), or probed."""
     if halo in ("auto", "probe"):
         attr = getattr(module, "halo", None) if halo == "auto" else None
         if isinstance(attr, int) and not isinstance(attr, bool) and attr >= 0:
-            return attr
-        return probe_halo(build, forward, probe_t, channels, multiple=size_multiple)
+            return attr * reference_ratio
+        return probe_halo(build, forward, shapes, ratios, scale, unit=unit)
     if isinstance(halo, (int, np.integer)) and not isinstance(halo, bool) and halo >= 0:
-        return int(halo)
+        return int(halo) * reference_ratio
     raise HaloError(f"halo must be a non-negative int, 'auto' or 'probe', got {halo!r}")

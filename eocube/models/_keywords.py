@@ -1,0 +1,129 @@
+"""From what the caller passed (a spec, a card, keywords) to one :class:`ModelSpec` and one :class:`RunOptions`.
+
+The keywords of the first ``apply_model`` (``layout=``, ``bands=``, ``out_bands=``, ``tile_size=``,
+...) keep working: each one overrides the matching field of the spec (or of the card found
+beside the model file) or of the run options. With several sources, a source keyword applies
+to every source, or is a dict ``{source name: value}``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+from fractions import Fraction
+from pathlib import Path
+from typing import Any, Mapping
+
+import xarray as xr
+
+from ._errors import SourceError
+from ._sources import as_fraction
+from ._spec import ModelSpec, OutputSpec, RunOptions, SourceSpec
+
+SOURCE_KEYS = {"layout": "layout", "bands": "bands", "valid_input": "valid_input", "time_input": "time_input",
+               "fill_value": "fill_value"}
+OUTPUT_KEYS = {"out_bands": "bands", "output": "kind", "out_time": "time", "postprocess": "postprocess",
+               "out_dtype": "dtype", "out_nodata": "nodata", "mask_output": "mask", "scale": "scale"}
+MODEL_KEYS = {"halo": "halo", "size_multiple": "size_multiple", "reference": "reference", "pairing": "pairing",
+              "tolerance": "tolerance"}
+RUN_KEYS = {"tile_size", "batch_size", "chunks", "device", "autocast", "torch_threads", "resources", "name", "prefetch"}
+KEYWORDS = sorted({*SOURCE_KEYS, *OUTPUT_KEYS, *MODEL_KEYS, *RUN_KEYS})
+
+
+def _card_module() -> Any | None:
+    try:
+        from . import card  # type: ignore[attr-defined]
+    except ImportError:
+        return None
+    return card
+
+
+def load_spec(spec: Any, model: Any) -> ModelSpec | None:
+    """The spec given, the card at a path, the card found beside a model file, or None."""
+    if isinstance(spec, ModelSpec):
+        return spec
+    card = _card_module()
+    if isinstance(spec, (str, os.PathLike)):
+        if card is None:
+            raise SourceError(f"spec={str(spec)!r} is a model card, but this eocube cannot read cards (eocube.models.card)")
+        return card.load_card(Path(spec))
+    if spec is not None:
+        raise TypeError(f"spec must be a ModelSpec, the path of a model card, or None; got {type(spec).__name__}")
+    if card is not None and isinstance(model, (str, os.PathLike)):
+        found = card.find_card(Path(model))
+        if found is not None:
+            return card.load_card(found)
+    return None
+
+
+def _tuple(value: Any) -> Any:
+    if value is None or isinstance(value, str):
+        return value
+    return tuple(str(v) for v in value)
+
+
+def _source_names(sources: Any) -> list[str]:
+    if isinstance(sources, Mapping):
+        return [str(k) for k in sources]
+    if isinstance(sources, (list, tuple)) and not isinstance(sources, xr.DataArray):
+        return ["input"] if len(sources) == 1 else [f"input_{i}" for i in range(len(sources))]
+    return ["input"]
+
+
+def resolve(
+    sources: Any, model: Any, spec: Any, run: RunOptions | None, keywords: Mapping[str, Any]
+) -> tuple[ModelSpec, RunOptions]:
+    """One spec and one set of run options from a spec or card, run options and keywords.
+
+    Raises
+    ------
+    TypeError
+        An unknown keyword (the message lists the known ones).
+    """
+    unknown = sorted(set(keywords) - set(KEYWORDS))
+    if unknown:
+        raise TypeError(f"apply_model() got unexpected keyword(s) {unknown}; the keywords are {KEYWORDS}")
+    loaded = load_spec(spec, model)
+    if loaded is None:
+        loaded = ModelSpec(sources=tuple(SourceSpec(name=n) for n in _source_names(sources)))
+    names = [s.name for s in loaded.sources]
+
+    new_sources = []
+    for src in loaded.sources:
+        changes = {}
+        for key, fld in SOURCE_KEYS.items():
+            if key not in keywords:
+                continue
+            value = keywords[key]
+            if isinstance(value, Mapping):
+                if src.name not in value:
+                    continue
+                value = value[src.name]
+            changes[fld] = _tuple(value) if fld == "bands" else value
+        new_sources.append(replace(src, **changes))
+    for key in SOURCE_KEYS:
+        if isinstance(keywords.get(key), Mapping):
+            extra = sorted(set(keywords[key]) - set(names))
+            if extra:
+                raise SourceError(f"{key}= names sources {extra} that the model does not take; its sources are {names}")
+
+    out_changes = {fld: keywords[key] for key, fld in OUTPUT_KEYS.items() if key in keywords}
+    if "bands" in out_changes:
+        out_changes["bands"] = _tuple(out_changes["bands"]) if not isinstance(out_changes["bands"], str) or \
+            out_changes["bands"] == "input" else (out_changes["bands"],)
+    if "scale" in out_changes and out_changes["scale"] != "probe":
+        out_changes["scale"] = as_fraction(out_changes["scale"])
+    if isinstance(loaded.output.scale, (int, float, str)) and loaded.output.scale != "probe" and "scale" not in out_changes:
+        out_changes["scale"] = as_fraction(loaded.output.scale)
+    output = replace(loaded.output, **out_changes) if out_changes else loaded.output
+    model_changes = {fld: keywords[key] for key, fld in MODEL_KEYS.items() if key in keywords}
+    resolved = replace(loaded, sources=tuple(new_sources), output=output, **model_changes)
+
+    run_changes = {k: keywords[k] for k in RUN_KEYS if k in keywords}
+    options = replace(run or RunOptions(), **run_changes)
+    return resolved, options
+
+
+def declared_scale(output: OutputSpec) -> Fraction | None:
+    """The output scale the spec declares (per reference pixel), or None for ``"probe"``."""
+    return None if output.scale == "probe" or output.scale is None else as_fraction(output.scale)
