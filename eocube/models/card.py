@@ -649,7 +649,7 @@ def _time(r: _Reader, value: Any, field: str) -> Any:
 
 
 def _scale(r: _Reader, value: Any, field: str) -> Fraction | str:
-    """``eocube:scale``: ``"probe"``, an integer, ``"a/b"`` or a number that is a simple fraction."""
+    """``eocube:scale``: ``"probe"``, an integer n, ``"1/n"`` (or a number equal to one of them)."""
     if value == "probe":
         return "probe"
     try:
@@ -657,9 +657,11 @@ def _scale(r: _Reader, value: Any, field: str) -> Fraction | str:
             raise ValueError
         scale = Fraction(value) if not isinstance(value, float) else Fraction(value).limit_denominator(1024)
     except (ValueError, ZeroDivisionError):
-        raise r._type(value, field, "\"probe\", an integer, a fraction string such as \"1/4\"") from None
-    if scale <= 0 or (isinstance(value, float) and abs(float(scale) - value) > 1e-9 * abs(value)):
-        raise r.fail(field, f"{json.dumps(value)} is not a positive simple fraction (write it as \"a/b\")")
+        raise r._type(value, field, "\"probe\", an integer n or a string \"1/n\"") from None
+    inexact = isinstance(value, float) and abs(float(scale) - value) > 1e-9 * abs(value)
+    if scale <= 0 or inexact or (scale.numerator != 1 and scale.denominator != 1):
+        raise r.fail(field, f"{json.dumps(value)} is not an integer ratio: output pixels per reference pixel "
+                            "must be n (n times finer) or \"1/n\" (n times coarser)")
     return scale
 
 
@@ -911,7 +913,8 @@ def write_card(
     -------
     Path
         The card file. ``load_card`` of it gives back ``spec`` (``output.time`` as a
-        ``pandas.Timestamp``).
+        ``pandas.Timestamp``; a ``name`` of None comes back as the model file's stem, since
+        ``mlm:name`` is required).
     """
     card = Path(path) if path is not None else card_candidates(model_path)[-1]
     item = card_dict(spec, model_path, card_path=card, architecture=architecture, tasks=tasks,
