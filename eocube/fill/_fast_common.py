@@ -429,6 +429,37 @@ def bounded_or(o_row, v_row, ok_row, r_row, keep_observed, n, nodata, lo, hi, a_
 
 
 @numba.jit(**_opts)
+def range_row(v_row, ok_row, lo, hi, n, nodata):  # pragma: no cover - compiled
+    # lo = min(lo, v), hi = max(hi, v) where an observation is usable (``ok_row`` uint8, finite, not
+    # nodata), in the float type of ``lo``/``hi`` (float32 for float32 or 16-bit integer values:
+    # twice the lanes of float64), for one image row as it is loaded.
+    for j in range(n):
+        v = v_row[j]
+        use = (ok_row[j] != 0) & is_data(v, nodata)
+        x = lo.dtype.type(v)
+        a = lo[j]
+        b = hi[j]
+        a2 = x if x < a else a
+        b2 = x if x > b else b
+        lo[j] = a2 if use else a
+        hi[j] = b2 if use else b
+
+
+@numba.jit(**_opts)
+def finish_bounds(lo, hi, m, margin, lo_decl, hi_decl, lo_in, hi_in):  # pragma: no cover - compiled
+    # From each pixel's clear minimum and maximum in ``lo_in``/``hi_in`` (any float dtype): the range
+    # widened by ``margin`` times its width on each side, intersected with [lo_decl, hi_decl].
+    for j in range(m):
+        a = np.float64(lo_in[j])
+        b = np.float64(hi_in[j])
+        width = margin * (b - a)
+        a = a - width
+        b = b + width
+        lo[j] = lo_decl if a < lo_decl else a
+        hi[j] = hi_decl if b > hi_decl else b
+
+
+@numba.jit(**_opts)
 def observed_bounds(w, v, m, margin, lo_decl, hi_decl, lo, hi):  # pragma: no cover - compiled
     # Per pixel (column of the (time, m) weights ``w`` and values ``v``, unusable ones weighted 0):
     # the clear range widened by ``margin`` times its width on each side (margin < 0: no

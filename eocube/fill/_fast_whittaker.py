@@ -10,7 +10,8 @@ import numpy as np
 if TYPE_CHECKING:
     from ._bound import Bound
 
-from ._fast_common import (BLOCK, WHITTAKER_TILE, _opts, _row, _unowned, bounded_or, is_data, kernel_nodata, observed_bounds,
+from ._fast_common import (BLOCK, WHITTAKER_TILE, _opts, _row, _unowned, bounded_or, finish_bounds, is_data, kernel_nodata,
+                           range_row,
                            observed_or, result_dtype, tile_rows, weighted_if_same)
 
 
@@ -83,13 +84,14 @@ def _weighted(v_row, w_row, z_row, n):  # pragma: no cover - compiled
 
 @numba.jit(**_opts)
 def _whittaker_factor(values, valid, b, bv, y0, r, a0p, a1, a2, lmbda,
-                      w3, z3, w, dd, inv, l1, l2, z, nodata):  # pragma: no cover - compiled
+                      w3, z3, w, dd, inv, l1, l2, z, nodata, ranging, lo, hi):  # pragma: no cover - compiled
     # Rows y0:y0+r (all dates): weights, right-hand side z and the banded LDL' of (W + lambda P)
     # per pixel, vectorised over the pixels; the division by D goes into the back substitution
     # (one reciprocal per pixel and date). Every pixel loop is a small
     # function touching few arrays, without a branch: loops over more arrays (LLVM gives up its
     # run-time overlap checks) or written inline in a big function ran 2-5x slower (not or less
     # vectorised). ``w3``/``z3`` are (time, rows, x) views of the (time, rows * x) ``w``/``z``.
+    # ``ranging``: each pixel's clear minimum and maximum into ``lo``/``hi`` on the way (``range_row``).
     t = values.shape[0]
     nx = values.shape[3]
     m = r * nx
@@ -99,8 +101,11 @@ def _whittaker_factor(values, valid, b, bv, y0, r, a0p, a1, a2, lmbda,
     for i in range(t):
         for k in range(r):
             v_row = _row(values, i, b, y0 + k)
-            _usable_weights(v_row, _row(valid, i, bv, y0 + k), w3[i, k], nx, nodata)
+            ok_row = _row(valid, i, bv, y0 + k)
+            _usable_weights(v_row, ok_row, w3[i, k], nx, nodata)
             _weighted(v_row, w3[i, k], z3[i, k], nx)
+            if ranging:
+                range_row(v_row, ok_row, lo[k * nx:(k + 1) * nx], hi[k * nx:(k + 1) * nx], nx, nodata)
         w_i = w[i]
         d_i = dd[i]
         c0 = lmbda * a0p[i] + eps
@@ -241,17 +246,21 @@ def _whittaker_out(values, valid, b, bv, y0, r, keep_observed, out, z, first, la
 
 
 @numba.jit(**_opts)
-def _whittaker_load_if_same(values, valid, b, bv, y0, r, w3, z3, nodata):  # pragma: no cover - compiled
+def _whittaker_load_if_same(values, valid, b, bv, y0, r, w3, z3, nodata, ranging, lo, hi):  # pragma: no cover
     # When band ``b``'s usable observations are the weights ``w3`` of the band factorised last:
     # its right-hand side into ``z3`` and True (that factorisation serves it); else False, early.
+    # ``ranging``: each pixel's clear minimum and maximum into ``lo``/``hi`` on the way.
     t = values.shape[0]
     nx = values.shape[3]
     w3, z3 = _unowned(w3), _unowned(z3)
     for i in range(t):
         for k in range(r):
-            if weighted_if_same(_row(values, i, b, y0 + k), _row(valid, i, bv, y0 + k), w3[i, k], z3[i, k], nx,
-                                nodata):
+            v_row = _row(values, i, b, y0 + k)
+            ok_row = _row(valid, i, bv, y0 + k)
+            if weighted_if_same(v_row, ok_row, w3[i, k], z3[i, k], nx, nodata):
                 return False
+            if ranging:
+                range_row(v_row, ok_row, lo[k * nx:(k + 1) * nx], hi[k * nx:(k + 1) * nx], nx, nodata)
     return True
 
 
@@ -303,6 +312,8 @@ def _whittaker_rows(bands, valid, a0p, a1, a2, lmbda, extrapolate, keep_observed
     r_buf = np.empty(n)
     lo = np.empty(n)
     hi = np.empty(n)
+    lo_v = np.empty(n, outs[0].dtype)  # each pixel's clear minimum and maximum, in the values' float type
+    hi_v = np.empty(n, outs[0].dtype)
     w3 = w.reshape((t, rows, nx))
     z3 = z.reshape((t, rows, nx))
     vbands = valid.shape[1]
@@ -313,12 +324,23 @@ def _whittaker_rows(bands, valid, a0p, a1, a2, lmbda, extrapolate, keep_observed
             bv = b if vbands > 1 else 0
             values = bands[b]
             out_b = outs[b]
-            if not (b > 0 and _whittaker_load_if_same(values, valid, 0, bv, y0, r, w3, z3, nodata)):
+            ranging = bounding and margin >= 0
+            if ranging:
+                lo_v[:m] = np.inf
+                hi_v[:m] = -np.inf
+            if not (b > 0 and _whittaker_load_if_same(values, valid, 0, bv, y0, r, w3, z3, nodata, ranging, lo_v,
+                                                      hi_v)):
+                if ranging:  # the band's weights differ from the last band's: its range from the start
+                    lo_v[:m] = np.inf
+                    hi_v[:m] = -np.inf
                 _whittaker_factor(values, valid, 0, bv, y0, r, a0p, a1, a2, lmbda, w3, z3, w, dd, inv, l1, l2, z,
-                                  nodata)
+                                  nodata, ranging, lo_v, hi_v)
                 _whittaker_stats(w, cnt, first_w, last_w, m)
-            if bounding:
-                observed_bounds(w, z, m, margin, lo_decl, hi_decl, lo, hi)
+            if ranging:
+                finish_bounds(lo, hi, m, margin, lo_decl, hi_decl, lo_v, hi_v)
+            elif bounding:
+                lo[:m] = lo_decl
+                hi[:m] = hi_decl
             _whittaker_forward(l1, l2, z, m)
             _whittaker_back(inv, l1, l2, z, m)
             first[:m] = first_w[:m]  # the weights' statistics; ``_whittaker_special`` adjusts this copy
