@@ -56,9 +56,13 @@ it is not the cube's nodata value (``is_data``; integer digital numbers often ma
 away, so float cubes whose nodata is NaN run exactly the loops they ran before.
 
 Bounds (the smoothers' output step, ``bounded_or``): a filled value is clipped into its pixel's
-bounds (``observed_bounds``: the pixel's clear range widened by a margin, and/or a declared
-valid range); kept observations are never changed. ``acted`` (optional, uint8 like the output)
-records where the clip changed a value; None compiles that store away.
+bounds (the pixel's clear range widened by a margin, and/or a declared valid range: counted as
+the rows are loaded, ``range_row``, in the Whittaker kernel; in a pass over the in-cache weights,
+``observed_bounds``, in the harmonic and Savitzky-Golay ones); kept observations are never
+changed. ``acted`` (optional, uint8 like the output) records where the clip changed a value;
+None compiles that store away. Cost on four 48 x 256 x 256 float32 band blocks (one task's):
+Whittaker 21.1 -> 24.2 ms (+15 %; a separate pass over the weights was +18 %), harmonic
+22.8 -> 25.4 ms (+11 %); ``bound=None`` runs the unbounded loops.
 
 Numba's on-disk cache (``cache=True``) is checked against each function's own source file only:
 after editing a helper here, delete ``eocube/fill/__pycache__/*.nbi`` and ``*.nbc``, or the
