@@ -1,6 +1,8 @@
-"""The model engine: any PyTorch model over a cube, chunk by chunk, seamless, batched, GPU-ready.
+"""The model engine: any PyTorch model over one or several cubes, chunk by chunk, seamless, batched, GPU-ready.
 
-:func:`apply_model` is the entry point (re-exported as ``eocube.apply_model``). Models come
+:func:`apply_model` is the entry point (re-exported as ``eocube.apply_model``). What describes
+a model (its sources, layouts, outputs, halo, scale) is a :class:`ModelSpec`, usually loaded
+from the model card beside the model file; how to run it is a :class:`RunOptions`. Models come
 as a ``torch.nn.Module``, a TorchScript file, or a factory plus a ``state_dict`` file
 (:func:`from_state_dict`); :func:`load_counts` tells how often each model was built in a
 process (once per worker process is the contract).
@@ -10,16 +12,27 @@ from ._api import apply_model
 from ._errors import (
     ChannelMismatchError,
     DeviceError,
+    GridError,
     HaloError,
     ModelError,
     ModelLoadError,
     ModelRuntimeError,
     OutputShapeError,
+    SourceError,
 )
 from ._loading import clear_cache, from_state_dict, from_torchscript, load_counts
+from ._sources import pair_dates
+from ._spec import ClassInfo, ModelSpec, OutputSpec, RunOptions, Scaling, SourceSpec
 
 __all__ = [
     "apply_model",
+    "ModelSpec",
+    "SourceSpec",
+    "OutputSpec",
+    "RunOptions",
+    "Scaling",
+    "ClassInfo",
+    "pair_dates",
     "from_state_dict",
     "from_torchscript",
     "load_counts",
@@ -31,4 +44,6 @@ __all__ = [
     "HaloError",
     "DeviceError",
     "ModelRuntimeError",
+    "SourceError",
+    "GridError",
 ]
