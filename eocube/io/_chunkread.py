@@ -149,7 +149,7 @@ def locate_damage(array: zarr.Array, store: str | StoreLocation, variable: str, 
             file = Path(loc.url) / variable / chunk if loc.is_local else f"{loc.display}/{variable}/{chunk}"
             where = f"input store {loc.display}, variable {variable}, chunk key {chunk}"
             text = _stores.scrub(str(inner), loc)
-            if isinstance(inner, OSError):
+            if isinstance(inner, OSError) or type(inner).__module__.startswith("obstore"):  # I/O, not decoding
                 return StoreError(
                     f"{where} cannot be read ({type(inner).__name__}: {text}): check that {file} is readable"
                 )

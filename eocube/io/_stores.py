@@ -249,8 +249,11 @@ def _zarr_object_store(loc: StoreLocation, read_only: bool) -> Any:
 
 
 def scrub(text: str, loc: StoreLocation | None = None) -> str:
-    """``text`` with URL secrets and the location's credential values replaced by ``REDACTED``."""
-    text = redact(text)
+    """``text`` with URL secrets and the location's credential values replaced by ``REDACTED``.
+
+    obstore's long ``Debug source:`` dump after its one-line message is dropped.
+    """
+    text = redact(text.split("\n\nDebug source:", 1)[0])
     for secret in (loc.secrets() if loc is not None else [os.environ[k] for k in _SECRET_ENV if os.environ.get(k)]):
         text = text.replace(secret, REDACTED)
     return text
