@@ -3,4 +3,4 @@
 from .zarr_reader import open_zarr
 from .zarr_writer import DEFAULT_ZARR_FORMAT, WriteReport, check_target, to_zarr
 
-__all__ = ["open_zarr", "to_zarr", "check_target", "WriteReport", "DEFAULT_ZARR_FORMAT"]
+__all__ = ["DEFAULT_ZARR_FORMAT", "WriteReport", "check_target", "open_zarr", "to_zarr"]

@@ -74,7 +74,7 @@ class CheckedZarrArray:
         array = self._open()
         try:
             return np.asarray(array[key])
-        except Exception as exc:  # noqa: BLE001 - re-raised as is unless one chunk is to blame
+        except Exception as exc:
             located = locate_damage(array, self.loc, self.variable, key, exc)
             if located is None:
                 raise
@@ -199,7 +199,7 @@ def input_token(store: str | os.PathLike[str] | StoreLocation, variable: str, ar
             for key in (f"{variable}/.zarray", f"{variable}/zarr.json", ".zattrs", "zarr.json"):
                 try:
                     stamps.append((key, _stores.head(loc, key)))
-                except Exception:  # noqa: BLE001 - e.g. HTTP servers without HEAD: the metadata alone
+                except Exception:  # noqa: BLE001, S112 - e.g. HTTP servers without HEAD: the metadata alone
                     continue
             record = {"record": record, "metadata_stamps": stamps}
     meta = json.dumps(array.metadata.to_dict(), sort_keys=True, default=str)

@@ -33,7 +33,7 @@ LARGE_BYTES = 4 * 2**30
 """Cubes larger than this (uncompressed) are written to format 3 by default."""
 
 
-def parse_bytes(value: int | float | str | None) -> int | None:
+def parse_bytes(value: float | str | None) -> int | None:
     """Bytes from ``4e9``, ``"4GB"``, ``"512MiB"`` (None stays None)."""
     if value is None:
         return None
@@ -137,7 +137,7 @@ def _dims_shape(spec: dict[str, int] | tuple[int, ...] | list[int], shape: tuple
 def _divisor_at_most(n: int, limit: int) -> int:
     """Largest divisor of ``n`` that is at most ``limit`` (at least 1)."""
     best = 1
-    for d in range(1, int(math.isqrt(n)) + 1):
+    for d in range(1, math.isqrt(n) + 1):
         if n % d == 0:
             for c in (d, n // d):
                 if c <= limit and c > best:

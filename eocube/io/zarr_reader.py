@@ -18,8 +18,8 @@ import xarray as xr
 from ..cube import DIMS, validate_cube
 from ..errors import IncompleteStoreError, StoreError, StoreNotFoundError
 from . import _ledger, _stores
-from ._stores import StoreLocation
 from ._chunkread import checked_dask_array
+from ._stores import StoreLocation
 from .zarr_writer import WRITE_ATTR
 
 

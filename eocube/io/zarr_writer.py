@@ -33,7 +33,7 @@ import os
 import threading
 import time as _time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 import dask
@@ -453,7 +453,7 @@ def _create_store(cube: xr.DataArray, loc: StoreLocation, variable: str, plan: _
     """
     zarr_format, provenance, record = plan.zarr_format, plan.provenance, plan.record
     ds = _store_dataset(cube, variable)
-    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    now = datetime.now(UTC).isoformat(timespec="seconds")
     ds.attrs = {
         "eocube_version": __version__,
         "eocube_provenance": json.dumps(provenance, sort_keys=True, default=str),
@@ -481,7 +481,7 @@ def _create_store(cube: xr.DataArray, loc: StoreLocation, variable: str, plan: _
         raise StoreError(f"creating {loc.display} failed: {problem}; check the disk (space, permissions) and run again")
     group = zarr.open_group(loc.zarr_store(), mode="r+")
     group.attrs[WRITE_ATTR] = {**record, "status": "in-progress", "started": now,
-                               "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+                               "created": datetime.now(UTC).isoformat(timespec="seconds")}
 
 
 def _creation_problem(loc: StoreLocation, variable: str, cube: xr.DataArray, state: dict[str, Any]) -> str | None:
@@ -643,7 +643,7 @@ def _finalise(loc: StoreLocation, zarr_format: int) -> None:
     group = zarr.open_group(loc.zarr_store(), mode="r+")
     state = dict(group.attrs[WRITE_ATTR])
     state["status"] = "complete"
-    state["completed"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    state["completed"] = datetime.now(UTC).isoformat(timespec="seconds")
     group.attrs[WRITE_ATTR] = state
     _ledger.clear_ledger(loc)
     zarr.consolidate_metadata(loc.zarr_store(), zarr_format=zarr_format)

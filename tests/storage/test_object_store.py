@@ -32,7 +32,7 @@ def test_an_s3_url_is_written_to_the_bucket_not_to_a_local_folder(tmp_path, monk
 
 def test_a_killed_write_to_s3_resumes_bit_identically_computing_fewer_shards(moto, s3, make_cube):
     cube = doubled(make_cube(h=16, w=20, chunks={"time": -1, "band": 1, "y": 8, "x": 10}))  # 2 x 2 x 2 = 8 shards
-    kwargs = dict(chunks={"y": 4, "x": 5}, provenance={"job": "s3"}, progress=False)
+    kwargs = {"chunks": {"y": 4, "x": 5}, "provenance": {"job": "s3"}, "progress": False}
     reference = eocube.to_zarr(cube, f"s3://{s3}/ref.zarr", **kwargs)
     assert (reference.chunks_total, reference.unit) == (8, "shards")
     with dask.config.set(scheduler="synchronous"), kill_after(3), pytest.raises(Killed):

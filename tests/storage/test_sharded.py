@@ -10,7 +10,6 @@ import zarr
 
 import eocube
 from eocube.io import _layout
-from eocube.io.zarr_writer import WRITE_ATTR
 
 from ._kill import Killed, doubled, kill_after
 
@@ -86,7 +85,7 @@ def test_a_tile_year_gets_few_shards():
 
 def test_a_killed_sharded_write_resumes_bit_identically_computing_only_the_missing_shards(tmp_path, make_cube):
     cube = doubled(make_cube(h=32, w=40, chunks={"time": -1, "band": 1, "y": 8, "x": 10}))  # 2 x 4 x 4 = 32 shards
-    kwargs = dict(zarr_format=3, chunks={"y": 4, "x": 5}, provenance={"job": "kill"}, progress=False)
+    kwargs = {"zarr_format": 3, "chunks": {"y": 4, "x": 5}, "provenance": {"job": "kill"}, "progress": False}
     reference = eocube.to_zarr(cube, tmp_path / "ref.zarr", **kwargs)
     assert reference.chunks_total == 32
     store = tmp_path / "k.zarr"
