@@ -218,20 +218,22 @@ class TorchScriptSource:
     def build(self) -> nn.Module:
         """Load the file on the CPU, after checking its digest."""
         path = _unchanged_file(self.path, self.sha256, "TorchScript file")
+        content = _torch_save_content(path)  # checked first: torch.jit.load warns (deprecated)
+        if content == "pickled objects":
+            raise ModelLoadError(
+                f"{self.path!r} is not a TorchScript file but a torch.save archive: {PICKLED_OBJECTS} "
+                f"{SAFE_FORMATS}"
+            )
+        if content == "weights":
+            raise ModelLoadError(
+                f"{self.path!r} is not a TorchScript file but weights (torch.save of a state_dict): pass "
+                "eocube.models.from_state_dict(factory, path) with the factory that builds the module"
+            )
         try:
+            if model_file_format(path) != "torchscript":
+                raise RuntimeError("its content is not that of torch.jit.save")
             return torch.jit.load(str(path), map_location="cpu")
         except Exception as exc:  # torch raises RuntimeError with a C++ trace here
-            content = _torch_save_content(path)
-            if content == "pickled objects":
-                raise ModelLoadError(
-                    f"{self.path!r} is not a TorchScript file but a torch.save archive: {PICKLED_OBJECTS} "
-                    f"{SAFE_FORMATS}"
-                ) from None  # torch's own message suggests loading it unsafely
-            if content == "weights":
-                raise ModelLoadError(
-                    f"{self.path!r} is not a TorchScript file but weights (torch.save of a state_dict): pass "
-                    "eocube.models.from_state_dict(factory, path) with the factory that builds the module"
-                ) from exc
             raise ModelLoadError(
                 f"{self.path!r} is not a TorchScript file ({type(exc).__name__}: {first_line(exc)}); "
                 "save one with torch.jit.save(torch.jit.script(model), path), or, for a file of weights "
