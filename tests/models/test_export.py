@@ -192,3 +192,17 @@ def test_export_model_refuses_examples_of_size_one(tmp_path, make_cnn):
     with pytest.raises(ValueError, match=r"example input 0 has shape \(1, 3, 16, 16\): use a batch of at least 2"):
         export_model(make_cnn(3), torch.zeros(1, 3, 16, 16), tmp_path / "net.pt2")
     assert not (tmp_path / "net.pt2").exists()
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device visible to torch (CPU build or no GPU)")
+def test_pt2_program_moves_to_cuda(tmp_path, make_cnn):
+    net = make_cnn(3)
+    path = export_model(net, torch.zeros(2, 3, 16, 16), tmp_path / "net.pt2")
+    module = get_model(as_source(path), torch.device("cuda"))
+    x = torch.randn(3, 3, 33, 17)
+    with torch.no_grad():
+        got = module(x.cuda())
+    assert got.device.type == "cuda"
+    torch.testing.assert_close(got.cpu(), net(x), atol=1e-4, rtol=1e-4)
+    clear_cache()
