@@ -219,6 +219,9 @@ def choose_layout(
             raise ValueError(f"shards {dict(zip(DIMS, unit))} are not a multiple of chunks {dict(zip(DIMS, inner))} "
                              f"along {bad}: pick chunks that divide the shards")
         why += "; chunks asked for"
+    elif unit != tuple(dask_chunks) and shards is None:  # grouped dask chunks: each stays a chunk (or is split)
+        grouped = tuple(_divisor_at_most(u, c) for u, c in zip(unit, dask_chunks))
+        inner = grouped if math.prod(grouped) * itemsize <= CHUNK_BYTES else inner_chunks(grouped, itemsize)
     else:
         inner = inner_chunks(unit, itemsize)
         if inner != unit:

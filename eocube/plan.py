@@ -1,0 +1,242 @@
+"""Chunk planning of a whole pipeline: load (time=1) -> gap fill (time=-1) -> model -> sharded Zarr.
+
+:func:`plan_chunks` chooses nested spatial block sizes (the model block, the
+gap-fill and load block a multiple of it, the shard a multiple of that), so no
+stage splits another's blocks (a rechunk only gathers or groups whole blocks):
+
+* **load**: one date of one band per task (``time=1, band=1``), the block's window of each file;
+* **gap fill**: the whole time series of one band of the block (``time=-1, band=1``);
+* **model**: the whole time series of the bands the model takes, with its halo;
+* **write**: one shard per block and output band (``time=-1, band=1``), written whole by one task.
+
+The model block is the largest multiple of 64 pixels whose gap-fill and model
+tasks fit a worker thread's memory (with dask's 60 % target before spilling);
+fill blocks and shards grow by multiples while their tasks fit and shards stay
+within the shard size. When not even a ``min_side`` block of
+full time series fits, :class:`ChunkPlanError` says what does.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .errors import EOCubeError
+from .io._layout import SHARD_BYTES, inner_chunks, parse_bytes
+
+TARGET = 0.6
+"""Share of a worker thread's memory a task may use (dask's ``distributed.worker.memory.target``)."""
+
+FILL_FACTOR = 6
+"""Working memory of a gap-fill task, in copies of its float32 input block (values, mask, output, temporaries)."""
+
+MODEL_FACTOR = 8
+"""Working memory of a model task, in copies of its float32 input tile (input, activations, output)."""
+
+
+class ChunkPlanError(EOCubeError, ValueError):
+    """No block of the cube's full time series fits a worker's memory."""
+
+
+def _gib(n: float) -> str:
+    return f"{n / 2**30:.2f} GiB" if n >= 2**30 else f"{n / 2**20:.0f} MiB"
+
+
+@dataclass(frozen=True)
+class ChunkPlan:
+    """The chunks of each pipeline stage, the store layout, and why."""
+
+    shape: tuple[int, int, int, int]
+    side: int
+    """Spatial block side (pixels) of the model; the other stages use multiples of it."""
+    load: dict[str, int]
+    fill: dict[str, int]
+    model: dict[str, int]
+    write: dict[str, int]
+    """Write unit = one shard."""
+    zarr_chunks: dict[str, int]
+    """Inner chunks of each shard."""
+    task_memory: dict[str, int]
+    """Estimated peak memory of one task of each stage (bytes)."""
+    thread_memory: int
+    """Memory of one worker thread (bytes)."""
+    tasks: dict[str, int]
+    """Number of tasks of each stage."""
+    files: int
+    """Shards written (one file or object each) plus metadata."""
+    reasons: list[str] = field(default_factory=list)
+
+    def to_zarr_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of :func:`eocube.to_zarr` for this layout."""
+        return {"zarr_format": 3, "shards": dict(self.write), "chunks": dict(self.zarr_chunks)}
+
+    def explain(self) -> str:
+        """What was chosen and why, one stage a line."""
+        def fmt(d: dict[str, int]) -> str:
+            return ", ".join(f"{k}={v}" for k, v in d.items())
+
+        lines = [
+            (f"cube {dict(zip(('time', 'band', 'y', 'x'), self.shape))}: model blocks of {self.side} x {self.side} px, "
+            f"worker thread memory {_gib(self.thread_memory)} (tasks may use {TARGET:.0%})"),
+            f"  load   {fmt(self.load):<40} {self.tasks['load']:>9} tasks, {_gib(self.task_memory['load'])} each",
+            f"  fill   {fmt(self.fill):<40} {self.tasks['fill']:>9} tasks, {_gib(self.task_memory['fill'])} each",
+            f"  model  {fmt(self.model):<40} {self.tasks['model']:>9} tasks, {_gib(self.task_memory['model'])} each",
+            (f"  write  {fmt(self.write):<40} {self.tasks['write']:>9} tasks (one shard each), "
+            f"{_gib(self.task_memory['write'])} each"),
+            f"  Zarr format 3, shards {fmt(self.write)}, inner chunks {fmt(self.zarr_chunks)}: ~{self.files} files",
+        ]
+        return "\n".join(lines + [f"  why: {r}" for r in self.reasons])
+
+    __str__ = explain
+
+
+def plan_chunks(
+    shape: tuple[int, int, int, int],
+    dtype: Any = "float32",
+    *,
+    worker_memory: int | str = "4GB",
+    threads_per_worker: int = 1,
+    shard_bytes: int | str | None = None,
+    model_bands: int | None = None,
+    out_bands: int | None = None,
+    halo: int = 0,
+    fill_factor: float = FILL_FACTOR,
+    model_factor: float = MODEL_FACTOR,
+    min_side: int = 64,
+) -> ChunkPlan:
+    """Choose the chunks of load -> gap fill -> model -> write for a cube.
+
+    Parameters
+    ----------
+    shape
+        ``(time, band, y, x)`` of the loaded cube.
+    dtype
+        dtype of the output written (the work is float32).
+    worker_memory
+        Memory limit of one worker (bytes or ``"16GB"``).
+    threads_per_worker
+        Threads of a worker (tasks running at once share its memory).
+    shard_bytes
+        Largest shard (uncompressed); default 512 MiB.
+    model_bands
+        Bands the model takes at once (default: all).
+    out_bands
+        Bands written (default: ``model_bands``).
+    halo
+        Pixels of context the model needs on each side of a block.
+    fill_factor, model_factor
+        Working memory of a gap-fill / model task in copies of its input.
+    min_side
+        Smallest block side accepted (smaller blocks make too many tasks).
+
+    Returns
+    -------
+    ChunkPlan
+        Print it (or call :meth:`ChunkPlan.explain`) to see what was chosen and why.
+
+    Raises
+    ------
+    ChunkPlanError
+        A ``min_side`` block of full time series does not fit a worker thread's
+        memory; the message gives the largest block that fits.
+    """
+    t, b, ny, nx = (int(v) for v in shape)
+    itemsize = np.dtype(dtype).itemsize
+    per_thread = int(parse_bytes(worker_memory) or 0) // max(1, threads_per_worker)
+    budget = per_thread * TARGET
+    shard_cap = parse_bytes(shard_bytes) or SHARD_BYTES
+    mb = min(b, model_bands or b)
+    ob = out_bands or mb
+
+    def fill_mem(s: int) -> float:
+        return t * s * s * 4 * fill_factor
+
+    def model_mem(s: int) -> float:
+        return t * mb * (s + 2 * halo) ** 2 * 4 * model_factor
+
+    def need(s: int) -> float:
+        return max(fill_mem(s), model_mem(s))
+
+    limit = max(ny, nx)
+    smallest = min(min_side, limit)
+    if need(smallest) > budget:
+        raise ChunkPlanError(_too_big(t, mb, halo, smallest, budget, per_thread, fill_factor, model_factor))
+    reasons: list[str] = []
+
+    def grow(start: int, step: int, fits: Any) -> int:
+        """Largest multiple of ``step`` (from ``start``, at most the grid) for which ``fits`` holds."""
+        best, s = start, start
+        while s < limit:
+            s = min(s + step, limit)
+            if not fits(s):
+                break
+            best = s
+        return best
+
+    # the model block: the largest that fits (the model usually needs most memory per pixel)
+    side = grow(smallest, 64, lambda s: need(s) <= budget)
+    if side < limit:
+        nxt = min(side + 64, limit)
+        which = "gap fill" if fill_mem(nxt) >= model_mem(nxt) else "model"
+        reasons.append(f"model blocks of {side} px: a {nxt} px block would need {_gib(need(nxt))} per {which} "
+                       f"task, over {TARGET:.0%} of a thread's {_gib(per_thread)}")
+    # gap fill (and load) blocks: multiples of the model block while a fill task fits
+    fill_side = grow(side, side, lambda s: fill_mem(s) <= budget and s <= 4096)
+    if fill_side > side:
+        reasons.append(f"gap-fill and load blocks of {fill_side} px ({fill_side // side}x{fill_side // side} model "
+                       "blocks): fewer, larger load tasks, as a fill task needs less memory per pixel than the model")
+    # shards: multiples of the fill block (else of the model block) within the shard size and a task's memory
+    def shard_fits(s: int) -> bool:
+        return t * s * s * itemsize <= shard_cap and 2 * t * s * s * itemsize <= budget
+
+    step = fill_side if shard_fits(fill_side) else side
+    shard_side = grow(step, step, shard_fits) if shard_fits(step) else side
+    reasons.append(f"shards of {shard_side} px ({_gib(t * shard_side ** 2 * itemsize)} uncompressed, at most "
+                   f"{_gib(shard_cap)}), each written whole by one task: one file per shard and band")
+    reasons.append("gap filling needs each pixel's whole time series in one task, so time is one chunk from the "
+                   "fill on; loading reads one date of one band per task (time=1), gathered per block without "
+                   "splitting it")
+    if halo:
+        reasons.append(f"the model reads {halo} px of halo around each block from its neighbours")
+
+    def blocks(s: int) -> int:
+        return math.ceil(ny / s) * math.ceil(nx / s)
+
+    inner = inner_chunks((t, 1, min(shard_side, ny), min(shard_side, nx)), itemsize)
+    return ChunkPlan(
+        shape=(t, b, ny, nx), side=side,
+        load=_clip({"time": 1, "band": 1, "y": fill_side, "x": fill_side}, ny, nx),
+        fill=_clip({"time": t, "band": 1, "y": fill_side, "x": fill_side}, ny, nx),
+        model=_clip({"time": t, "band": mb, "y": side, "x": side}, ny, nx),
+        write=_clip({"time": t, "band": 1, "y": shard_side, "x": shard_side}, ny, nx),
+        zarr_chunks=dict(zip(("time", "band", "y", "x"), inner)),
+        task_memory={"load": fill_side ** 2 * 4 * 2, "fill": int(fill_mem(fill_side)), "model": int(model_mem(side)),
+                     "write": int(2 * t * shard_side ** 2 * itemsize)},
+        thread_memory=per_thread,
+        tasks={"load": t * b * blocks(fill_side), "fill": b * blocks(fill_side),
+               "model": blocks(side) * math.ceil(b / mb), "write": ob * blocks(shard_side)},
+        files=ob * blocks(shard_side) + 8 + 2 * ob, reasons=reasons,
+    )
+
+
+def _clip(chunks: dict[str, int], ny: int, nx: int) -> dict[str, int]:
+    return {**chunks, "y": min(chunks["y"], ny), "x": min(chunks["x"], nx)}
+
+
+def _too_big(t: int, mb: int, halo: int, side: int, budget: float, per_thread: int, fill_factor: float,
+             model_factor: float) -> str:
+    """The error when a ``side`` block of full time series does not fit."""
+    per_pixel = max(t * 4 * fill_factor, t * mb * 4 * model_factor)
+    largest = math.isqrt(int(budget // per_pixel)) - 2 * halo if per_pixel <= budget else 0
+    head = (f"a {side} x {side} px block of the cube's full time series ({t} dates, {mb} model band(s)) needs "
+            f"{_gib(max(t * side * side * 4 * fill_factor, t * mb * (side + 2 * halo) ** 2 * 4 * model_factor))} "
+            f"per task, more than {TARGET:.0%} of a worker thread's {_gib(per_thread)}")
+    if largest >= 1:
+        return (f"{head}: the largest block that fits is time={t}, y={largest}, x={largest} "
+                f"(pass min_side={largest} to accept it), or give workers more memory or fewer threads")
+    dates = int(budget // max(4 * fill_factor, mb * 4 * model_factor * (1 + 2 * halo) ** 2))
+    return (f"{head}: not even one pixel's time series fits; the largest block that fits is time={dates}, "
+            f"y=1, x=1: split the time axis (e.g. per season) or give workers more memory")
