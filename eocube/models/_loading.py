@@ -33,9 +33,10 @@ import re
 import threading
 import zipfile
 from collections import Counter, OrderedDict
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Literal, Mapping, Union
+from typing import Any, Literal, Union
 
 import torch
 from dask.base import tokenize
@@ -44,7 +45,7 @@ from torch import nn
 from ._errors import ModelLoadError
 
 _CACHE_SIZE = 4
-_CACHE: "OrderedDict[tuple[str, str], nn.Module]" = OrderedDict()
+_CACHE: OrderedDict[tuple[str, str], nn.Module] = OrderedDict()
 _LOCK = threading.Lock()
 _LOADS: Counter[str] = Counter()
 
@@ -435,7 +436,7 @@ class ExportedModule(nn.Module):
         """Run the program."""
         return self.program(*args)
 
-    def train(self, mode: bool = True) -> "ExportedModule":
+    def train(self, mode: bool = True) -> ExportedModule:
         """Set the training flag of this wrapper only (the graph is fixed)."""
         self.training = mode
         return self

@@ -28,9 +28,10 @@ import json
 import math
 import os
 import warnings
+from collections.abc import Mapping, Sequence
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Mapping, Sequence, TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -38,19 +39,19 @@ from ._errors import ModelLoadError
 from ._spec import ClassInfo, ModelSpec, OutputSpec, Scaling, SourceSpec
 
 __all__ = [
-    "CardError",
     "MLM_SCHEMA",
+    "CardError",
+    "artifact_type",
     "card_candidates",
+    "card_dict",
+    "card_model_path",
+    "export_model",
     "find_card",
     "load_card",
-    "spec_from_card",
-    "card_dict",
-    "write_card",
-    "card_model_path",
-    "artifact_type",
-    "export_model",
     "scale_values",
     "scaling_problem",
+    "spec_from_card",
+    "write_card",
 ]
 
 MLM_SCHEMA = "https://stac-extensions.github.io/mlm/v1.4.0/schema.json"
@@ -652,12 +653,13 @@ def _scale(r: _Reader, value: Any, field: str) -> Fraction | str:
     """``eocube:scale``: ``"probe"``, an integer n, ``"1/n"`` (or a number equal to one of them)."""
     if value == "probe":
         return "probe"
+    expected = "\"probe\", an integer n or a string \"1/n\""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise r._type(value, field, expected)
     try:
-        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-            raise ValueError
         scale = Fraction(value) if not isinstance(value, float) else Fraction(value).limit_denominator(1024)
     except (ValueError, ZeroDivisionError):
-        raise r._type(value, field, "\"probe\", an integer n or a string \"1/n\"") from None
+        raise r._type(value, field, expected) from None
     inexact = isinstance(value, float) and abs(float(scale) - value) > 1e-9 * abs(value)
     if scale <= 0 or inexact or (scale.numerator != 1 and scale.denominator != 1):
         raise r.fail(field, f"{json.dumps(value)} is not an integer ratio: output pixels per reference pixel "
@@ -678,12 +680,13 @@ def _tolerance(r: _Reader, value: Any) -> str | None:
         return None
     import pandas as pd
 
+    expected = "a pandas Timedelta string such as \"3D\""
+    if not isinstance(value, str):
+        raise r._type(value, "eocube:tolerance", expected)
     try:
-        if not isinstance(value, str):
-            raise ValueError
         pd.Timedelta(value)
     except ValueError:
-        raise r._type(value, "eocube:tolerance", "a pandas Timedelta string such as \"3D\"") from None
+        raise r._type(value, "eocube:tolerance", expected) from None
     return value
 
 

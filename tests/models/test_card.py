@@ -216,9 +216,9 @@ def test_unsupported_processing_functions_warn_but_load(tmp_path):
         _inp(item)["pre_processing_function"] = {"format": "python", "expression": "pkg.module:normalise"}
         _out(item)["post_processing_function"] = {"format": "python", "expression": "pkg.module:smooth"}
 
-    with pytest.warns(UserWarning, match="pre_processing_function is not run by eocube"):
-        with pytest.warns(UserWarning, match="post_processing_function .* is not run by eocube"):
-            spec = load_card(_edit(tmp_path / "c.json", change))
+    with pytest.warns(UserWarning, match="pre_processing_function is not run by eocube"), \
+            pytest.warns(UserWarning, match="post_processing_function .* is not run by eocube"):
+        spec = load_card(_edit(tmp_path / "c.json", change))
     assert spec.output.postprocess == "argmax"
     known = _edit(tmp_path / "k.json", lambda i: _out(i).update(
         {"post_processing_function": {"format": "python", "expression": "torch.softmax"}}))

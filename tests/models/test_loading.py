@@ -10,7 +10,13 @@ import pytest
 import torch
 from torch import nn
 
-from eocube.models import apply_model, clear_cache, from_state_dict, from_torchscript, load_counts
+from eocube.models import (
+    apply_model,
+    clear_cache,
+    from_state_dict,
+    from_torchscript,
+    load_counts,
+)
 from eocube.models._loading import from_exported
 from eocube.models.card import export_model
 
