@@ -118,7 +118,8 @@ class Layout:
                 "units": units, "unit_bytes": math.prod(self.unit) * itemsize, "reason": self.reason}
 
 
-def _dims_shape(spec: dict[str, int] | tuple[int, ...] | list[int], shape: tuple[int, ...], what: str) -> tuple[int, ...]:
+def _dims_shape(spec: dict[str, int] | tuple[int, ...] | list[int], shape: tuple[int, ...], what: str,
+                clip: bool = True) -> tuple[int, ...]:
     if isinstance(spec, dict):
         unknown = set(spec) - set(DIMS)
         if unknown:
@@ -128,7 +129,7 @@ def _dims_shape(spec: dict[str, int] | tuple[int, ...] | list[int], shape: tuple
         values = list(spec)
         if len(values) != len(shape):
             raise ValueError(f"{what} needs {len(shape)} sizes {DIMS}, got {values}")
-    out = tuple(s if (v is None or v == -1) else min(int(v), s) for v, s in zip(values, shape))
+    out = tuple(s if (v is None or v == -1) else (min(int(v), s) if clip else int(v)) for v, s in zip(values, shape))
     if any(v < 1 for v in out):
         raise ValueError(f"{what} sizes must be positive (or -1 for the whole axis), got {values}")
     return out
@@ -195,7 +196,8 @@ def choose_layout(
     budget = budget or memory_budget()
     cap = max(1, min(SHARD_BYTES, budget // 4))
     if shards is not None:
-        unit, why = _dims_shape(shards, shape, "shards"), "shards asked for"
+        # not clipped to the array: a window smaller than the planned shard keeps the planned chunks
+        unit, why = _dims_shape(shards, shape, "shards", clip=False), "shards asked for"
     else:
         unit, why = tuple(dask_chunks), "one shard per dask chunk"
         count = math.prod(math.ceil(s / u) for s, u in zip(shape, unit))
