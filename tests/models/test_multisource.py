@@ -38,7 +38,7 @@ class TwoResolutions(nn.Module):
         self.head = nn.Sequential(nn.ReLU(), nn.Conv2d(8, out, 3, padding=1))
 
     def forward(self, x10: torch.Tensor, x20: torch.Tensor) -> torch.Tensor:
-        up = nn.functional.interpolate(self.c20(x20), scale_factor=2, mode="nearest")
+        up = nn.functional.interpolate(self.c20(x20), scale_factor=2.0, mode="nearest")
         up = up[..., : x10.shape[-2], : x10.shape[-1]]
         return self.head(torch.cat([self.c10(x10), up], 1))
 
@@ -214,3 +214,18 @@ def test_graph_is_built_without_reading_pixels_and_value_scaling_applies():
 def test_unknown_keyword_lists_the_known_ones():
     with pytest.raises(TypeError, match=r"unexpected keyword\(s\) \['tile'\]; the keywords are"):
         apply_model(_cube(1, ("a",), 8, 8, 10.0), nn.Conv2d(1, 1, 1), tile=4)
+
+
+def test_a_card_beside_the_model_file_is_all_apply_model_needs(tmp_path):
+    from eocube.models.card import write_card
+
+    b10 = _cube(2, ("B02", "B03", "B04"), 40, 36, 10.0).chunk({"y": 15, "x": 13})
+    b20 = _cube(2, ("B05", "B11", "B12"), 20, 18, 20.0, seed=1)
+    net = TwoResolutions(3, 2)
+    path = tmp_path / "fusion.ts"
+    torch.jit.save(torch.jit.script(net), str(path))
+    spec = ModelSpec(sources=(SourceSpec("s10", bands=("B02", "B03", "B04")), SourceSpec("s20", bands=("B05", "B11"))))
+    write_card(spec, path)
+    out = apply_model({"s10": b10, "s20": b20}, path, tile_size=12)  # sources, bands: from the card
+    ref = _whole(net, b10.values, b20.values[:, :2])
+    np.testing.assert_allclose(out.values, ref, atol=1e-5, rtol=0)
