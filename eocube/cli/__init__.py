@@ -34,6 +34,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
                  "Score gap-filling methods on hidden clear observations of a real cube (RMSE, MAE, bias)."),
     "train": ("eocube.learn.cli:train_command",
               "Train a spatio-temporal gap-filling network on a cube (self-supervised, real cloud masks)."),
+    "apply": ("eocube.cli.apply:apply",
+              "Run a PyTorch model file (card beside it) on one or several sources and write the result to Zarr."),
 }
 """Command name -> (``"module:attribute"`` of the click command, one-line help for ``eocube --help``)."""
 
