@@ -106,7 +106,7 @@ def tile_loop(model: nn.Module, arrays: list[np.ndarray], ratios: list[int], til
     return out
 
 
-def _cube(data: np.ndarray, res: float, dates: pd.DatetimeIndex) -> "eocube.xr.DataArray":  # type: ignore[name-defined]
+def _cube(data: np.ndarray, res: float, dates: pd.DatetimeIndex) -> eocube.xr.DataArray:  # type: ignore[name-defined]
     n = data.shape[-1]
     coords = res * (np.arange(n) + 0.5)
     return eocube.make_cube(data, time=dates, band=[f"b{i}" for i in range(data.shape[1])], y=5e6 - coords,

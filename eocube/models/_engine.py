@@ -16,20 +16,26 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 
-from ._device import autocast_context, device_lock, matched_torch_threads, resolve_device
+from ._device import (
+    autocast_context,
+    device_lock,
+    matched_torch_threads,
+    resolve_device,
+)
 from ._errors import ModelRuntimeError, OutputShapeError
 from ._feed import Feeder, to_numpy
 from ._layout import Layout, OutputKind, canonical, postprocess
 from ._loading import ModelSource, get_model
 from ._scaling import apply_scaling
 from ._spec import Scaling
-from ._tiling import OutScale, round_up, scale_mask, source_window, windows
+from ._tiling import SAME_GRID, OutScale, round_up, scale_mask, source_window, windows
 
 
 @dataclass(frozen=True, eq=False)
@@ -79,9 +85,9 @@ class BlockPlan:
     out_nodata: float | int | None
     dates: np.ndarray
     """The reference's dates (for error messages)."""
-    scale: OutScale = OutScale()
+    scale: OutScale = SAME_GRID
     """Output pixels per base pixel."""
-    ref_scale: OutScale = OutScale()
+    ref_scale: OutScale = SAME_GRID
     """Output pixels per reference pixel (for the nodata mask)."""
     multiple: int = 1
     """Tiles are padded (reflect) to a multiple of this many base pixels before the model."""
@@ -95,7 +101,7 @@ class BlockPlan:
         return self.sources[self.base].chunks
 
 
-def prepare(xb: np.ndarray, nodata: float | int | None, fill: float,
+def prepare(xb: np.ndarray, nodata: float | None, fill: float,
             scaling: Sequence[Scaling] = ()) -> tuple[np.ndarray, np.ndarray | None]:
     """Float32 values (scaled) with nodata filled, and the nodata mask (None where nothing is nodata)."""
     x = np.asarray(xb).astype(np.float32, copy=False)
@@ -184,7 +190,7 @@ def run_block(
     """Apply the model to one overlapped block of each source and return the output block (module docstring)."""
     assert block_id is not None
     it, _, iy, ix = block_id
-    t_chunks, y_chunks, x_chunks = plan.chunks
+    _, y_chunks, x_chunks = plan.chunks
     h = plan.halo
     geo = _Geometry(h if iy > 0 else 0, h if ix > 0 else 0, y_chunks[iy], x_chunks[ix])
     for xb, sp in zip(blocks, plan.sources, strict=True):

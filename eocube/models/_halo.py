@@ -20,14 +20,14 @@ image (global pooling, attention) and the caller must give ``halo`` explicitly.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from fractions import Fraction
-from typing import Callable, Sequence
 
 import numpy as np
 import torch
 
 from ._errors import HaloError
-from ._tiling import OutScale, round_up
+from ._tiling import SAME_GRID, OutScale, round_up
 
 ArgsBuilder = Callable[[Sequence[np.ndarray]], list[list[np.ndarray]]]
 """Maps one window ``(t_i, C_i, S_i, S_i)`` per source to each source's model argument arrays."""
@@ -108,7 +108,7 @@ def probe_halo(
     forward: Forward,
     shapes: Sequence[tuple[int, int]],
     ratios: Sequence[int] = (1,),
-    scale: OutScale = OutScale(),
+    scale: OutScale = SAME_GRID,
     *,
     unit: int = 1,
     size: int = 33,
@@ -152,7 +152,7 @@ def probe_halo(
             found = _perturbation_reach(windows, build, forward, ratios, scale.scale)
         reach, at_edge = found
         if not at_edge:
-            return int(math.ceil(reach))
+            return math.ceil(reach)
         if s_eff >= max_size:
             raise HaloError(
                 f"the model's receptive field reaches the edge of a {s_eff} x {s_eff} probe: it looks at the whole "

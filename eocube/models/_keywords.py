@@ -9,10 +9,11 @@ to every source, or is a dict ``{source name: value}``.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import replace
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import xarray as xr
 

@@ -6,15 +6,21 @@ Every probe is a forward pass on small random tensors built by the engine's own 
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 
 from ._engine import forward_canonical
-from ._errors import ChannelMismatchError, HaloError, ModelRuntimeError, OutputShapeError
+from ._errors import (
+    ChannelMismatchError,
+    HaloError,
+    ModelRuntimeError,
+    OutputShapeError,
+)
 from ._halo import ArgsBuilder, probe_halo
 from ._layout import Layout, OutputKind, resolve_output
 from ._tiling import OutScale, round_up

@@ -7,7 +7,7 @@ blocks in the tasks.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

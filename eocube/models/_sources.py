@@ -15,9 +15,10 @@ nodata output (the model is not run on it).
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -47,7 +48,7 @@ class Grid:
     nx: int
 
     @classmethod
-    def of(cls, cube: xr.DataArray, name: str) -> "Grid":
+    def of(cls, cube: xr.DataArray, name: str) -> Grid:
         """The grid of ``cube`` (a clear error for rotated or south-up grids)."""
         t = cube.rio.transform()
         if t.b != 0 or t.d != 0 or t.e >= 0 or t.a <= 0:

@@ -13,10 +13,12 @@ exactly its base footprint, and its output pixels are those of a whole-image pas
 
 from __future__ import annotations
 
+import itertools
 import math
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Iterator, Literal, Sequence
+from typing import Literal
 
 import numpy as np
 
@@ -36,6 +38,10 @@ class OutScale:
         if v.denominator == 1:
             return int(v)
         return math.ceil(v) if self.partial == "ceil" else math.floor(v)
+
+
+SAME_GRID = OutScale()
+"""Scale 1: the output on the base grid."""
 
 
 def round_up(n: int, multiple: int) -> int:
@@ -59,7 +65,7 @@ def aligned_chunks(chunks: Sequence[int], align: int, minimum: int) -> tuple[int
             bounds.append(b)
     edges = [0, *bounds, total]
     out: list[int] = []
-    for a, b in zip(edges[:-1], edges[1:]):
+    for a, b in itertools.pairwise(edges):
         c = b - a
         if out and (c < minimum or out[-1] < minimum):
             out[-1] += c
@@ -81,7 +87,7 @@ def output_chunks(base: Sequence[int], scale: OutScale) -> tuple[int, ...]:
     edges = [0]
     for c in base:
         edges.append(edges[-1] + int(c))
-    return tuple(scale.length(b) - scale.length(a) for a, b in zip(edges[:-1], edges[1:]))
+    return tuple(scale.length(b) - scale.length(a) for a, b in itertools.pairwise(edges))
 
 
 def windows(core: int, lead: int, block: int, halo: int, tile: int) -> Iterator[tuple[int, int, int, int]]:

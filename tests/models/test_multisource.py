@@ -15,7 +15,14 @@ import xarray as xr
 from torch import nn
 
 import eocube
-from eocube.models import GridError, ModelSpec, SourceError, SourceSpec, apply_model, pair_dates
+from eocube.models import (
+    GridError,
+    ModelSpec,
+    SourceError,
+    SourceSpec,
+    apply_model,
+    pair_dates,
+)
 
 
 def _cube(t: int, bands: tuple[str, ...], h: int, w: int, res: float, dates: pd.DatetimeIndex | None = None,

@@ -14,7 +14,13 @@ import pytest
 import torch
 from torch import nn
 
-from eocube.models import ModelSpec, OutputShapeError, OutputSpec, SourceSpec, apply_model
+from eocube.models import (
+    ModelSpec,
+    OutputShapeError,
+    OutputSpec,
+    SourceSpec,
+    apply_model,
+)
 
 
 def super_resolution(in_ch: int = 3, factor: int = 4, seed: int = 0) -> nn.Module:
