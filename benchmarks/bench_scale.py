@@ -125,7 +125,8 @@ def write_tasks(cube, store: str, plan):
 
     from eocube.io import zarr_writer
 
-    p = zarr_writer._plan(cube, store, "out", None, "overwrite", {"bench": "scale"}, **plan.to_zarr_kwargs())
+    kwargs = plan.to_zarr_kwargs()
+    p = zarr_writer._plan(cube, store, "out", kwargs.pop("zarr_format"), "overwrite", {"bench": "scale"}, **kwargs)
     nblocks = tuple(len(c) for c in p.cube.chunks)
     pending = list(np.ndindex(*nblocks))
     return zarr_writer._write_tasks(p.cube.data, pending, p.loc, "out", p.record["fingerprint"]), p
@@ -147,7 +148,6 @@ def main() -> None:
     parser.add_argument("--skip-plan", action="store_true", help="only run the slice")
     args = parser.parse_args()
 
-    import dask
     from distributed import Client, LocalCluster, wait
 
     import eocube
@@ -167,9 +167,11 @@ def main() -> None:
         start = rss_mb()
         t0 = time.perf_counter()
         out, model = pipeline(items, plan)
-        tasks, wplan = write_tasks(out, str(work / "tile-year.zarr"), plan)
+        tasks, _wplan = write_tasks(out, str(work / "tile-year.zarr"), plan)
         build = time.perf_counter() - t0
-        graph = dask.base.collections_to_dsk(tasks, optimize_graph=False)
+        from dask.highlevelgraph import HighLevelGraph
+
+        graph = HighLevelGraph.merge(*[t.__dask_graph__() for t in tasks])
         n_tasks = len(graph)
         rows += [("tile-year: model", model), ("tile-year: tasks (whole graph)", f"{n_tasks:,}"),
                  ("tile-year: write tasks (shards)", f"{len(tasks):,}"),
@@ -221,8 +223,8 @@ def main() -> None:
     scale = args.slice ** 2
     rows += [("slice", f"{out.shape} (1/{scale} of the tile, {DATES} dates), model: {model}"),
              ("slice: wall time", f"{wall:.1f} s on {cores} cores ({report.chunks_total} shards)"),
-             ("slice: peak worker memory", f"{peak / 2**20:.0f} MiB (limit {args.worker_memory}, planner's "
-                                           f"largest task {max(plan.task_memory.values()) / 2**20:.0f} MiB)"),
+             ("slice: peak worker memory", (f"{peak / 2**20:.0f} MiB (limit {args.worker_memory}, planner's "
+                                           f"largest task {max(plan.task_memory.values()) / 2**20:.0f} MiB)")),
              ("slice: files / bytes written", f"{len(files)} / {nbytes / 2**20:.1f} MiB"),
              ("tile-year (extrapolated): core-hours", f"{wall * cores * scale / 3600:.1f}"),
              ("tile-year (extrapolated): files", f"{plan.files:,} (planner), shards {plan.tasks['write']:,}"),

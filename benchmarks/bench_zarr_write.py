@@ -4,7 +4,8 @@ Run:  .venv/bin/python benchmarks/bench_zarr_write.py [--size 2048] [--dates 24]
 
 Both write the same dask-backed float32 cube with the same chunks and codec (Zstd level 3, format 2),
 on the same threaded scheduler, in one run. The ratio eocube/zarr is the cost of the ledger,
-metadata and finalisation (1.0 = no overhead).
+metadata and finalisation (1.0 = no overhead). It also writes the cube to sharded Zarr format 3
+(one shard per 2x2 dask chunks, the dask chunk as inner chunk) and prints the files of each store.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ def main() -> None:
     nbytes = data.nbytes
     tmp = Path(tempfile.mkdtemp())
     results: dict[str, float] = {}
+    files: dict[str, int] = {}
     with dask.config.set(scheduler="threads"):
         for _ in range(args.repeat):
             target = tmp / "raw.zarr"
@@ -55,11 +57,20 @@ def main() -> None:
             start = time.perf_counter()
             eocube.to_zarr(cube, target, zarr_format=2, progress=False, mode="overwrite")
             results["eocube"] = min(results.get("eocube", np.inf), time.perf_counter() - start)
+            files["eocube"] = sum(1 for p in target.rglob("*") if p.is_file())
+            shutil.rmtree(target)
+            target = tmp / "sharded.zarr"
+            start = time.perf_counter()
+            eocube.to_zarr(cube, target, zarr_format=3, progress=False, mode="overwrite",
+                           shards={"y": 2 * args.tile, "x": 2 * args.tile}, chunks={"y": args.tile, "x": args.tile})
+            results["eocube-sharded-v3"] = min(results.get("eocube-sharded-v3", np.inf), time.perf_counter() - start)
+            files["eocube-sharded-v3"] = sum(1 for p in target.rglob("*") if p.is_file())
             shutil.rmtree(target)
     shutil.rmtree(tmp)
     print(f"cube {data.shape} float32, {nbytes / 2**20:.0f} MiB, chunks {chunks}, best of {args.repeat}")
     for name, seconds in results.items():
-        print(f"  {name:8s} {seconds:7.2f} s  {nbytes / 2**20 / seconds:8.1f} MiB/s")
+        count = f"  {files[name]} files" if name in files else ""
+        print(f"  {name:18s} {seconds:7.2f} s  {nbytes / 2**20 / seconds:8.1f} MiB/s{count}")
     print(f"ratio eocube.to_zarr / zarr-python direct (throughput): {results['zarr'] / results['eocube']:.2f}")
 
 
