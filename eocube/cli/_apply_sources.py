@@ -37,7 +37,7 @@ STAC_KEYS = ("url", "items", "collections", "bbox", "datetime", "query", "filter
 
 ITEMS_SUFFIXES = (".json", ".geojson")
 SEARCH_SUFFIXES = (".yaml", ".yml")
-_NAME = re.compile(r"^([A-Za-z_][A-Za-z0-9_.-]*)=(.+)$")
+_NAME = re.compile(r"^([A-Za-z0-9_][A-Za-z0-9_.-]*)=(.+)$")
 
 
 @dataclass(frozen=True)
