@@ -23,3 +23,10 @@ fi
 # and an unpinned torch would pull a multi-GB CUDA build.
 .venv/bin/python -m pip install -q "torch==2.13.0"
 .venv/bin/python -m pip install -q -e ".[test,notebook,bench]"
+# Compile the gap-filling kernels now, into numba's cache next to them (eocube/fill/__pycache__, or
+# $NUMBA_CACHE_DIR when set: use the same one for the jobs), so that a user's first run loads machine
+# code instead of compiling it (eocube/fill/_warmup.py says which cases; minutes on 2 cores, once).
+# EOCUBE_SKIP_WARMUP=1 skips it.
+if [[ "${EOCUBE_SKIP_WARMUP:-0}" != 1 ]]; then
+  .venv/bin/python -m eocube.fill._warmup
+fi

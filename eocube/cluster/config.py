@@ -345,8 +345,9 @@ def _gpu_defaults(s: dict[str, Any]) -> list[str]:
             shown = str(unit)
         else:
             unit = s[per] if s[per] is not None else "16GB"
-            total = _bytes(unit, "slurm", per) * s["gpus"]
-            s[key] = f"{total // 2**20}MB" if total % 2**30 else f"{total // 2**30}GB"
+            _bytes(unit, "slurm", per)
+            m = re.match(r"^\s*(\d+)\s*([A-Za-z]*)\s*$", str(unit))
+            s[key] = f"{int(m.group(1)) * s['gpus']}{m.group(2)}" if m else _bytes(unit, "slurm", per) * s["gpus"]
             shown = str(unit)
         derived.append(f"{key} {s[key]} = {s['gpus']} GPUs x {shown} ({setting_name('slurm', per)}; "
                        f"{setting_name('slurm', key)} sets it)")

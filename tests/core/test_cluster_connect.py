@@ -77,3 +77,44 @@ def test_workers_do_not_repeat_eocube_errors_on_the_terminal(tmp_path):
     assert proc.stdout.split() == ["caught", "StoreError", "caught", "ZeroDivisionError"]
     assert "StoreError" not in proc.stderr and "X.zarr" not in proc.stderr
     assert "Compute Failed" in proc.stderr and "ZeroDivisionError" in proc.stderr
+
+
+def test_hpc_options_reach_the_job_script_and_gpu_defaults_are_said(tmp_path):
+    """--qos, --constraint, repeatable --job-directive; --gpus alone gets cores and memory per GPU."""
+    from click.testing import CliRunner
+
+    from eocube.cli import main
+
+    result = CliRunner().invoke(main, ["gapfill", "--out", str(tmp_path / "x.zarr"), "--cluster", "slurm", "--gpus", "2",
+                                       "--qos", "qos_gpu-t3", "--constraint", "v100-32g",
+                                       "--job-directive=--hint=nomultithread", "--job-directive", "#SBATCH --exclusive",
+                                       "--dry-run"])
+    assert result.exit_code == 0, result.output
+    script = result.output
+    for line in ("#SBATCH --qos=qos_gpu-t3", "#SBATCH --constraint=v100-32g", "#SBATCH --hint=nomultithread",
+                 "#SBATCH --exclusive", "#SBATCH --gres=gpu:2", "#SBATCH --cpus-per-task=16"):
+        assert line in script, script
+    assert "chosen from --gpus: cores 16 = 2 GPUs x 8" in script
+    assert "chosen from --gpus: memory 32GB = 2 GPUs x 16GB" in script
+    assert not (tmp_path / "x.zarr").exists()
+
+
+def test_explicit_cores_win_over_the_gpu_default_and_a_bad_directive_is_named():
+    from eocube.cluster import ClusterConfigError, dry_run
+
+    script = dry_run("slurm", gpus=2, cores=4, memory="20GB")
+    assert "#SBATCH --cpus-per-task=4" in script and "chosen from --gpus: cores" not in script
+    assert "chosen from --gpus" not in script
+    assert "#SBATCH --cpus-per-task=1" in dry_run("slurm")  # no GPU: 1 core, 4GB as before
+    with pytest.raises(ClusterConfigError, match="--job-directive.*not an sbatch option"):
+        dry_run("slurm", job_extra_directives=["hint=nomultithread"])
+
+
+def test_a_dry_run_without_cluster_says_small_jobs_run_on_threads(tmp_path):
+    from click.testing import CliRunner
+
+    from eocube.cli import main
+
+    result = CliRunner().invoke(main, ["gapfill", "--out", str(tmp_path / "x.zarr"), "--dry-run"])
+    assert result.exit_code == 0 and "runs on" in result.output and "dask threads in this process" in result.output
+    assert "a larger one starts: local Dask cluster" in result.output
