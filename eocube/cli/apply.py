@@ -20,7 +20,13 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from ._apply_sources import SourceArg, bind_sources, check_source_arg, open_source_arg, parse_source
+from ._apply_sources import (
+    SourceArg,
+    bind_sources,
+    check_source_arg,
+    open_source_arg,
+    parse_source,
+)
 from ._common import (
     InputError,
     OneLineCommand,

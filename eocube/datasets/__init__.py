@@ -12,9 +12,9 @@ a Sentinel-2 scene); ``open_sample("sentinel2_l1c:20m")`` opens one group.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
 
 import xarray as xr
 
@@ -150,7 +150,8 @@ def open_sample(name: str = "sentinel2", *, chunks: dict[str, int] | None = None
         sample = SAMPLES[name]
     except KeyError:
         raise KeyError(f"no bundled sample {name!r}; available: {sample_names()}") from None
-    from ..io import open_zarr  # here, so that the table of samples imports nothing heavy (eocube.cli)
+    # imported here, so that the table of samples imports nothing heavy (eocube.cli)
+    from ..io import open_zarr
 
     return open_zarr(sample.path, chunks=chunks)
 

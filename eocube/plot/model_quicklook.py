@@ -10,18 +10,19 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import matplotlib
 
 matplotlib.use("Agg")  # headless: the CLI runs on clusters without a display
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import xarray as xr  # noqa: E402
-from matplotlib.colors import BoundaryNorm, ListedColormap  # noqa: E402
-from matplotlib.patches import Patch  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import xarray as xr
+from matplotlib.colors import BoundaryNorm, ListedColormap
+from matplotlib.patches import Patch
 
 RGB_NAMES = (("B04", "B03", "B02"), ("red", "green", "blue"), ("R", "G", "B"))
 """Band names taken as red, green, blue (first match wins)."""
@@ -171,7 +172,9 @@ def model_quicklook(
     t = _pick_date(result, max_pixels) if date_index is None else date_index
     when = pd.Timestamp(result["time"].values[t])
     panels = 2 if sources else 1
-    fig, axes = plt.subplots(1, panels, figsize=(6.5 * panels + 1.5, 6), layout="constrained", squeeze=False)
+    aspect = result.sizes["y"] / max(1, result.sizes["x"])
+    height = min(8.0, max(3.5, 6.5 * aspect + 1.0))
+    fig, axes = plt.subplots(1, panels, figsize=(6.5 * panels + 1.5, height), layout="constrained", squeeze=False)
     if sources:
         _draw_input(axes[0, 0], sources, when, max_pixels)
     ax = axes[0, -1]

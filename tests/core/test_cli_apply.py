@@ -29,7 +29,14 @@ from torch import nn
 
 import eocube
 from eocube.datasets import SCENES, sentinel2_l1c_scene
-from eocube.models import ClassInfo, ModelSpec, OutputSpec, Scaling, SourceSpec, apply_model
+from eocube.models import (
+    ClassInfo,
+    ModelSpec,
+    OutputSpec,
+    Scaling,
+    SourceSpec,
+    apply_model,
+)
 from eocube.models.card import export_model, write_card
 
 EOCUBE = [sys.executable, "-m", "eocube", "apply"]
@@ -42,7 +49,7 @@ pytestmark = pytest.mark.timeout(600)
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([*EOCUBE, *args], capture_output=True, text=True, timeout=timeout,
+    return subprocess.run([*EOCUBE, *args], check=False, capture_output=True, text=True, timeout=timeout,
                           env={**os.environ, **(env or {})})
 
 
@@ -278,15 +285,15 @@ def _bad_cases(models: dict[str, Path], shifted: Path, tmp: Path) -> dict[str, t
         "missing --card": ([str(models["smooth"]), "--card", str(tmp / "c.json"), "--source", "sentinel2"],
                            r"--card .*c\.json: no such file"),
         "source missing": ([str(models["three"]), *scene2],
-                           r"the model takes the source\(s\) 10m, 20m, 60m .*missing from the call: 60m: "
-                           r"add --source 60m=SPEC"),
+                           (r"the model takes the source\(s\) 10m, 20m, 60m .*missing from the call: 60m: "
+                           r"add --source 60m=SPEC")),
         "unnamed for several": ([str(models["three"]), "--source", "sentinel2_l1c:10m"],
                                 r"has no name, but the model takes 3 source\(s\) \(10m, 20m, 60m"),
         "unknown name": ([str(models["smooth"]), "--source", "s3=sentinel2"], r"the model has no source 's3'"),
         "bands the cube lacks": ([str(models["three"]), "--source", "10m=sentinel2", *scene2[2:],
                                   "--source", "60m=sentinel2_l1c:60m"],
-                                 r"source '10m': the model needs the band\(s\) \['B02', 'B03', 'B04', 'B08'\], "
-                                 r"which the cube lacks"),
+                                 (r"source '10m': the model needs the band\(s\) \['B02', 'B03', 'B04', 'B08'\], "
+                                 r"which the cube lacks")),
         "grids do not nest": ([str(models["three"]), "--source", "10m=sentinel2_l1c:10m",
                                "--source", f"20m={shifted}", "--source", "60m=sentinel2_l1c:60m"],
                               r"not an integer: the grids do not nest; .*reproject_match"),
