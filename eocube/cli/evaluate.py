@@ -4,31 +4,45 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import click
-import xarray as xr
+from typing import TYPE_CHECKING
 
-from ..cube import cube_info
-from ..datasets import SAMPLES
-from ..evaluate import DEFAULT_METHODS, evaluate_methods, format_table, plot_scores
-from ..fill import METHODS
-from ..masks import check_mask_band, clear_from_cloud_band
+import click
+
+from ..fill import METHOD_NAMES
 from ._common import (
     OneLineCommand,
     check_output_writable,
+    check_source,
     friendly_errors,
     open_source,
     resolve_bands,
+    sample_names,
 )
+
+if TYPE_CHECKING:
+    import xarray as xr
+
+DEFAULT_METHODS: tuple[str, ...] = ("linear", "nearest", "previous", "whittaker", "harmonic", "savgol")
+"""``eocube.evaluate.DEFAULT_METHODS``, here so that the options need not import matplotlib (a test keeps them equal)."""
+
+
+class _SampleHelpOption(click.Option):
+    """``--source``: its help lists the bundled samples, read when help is shown (not at import)."""
+
+    def get_help_record(self, ctx: click.Context) -> tuple[str, str] | None:
+        """The help line, with the sample names filled in."""
+        self.help = f"A bundled sample ({sample_names()}) or the path of a Zarr cube."
+        return super().get_help_record(ctx)
 
 
 @click.command("evaluate", cls=OneLineCommand)
-@click.option("--source", default="sentinel2", show_default=True,
-              help=f"A bundled sample ({', '.join(SAMPLES)}) or the path of a Zarr cube.")
+@click.option("--source", default="sentinel2", show_default=True, cls=_SampleHelpOption,
+              help="A bundled sample or the path of a Zarr cube.")
 @click.option("--bands", default=None, help="Comma-separated bands to score (sample default: its data bands).")
 @click.option("--cloud-band", default=None, help="Band that is non-zero on clouds (sample default: CLM).")
 @click.option("--data-band", default=None, help="Band that is non-zero where the sensor has data (sample default: IS_DATA).")
 @click.option("--methods", default=",".join(DEFAULT_METHODS), show_default=True,
-              help=f"Comma-separated methods among {', '.join(sorted(METHODS))}.")
+              help=f"Comma-separated methods among {', '.join(sorted(METHOD_NAMES))}.")
 @click.option("--fraction", type=float, default=0.2, show_default=True, help="Share of clear observations to hide.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--donor", type=click.Choice(["dates", "pixels"]), default="dates", show_default=True,
@@ -50,14 +64,20 @@ def evaluate(source: str, bands: str | None, cloud_band: str | None, data_band: 
         check_output_writable(plot, what="--plot", folder=False)
     if csv:
         check_output_writable(csv, what="--csv", folder=False)
+    check_source(source)
+    method_list = [m.strip() for m in methods.split(",") if m.strip()]
+    unknown = [m for m in method_list if m not in METHOD_NAMES]
+    if unknown:
+        raise click.BadParameter(f"unknown method(s) {unknown}; choose from {sorted(METHOD_NAMES)}",
+                                 param_hint="--methods")
+    from ..cube import cube_info
+    from ..evaluate import evaluate_methods, format_table, plot_scores
+    from ..masks import check_mask_band, clear_from_cloud_band
+
     cube, sample = open_source(source, {"time": -1, "band": 1, "y": 64, "x": 64})
     if sample is None and not cloud_band:
         raise click.UsageError("--cloud-band is required for a cube that is not a bundled sample")
     band_list, cloud_band, data_band = resolve_bands(cube, sample, bands, cloud_band, data_band)
-    method_list = [m.strip() for m in methods.split(",") if m.strip()]
-    unknown = [m for m in method_list if m not in METHODS]
-    if unknown:
-        raise click.BadParameter(f"unknown method(s) {unknown}; choose from {sorted(METHODS)}", param_hint="--methods")
     click.echo(f"source: {source}\n{cube_info(cube)}")
     check_mask_band(cube, cloud_band, "boolean")  # a sample of the cloud band only
     extra = {}

@@ -193,3 +193,15 @@ def test_the_warm_up_covers_the_command_lines_cases():
     assert ("float32", None, True) in CASES and ("uint16", 0, True) in CASES
     assert Path(os.path.dirname(__file__)).parents[1].joinpath("scripts", "setup-env.sh").read_text().count(
         "eocube.fill._warmup") == 1
+
+
+def test_the_evaluate_command_s_default_methods_are_the_library_s():
+    from eocube.cli.evaluate import DEFAULT_METHODS
+    from eocube.evaluate import DEFAULT_METHODS as LIBRARY
+
+    assert DEFAULT_METHODS == LIBRARY
+
+
+def test_evaluate_refuses_a_missing_source_without_heavy_imports(tmp_path):
+    status, loaded, stderr = modules_after(["evaluate", "--source", "nope.zarr", "--plot", str(tmp_path / "p.png")])
+    assert status == 2 and "no Zarr store at nope.zarr" in stderr and loaded == []
