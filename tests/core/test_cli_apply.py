@@ -6,6 +6,7 @@
 * the real Sentinel-2 L1C scene as three sources (10, 20, 60 m) through a ``.pt2`` network, and
   its 20 m bands through a TorchScript x2 network: both on the 10 m grid of the B02 file;
 * a state_dict with ``--factory`` and ``--layout`` (no card);
+* STAC sources: an items file, and a search YAML (here with ``items:`` and ``resolution: 20``);
 * killed mid-write and run again: the same output, only the missing chunks computed;
 * bad inputs: one line on stderr, exit status 2, nothing written.
 """
@@ -225,6 +226,65 @@ def test_state_dict_with_factory_and_layout_without_a_card(models, sample, tmp_p
     assert result.shape == sample.shape
     np.testing.assert_array_equal(result.values, sample.values)
     assert result.attrs["eocube_provenance"]["card"] is None
+
+
+NIR_RED_SPEC = ModelSpec(sources=(SourceSpec(name="s2", bands=("B04", "B08"), scaling=REFLECTANCE),),
+                         output=OutputSpec(bands=("smooth",)), name="nir-red")
+
+
+def _write_cog(path: Path, data: np.ndarray, transform) -> None:
+    with rasterio.open(path, "w", driver="COG", width=data.shape[1], height=data.shape[0], count=1, dtype=data.dtype,
+                       crs="EPSG:32633", transform=transform, nodata=0, compress="deflate") as dst:
+        dst.write(data, 1)
+
+
+@pytest.fixture(scope="module")
+def stac_items(tmp_path_factory) -> tuple[Path, object]:
+    """A STAC items file (one item, B04 and B08 of a 200 x 240 px crop of the scene as local COGs), and the crop."""
+    folder = tmp_path_factory.mktemp("stac")
+    crop = sentinel2_l1c_scene()["10m"].isel(y=slice(0, 200), x=slice(0, 240)).sel(band=["B04", "B08"])
+    transform = crop.rio.transform()
+    assets = {}
+    for band, common in (("B04", "red"), ("B08", "nir")):
+        _write_cog(folder / f"{band}.tif", crop.sel(band=band).values[0], transform)
+        assets[band] = {"href": str(folder / f"{band}.tif"), "roles": ["data"],
+                        "type": "image/tiff; application=geotiff; profile=cloud-optimized",
+                        "eo:bands": [{"name": band, "common_name": common}],
+                        "raster:bands": [{"data_type": "uint16", "nodata": 0, "spatial_resolution": 10}],
+                        "proj:shape": [200, 240], "proj:transform": list(transform)[:6]}
+    item = {"type": "Feature", "stac_version": "1.0.0", "id": "s2-crop", "links": [], "assets": assets,
+            "stac_extensions": [f"https://stac-extensions.github.io/{e}/schema.json"
+                                for e in ("projection/v1.1.0", "eo/v1.1.0", "raster/v1.1.0")],
+            "geometry": {"type": "Polygon", "coordinates": [[[12.5, 52.5], [12.6, 52.5], [12.6, 52.6], [12.5, 52.6],
+                                                             [12.5, 52.5]]]},
+            "bbox": [12.5, 52.5, 12.6, 52.6], "properties": {"datetime": "2017-02-16T10:21:01Z", "proj:epsg": 32633}}
+    path = folder / "items.geojson"
+    path.write_text(json.dumps({"type": "FeatureCollection", "features": [item]}))
+    return path, crop
+
+
+def test_stac_items_file_and_search_yaml_sources(stac_items, tmp_path):
+    items, crop = stac_items
+    model = export_model(Smoother(), torch.rand(2, 2, 16, 16), tmp_path / "nirred.pt2", spec=NIR_RED_SPEC)
+    out = tmp_path / "items.zarr"
+    proc = run_cli(str(model), "--source", str(items), "--out", str(out), *QUIET)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    result = eocube.open_zarr(out)
+    assert result.shape == (1, 1, 200, 240) and result.rio.transform() == crop.rio.transform()
+    expected = apply_model(crop, str(model))
+    np.testing.assert_allclose(result.values, expected.values, atol=1e-5, rtol=0)
+    search = tmp_path / "search.yaml"
+    search.write_text(f"items: {items}\nassets: [B04, B08]\nresolution: 20\n")
+    out20 = tmp_path / "search.zarr"
+    proc = run_cli(str(model), "--source", f"s2={search}", "--out", str(out20), *QUIET)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    at20 = eocube.open_zarr(out20)
+    assert at20.shape == (1, 1, 100, 120) and at20.rio.transform().a == 20.0
+    assert at20.attrs["eocube_provenance"]["sources"] == {"s2": str(search.resolve())}
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("url: https://example.invalid\nbbox: [1, 2, 3, 4]\nclouds: 10\n")
+    proc = run_cli(str(model), "--source", str(bad), "--out", str(tmp_path / "bad.zarr"), *QUIET)
+    assert proc.returncode == 2 and "unknown key(s) ['clouds'] in the STAC search" in proc.stderr, proc.stderr
 
 
 def test_killed_then_rerun_finishes_with_the_same_output(models, reference, tmp_path):
