@@ -179,6 +179,8 @@ def main() -> None:
                  ("tile-year: client memory for the graph", f"{rss_mb() - start:.0f} MiB"),
                  ("tile-year: files of the store (shards + metadata)", f"{len(tasks) + 16:,}")]
         del graph
+        for key, value in rows:
+            print(f"{key:<50}  {value}", flush=True)  # the slow part follows: show the numbers so far
         with LocalCluster(n_workers=0, processes=True, dashboard_address=None) as cluster, Client(cluster) as client:
             def sched_rss(dask_scheduler=None):
                 import psutil
