@@ -5,11 +5,45 @@ from __future__ import annotations
 import logging
 import os
 
+import dask.config
 import psutil
 from distributed import LocalCluster
 from distributed.diagnostics.plugin import WorkerPlugin
 
 from .config import DEFAULT_DASHBOARD, loopback_address
+
+
+MALLOC_ENVIRON = {"MALLOC_TRIM_THRESHOLD_": 128 * 2**20, "MALLOC_MMAP_THRESHOLD_": 64 * 2**20}
+"""glibc malloc settings of the local workers (set by their nannies before the worker process starts).
+
+distributed sets ``MALLOC_TRIM_THRESHOLD_=65536`` so that freed memory goes back to the OS.
+Setting it also turns off glibc's dynamic mmap threshold: every array over 128 KiB, i.e.
+every chunk, is then mapped fresh, its pages faulted in, and unmapped when freed; a
+worker of a gap fill spends much of its time in the kernel doing so. Chunks under 64 MiB
+(the command line's default tile keeps them there) now come from malloc's heaps and are reused;
+free memory over 128 MiB at the top of a heap still goes back to the OS, so the worker's memory
+stays flat. ``benchmarks/bench_malloc_trim.py`` (linear fill to Zarr of a 0.81 GB cube, 1 worker x
+2 threads, 2-core machine shared with other jobs, best of 2 alternating rounds): in 512² blocks
+2.08 s against 2.94 s with distributed's setting (0.71x; system time 1.52 against 2.23 s; resident
+memory after 0.45 against 0.40 GiB); in 256² blocks 7.52 against 7.35 s (no difference), where
+leaving both unset (glibc's dynamic threshold) measured 6.08 s but 3.30 s (1.12x) in 512² blocks.
+
+They apply only where the configuration still holds distributed's default: a value set in dask's
+configuration (``distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_``, None to unset) or in
+the environment of the process that starts the cluster wins.
+"""
+
+DISTRIBUTED_TRIM_DEFAULT = 65536
+"""distributed's own ``distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_``."""
+
+
+def malloc_environ() -> dict[str, int]:
+    """The dask configuration that gives the workers :data:`MALLOC_ENVIRON`; empty where the user set their own."""
+    key = "distributed.nanny.pre-spawn-environ"
+    configured = dask.config.get(key, {}) or {}
+    if configured.get("MALLOC_TRIM_THRESHOLD_") != DISTRIBUTED_TRIM_DEFAULT or "MALLOC_MMAP_THRESHOLD_" in configured:
+        return {}
+    return {f"{key}.{name}": value for name, value in MALLOC_ENVIRON.items()}
 
 
 def machine_size() -> tuple[int, int]:
@@ -59,6 +93,13 @@ def local_cluster(
     threads_per_worker = threads_per_worker or max(1, cores // n_workers)
     if memory_limit is None:
         memory_limit = int(0.8 * memory / n_workers)
+    with dask.config.set(malloc_environ()):  # read by the nannies as they start the workers, here
+        return _start(n_workers, threads_per_worker, memory_limit, processes, dashboard_address)
+
+
+def _start(n_workers: int, threads_per_worker: int, memory_limit: str | int, processes: bool,
+           dashboard_address: str | None) -> LocalCluster:
+    """The LocalCluster of :func:`local_cluster`, on 127.0.0.1."""
     return LocalCluster(
         n_workers=n_workers,
         threads_per_worker=threads_per_worker,

@@ -118,3 +118,44 @@ def test_a_dry_run_without_cluster_says_small_jobs_run_on_threads(tmp_path):
     result = CliRunner().invoke(main, ["gapfill", "--out", str(tmp_path / "x.zarr"), "--dry-run"])
     assert result.exit_code == 0 and "runs on" in result.output and "dask threads in this process" in result.output
     assert "a larger one starts: local Dask cluster" in result.output
+
+
+def test_local_workers_get_the_measured_malloc_settings_unless_configured():
+    import os
+
+    import dask
+
+    from eocube.cluster.local import MALLOC_ENVIRON
+
+    saved = dict(os.environ)  # distributed's nannies leave pre-spawn variables in this process's environment
+    try:
+        for name in MALLOC_ENVIRON:
+            os.environ.pop(name, None)
+        client = connect("local", n_workers=1, threads_per_worker=1, dashboard_address=None)
+        try:
+            seen = list(client.run(lambda: {k: os.environ.get(k) for k in MALLOC_ENVIRON}).values())[0]
+            assert seen == {k: str(v) for k, v in MALLOC_ENVIRON.items()}
+        finally:
+            close(client)
+        for name in MALLOC_ENVIRON:
+            os.environ.pop(name, None)
+        _configured_malloc_wins()
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def _configured_malloc_wins():
+    import os
+
+    import dask
+
+    from eocube.cluster.local import MALLOC_ENVIRON
+
+    with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": 1024}):
+        client = connect("local", n_workers=1, threads_per_worker=1, dashboard_address=None)
+        try:
+            seen = list(client.run(lambda: {k: os.environ.get(k) for k in MALLOC_ENVIRON}).values())[0]
+            assert seen == {"MALLOC_TRIM_THRESHOLD_": "1024", "MALLOC_MMAP_THRESHOLD_": None}
+        finally:
+            close(client)
