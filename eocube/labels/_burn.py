@@ -116,7 +116,7 @@ def burn_polygons(
     if missing.any() and unmapped == "error":
         counts = pd.Series([str(v) for v in raw[missing]]).value_counts()
         raise FieldError(f"{int(missing.sum())} polygons of {polys.source} have {field} values with no class: "
-                         f"{dict(counts.head(20))}: map them with mapping= or pass unmapped='drop'")
+                         f"{ {k: int(v) for k, v in counts.head(20).items()} }: map them with mapping= or pass unmapped='drop'")
     if unmapped not in ("error", "drop"):
         raise LabelError(f"unmapped={unmapped!r}: use 'error' or 'drop'")
     keep &= values >= 0
@@ -183,8 +183,8 @@ class Burner:
         out = np.full(shape, nodata, dtype=dtype)
         if not len(self.geoms):
             return out
-        x0, y0 = transform * (0, 0)
-        x1, y1 = transform * (shape[1], shape[0])
+        x0, y0 = transform.c, transform.f  # north-up grids only (validate_cube's transform)
+        x1, y1 = x0 + transform.a * shape[1], y0 + transform.e * shape[0]
         hits = np.sort(self.tree.query(shapely.box(min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1))))
         if not len(hits):
             return out
