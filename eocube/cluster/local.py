@@ -13,31 +13,40 @@ from distributed.diagnostics.plugin import WorkerPlugin
 from .config import DEFAULT_DASHBOARD, loopback_address
 
 
-MALLOC_ENVIRON = {"MALLOC_TRIM_THRESHOLD_": 128 * 2**20, "MALLOC_MMAP_THRESHOLD_": 64 * 2**20}
-"""glibc malloc settings of the local workers (set by their nannies before the worker process starts).
+MALLOC_ENVIRON: dict[str, int | None] = {"MALLOC_TRIM_THRESHOLD_": None}
+"""glibc malloc settings of the local workers, set by their nannies (None: unset, glibc's own behaviour).
 
 distributed sets ``MALLOC_TRIM_THRESHOLD_=65536`` so that freed memory goes back to the OS.
-Setting it also turns off glibc's dynamic mmap threshold: every array over 128 KiB, i.e.
-every chunk, is then mapped fresh, its pages faulted in, and unmapped when freed; a
-worker of a gap fill spends much of its time in the kernel doing so. Chunks under 64 MiB
-(the command line's default tile keeps them there) now come from malloc's heaps and are reused;
-free memory over 128 MiB at the top of a heap still goes back to the OS, so the worker's memory
-stays flat. ``benchmarks/bench_malloc_trim.py`` (linear fill to Zarr of a 0.81 GB cube, 1 worker x
-2 threads, 2-core machine shared with other jobs, best of 2 alternating rounds): in 512² blocks
-2.08 s against 2.94 s with distributed's setting (0.71x; system time 1.52 against 2.23 s; resident
-memory after 0.45 against 0.40 GiB); in 256² blocks 7.52 against 7.35 s (no difference), where
-leaving both unset (glibc's dynamic threshold) measured 6.08 s but 3.30 s (1.12x) in 512² blocks.
+Setting it also turns off glibc's dynamic mmap threshold: every array over 128 KiB is then
+mapped fresh, its pages faulted in, and unmapped when freed, so the workers of a gap fill spend
+much of their time in the kernel. Left unset, glibc raises its mmap threshold (up to 32 MiB) to
+the size of the blocks freed, reuses their pages, and still trims free memory at the top of its
+heaps beyond twice that threshold.
 
-They apply only where the configuration still holds distributed's default: a value set in dask's
-configuration (``distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_``, None to unset) or in
-the environment of the process that starts the cluster wins.
+Measured with ``benchmarks/bench_malloc_trim.py`` (linear fill to Zarr of a 0.81 GB cube, 1 worker
+x 2 threads, on this project's 2-core machine shared with other jobs; best of 3 alternating
+rounds; the worker's resident memory after the write in brackets):
+
+===========================  ==========================  ==========================
+setting                      512² blocks (default tile)  256² blocks
+===========================  ==========================  ==========================
+distributed's 64 KiB trim    2.70 s, 2.27 s sys [0.40]   3.10 s, 2.13 s sys [0.40]
+unset (chosen)               2.14 s, 1.63 s sys [0.40]   3.00 s, 1.91 s sys [0.40]
+trim 128 MiB + mmap 64 MiB   2.23 s, 1.73 s sys [0.47]   3.28 s, 1.95 s sys [0.47]
+===========================  ==========================  ==========================
+
+Unset is 0.79x distributed's setting in 512² blocks and 0.97x in 256² blocks, with the same
+memory; an earlier run on a busier machine (best of 2) measured 1.12x and 0.83x, so the gain is
+up to a fifth and the memory stays flat. It applies only where the configuration still holds
+distributed's default: a value set in dask's configuration
+(``distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_``) or exported in the shell wins.
 """
 
 DISTRIBUTED_TRIM_DEFAULT = 65536
 """distributed's own ``distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_``."""
 
 
-def malloc_environ() -> dict[str, int]:
+def malloc_environ() -> dict[str, int | None]:
     """The dask configuration that gives the workers :data:`MALLOC_ENVIRON`; empty where the user set their own."""
     key = "distributed.nanny.pre-spawn-environ"
     configured = dask.config.get(key, {}) or {}
