@@ -9,6 +9,12 @@ runs code from the file):
 * ``optimizer``: the optimiser's ``state_dict`` (None in exported models);
 * ``epoch``: number of completed epochs; ``history``: losses per epoch;
 * ``normaliser``: band statistics; ``config``: the whole training configuration.
+
+Segmentation and super-resolution checkpoints (format ``"eocube.learn/1"``) add ``task``, the
+``network`` kwargs of :mod:`eocube.learn.networks`, and in ``meta``: the sources (names, bands,
+ratios), the per-source ``normalisers``, the target normaliser or the classes, the split; and
+the position inside an epoch (``step``, running loss) with the torch RNG state (``rng``), so a
+run killed mid-epoch resumes exactly.
 """
 
 from __future__ import annotations
@@ -27,6 +33,8 @@ from .network import GapFillNet, NetworkConfig
 from .normalisation import Normaliser
 
 FORMAT = "eocube.learn.gapfill/1"
+FORMAT_TASKS = "eocube.learn/1"
+"""Format of segmentation and super-resolution checkpoints."""
 LAST = "last.pt"
 """File name of the latest checkpoint in a training output folder."""
 
@@ -39,11 +47,14 @@ def save_checkpoint(
     path: str | os.PathLike[str],
     *,
     model: nn.Module,
-    normaliser: Normaliser,
+    normaliser: Normaliser | None,
     config: dict[str, Any],
     epoch: int,
     optimizer: torch.optim.Optimizer | None = None,
     history: list[dict[str, float]] | None = None,
+    task: str = "gapfill",
+    meta: dict[str, Any] | None = None,
+    rng: torch.Tensor | None = None,
 ) -> Path:
     """Write a checkpoint atomically (a temporary file renamed into place).
 
@@ -65,6 +76,13 @@ def save_checkpoint(
         The optimiser, for resuming; None to export the model only.
     history
         Per-epoch losses.
+    task
+        ``gapfill`` (format ``eocube.learn.gapfill/1``), ``segmentation`` or ``superres``
+        (format ``eocube.learn/1``).
+    meta
+        Plain values of the task (sources, normalisers, classes, split, position in the epoch).
+    rng
+        The torch RNG state (``torch.get_rng_state()``).
 
     Returns
     -------
@@ -72,17 +90,23 @@ def save_checkpoint(
         The written file.
     """
     net = _bare(model)
-    if not isinstance(net, GapFillNet):
+    if task == "gapfill" and not isinstance(net, GapFillNet):
         raise CheckpointError(f"can only checkpoint a GapFillNet, got {type(net).__name__}")
+    if not hasattr(net, "config"):
+        raise CheckpointError(f"{type(net).__name__} has no config (the kwargs to rebuild it): cannot checkpoint it")
     _check_plain(config, "config")
+    _check_plain(meta or {}, "meta")
     payload = {
-        "format": FORMAT,
+        "format": FORMAT if task == "gapfill" else FORMAT_TASKS,
+        "task": task,
+        "meta": dict(meta or {}),
+        "rng": rng,
         "model": {k: v.detach().cpu() for k, v in net.state_dict().items()},
         "network": net.config.to_dict(),
         "optimizer": optimizer.state_dict() if optimizer is not None else None,
         "epoch": int(epoch),
         "history": list(history or []),
-        "normaliser": normaliser.to_dict(),
+        "normaliser": normaliser.to_dict() if normaliser is not None else None,
         "config": config,
     }
     dest = Path(path)
@@ -152,13 +176,19 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.devi
             "(that could run any code). Write checkpoints with `eocube train` / eocube.learn.save_checkpoint, "
             "and a model's weights with torch.save(model.state_dict(), path)"
         ) from safe_cause(exc)
-    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
-        raise CheckpointError(f"{p} is not an eocube gap-filling checkpoint (format {FORMAT!r} expected)")
+    if not isinstance(ckpt, dict) or ckpt.get("format") not in (FORMAT, FORMAT_TASKS):
+        raise CheckpointError(f"{p} is not an eocube training checkpoint (format {FORMAT!r} or {FORMAT_TASKS!r} expected)")
+    ckpt.setdefault("task", "gapfill")
     return ckpt
 
 
 def model_from_checkpoint(ckpt: dict[str, Any], device: str | torch.device = "cpu") -> tuple[GapFillNet, Normaliser]:
-    """Rebuild the network (in eval mode) and its normaliser from a loaded checkpoint."""
+    """Rebuild the gap-filling network (in eval mode) and its normaliser from a loaded checkpoint."""
+    if ckpt.get("task", "gapfill") != "gapfill":
+        raise CheckpointError(
+            f"this is a {ckpt['task']} checkpoint, not a gap-filling one: apply its exported model.pt2 with "
+            "`eocube apply` / eocube.apply_model (eocube.learn.export.export_run writes it)"
+        )
     net = GapFillNet(NetworkConfig(**ckpt["network"]))
     net.load_state_dict(ckpt["model"])
     return net.to(device).eval(), Normaliser.from_dict(ckpt["normaliser"])

@@ -13,6 +13,19 @@ import yaml
 from .errors import LearnError
 
 DEFAULT_CONFIG_PATH = Path(__file__).with_name("default.yaml")
+TASKS = ("gapfill", "segmentation", "superres")
+"""Tasks ``eocube train --task`` knows."""
+TASK_CONFIG_PATHS = {
+    "gapfill": DEFAULT_CONFIG_PATH,
+    "segmentation": Path(__file__).with_name("segmentation.yaml"),
+    "superres": Path(__file__).with_name("superres.yaml"),
+}
+"""Default configuration file of each task."""
+_SECTIONS = {
+    "gapfill": ("data", "sampler", "gaps", "network", "train"),
+    "segmentation": ("data", "split", "sampler", "network", "loss", "train"),
+    "superres": ("data", "split", "sampler", "network", "loss", "train"),
+}
 
 
 def _read_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -28,11 +41,11 @@ def _read_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
 def _merge(base: dict[str, Any], override: dict[str, Any], where: str = "") -> dict[str, Any]:
     out = copy.deepcopy(base)
     for key, value in override.items():
-        if key not in base:
+        if key not in base and not (where == "" and key == "task"):
             raise LearnError(
                 f"unknown config key {where + key!r}; valid keys here: {sorted(base)} (see {DEFAULT_CONFIG_PATH.name})"
             )
-        if isinstance(base[key], dict) and isinstance(value, dict):
+        if isinstance(base.get(key), dict) and isinstance(value, dict):
             out[key] = _merge(base[key], value, where + key + ".")
         else:
             out[key] = value
@@ -77,6 +90,14 @@ class TrainConfig:
     network: dict[str, Any]
     train: dict[str, Any]
     raw: dict[str, Any] = field(repr=False, default_factory=dict)
+    task: str = "gapfill"
+    """``gapfill``, ``segmentation`` or ``superres``."""
+    split: dict[str, Any] = field(default_factory=dict)
+    """Spatial block split (segmentation, superres)."""
+    loss: dict[str, Any] = field(default_factory=dict)
+    """Loss settings (segmentation, superres)."""
+    metrics: dict[str, Any] = field(default_factory=dict)
+    """Metric settings (superres: ``data_range``)."""
 
     def region(self, name: str) -> Region:
         """``train``, ``val`` or ``test`` region."""
@@ -88,16 +109,20 @@ class TrainConfig:
 
 
 def load_config(
-    path: str | os.PathLike[str] | None = None, overrides: dict[str, Any] | None = None
+    path: str | os.PathLike[str] | None = None, overrides: dict[str, Any] | None = None, *, task: str | None = None
 ) -> TrainConfig:
-    """Read the default configuration, then a user file, then overrides.
+    """Read the task's default configuration, then a user file, then overrides.
 
     Parameters
     ----------
     path
-        A YAML file overriding any subset of ``default.yaml``; None for the defaults.
+        A YAML file overriding any subset of the task's defaults (``default.yaml`` for gap
+        filling, ``segmentation.yaml``, ``superres.yaml``); None for the defaults.
     overrides
         A nested dict applied last (e.g. ``{"train": {"epochs": 2}}``).
+    task
+        ``gapfill``, ``segmentation`` or ``superres``; None: the file's (or overrides') ``task``
+        key, else ``gapfill``.
 
     Returns
     -------
@@ -106,25 +131,38 @@ def load_config(
     Raises
     ------
     LearnError
-        Unknown keys or a missing file.
+        Unknown keys, a missing file, or a task that the file contradicts.
     """
-    cfg = _read_yaml(DEFAULT_CONFIG_PATH)
-    if path is not None:
-        cfg = _merge(cfg, _read_yaml(path))
+    user = _read_yaml(path) if path is not None else {}
+    named = [t for t in (task, user.get("task"), (overrides or {}).get("task")) if t is not None]
+    chosen = named[0] if named else "gapfill"
+    if chosen not in TASKS:
+        raise LearnError(f"unknown task {chosen!r}: use one of {list(TASKS)}")
+    if any(t != chosen for t in named):
+        raise LearnError(f"the task is given as {chosen!r} and as {[t for t in named if t != chosen][0]!r}: "
+                         "the --task option and the config's task key must agree")
+    cfg = _read_yaml(TASK_CONFIG_PATHS[chosen])
+    cfg = _merge(cfg, user)
     if overrides:
         cfg = _merge(cfg, overrides)
+    if chosen != "gapfill":
+        cfg["task"] = chosen
     return config_from_dict(cfg)
 
 
 def config_from_dict(cfg: dict[str, Any]) -> TrainConfig:
     """Build a :class:`TrainConfig` from a complete nested dict (as stored in a checkpoint)."""
-    missing = [s for s in ("data", "sampler", "gaps", "network", "train") if s not in cfg]
+    task = cfg.get("task", "gapfill")
+    if task not in TASKS:
+        raise LearnError(f"unknown task {task!r}: use one of {list(TASKS)}")
+    missing = [s for s in _SECTIONS[task] if s not in cfg]
     if missing:
-        raise LearnError(f"config lacks section(s) {missing}: start from {DEFAULT_CONFIG_PATH}")
+        raise LearnError(f"config lacks section(s) {missing}: start from {TASK_CONFIG_PATHS[task]}")
     ps = cfg["sampler"]["patch_size"]
     if not isinstance(ps, int) or ps < 4:
         raise LearnError(f"sampler.patch_size must be an integer >= 4, got {ps!r}")
     return TrainConfig(
-        data=cfg["data"], sampler=cfg["sampler"], gaps=cfg["gaps"], network=cfg["network"], train=cfg["train"],
-        raw=copy.deepcopy(cfg),
+        data=cfg["data"], sampler=cfg["sampler"], gaps=cfg.get("gaps", {}), network=cfg["network"],
+        train=cfg["train"], raw=copy.deepcopy(cfg), task=task, split=cfg.get("split", {}), loss=cfg.get("loss", {}),
+        metrics=cfg.get("metrics", {}),
     )

@@ -1,9 +1,14 @@
-"""The training loop: self-supervised gap filling, validation, checkpoints, resume, DDP.
+"""The training loop of every task: validation, checkpoints, resume, DDP, AMP, export.
 
 One function, :func:`train`, runs alone or as one rank of a multi-process job
-(torchrun, or Slurm with one task per GPU; gloo on CPU, NCCL on GPU). Rank 0
-validates, writes checkpoints (``last.pt`` each epoch, ``best.pt`` at the best
-validation loss) and shows a progress bar with the running loss.
+(torchrun, or Slurm with one task per GPU; gloo on CPU, NCCL on GPU; bf16 autocast on GPU).
+What depends on the task (data, network, loss, scores, export) is in :mod:`eocube.learn.tasks`.
+Rank 0 validates every epoch, writes checkpoints (``last.pt`` each epoch, and every
+``train.checkpoint_every`` steps with the position in the epoch; ``best.pt`` at the best
+``train.monitor`` score), ``metrics.csv`` (and TensorBoard events when installed), and shows a
+progress bar with the running loss. Example ``i`` of epoch ``e`` depends on ``(seed, e, i)``
+only and the order within an epoch is fixed, so a run killed mid-epoch and resumed ends with
+the same weights as an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -19,15 +24,13 @@ from typing import Any
 import torch
 import xarray as xr
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader
-from torch.utils.data.distributed import DistributedSampler
+from torch.utils.data import DataLoader, Sampler
 
 from . import distributed
 from .checkpoint import LAST, load_checkpoint, save_checkpoint
 from .config import TrainConfig, load_config
-from .data import build_training_data, open_source
 from .errors import LearnError
-from .network import GapFillNet, NetworkConfig
+from .tasks import make_task
 
 log = logging.getLogger(__name__)
 BEST = "best.pt"
@@ -68,14 +71,7 @@ def _lr(base: float, step: int, total: int, warmup: int) -> float:
     return base * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
-def resume_state(out: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, device: torch.device) -> tuple[int, list]:
-    """Load ``out/last.pt`` into the model and optimiser.
-
-    Returns
-    -------
-    tuple
-        ``(completed epochs, history)``.
-    """
+def _load_resume(out: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, device: torch.device) -> dict[str, Any]:
     ckpt = load_checkpoint(out / LAST, map_location=device)
     net = model.module if hasattr(model, "module") else model
     if ckpt["network"] != net.config.to_dict():
@@ -85,47 +81,79 @@ def resume_state(out: Path, model: torch.nn.Module, optimizer: torch.optim.Optim
         )
     net.load_state_dict(ckpt["model"])
     optimizer.load_state_dict(ckpt["optimizer"])
+    return ckpt
+
+
+def resume_state(out: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, device: torch.device) -> tuple[int, list]:
+    """Load ``out/last.pt`` into the model and optimiser.
+
+    Returns
+    -------
+    tuple
+        ``(completed epochs, history)``.
+    """
+    ckpt = _load_resume(out, model, optimizer, device)
     return int(ckpt["epoch"]), list(ckpt["history"])
 
 
-def _validate(model: GapFillNet, loader: DataLoader, device: torch.device) -> float:
-    model.eval()
-    total, count = 0.0, 0.0
-    with torch.no_grad():
-        for b in loader:
-            b = {k: v.to(device) for k, v in b.items()}
-            pred = model(b["values"], b["valid"], b["days"])
-            m = b["target_mask"].to(pred.dtype)
-            total += float(((pred - b["values"]) ** 2 * m).sum())
-            count += float(m.sum())
-    model.train()
-    return total / max(count, 1.0)
+class EpochSampler(Sampler[int]):
+    """Indices ``0..n-1`` of an epoch in order, this rank's share (``rank::world``), from a position on.
+
+    As ``DistributedSampler(shuffle=False)`` (padded to a multiple of the ranks), plus a start
+    position so that a run resumed mid-epoch skips the batches already done.
+    """
+
+    def __init__(self, n: int, rank: int = 0, world_size: int = 1, start: int = 0) -> None:
+        per_rank = -(-n // world_size)
+        idx = list(range(n)) + list(range(per_rank * world_size - n))
+        self.indices = idx[rank::world_size][start:]
+
+    def __iter__(self):
+        return iter(self.indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+
+def _after_step(global_step: int) -> None:
+    """Called after every optimiser step (a test replaces it to kill a run mid-epoch)."""
 
 
 def train(
     config: TrainConfig | str | os.PathLike[str] | None = None,
     *,
-    source: str | os.PathLike[str] | xr.DataArray | None = None,
+    source: Any = None,
+    target: Any = None,
     out: str | os.PathLike[str] = "eocube-train",
     resume: bool = False,
     until_epoch: int | None = None,
+    task: str | None = None,
 ) -> TrainResult:
-    """Train a gap-filling network on a cube.
+    """Train a network on cubes: gap filling, segmentation or super-resolution.
 
     Parameters
     ----------
     config
-        A :class:`TrainConfig`, a YAML path, or None for the defaults.
+        A :class:`TrainConfig`, a YAML path, or None for the task's defaults.
     source
-        The cube: None for the bundled Sentinel-2 sample, a Zarr path, or a cube.
+        Gap filling: the cube (None for the bundled Sentinel-2 sample, a Zarr path, or a cube).
+        Segmentation, super-resolution: ``{name: cube or path}`` of the input sources (or one
+        cube), None for the config's ``data.sources``.
+    target
+        Segmentation: the label cube; super-resolution: the cube of the bands to predict on the
+        reference grid; None for the config's ``data.target``.
     out
-        Output folder for checkpoints.
+        Output folder: ``last.pt``, ``best.pt``, ``metrics.csv`` (and ``model.pt2`` +
+        ``model.json`` when ``train.export``).
     resume
-        Continue from ``out/last.pt`` (epoch, model, optimiser); starts afresh
-        when there is none yet.
+        Continue from ``out/last.pt`` (epoch, position in the epoch, model, optimiser, RNG);
+        starts afresh when there is none yet.
     until_epoch
         Stop after this epoch (e.g. to fit a job's time limit), continue later
         with ``resume=True``; the learning-rate schedule still spans ``train.epochs``.
+    task
+        ``gapfill``, ``segmentation`` or ``superres`` when ``config`` is a path or None
+        (default: the config's ``task`` key, else ``gapfill``).
 
     Returns
     -------
@@ -137,7 +165,9 @@ def train(
     LearnError
         ``out`` already holds a checkpoint and ``resume`` is False, or a bad config.
     """
-    cfg = config if isinstance(config, TrainConfig) else load_config(config)
+    cfg = config if isinstance(config, TrainConfig) else load_config(config, task=task)
+    if task is not None and cfg.task != task:
+        raise LearnError(f"the config is for task {cfg.task!r}, not {task!r}")
     t_cfg = cfg.train
     out = Path(out)
     env = distributed.detect()
@@ -148,45 +178,73 @@ def train(
         raise LearnError(f"{out / LAST} exists: pass --resume to continue that run, or choose another --out")
     distributed.init(env, device)
     try:
-        return _run(cfg, source, out, resume, env, device, until_epoch)
+        return _run(cfg, source, target, out, resume, env, device, until_epoch)
     finally:
         distributed.shutdown(env)
 
 
+def _amp(t_cfg: dict[str, Any], device: torch.device) -> bool:
+    amp = t_cfg.get("amp", "auto")
+    return device.type == "cuda" and (amp == "auto" or amp is True)
+
+
 def _run(
-    cfg: TrainConfig, source: Any, out: Path, resume: bool, env: distributed.DistEnv, device: torch.device,
-    until_epoch: int | None,
+    cfg: TrainConfig, source: Any, target: Any, out: Path, resume: bool, env: distributed.DistEnv,
+    device: torch.device, until_epoch: int | None,
 ) -> TrainResult:
     t_cfg = cfg.train
     started = time.perf_counter()
-    data = build_training_data(open_source(source), cfg, world_size=env.world_size)
+    task = make_task(cfg)
+    task.build(source, target, env.world_size)
     torch.manual_seed(int(t_cfg["seed"]))
-    net = GapFillNet(NetworkConfig(n_bands=len(cfg.data["bands"]), **cfg.network)).to(device)
+    net = task.network().to(device)
     optimizer = torch.optim.AdamW(net.parameters(), lr=float(t_cfg["lr"]), weight_decay=float(t_cfg["weight_decay"]))
-    start_epoch, history = 0, []
+    start_epoch, start_step, history, carried = 0, 0, [], (0.0, 0)
     if resume and (out / LAST).exists():
-        start_epoch, history = resume_state(out, net, optimizer, device)
-        log.info("resuming from %s at epoch %d", out / LAST, start_epoch)
+        ckpt = _load_resume(out, net, optimizer, device)
+        start_epoch, history = int(ckpt["epoch"]), list(ckpt["history"])
+        pos = ckpt.get("meta", {}).get("position") or {}
+        start_step, carried = int(pos.get("step", 0)), (float(pos.get("running", 0.0)), int(pos.get("seen", 0)))
+        if ckpt.get("rng") is not None:
+            torch.set_rng_state(ckpt["rng"].cpu())
+        log.info("resuming from %s at epoch %d, step %d", out / LAST, start_epoch, start_step)
     model: torch.nn.Module = DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None) if env.distributed else net
-    sampler = DistributedSampler(data.train, env.world_size, env.rank, shuffle=False) if env.distributed else None
-    workers = int(t_cfg.get("num_workers", 0))
-    loader = DataLoader(data.train, batch_size=int(t_cfg["batch_size"]), sampler=sampler, num_workers=workers, pin_memory=device.type == "cuda")
-    val_loader = DataLoader(data.val, batch_size=int(t_cfg["batch_size"]), num_workers=0)
-    epochs, steps = int(t_cfg["epochs"]), len(loader)
+    bs, workers = int(t_cfg["batch_size"]), int(t_cfg.get("num_workers", 0))
+    val_loader = DataLoader(task.val, batch_size=bs, num_workers=0)
+    epochs = int(t_cfg["epochs"])
+    steps = max(1, -(-len(EpochSampler(len(task.train), env.rank, env.world_size)) // bs))
     total, warmup = epochs * steps, max(1, min(50, epochs * steps // 10))
-    best = min((h["val_loss"] for h in history), default=float("inf"))
+    monitor = str(t_cfg.get("monitor", "val_loss"))
+    lower = task.lower_is_better(monitor)
+    scores = [h[monitor] for h in history if monitor in h]
+    best = (min(scores) if lower else max(scores)) if scores else None
     show = env.is_main and bool(t_cfg.get("progress", True))
+    every = int(t_cfg.get("checkpoint_every", 0) or 0)
+    amp = _amp(t_cfg, device)
     stop = epochs if until_epoch is None else min(epochs, int(until_epoch))
+
+    def save(path: Path, epoch: int, position: dict[str, Any] | None, with_optimizer: bool = True) -> None:
+        part = task.checkpoint()
+        meta = dict(part["meta"], position=position)
+        save_checkpoint(path, model=net, optimizer=optimizer if with_optimizer else None, normaliser=part["normaliser"],
+                        config=cfg.to_dict(), epoch=epoch, history=history, task=task.name, meta=meta,
+                        rng=torch.get_rng_state())
+
     for epoch in range(start_epoch, stop):
         t0 = time.perf_counter()
-        data.train.set_epoch(epoch)
-        running, seen = 0.0, 0
+        task.train.set_epoch(epoch)
+        skip = start_step if epoch == start_epoch else 0
+        running, seen = carried if skip else (0.0, 0)
+        sampler = EpochSampler(len(task.train), env.rank, env.world_size, skip * bs)
+        loader = DataLoader(task.train, batch_size=bs, sampler=sampler, num_workers=workers,
+                            pin_memory=device.type == "cuda")
         bar = _progress(loader, show, f"epoch {epoch + 1}/{epochs}")
-        for i, b in enumerate(bar):
+        for i, b in enumerate(bar, start=skip):
             for group in optimizer.param_groups:
                 group["lr"] = _lr(float(t_cfg["lr"]), epoch * steps + i, total, warmup)
             b = {k: v.to(device, non_blocking=True) for k, v in b.items()}
-            loss = masked_mse(model(b["values"], b["valid"], b["days"]), b["values"], b["target_mask"])
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
+                loss = task.loss(model, b)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -194,21 +252,70 @@ def _run(
             running, seen = running + loss.item(), seen + 1
             if show:
                 bar.set_postfix(loss=f"{running / seen:.4f}")
-        row = {"epoch": epoch + 1, "train_loss": running / max(seen, 1), "seconds": time.perf_counter() - t0,
-               "world_size": env.world_size}
+            if every and env.is_main and (i + 1) % every == 0 and i + 1 < steps:
+                save(out / LAST, epoch, {"step": i + 1, "running": running, "seen": seen})
+            _after_step(epoch * steps + i + 1)
+        row: dict[str, Any] = {"epoch": epoch + 1, "train_loss": running / max(seen, 1),
+                               "seconds": time.perf_counter() - t0, "world_size": env.world_size}
         if env.is_main:
-            row["val_loss"] = _validate(net, val_loader, device)
+            net.eval()
+            scores_row = task.validate(net, val_loader, device)
+            net.train()
+            confusion = scores_row.pop("confusion", None)
+            row.update(scores_row)
             history.append(row)
-            save_checkpoint(out / LAST, model=net, optimizer=optimizer, normaliser=data.normaliser,
-                            config=cfg.to_dict(), epoch=epoch + 1, history=history)
-            if row["val_loss"] < best:
-                best = row["val_loss"]
-                save_checkpoint(out / BEST, model=net, normaliser=data.normaliser, config=cfg.to_dict(),
-                                epoch=epoch + 1, history=history)
-            log.info("epoch %d: train loss %.4f, val loss %.4f", epoch + 1, row["train_loss"], row["val_loss"])
+            save(out / LAST, epoch + 1, None)
+            value = row.get(monitor, row["val_loss"])
+            if best is None or (value < best if lower else value > best):
+                best = value
+                save(out / BEST, epoch + 1, None, with_optimizer=False)
+                if confusion is not None:
+                    _write_confusion(out / "confusion_best.csv", confusion, task)
+            if confusion is not None:
+                _write_confusion(out / "confusion_last.csv", confusion, task)
+            write_metrics(out, history)
+            log.info("epoch %d: train loss %.4f, val loss %.4f%s", epoch + 1, row["train_loss"], row["val_loss"],
+                     "" if monitor == "val_loss" else f", {monitor} {value:.4f}")
         distributed.barrier(env)
     done = max(start_epoch, stop)
+    if env.is_main and done >= epochs and t_cfg.get("export", False) and task.name != "gapfill":
+        from .export import export_run
+
+        export_run(out)
+    distributed.barrier(env)
     return TrainResult(out, start_epoch, done, history, time.perf_counter() - started, env.world_size, str(device), env.rank)
+
+
+def write_metrics(out: Path, history: list[dict[str, Any]]) -> Path:
+    """Write the per-epoch history to ``out/metrics.csv`` (and TensorBoard events when it is installed)."""
+    import csv
+
+    keys: list[str] = []
+    for row in history:
+        keys += [k for k in row if k not in keys]
+    path = out / "metrics.csv"
+    tmp = path.with_name(".metrics.csv.tmp")
+    with open(tmp, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=keys)
+        w.writeheader()
+        w.writerows(history)
+    os.replace(tmp, path)
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:  # TensorBoard is optional
+        return path
+    with SummaryWriter(str(out / "tensorboard")) as tb:
+        row = history[-1]
+        for k, v in row.items():
+            if isinstance(v, (int, float)) and k != "epoch":
+                tb.add_scalar(k, v, int(row["epoch"]))
+    return path
+
+
+def _write_confusion(path: Path, cm: list[list[int]], task: Any) -> None:
+    names = [c["name"] for c in task.classes]
+    lines = ["truth\\predicted," + ",".join(names)] + [f"{n}," + ",".join(str(v) for v in r) for n, r in zip(names, cm)]
+    path.write_text("\n".join(lines) + "\n")
 
 
 def _progress(loader: DataLoader, show: bool, desc: str):

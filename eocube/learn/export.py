@@ -1,0 +1,187 @@
+"""Export a trained segmentation or super-resolution network for inference: ``model.pt2`` + ``model.json``.
+
+The program takes the sources as ``apply_model`` passes them (``band`` layout, or ``time_band``
+when dates were stacked as channels), **after** the card's value scaling: the card holds the
+training statistics of every band as ``value_scaling`` z-score, the nodata fill (0 after
+scaling, as in training), the reference source, the halo (the network's receptive field) and
+the size multiple (the coarsest resolution ratio). So ``eocube apply run/model.pt2`` (or
+``eocube.apply_model(cube, "run/model.pt2")``) needs no other option.
+
+* Segmentation: the program returns one score per label **value** (0..max value; values that
+  are not classes get a score of -10000), so the card's ``argmax`` gives the label values
+  themselves; the classes (values, names, colours) travel to the output's attributes.
+* Super-resolution: the program returns the predicted bands in the target's units (the
+  training normalisation is undone inside the program).
+"""
+
+from __future__ import annotations
+
+import os
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..models._spec import ClassInfo, ModelSpec, OutputSpec, Scaling, SourceSpec
+from .checkpoint import load_checkpoint
+from .errors import CheckpointError
+from .networks import build_network
+from .normalisation import Normaliser
+
+MODEL_FILE = "model.pt2"
+"""Name of the exported model in a training output folder (its card is ``model.json``)."""
+
+
+class ClassScores(nn.Module):
+    """Logits over class indices -> one score per label value (missing values get -10000)."""
+
+    def __init__(self, net: nn.Module, class_values: list[int]) -> None:
+        super().__init__()
+        self.net = net
+        n = max(class_values) + 1
+        m = torch.zeros(n, len(class_values))
+        b = torch.full((n,), -10000.0)
+        for i, v in enumerate(class_values):
+            m[v, i], b[v] = 1.0, 0.0
+        self.register_buffer("mapping", m)
+        self.register_buffer("offset", b)
+        self.halo = getattr(net, "halo", 0)
+
+    def scores(self, *xs: torch.Tensor) -> torch.Tensor:
+        """Scores ``(N, max value + 1, H, W)``."""
+        logits = self.net(*xs)
+        return torch.einsum("nkhw,vk->nvhw", logits, self.mapping) + self.offset[None, :, None, None]
+
+
+class Denormalise(nn.Module):
+    """Network output in normalised units -> the target's units."""
+
+    def __init__(self, net: nn.Module, normaliser: Normaliser) -> None:
+        super().__init__()
+        self.net = net
+        self.register_buffer("mean", torch.tensor(normaliser.mean, dtype=torch.float32)[:, None, None])
+        self.register_buffer("std", torch.tensor(normaliser.std, dtype=torch.float32)[:, None, None])
+        self.halo = getattr(net, "halo", 0)
+
+    def scores(self, *xs: torch.Tensor) -> torch.Tensor:
+        """Predicted bands ``(N, C, H, W)``."""
+        return self.net(*xs) * self.std + self.mean
+
+
+class _Args(nn.Module):
+    """Fixed positional arguments for torch.export (it cannot export ``*args``)."""
+
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+        self.halo = inner.halo
+
+
+class _One(_Args):
+    def forward(self, x0: torch.Tensor) -> torch.Tensor:
+        return self.inner.scores(x0)
+
+
+class _Two(_Args):
+    def forward(self, x0: torch.Tensor, x1: torch.Tensor) -> torch.Tensor:
+        return self.inner.scores(x0, x1)
+
+
+class _Three(_Args):
+    def forward(self, x0: torch.Tensor, x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
+        return self.inner.scores(x0, x1, x2)
+
+
+class _Four(_Args):
+    def forward(self, x0: torch.Tensor, x1: torch.Tensor, x2: torch.Tensor, x3: torch.Tensor) -> torch.Tensor:
+        return self.inner.scores(x0, x1, x2, x3)
+
+
+_ARITY = {1: _One, 2: _Two, 3: _Three, 4: _Four}
+
+
+def model_spec(ckpt: dict[str, Any]) -> ModelSpec:
+    """The :class:`~eocube.models.ModelSpec` of a segmentation or super-resolution checkpoint."""
+    meta = ckpt["meta"]
+    sources = []
+    for s in meta["sources"]:
+        norm = Normaliser.from_dict(meta["normalisers"][s["name"]])
+        n = len(s["bands"])
+        scaling = tuple(Scaling("z-score", mean=m, stddev=sd) for m, sd in zip(norm.mean[:n], norm.std[:n]))
+        sources.append(SourceSpec(name=s["name"], bands=tuple(s["bands"]), layout=s["layout"], fill_value=0.0,
+                                  scaling=scaling))
+    if ckpt["task"] == "segmentation":
+        classes = tuple(ClassInfo(int(c["value"]), str(c["name"]), c.get("color")) for c in meta["classes"])
+        output = OutputSpec(bands=("class",), postprocess="argmax", classes=classes, scale=Fraction(1))
+    else:
+        output = OutputSpec(bands=tuple(meta["target_bands"]), scale=Fraction(1))
+    return ModelSpec(sources=tuple(sources), output=output, reference=meta["reference"], halo=int(meta["halo"]),
+                     size_multiple=int(meta["multiple"]), name=f"eocube-{ckpt['task']}")
+
+
+def export_run(
+    run: str | os.PathLike[str],
+    *,
+    checkpoint: str = "best.pt",
+    path: str | os.PathLike[str] | None = None,
+    check: bool = True,
+) -> Path:
+    """Export the network of a training run as ``model.pt2`` with its model card ``model.json``.
+
+    Parameters
+    ----------
+    run
+        Training output folder (or a checkpoint file).
+    checkpoint
+        Checkpoint of the folder to export (``best.pt``: the best validation score).
+    path
+        The ``.pt2`` file; default ``RUN/model.pt2``.
+    check
+        Compare the saved program with the network on example inputs.
+
+    Returns
+    -------
+    Path
+        The ``.pt2`` file (its card beside it).
+
+    Raises
+    ------
+    CheckpointError
+        A gap-filling checkpoint (those run through ``eocube gapfill --method model``) or an unreadable one.
+    """
+    from ..models.card import export_model
+
+    run = Path(run)
+    ckpt_path = run / checkpoint if run.is_dir() else run
+    ckpt = load_checkpoint(ckpt_path)
+    if ckpt["task"] == "gapfill":
+        raise CheckpointError(f"{ckpt_path} is a gap-filling checkpoint: fill cubes with it through "
+                              "`eocube gapfill --method model --model RUN` (eocube.learn.fill_cube)")
+    net = build_network(ckpt["network"])
+    net.load_state_dict(ckpt["model"])
+    net.eval()
+    meta = ckpt["meta"]
+    if ckpt["task"] == "segmentation":
+        module: nn.Module = ClassScores(net, [int(c["value"]) for c in meta["classes"]])
+    else:
+        module = Denormalise(net, Normaliser.from_dict(meta["target_normaliser"]))
+    n_src = len(meta["sources"])
+    if n_src not in _ARITY:
+        raise CheckpointError(f"cannot export a network of {n_src} sources (1 to 4 are supported)")
+    module = _ARITY[n_src](module).eval()
+    size = int(meta["multiple"]) * max(2, -(-32 // int(meta["multiple"])))
+    g = torch.Generator().manual_seed(0)
+    example = tuple(torch.randn(2, s["channels"], size // s["ratio"], size // s["ratio"], generator=g)
+                    for s in meta["sources"])
+    out = Path(path) if path is not None else (run if run.is_dir() else run.parent) / MODEL_FILE
+    params = sum(p.numel() for p in net.parameters())
+    tasks = ["semantic-segmentation"] if ckpt["task"] == "segmentation" else ["super-resolution"]
+    return export_model(module, example, out, spec=model_spec(ckpt), check=check, atol=1e-4,
+                        architecture=type(net).__name__, tasks=tasks,
+                        description=f"eocube {ckpt['task']} network trained with eocube train (epoch {ckpt['epoch']})",
+                        properties={"mlm:total_parameters": int(params), "mlm:pretrained": False})
+
+
+__all__ = ["MODEL_FILE", "ClassScores", "Denormalise", "export_run", "model_spec"]

@@ -1,0 +1,374 @@
+"""What differs between training tasks: data, network, loss, validation scores, export.
+
+The trainer (:mod:`eocube.learn.trainer`) runs one loop for every task; a task builds the
+training and validation datasets, the network, the loss of a batch, the validation scores of
+an epoch, the task's part of the checkpoint and the exported model.
+
+* ``gapfill``: self-supervised gap filling (:class:`~eocube.learn.network.GapFillNet`, masked MSE).
+* ``segmentation``: class maps from a label cube (:class:`~eocube.learn.networks.SegNet`,
+  cross-entropy + optional Dice; OA, macro-F1, mIoU, per-class F1, confusion matrix).
+* ``superres``: bands of one source predicted on the reference grid
+  (:class:`~eocube.learn.networks.SuperResNet`, L1; RMSE, PSNR, SSIM, SAM, and PSNR of bicubic
+  upsampling for comparison).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+import xarray as xr
+from torch import nn
+from torch.nn import functional as F
+from torch.utils.data import DataLoader, Dataset
+
+from .config import TrainConfig
+from .dataset import PatchDataset, PatchSources, band_statistics, class_balance_weights, label_histograms
+from .errors import LearnError
+from .metrics import classification_scores, confusion_matrix, psnr, regression_scores
+from .normalisation import Normaliser
+from .split import BlockSplit
+
+
+def open_cube(spec: str | os.PathLike[str] | xr.DataArray) -> xr.DataArray:
+    """A cube from a bundled sample name (``sentinel2_l1c:10m``), a Zarr path, or a cube."""
+    if isinstance(spec, xr.DataArray):
+        return spec
+    from ..datasets import is_sample, open_sample
+
+    if is_sample(str(spec)):
+        return open_sample(str(spec))
+    from ..io import open_zarr
+
+    return open_zarr(spec)
+
+
+class Task:
+    """Base of the tasks (see the module docstring)."""
+
+    name = "task"
+    monitor_lower = ("val_loss", "rmse", "sam")
+
+    def __init__(self, cfg: TrainConfig) -> None:
+        self.cfg = cfg
+        self.train: Dataset
+        self.val: Dataset
+
+    def build(self, source: Any, target: Any, world_size: int) -> None:
+        """Build the datasets (and what the network needs to know)."""
+        raise NotImplementedError
+
+    def network(self) -> nn.Module:
+        """A fresh network (called after seeding torch)."""
+        raise NotImplementedError
+
+    def loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Training loss of a batch (already on the device)."""
+        raise NotImplementedError
+
+    def validate(self, net: nn.Module, loader: DataLoader, device: torch.device) -> dict[str, Any]:
+        """Scores of the network on a loader; ``val_loss`` among them."""
+        raise NotImplementedError
+
+    def checkpoint(self) -> dict[str, Any]:
+        """``normaliser`` and ``meta`` of the checkpoint."""
+        return {"normaliser": None, "meta": {}}
+
+    def lower_is_better(self, key: str) -> bool:
+        """Whether a lower value of ``key`` is better (selects ``best.pt``)."""
+        return key in self.monitor_lower or key.endswith("loss")
+
+
+class GapfillTask(Task):
+    """Self-supervised gap filling, as before the other tasks came."""
+
+    name = "gapfill"
+
+    def build(self, source: Any, target: Any, world_size: int) -> None:
+        from .data import build_training_data, open_source
+
+        self.data = build_training_data(open_source(source), self.cfg, world_size=world_size)
+        self.train, self.val = self.data.train, self.data.val
+
+    def network(self) -> nn.Module:
+        from .network import GapFillNet, NetworkConfig
+
+        return GapFillNet(NetworkConfig(n_bands=len(self.cfg.data["bands"]), **self.cfg.network))
+
+    def loss(self, model: nn.Module, b: dict[str, torch.Tensor]) -> torch.Tensor:
+        from .trainer import masked_mse
+
+        return masked_mse(model(b["values"], b["valid"], b["days"]), b["values"], b["target_mask"])
+
+    def validate(self, net: nn.Module, loader: DataLoader, device: torch.device) -> dict[str, Any]:
+        total, count = 0.0, 0.0
+        with torch.no_grad():
+            for b in loader:
+                b = {k: v.to(device) for k, v in b.items()}
+                pred = net(b["values"], b["valid"], b["days"])
+                m = b["target_mask"].to(pred.dtype)
+                total += float(((pred - b["values"]) ** 2 * m).sum())
+                count += float(m.sum())
+        return {"val_loss": total / max(count, 1.0)}
+
+    def checkpoint(self) -> dict[str, Any]:
+        return {"normaliser": self.data.normaliser, "meta": {}}
+
+
+class PatchTask(Task):
+    """Common part of segmentation and super-resolution: sources, split, statistics, datasets."""
+
+    target_kind = "values"
+
+    def _sources(self, source: Any, target: Any) -> tuple[dict[str, xr.DataArray], dict[str, list], Any, list | None]:
+        d = self.cfg.data
+        conf = dict(d.get("sources") or {})
+        if source is None:
+            if not conf:
+                raise LearnError("no input: give data.sources in the config ({name: {path: ..., bands: [...]}}) "
+                                 "or train(source={name: cube})")
+            cubes = {n: open_cube(v["path"] if isinstance(v, Mapping) else v) for n, v in conf.items()}
+        elif isinstance(source, xr.DataArray):
+            cubes = {(list(conf)[0] if len(conf) == 1 else "input"): source}
+        else:
+            names = list(conf) if set(conf) == set(source) else list(source)
+            cubes = {n: open_cube(source[n]) for n in names}
+        bands = {n: list(v["bands"]) for n, v in conf.items() if isinstance(v, Mapping) and v.get("bands")}
+        tconf = d.get("target") or {}
+        if target is None:
+            if not tconf.get("path"):
+                raise LearnError("no target: give data.target.path in the config or train(target=cube)")
+            target = tconf["path"]
+        tbands = tconf.get("bands") or tconf.get("band")
+        tbands = [tbands] if isinstance(tbands, str) else tbands
+        return cubes, bands, open_cube(target), tbands
+
+    def build(self, source: Any, target: Any, world_size: int) -> None:
+        cfg, d, s, sp, t = self.cfg, self.cfg.data, self.cfg.sampler, self.cfg.split, self.cfg.train
+        cubes, bands, tcube, tbands = self._sources(source, target)
+        self.ps = PatchSources(cubes, bands=bands, target=tcube, target_bands=tbands, time=d.get("time", 0),
+                               reference=d.get("reference"), cache_chunks=int(d.get("cache_chunks", 16)))
+        self._prepare_target(tcube)
+        self.halo = int(self.network().halo)
+        buffer = self.halo if sp.get("buffer", "auto") == "auto" else int(sp["buffer"])
+        self.split = BlockSplit.make(self.ps.shape, block_size=int(sp["block_size"]),
+                                     fractions=sp.get("fractions", (0.7, 0.15, 0.15)), buffer=buffer,
+                                     seed=int(sp.get("seed", 0)))
+        size, seed = int(s["patch_size"]), int(t["seed"])
+        self.size = size
+        stride = s.get("stride") or max(1, size // 2)
+        train_w = self.split.windows("train", size, halo=self.halo, stride=stride, multiple=self.ps.multiple)
+        val_w = self.split.windows("val", size, halo=self.halo, stride=size, multiple=self.ps.multiple)
+        if len(train_w) == 0 or len(val_w) == 0:
+            raise LearnError(
+                f"no {'training' if len(train_w) == 0 else 'validation'} window of {size} px whose halo ({self.halo} px) "
+                f"and buffer ({buffer} px) stay inside its blocks of {sp['block_size']} px: enlarge split.block_size "
+                "or lower sampler.patch_size"
+            )
+        if t.get("val_windows"):
+            val_w = val_w[np.sort(np.random.default_rng([seed, 5]).permutation(len(val_w))[: int(t["val_windows"])])]
+        self.normalisers = band_statistics(self.ps, train_w, size, max_windows=int(s.get("norm_windows", 256)), seed=seed)
+        weights = self._weights(train_w, size)
+        per_epoch = int(t["steps_per_epoch"]) * int(t["batch_size"]) * int(world_size)
+        self.train = PatchDataset(self.ps, train_w, size, self.normalisers, length=per_epoch, weights=weights,
+                                  augment=bool(s.get("augment", True)), seed=seed, **self._target_kwargs())
+        self.val = PatchDataset(self.ps, val_w, size, self.normalisers, seed=seed + 1, **self._target_kwargs())
+        self.train_windows, self.val_windows = train_w, val_w
+
+    def _prepare_target(self, tcube: xr.DataArray) -> None:
+        raise NotImplementedError
+
+    def _target_kwargs(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def _weights(self, windows: np.ndarray, size: int) -> np.ndarray | None:
+        return None
+
+    def _xs(self, b: dict[str, torch.Tensor]) -> list[torch.Tensor]:
+        return [b[f"x{i}"] for i in range(len(self.ps.sources))]
+
+    def sources_meta(self) -> list[dict[str, Any]]:
+        """Names, bands, ratios and layout of the sources (stored in checkpoints, written to cards)."""
+        return [{"name": s.name, "bands": list(s.base_bands), "channels": len(s.bands), "ratio": s.ratio,
+                 "layout": "time_band" if s.n_dates > 1 else "band"} for s in self.ps.sources]
+
+    def checkpoint(self) -> dict[str, Any]:
+        return {"normaliser": None, "meta": {
+            "sources": self.sources_meta(), "reference": self.ps.reference, "multiple": self.ps.multiple,
+            "normalisers": {k: v.to_dict() for k, v in self.normalisers.items()},
+            "split": self.split.to_dict(), "halo": self.halo, "patch_size": self.size,
+            **self._target_meta(),
+        }}
+
+    def _target_meta(self) -> dict[str, Any]:
+        return {}
+
+
+class SegmentationTask(PatchTask):
+    """Class maps from a label cube."""
+
+    name = "segmentation"
+    target_kind = "labels"
+
+    def _prepare_target(self, tcube: xr.DataArray) -> None:
+        attrs = dict(tcube.attrs)
+        nodata = tcube.rio.nodata if hasattr(tcube, "rio") else None
+        values = attrs.get("class_values")
+        if values is None:
+            u = np.unique(np.asarray(self.ps.target.read(slice(0, self.ps.shape[0]), slice(0, self.ps.shape[1]))))
+            values = [int(v) for v in u if np.isfinite(v) and (nodata is None or v != nodata)]
+        values = [int(v) for v in np.atleast_1d(values)]
+        if not values or max(values) > 254 or min(values) < 0:
+            raise LearnError(f"label values must be 0..254 (255 is the class map's nodata), got {values}")
+        names = list(np.atleast_1d(attrs.get("class_names", [str(v) for v in values])))
+        colors = attrs.get("class_colors")
+        colors = [str(c).lstrip("#") for c in np.atleast_1d(colors)] if colors is not None else [None] * len(values)
+        self.classes = [{"value": v, "name": str(n), "color": c} for v, n, c in zip(values, names, colors)]
+
+    def _target_kwargs(self) -> dict[str, Any]:
+        return {"target": "labels", "class_values": [c["value"] for c in self.classes]}
+
+    def _target_meta(self) -> dict[str, Any]:
+        return {"classes": self.classes, "class_frequency": [float(f) for f in self.freq]}
+
+    def _weights(self, windows: np.ndarray, size: int) -> np.ndarray | None:
+        hist = label_histograms(self.ps, windows, size, [c["value"] for c in self.classes])
+        weights, self.freq = class_balance_weights(hist)
+        return weights if self.cfg.sampler.get("balance", True) else None
+
+    def network(self) -> nn.Module:
+        from .networks import SegNet
+
+        return SegNet([len(s.bands) for s in self.ps.sources], len(self.classes), [s.ratio for s in self.ps.sources],
+                      **self.cfg.network)
+
+    def _ce_weight(self, device: torch.device) -> torch.Tensor | None:
+        if not self.cfg.loss.get("class_weights"):
+            return None
+        f = torch.as_tensor(self.freq, dtype=torch.float32, device=device)
+        w = torch.where(f > 0, 1.0 / f.clamp_min(1e-6), torch.zeros_like(f))
+        return w / w[f > 0].mean()
+
+    def loss(self, model: nn.Module, b: dict[str, torch.Tensor]) -> torch.Tensor:
+        logits = model(*self._xs(b)).float()
+        y = b["target"].long()
+        if not (y >= 0).any():
+            return logits.sum() * 0.0
+        loss = F.cross_entropy(logits, y, weight=self._ce_weight(logits.device), ignore_index=-1)
+        dice = float(self.cfg.loss.get("dice", 0.0))
+        if dice:
+            loss = loss + dice * soft_dice_loss(logits, y)
+        return loss
+
+    def validate(self, net: nn.Module, loader: DataLoader, device: torch.device) -> dict[str, Any]:
+        k = len(self.classes)
+        cm = np.zeros((k, k), dtype="int64")
+        total = count = 0.0
+        with torch.no_grad():
+            for b in loader:
+                b = {key: v.to(device) for key, v in b.items()}
+                logits = net(*self._xs(b)).float()
+                y = b["target"].long()
+                n = float((y >= 0).sum())
+                if n:
+                    total += float(F.cross_entropy(logits, y, ignore_index=-1, reduction="sum"))
+                    count += n
+                cm += confusion_matrix(y, logits.argmax(1), k)
+        sc = classification_scores(cm, [c["name"] for c in self.classes])
+        row: dict[str, Any] = {"val_loss": total / max(count, 1.0), "oa": sc["oa"], "macro_f1": sc["macro_f1"],
+                               "miou": sc["miou"]}
+        row.update({f"f1_{c['name']}": f for c, f in zip(self.classes, sc["f1"])})
+        row["confusion"] = cm.tolist()
+        return row
+
+
+def soft_dice_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """1 - mean soft Dice over the classes present, on labelled pixels (target >= 0)."""
+    k = logits.shape[1]
+    ok = (target >= 0).unsqueeze(1).to(logits.dtype)
+    prob = logits.softmax(1) * ok
+    onehot = F.one_hot(target.clamp_min(0), k).permute(0, 3, 1, 2).to(logits.dtype) * ok
+    inter = (prob * onehot).sum((0, 2, 3))
+    denom = prob.sum((0, 2, 3)) + onehot.sum((0, 2, 3))
+    present = onehot.sum((0, 2, 3)) > 0
+    dice = (2 * inter + 1.0) / (denom + 1.0)
+    return 1.0 - dice[present].mean() if present.any() else logits.sum() * 0.0
+
+
+class SuperresTask(PatchTask):
+    """Bands of one (coarse) source predicted on the reference grid."""
+
+    name = "superres"
+
+    def _prepare_target(self, tcube: xr.DataArray) -> None:
+        tb = self.ps.target_bands
+        low = [i for i, s in enumerate(self.ps.sources) if set(tb) <= set(s.bands) and s.ratio > 1]
+        if not low:
+            raise LearnError(f"no coarse source holds every target band {list(tb)}: super-resolution predicts the "
+                             "bands of one coarser source (give it the same band names)")
+        self.low = low[0]
+        src = self.ps.sources[self.low]
+        if tuple(src.bands) != tuple(tb):
+            raise LearnError(f"the target bands {list(tb)} must be those of source {src.name!r} in its order "
+                             f"{list(src.bands)}")
+
+    def build(self, source: Any, target: Any, world_size: int) -> None:
+        super().build(source, target, world_size)
+        self.target_normaliser = self.normalisers[self.ps.sources[self.low].name]
+        for ds in (self.train, self.val):
+            ds.target_normaliser = self.target_normaliser
+
+    def _target_kwargs(self) -> dict[str, Any]:
+        return {"target": "values"}
+
+    def _target_meta(self) -> dict[str, Any]:
+        return {"target_bands": list(self.ps.target_bands), "target_normaliser": self.target_normaliser.to_dict(),
+                "low": self.low}
+
+    def network(self) -> nn.Module:
+        from .networks import SuperResNet
+
+        return SuperResNet([len(s.bands) for s in self.ps.sources], self.low, [s.ratio for s in self.ps.sources],
+                           **self.cfg.network)
+
+    def loss(self, model: nn.Module, b: dict[str, torch.Tensor]) -> torch.Tensor:
+        pred = model(*self._xs(b)).float()
+        m = b["target_valid"].to(pred.dtype)
+        return float(self.cfg.loss.get("l1", 1.0)) * ((pred - b["target"]).abs() * m).sum() / m.sum().clamp_min(1.0)
+
+    def validate(self, net: nn.Module, loader: DataLoader, device: torch.device) -> dict[str, Any]:
+        preds, truths, cubic, total, count = [], [], [], 0.0, 0.0
+        tn = self.target_normaliser
+        with torch.no_grad():
+            for b in loader:
+                b = {key: v.to(device) for key, v in b.items()}
+                xs = self._xs(b)
+                pred = net(*xs).float()
+                m = b["target_valid"].to(pred.dtype)
+                total += float(((pred - b["target"]).abs() * m).sum())
+                count += float(m.sum())
+                up = F.interpolate(xs[self.low], size=pred.shape[-2:], mode="bicubic", align_corners=False)
+                ok = b["target_valid"].cpu().numpy()
+                preds.append(np.where(ok, tn.denormalise(pred.cpu().numpy()), np.nan))
+                truths.append(np.where(ok, tn.denormalise(b["target"].cpu().numpy()), np.nan))
+                cubic.append(np.where(ok, tn.denormalise(up.float().cpu().numpy()), np.nan))
+        p, t, c = (np.concatenate(a) for a in (preds, truths, cubic))
+        rng = self.cfg.metrics.get("data_range")
+        row: dict[str, Any] = {"val_loss": total / max(count, 1.0), **regression_scores(p, t, rng)}
+        row["psnr_bicubic"] = psnr(c, t, rng)
+        return row
+
+
+TASK_CLASSES: dict[str, type[Task]] = {"gapfill": GapfillTask, "segmentation": SegmentationTask, "superres": SuperresTask}
+
+
+def make_task(cfg: TrainConfig) -> Task:
+    """The task object of a configuration."""
+    return TASK_CLASSES[cfg.task](cfg)
+
+
+__all__ = ["GapfillTask", "PatchTask", "SegmentationTask", "SuperresTask", "TASK_CLASSES", "Task", "make_task",
+           "open_cube", "soft_dice_loss"]
