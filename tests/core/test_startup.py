@@ -205,3 +205,32 @@ def test_the_evaluate_command_s_default_methods_are_the_library_s():
 def test_evaluate_refuses_a_missing_source_without_heavy_imports(tmp_path):
     status, loaded, stderr = modules_after(["evaluate", "--source", "nope.zarr", "--plot", str(tmp_path / "p.png")])
     assert status == 2 and "no Zarr store at nope.zarr" in stderr and loaded == []
+
+
+def test_local_workers_of_a_linear_fill_import_no_torch(tmp_path):
+    """The workers import what their tasks need: eocube's fill and Zarr code, not torch."""
+    code = textwrap.dedent(f"""
+        import json, sys
+        import eocube
+        from eocube.cluster import close, connect
+        from eocube.datasets import sentinel2_sample
+        from eocube.fill import fill_gaps
+        from eocube.masks import clear_from_cloud_band
+
+        if __name__ == "__main__":
+            client = connect("local", n_workers=1, threads_per_worker=1, dashboard_address=None)
+            try:
+                cube = sentinel2_sample(chunks={{"time": -1, "band": 1, "y": 64, "x": 64}})
+                clear = clear_from_cloud_band(cube, "CLM", data_band="IS_DATA")
+                eocube.to_zarr(fill_gaps(cube.sel(band=["NDVI"]), clear), {str(tmp_path / "f.zarr")!r}, progress=False)
+                seen = list(client.run(lambda: [m for m in ("torch", "matplotlib", "pystac_client", "eocube.fill.temporal")
+                                                 if m in sys.modules]).values())[0]
+            finally:
+                close(client)
+            print(json.dumps(seen))
+    """)
+    script = tmp_path / "job.py"
+    script.write_text(code)
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads(proc.stdout.strip().splitlines()[-1]) == ["eocube.fill.temporal"]
