@@ -75,7 +75,8 @@ def labels_from_band(
     source_nodata = cube.rio.nodata
     data = layer.data
     if hasattr(data, "map_blocks"):
-        out = data.map_blocks(_lookup, keys, targets, nodata, source_nodata, dtype=dtype)
+        out = data.map_blocks(_lookup, keys, targets, nodata, source_nodata, dtype=dtype,
+                             meta=np.empty((0,) * data.ndim, dtype=dtype))
     else:
         out = _lookup(np.asarray(data), keys, targets, nodata, source_nodata)
     attrs = {"long_name": "class label", **class_attrs(table), "labels_source": f"band {band!r} of {cube.name}",
