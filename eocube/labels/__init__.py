@@ -19,7 +19,13 @@ from __future__ import annotations
 
 from ..models._spec import ClassInfo
 from ._burn import burn_polygons
-from ._classes import OSM_LANDUSE_CLASSES, OSM_LANDUSE_MAPPING, as_classes, class_attrs, classes_from_attrs
+from ._classes import (
+    OSM_LANDUSE_CLASSES,
+    OSM_LANDUSE_MAPPING,
+    as_classes,
+    class_attrs,
+    classes_from_attrs,
+)
 from ._counts import class_counts
 from ._errors import FieldError, LabelError, VectorFileNotFoundError, VectorReadError
 from ._raster import labels_from_band

@@ -24,7 +24,14 @@ from ..cube import make_cube, validate_cube
 from ..models._spec import ClassInfo
 from ._classes import ClassLike, class_attrs
 from ._errors import FieldError, LabelError
-from ._table import Target, build_table, choose_nodata, label_dtype, lookup_values, resolve_target
+from ._table import (
+    Target,
+    build_table,
+    choose_nodata,
+    label_dtype,
+    lookup_values,
+    resolve_target,
+)
 from ._vector import Polygons, as_polygons
 
 Priority = Literal["smaller", "file"] | Sequence[Target]
@@ -107,7 +114,7 @@ def burn_polygons(
                          "pass field= with one of them")
     raw = polys.fields[field]
     keep = ~(shapely.is_missing(polys.geometry) | shapely.is_empty(polys.geometry))
-    table, lookup = build_table(mapping, classes, [v for v in raw[keep] if v is not None and v == v],
+    table, lookup = build_table(mapping, classes, [v for v in raw[keep] if pd.notna(v)],
                                 None if nodata is None else int(nodata))
     nodata = choose_nodata(nodata, table)
     dtype = label_dtype(table, nodata)
@@ -131,8 +138,8 @@ def burn_polygons(
     burner = Burner(subset.geometry[order], values[keep][order].astype(dtype), all_touched)
     data = burn_lazy(burner, like, nodata=nodata, dtype=dtype, chunks=chunks)
     attrs = {"long_name": "class label", **class_attrs(table), "labels_source": polys.source,
-             "labels_field": field, "labels_mapping": json.dumps({str(k): v for k, v in (mapping or {}).items()}),
-             "labels_priority": priority if isinstance(priority, str) else json.dumps(list(priority)),
+             "labels_field": field, "labels_mapping": json.dumps({str(k): v for k, v in (mapping or {}).items()}, default=str),
+             "labels_priority": priority if isinstance(priority, str) else json.dumps(list(priority), default=str),
              "labels_rule": "all_touched" if all_touched else "centre"}
     return label_cube(data, like, time=time, nodata=nodata, attrs=attrs)
 

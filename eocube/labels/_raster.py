@@ -80,7 +80,7 @@ def labels_from_band(
     else:
         out = _lookup(np.asarray(data), keys, targets, nodata, source_nodata)
     attrs = {"long_name": "class label", **class_attrs(table), "labels_source": f"band {band!r} of {cube.name}",
-             "labels_mapping": json.dumps({str(k): v for k, v in (mapping or {}).items()})}
+             "labels_mapping": json.dumps({str(k): v for k, v in (mapping or {}).items()}, default=str)}
     return label_cube(out, layer, time=None, nodata=nodata, attrs=attrs)
 
 

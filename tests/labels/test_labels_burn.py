@@ -8,8 +8,15 @@ import rasterio.features
 import shapely
 
 from eocube.errors import EOCubeError
-from eocube.labels import (ClassInfo, FieldError, LabelError, Polygons, burn_polygons, class_counts,
-                           classes_from_attrs)
+from eocube.labels import (
+    ClassInfo,
+    FieldError,
+    LabelError,
+    Polygons,
+    burn_polygons,
+    class_counts,
+    classes_from_attrs,
+)
 
 CLASSES = (ClassInfo(1, "forest", "1A9641"), ClassInfo(2, "water", "2C7BB6"))
 
