@@ -143,7 +143,10 @@ def cluster_options(func: Callable[..., Any]) -> Callable[..., Any]:
 
     The dict holds the keyword arguments of :func:`eocube.cluster.connect` (None
     for an option not given, so configuration files and ``DASK_EOCUBE__CLUSTER__*``
-    environment variables apply), so a command runs ``client = connect(**cluster)``.
+    environment variables apply). A command checks it early with :func:`check_cluster`
+    (nothing started) and runs its work in ``with compute_on(cluster, nbytes):``, which
+    picks threads or a cluster and says which (or ``client = connect(**cluster)``
+    to always start one).
     With ``--dry-run`` the command prints what would run (for Slurm: the job script)
     and exits before doing any work.
     """
