@@ -270,5 +270,32 @@ def sentinel2_sample(*, chunks: dict[str, int] | None = None) -> xr.DataArray:
     return open_sample("sentinel2", chunks=chunks)
 
 
+def sentinel2_sample_landcover() -> xr.DataArray:
+    """The land-cover map of the Sentinel-2 sample's square kilometre, as a label cube.
+
+    eo-learn's timeless ``LULC`` band of the same TestEOPatch, unchanged values, on the grid of
+    :func:`sentinel2_sample`: dims ``(time, band, y, x)`` = ``(1, 1, 101, 100)``, uint8, band
+    ``"label"``, nodata 0 (no data), eo-learn's LULC legend (10 classes, values 1..10, names and
+    colours) in the attributes ``class_values``/``class_names``/``class_colors``
+    (:func:`eocube.labels.classes_from_attrs` reads them). The map is timeless: its one date is a
+    placeholder, the sample's first. Five classes occur: forest (7601 pixels), grassland (1777),
+    shrubland (358), artificial surface (198), cultivated land (11); 155 pixels have no data.
+
+    Returns
+    -------
+    xarray.DataArray
+        The label cube, lazy (13 kB of Zarr beside the sample's ``cube.zarr``).
+
+    Examples
+    --------
+    >>> lc = sentinel2_sample_landcover()
+    >>> lc.shape, str(lc.dtype), lc.attrs["class_names"][1]
+    ((1, 1, 101, 100), 'uint8', 'forest')
+    """
+    from ..io import open_zarr
+
+    return open_zarr(HERE / SAMPLES["sentinel2"].folder / "landcover.zarr")
+
+
 __all__ = ["SAMPLES", "SCENES", "Sample", "Scene", "describe_samples", "is_sample", "open_sample", "open_scene",
-           "sample_names", "sentinel2_l1c_scene", "sentinel2_sample"]
+           "sample_names", "sentinel2_l1c_scene", "sentinel2_sample", "sentinel2_sample_landcover"]
