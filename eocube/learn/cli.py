@@ -1,4 +1,4 @@
-"""``eocube train``: train a gap-filling network from a config file.
+"""``eocube train``: train a network from a config file (``--task gapfill|segmentation|superres``).
 
 Run alone (``eocube train``), on several GPUs of a node
 (``torchrun --nproc_per_node 4 -m eocube.learn.cli --config c.yaml``) or under
@@ -25,30 +25,41 @@ class TrainInputError(click.ClickException):
 
 
 @click.command("train")
+@click.argument("config_arg", metavar="[CONFIG]", required=False, type=click.Path(dir_okay=False))
+@click.option("--task", type=click.Choice(["gapfill", "segmentation", "superres"]), default=None,
+              help="What to train (default: the config's task key, else gapfill); defaults in "
+                   "eocube/learn/default.yaml, segmentation.yaml, superres.yaml.")
 @click.option("--config", "config", type=click.Path(dir_okay=False), default=None,
-              help="YAML config overriding eocube/learn/default.yaml (any subset of its keys).")
+              help="YAML config overriding the task's defaults (any subset of its keys); or give it as CONFIG.")
 @click.option("--source", default=None,
-              help="Zarr store of the cube to train on; the bundled Sentinel-2 sample by default.")
+              help="Gap filling: Zarr store of the cube to train on (the bundled Sentinel-2 sample by default); "
+                   "other tasks read data.sources and data.target of the config.")
 @click.option("--out", default="eocube-train", show_default=True, type=click.Path(file_okay=False),
               help="Output folder: last.pt (resume) and best.pt (lowest validation loss).")
 @click.option("--resume", is_flag=True, help="Continue from OUT/last.pt (epoch, model, optimiser state).")
 @click.option("--until-epoch", type=int, default=None,
               help="Stop after this epoch (to fit a job's time limit; continue later with --resume).")
-def train_command(config: str | None, source: str | None, out: str, resume: bool, until_epoch: int | None) -> None:
-    """Train a spatio-temporal gap-filling network on a cube (self-supervised, real cloud masks)."""
+def train_command(config_arg: str | None, task: str | None, config: str | None, source: str | None, out: str,
+                  resume: bool, until_epoch: int | None) -> None:
+    """Train a network on cubes: gap filling (self-supervised, real cloud masks), segmentation, super-resolution."""
     from .trainer import train
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if config_arg and config and config_arg != config:
+        raise TrainInputError(f"two configs given ({config_arg} and --config {config}): give one")
     try:
-        result = train(config, source=source, out=out, resume=resume, until_epoch=until_epoch)
+        result = train(config or config_arg, source=source, out=out, resume=resume, until_epoch=until_epoch, task=task)
     except LearnError as exc:
         raise TrainInputError(str(exc)) from exc
     if result.rank == 0 and result.history:
         last = result.history[-1]
+        extra = "".join(f", {k} {last[k]:.4f}" for k in ("oa", "macro_f1", "miou", "rmse", "psnr", "psnr_bicubic", "ssim", "sam")
+                        if k in last)
         click.echo(
             f"trained epochs {result.start_epoch + 1}..{last['epoch']} in {result.seconds:.0f} s on "
             f"{result.world_size} process(es), {result.device}: train loss {last['train_loss']:.4f}, "
-            f"val loss {last['val_loss']:.4f}; checkpoints in {result.out}"
+            f"val loss {last['val_loss']:.4f}{extra}; checkpoints in {result.out}"
+            + (f", model {result.out / 'model.pt2'}" if (result.out / "model.pt2").exists() else "")
         )
 
 

@@ -4,8 +4,8 @@ Classification (from a confusion matrix, rows = truth, columns = prediction, as 
 overall accuracy, per-class F1 and IoU, macro-F1 and mIoU over the classes present in the truth
 or the prediction. Regression/super-resolution on ``(N, C, H, W)``: RMSE, PSNR per band (data range
 given, or the band's range in the truth), SSIM per band (Gaussian window 11, sigma 1.5, K1 0.01,
-K2 0.03, over the valid part of the image, as scikit-image's ``gaussian_weights=True`` and
-torchmetrics), SAM (mean spectral angle in degrees).
+K2 0.03, averaged over the pixels whose window lies inside the image, as scikit-image's
+``gaussian_weights=True``; torchmetrics averages over the reflect-padded border too), SAM (mean spectral angle in degrees).
 """
 
 from __future__ import annotations
