@@ -1,4 +1,14 @@
-"""Deep-learning gap filling: train a compact spatio-temporal network on cubes, fill cubes with it.
+"""Training on cubes: gap filling, segmentation (land cover) and super-resolution, one data path, one trainer.
+
+Segmentation and super-resolution::
+
+    dataset (PatchSources/PatchDataset: nested sources, lazy chunk reads) + split (BlockSplit with buffer)
+    -> tasks (loss, scores) + networks (SegNet, SuperResNet) -> trainer -> export (model.pt2 + card)
+    -> eocube.apply_model(cube, "run/model.pt2")
+
+    result = train(None, task="segmentation", source={"s10": c10, "s20": c20}, target=labels, out="run")
+
+Gap filling:
 
 Pipeline, in the order of the modules::
 
@@ -15,6 +25,8 @@ Typical use::
 
 from .checkpoint import load_checkpoint, load_model, save_checkpoint
 from .config import TrainConfig, load_config
+from .dataset import PatchDataset, PatchSources, WindowReader
+from .export import export_run
 from .errors import CheckpointError, LearnError
 from .fill import EngineGapFill, fill_cube
 from .gaps import MaskBank, clear_mask
@@ -22,9 +34,15 @@ from .holdout import evaluate_holdout
 from .network import GapFillNet, NetworkConfig
 from .normalisation import Normaliser
 from .sampler import GapDataset, PatchSampler
+from .split import BlockSplit
 from .trainer import TrainResult, train
 
 __all__ = [
+    "BlockSplit",
+    "PatchDataset",
+    "PatchSources",
+    "WindowReader",
+    "export_run",
     "CheckpointError",
     "EngineGapFill",
     "GapDataset",

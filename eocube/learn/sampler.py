@@ -2,7 +2,9 @@
 
 :class:`PatchSampler` draws windows ``(time x band x H x W)`` inside a pixel box
 of a (lazy) cube, keeping only windows with enough clear observations; it reads
-nothing but the windows it returns (or, with ``in_memory=True``, the box once).
+nothing but the chunks its windows touch, through the patch dataset's
+:class:`~eocube.learn.dataset.WindowReader` (a small LRU of chunks per worker), or, with
+``in_memory=True``, the box once.
 :class:`GapDataset` turns windows into training examples: real cloud masks from
 a :class:`~eocube.learn.gaps.MaskBank` hide some clear observations, which
 become the targets.
@@ -18,6 +20,7 @@ import torch
 import xarray as xr
 from torch.utils.data import Dataset
 
+from .dataset import WindowReader
 from .errors import LearnError
 from .gaps import MaskBank
 from .normalisation import Normaliser
@@ -94,11 +97,14 @@ class PatchSampler:
         self.values, self.clear = values, clear
         nbytes = values.dtype.itemsize * n_t * values.shape[1] * (ys.stop - ys.start) * (xs.stop - xs.start)
         self._cache: tuple[np.ndarray, np.ndarray] | None = None
+        self._readers: tuple[WindowReader, WindowReader] | None = None
         if in_memory is True or (in_memory == "auto" and nbytes < IN_MEMORY_AUTO_BYTES):
             self._cache = (
                 np.asarray(values.isel(y=ys, x=xs).values, dtype="float32"),
                 np.asarray(clear.isel(y=ys, x=xs).values, dtype=bool),
             )
+        else:
+            self._readers = (WindowReader(values), WindowReader(clear))
 
     def draw(self, rng: np.random.Generator) -> Window:
         """A random window of the box whose clear fraction reaches the threshold.
@@ -135,14 +141,14 @@ class PatchSampler:
         if self._cache is not None:
             ly, lx = self._local(w)
             return self._cache[1][w.time, ly, lx]
-        return np.asarray(self.clear.isel(time=w.time, y=w.y, x=w.x).values, dtype=bool)
+        return np.asarray(self._readers[1].read(w.y, w.x)[w.time], dtype=bool)
 
     def read(self, w: Window) -> tuple[np.ndarray, np.ndarray]:
         """``(T, C, h, w)`` float32 values and ``(T, h, w)`` clear mask of a window."""
         if self._cache is not None:
             ly, lx = self._local(w)
             return self._cache[0][w.time, :, ly, lx], self._cache[1][w.time, ly, lx]
-        vals = np.asarray(self.values.isel(time=w.time, y=w.y, x=w.x).values, dtype="float32")
+        vals = np.asarray(self._readers[0].read(w.y, w.x)[w.time], dtype="float32")
         return vals, self.read_clear(w)
 
 
