@@ -62,7 +62,7 @@ def measure(env: dict, size: int, chunk: int) -> tuple[float, float, float, floa
     try:
         with dask.config.set(keys), LocalCluster(n_workers=1, threads_per_worker=os.cpu_count(), processes=True,
                                                   host="127.0.0.1", dashboard_address=None) as lc, Client(lc) as client:
-            pid = list(client.run(os.getpid).values())[0]
+            pid = next(iter(client.run(os.getpid).values()))
             proc = psutil.Process(pid)
             job(size // 4, folder, min(chunk, size // 4))  # warm: imports, numba cache
             before = proc.cpu_times()

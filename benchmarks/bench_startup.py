@@ -75,7 +75,7 @@ def timed(cmd: list[str], env: dict[str, str] | None = None, expect: int = 0) ->
     """Seconds to run ``cmd`` to completion (its output discarded); its exit status must be ``expect``."""
     start = time.perf_counter()
     proc = subprocess.run(cmd, env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL,
-                          stderr=subprocess.PIPE, text=True)
+                          stderr=subprocess.PIPE, text=True, check=False)
     seconds = time.perf_counter() - start
     if proc.returncode != expect:
         raise SystemExit(f"{' '.join(cmd)} exited {proc.returncode} (expected {expect}):\n{proc.stderr[-2000:]}")

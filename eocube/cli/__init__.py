@@ -79,4 +79,4 @@ def main() -> None:
     """eocube: satellite image time series to analysis-ready cubes (gap filling, models, Zarr)."""
 
 
-__all__ = ["main", "COMMANDS", "LazyGroup"]
+__all__ = ["COMMANDS", "LazyGroup", "main"]

@@ -12,7 +12,6 @@ from distributed.diagnostics.plugin import WorkerPlugin
 
 from .config import DEFAULT_DASHBOARD, loopback_address
 
-
 MALLOC_ENVIRON: dict[str, int | None] = {"MALLOC_TRIM_THRESHOLD_": None}
 """glibc malloc settings of the local workers, set by their nannies (None: unset, glibc's own behaviour).
 

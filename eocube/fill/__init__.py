@@ -60,5 +60,14 @@ class _FillPackage(types.ModuleType):
 sys.modules[__name__].__class__ = _FillPackage
 
 
-__all__ = ["fill_gaps", "METHODS", "METHOD_NAMES", "BOUNDED", "composite", "STATISTICS", "days_to_clear",
-           "usable_mask", "FillError"]
+__all__ = [
+    "BOUNDED",
+    "METHODS",
+    "METHOD_NAMES",
+    "STATISTICS",
+    "FillError",
+    "composite",
+    "days_to_clear",
+    "fill_gaps",
+    "usable_mask",
+]

@@ -29,7 +29,7 @@ def modules_after(args: list[str]) -> tuple[int, list[str], str]:
             status = exc.code
         print(json.dumps([status, [m for m in {HEAVY!r} if m in sys.modules]]))
     """)
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
     status, loaded = json.loads(proc.stdout.strip().splitlines()[-1])
     return status, loaded, proc.stderr
 
@@ -66,7 +66,7 @@ def test_import_eocube_is_light_and_registers_the_accessors_lazily():
         print(json.dumps([light, str(a.rio.crs), hasattr(a.eocube, "gapfill")]))
     """)
     proc = subprocess.run([sys.executable, "-W", "error::Warning", "-c", code], capture_output=True, text=True,
-                          timeout=120)
+                          timeout=120, check=False)
     assert proc.returncode == 0, proc.stderr
     light, crs, accessor = json.loads(proc.stdout.strip().splitlines()[-1])
     assert light == [] and crs == "EPSG:32633" and accessor
@@ -183,7 +183,7 @@ def test_fill_composite_stays_the_function_after_its_module_is_imported():
     code = ("import importlib; importlib.import_module('eocube.fill.composite'); from eocube.fill import composite; "
             "print(callable(composite) and composite.__name__ == 'composite' and not hasattr(composite, '__path__') "
             "and type(composite).__name__ == 'function')")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
     assert proc.stdout.strip() == "True", proc.stderr
 
 
@@ -231,6 +231,6 @@ def test_local_workers_of_a_linear_fill_import_no_torch(tmp_path):
     """)
     script = tmp_path / "job.py"
     script.write_text(code)
-    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300, check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert json.loads(proc.stdout.strip().splitlines()[-1]) == ["eocube.fill.temporal"]
