@@ -30,7 +30,12 @@ from eocube.datasets import sentinel2_sample, sentinel2_sample_landcover
 from eocube.labels import class_counts, classes_from_attrs, labels_from_band
 from eocube.learn.metrics import classification_scores, confusion_matrix
 from eocube.learn.split import BlockSplit
-from eocube.learn.temporal_classifier import fit_temporal_classifier, pixel_series, predict_series, split_pixels
+from eocube.learn.temporal_classifier import (
+    fit_temporal_classifier,
+    pixel_series,
+    predict_series,
+    split_pixels,
+)
 
 started = time.perf_counter()
 cube = sentinel2_sample()
