@@ -15,6 +15,10 @@ tile size and halo, cut from the whole in-memory arrays, batched over the dates 
 ``sr``, a x4 super-resolution network (PixelShuffle), and ``two-source``, a network fed with a
 10 m and a 20 m source (``forward(x10, x20)``). The issue's target for both on CPU is 0.95.
 
+Where CUDA is present, the ``cnn`` case also prints the share of the wall time the GPU was busy
+(union of the kernel and copy intervals in torch's profiler) with the next batch prefetched to the
+device and without; on a CPU-only machine that line says it was skipped and why.
+
 Usage: ``python benchmarks/bench_apply_model.py [--size 512] [--dates 16] [--repeats 3]
 [--cases cnn,sr,two-source] [--sr-size 128]``
 """
@@ -25,6 +29,7 @@ import argparse
 import os
 import time
 from fractions import Fraction
+from typing import Callable
 
 import dask
 import numpy as np
@@ -160,6 +165,48 @@ def tiled_case(case: str, args: argparse.Namespace) -> None:
     print(f"{tag} ratio apply_model / plain loop = {t_ref / t_eng:.3f}  (target >= 0.95); max |difference| {err:.2e}")
 
 
+def gpu_busy_fraction(run: Callable[[], object]) -> tuple[float, float]:
+    """Share of the wall time of ``run()`` during which the GPU executed kernels or copies, and the wall time.
+
+    The GPU's busy time is the union of the device intervals recorded by torch's profiler (kernels and
+    memory copies, on every stream), so overlapping copies and kernels count once.
+    """
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        run()
+        torch.cuda.synchronize()
+        wall = time.perf_counter() - t0
+    spans = sorted(
+        (e.time_range.start, e.time_range.end) for e in prof.events()
+        if getattr(e, "device_type", None) == torch.autograd.DeviceType.CUDA and e.time_range.end > e.time_range.start
+    )
+    busy, end = 0.0, float("-inf")
+    for start, stop in spans:  # union of the intervals, in microseconds
+        if start > end:
+            busy += stop - start
+            end = stop
+        elif stop > end:
+            busy += stop - end
+            end = stop
+    return min(1.0, busy / 1e6 / wall), wall
+
+
+def gpu_feeding(cube: "eocube.xr.DataArray", model: nn.Module, args: argparse.Namespace) -> None:  # type: ignore[name-defined]
+    """GPU busy / wall of apply_model with and without prefetching the next batch (issue 14, deliverable 6)."""
+    if not torch.cuda.is_available():
+        print("[cuda] GPU feeding (busy / wall, prefetch on and off): skipped, no CUDA device visible to torch")
+        return
+    for prefetch in (True, False):
+        lazy = apply_model(cube, model, device="cuda", batch_size=args.batch, tile_size=args.chunk, prefetch=prefetch)
+        with dask.config.set(scheduler="threads"):
+            lazy.isel(time=slice(0, args.batch)).compute()  # warm-up: model cached on the device, kernels chosen
+            best = max((gpu_busy_fraction(lambda: lazy.values) for _ in range(args.repeats)), key=lambda r: r[0])
+        print(f"[cuda] GPU busy / wall with prefetch={prefetch!s:5}: {best[0]:.3f}  ({best[1]:.2f} s)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=512, help="image edge in pixels")
@@ -218,6 +265,7 @@ def main() -> None:
               f"halo {lazy.attrs['model_halo']}, {lazy.data.npartitions} chunks)")
         print(f"{tag} ratio apply_model / plain loop = {t_ref / t_eng:.3f}  (target >= 0.85); "
               f"max |difference| {err:.2e}")
+    gpu_feeding(cube, model, args)
 
 
 if __name__ == "__main__":
