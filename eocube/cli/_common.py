@@ -65,6 +65,70 @@ def _one_line(exc: click.UsageError) -> OneLineUsageError:
     return OneLineUsageError(f"{exc.format_message()} (see '{where} --help')")
 
 
+def is_url(store: str | os.PathLike[str]) -> bool:
+    """Whether an input or output is a URL (``s3://...``): such a location never goes through ``pathlib``."""
+    return "://" in os.fspath(store)
+
+
+def shown_location(store: str | os.PathLike[str]) -> str:
+    """How to print a store: a URL as given (its credentials are never in it), a local path made absolute."""
+    text = os.fspath(store)
+    return text if is_url(text) else str(Path(text).expanduser().resolve())
+
+
+def same_location(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:
+    """Whether two stores are the same place (URLs compared as text, paths resolved)."""
+    return shown_location(a).rstrip("/") == shown_location(b).rstrip("/")
+
+
+def store_is_complete(store: str | os.PathLike[str]) -> bool:
+    """Whether ``store`` (a path or a URL) holds a cube eocube marked complete.
+
+    Its fingerprint is checked separately (``eocube.io.check_target``); this only says whether a
+    rerun has anything left to compute.
+    """
+    text = os.fspath(store)
+    if not is_url(text) and not Path(text).expanduser().is_dir():
+        return False
+    from ..io import open_zarr
+
+    try:
+        open_zarr(text if is_url(text) else Path(text).expanduser())
+    except (EOCubeError, OSError, ValueError, KeyError):
+        return False
+    return True
+
+
+def default_quicklook(out: str | os.PathLike[str]) -> Path:
+    """The quicklook's default path: ``<out>.png`` beside a local store, ``./<name>.png`` for a store at a URL."""
+    name = os.fspath(out).rstrip("/" + os.sep)
+    return Path(name.rsplit("/", 1)[-1] + ".png") if is_url(name) else Path(name + ".png")
+
+
+ZARR_FORMAT_HELP = (
+    "Zarr format. auto: sharded format 3 for object stores (s3://, gs://) and large outputs (over 4 GiB or "
+    "10,000 chunks), else format 2, which GDAL up to 3.12 and QGIS read (GDAL reads sharded format 3 from "
+    "3.13 on). A store being resumed keeps its format."
+)
+
+
+def zarr_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Add ``--zarr-format auto|2|3`` and ``--gdal-compatible``; the command receives them as one
+    ``zarr`` dict of :func:`eocube.to_zarr` keywords (``zarr_format``, ``gdal_compatible``)."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        fmt = kwargs.pop("zarr_format")
+        gdal = kwargs.pop("gdal_compatible")
+        kwargs["zarr"] = {"zarr_format": None if fmt == "auto" else int(fmt), "gdal_compatible": gdal or None}
+        return func(*args, **kwargs)
+
+    wrapper = click.option("--gdal-compatible", is_flag=True,
+                           help="Write Zarr format 2 whatever the size or location (for GDAL <= 3.12, QGIS).")(wrapper)
+    return click.option("--zarr-format", type=click.Choice(["auto", "2", "3"]), default="auto", show_default=True,
+                        help=ZARR_FORMAT_HELP)(wrapper)
+
+
 def check_output_writable(path: str | os.PathLike[str], *, what: str = "--out", folder: bool = True) -> None:
     """Raise :class:`InputError` when a local output cannot be created or written; write nothing.
 
@@ -89,7 +153,7 @@ def check_output_writable(path: str | os.PathLike[str], *, what: str = "--out", 
         The path, or a folder above it, is a file; or the folder does not accept new files.
     """
     text = os.fspath(path)
-    if "://" in text:
+    if is_url(text):
         return
     target = Path(text).expanduser()
     if target.exists() and target.is_dir() != folder:
@@ -372,7 +436,7 @@ def check_source(source: str) -> str | None:
 
     if source in SAMPLES:
         return source
-    if "://" not in source and not Path(source).exists():
+    if not is_url(source) and not Path(source).exists():
         samples = "; ".join(f"{name} ({spec.description})" for name, spec in SAMPLES.items())
         raise StoreNotFoundError(f"no Zarr store at {source} and no bundled sample of that name: "
                                  f"the bundled samples are {samples}; or give the path of a Zarr cube")
@@ -394,7 +458,7 @@ def open_source(source: str, chunks: dict[str, int] | None) -> tuple[xr.DataArra
         return open_sample(source, chunks=chunks), source
     from ..io import open_zarr
 
-    return open_zarr(Path(source), chunks=chunks), None
+    return open_zarr(source if is_url(source) else Path(source), chunks=chunks), None
 
 
 def sample_names() -> str:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import importlib
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -34,7 +33,11 @@ from ._common import (
     check_output_writable,
     cluster_options,
     compute_on,
+    default_quicklook,
     friendly_errors,
+    shown_location,
+    store_is_complete,
+    zarr_options,
 )
 
 if TYPE_CHECKING:
@@ -74,8 +77,7 @@ CARD_NAMES = ("{name}.json", "{stem}.card.json", "{stem}.json")
 @click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Tiles per forward pass (default 8).")
 @click.option("--device", default=None, help="auto (CUDA when the workers see it; default), cpu, cuda, cuda:N.")
 @click.option("--autocast", type=click.Choice(["bf16", "fp16"]), default=None, help="Mixed precision (GPUs).")
-@click.option("--zarr-format", type=click.Choice(["2", "3"]), default="2", show_default=True,
-              help="Zarr format (2 is readable by GDAL <= 3.10 and QGIS).")
+@zarr_options
 @click.option("--overwrite", is_flag=True, help="Replace an existing store instead of resuming it.")
 @click.option("--quicklook", default=None, type=click.Path(), help="PNG to write (default: <out>.png).")
 @click.option("--progress/--no-progress", default=True, show_default=True)
@@ -83,14 +85,14 @@ CARD_NAMES = ("{name}.json", "{stem}.card.json", "{stem}.json")
 @friendly_errors
 def apply(model: str, sources: tuple[str, ...], out: str, card_path: str | None, factory: str | None,
           layout: str | None, postprocess: str | None, tile: int | None, chunk: int | None,
-          batch_size: int | None, device: str | None, autocast: str | None, zarr_format: str, overwrite: bool,
+          batch_size: int | None, device: str | None, autocast: str | None, zarr: dict, overwrite: bool,
           quicklook: str | None, progress: bool, cluster: dict) -> None:
     """Run a PyTorch model file on one or several sources and write the result to Zarr.
 
     MODEL is a torch.export program (.pt2), a TorchScript file, or a state_dict file with
     --factory; the model card beside it says how to feed it.
     """
-    png = Path(quicklook) if quicklook else Path(str(out).rstrip("/" + os.sep) + ".png")
+    png = Path(quicklook) if quicklook else default_quicklook(out)
     check_output_writable(out, what="--out")
     check_output_writable(png, what="the quicklook (--quicklook)", folder=False)
     card_file = _check_model(model, card_path, layout)
@@ -108,7 +110,7 @@ def apply(model: str, sources: tuple[str, ...], out: str, card_path: str | None,
     run = _run_options(tile, chunk, batch_size, device, autocast)
     result = _build(cubes, source, spec, run)
     provenance = _provenance(model, card_file, spec, bound, run)
-    _write(result, cubes, bound, spec, source, run, out, png, int(zarr_format), overwrite, progress, provenance,
+    _write(result, cubes, bound, spec, source, run, out, png, zarr, overwrite, progress, provenance,
            cluster)
 
 
@@ -245,47 +247,32 @@ def _info(cube: xr.DataArray) -> str:
 
 
 def _write(result: xr.DataArray, cubes: dict[str, xr.DataArray], bound: dict[str, SourceArg], spec: ModelSpec,
-           source: Any, run: RunOptions, out: str, png: Path, fmt: int, overwrite: bool, progress: bool,
+           source: Any, run: RunOptions, out: str, png: Path, zarr: dict, overwrite: bool, progress: bool,
            provenance: dict[str, Any], cluster: dict) -> None:
     """Check the target, then write the result where :func:`compute_on` says (or end early if complete)."""
     from ..io import check_target, to_zarr
 
     mode = "overwrite" if overwrite else "resume"
-    check_target(result, out, zarr_format=fmt, provenance=provenance, mode=mode)  # before any work
+    check_target(result, out, **zarr, provenance=provenance, mode=mode)  # before any work
     click.echo(f"model: {provenance['model']} (card: {provenance['card'] or 'none'})\n"
                f"output: {result.sizes['time']} date(s) x {result.sizes['band']} band(s) "
                f"{list(map(str, result['band'].values))[:8]} x {result.sizes['y']} x {result.sizes['x']} px, "
                f"{result.dtype}, scale {result.attrs.get('model_scale')}, halo {result.attrs.get('model_halo')} px")
-    if mode == "resume" and _complete(out):
+    if mode == "resume" and store_is_complete(out):
         click.echo("compute: nothing (the output is already complete: no cluster started)")
-        click.echo(str(to_zarr(result, out, zarr_format=fmt, provenance=provenance, mode="resume", progress=False)))
+        click.echo(str(to_zarr(result, out, **zarr, provenance=provenance, mode="resume", progress=False)))
     else:
         nbytes = sum(int(c.nbytes) for c in cubes.values()) + int(result.nbytes)
         with compute_on(cluster, nbytes) as where:
             if where == "cluster":  # rebuilt with the client: GPU workers get the GPU=1 resource annotation
                 result = _build(cubes, source, spec, run)
-            click.echo(str(to_zarr(result, out, zarr_format=fmt, provenance=provenance, mode=mode,
+            click.echo(str(to_zarr(result, out, **zarr, provenance=provenance, mode=mode,
                                    progress=progress)))
     if overwrite or not png.exists():
         _write_quicklook(out, cubes, spec, png)
     else:
         click.echo(f"quicklook: {png.resolve()}")
-    click.echo(f"zarr: {Path(out).resolve()}")
-
-
-def _complete(store: str) -> bool:
-    """Whether ``store`` is a store eocube marked complete (its fingerprint was checked by ``check_target``)."""
-    path = Path(store)
-    if not path.is_dir():
-        return False
-    from ..errors import EOCubeError
-    from ..io import open_zarr
-
-    try:
-        open_zarr(path)
-    except (EOCubeError, OSError, ValueError, KeyError):
-        return False
-    return True
+    click.echo(f"zarr: {shown_location(out)}")
 
 
 def _write_quicklook(out: str, cubes: dict[str, xr.DataArray], spec: ModelSpec, png: Path) -> None:

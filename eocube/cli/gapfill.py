@@ -9,7 +9,6 @@ threads in this process for a small job, on a cluster for a larger one (``comput
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -24,11 +23,16 @@ from ._common import (
     check_source,
     cluster_options,
     compute_on,
+    default_quicklook,
     friendly_errors,
     open_source,
     resolve_bands,
     resolve_mask_band,
+    same_location,
     sample_names,
+    shown_location,
+    store_is_complete,
+    zarr_options,
 )
 
 if TYPE_CHECKING:
@@ -77,14 +81,15 @@ class _SampleHelpOption(click.Option):
 @click.option("--time-grid", default=None,
               help="Fill onto a regular grid instead of the observed dates: a pandas frequency ('10D', 'MS') or 'monthly'.")
 @click.option("--quality", default=None, type=click.Path(),
-              help="Also write the quality cube (days to the nearest clear observation) to this Zarr store; "
-                   "without a cloud band, per band, from the missing (NaN) values.")
+              help="Also write the quality cube to this Zarr store: per band, the days to the nearest clear "
+                   "observation (days_to_clear_<band>; NaN, nodata and masked values count as missing) and, for "
+                   "the smoothers (whittaker, harmonic, savgol), 1 where their bound changed a filled value "
+                   "(bounded_<band>).")
 @click.option("--tile", type=click.IntRange(min=1), default=None,
               help="Chunk size in pixels along y and x (a whole number >= 1). Default: from the cube's size, the "
                    "largest power of two (16..2048, at most the image) whose output chunk, all dates x one band, "
                    "stays under 64 MiB (Zarr's guidance: 10-100 MB chunks); the choice is printed.")
-@click.option("--zarr-format", type=click.Choice(["2", "3"]), default="2", show_default=True,
-              help="Zarr format (2 is readable by GDAL <= 3.10 and QGIS).")
+@zarr_options
 @click.option("--overwrite", is_flag=True, help="Replace an existing store instead of resuming it.")
 @click.option("--quicklook", default=None, type=click.Path(),
               help="PNG to write (default: next to the store, <out>.png).")
@@ -97,10 +102,10 @@ class _SampleHelpOption(click.Option):
 def gapfill(source: str, out: str, bands: str | None, cloud_band: str | None, data_band: str | None,
             mask_kind: str, threshold: float, snow: bool, dilate: int, method: str, model_path: str | None,
             time_grid: str | None,
-            quality: str | None, tile: int | None, zarr_format: str, overwrite: bool, quicklook: str | None,
+            quality: str | None, tile: int | None, zarr: dict, overwrite: bool, quicklook: str | None,
             warn_never_observed: float, progress: bool, cluster: dict) -> None:
     """Fill cloudy observations of a cube along time and write the result to Zarr."""
-    png = Path(quicklook) if quicklook else Path(str(out).rstrip("/" + os.sep) + ".png")
+    png = Path(quicklook) if quicklook else default_quicklook(out)
     _check_outputs(out, quality, png)
     _check_method(method, model_path, time_grid)
     check_source(source)
@@ -124,12 +129,16 @@ def gapfill(source: str, out: str, bands: str | None, cloud_band: str | None, da
 
         filled = fill_cube(observed, model_path, clear=clear)
     else:
-        from ..fill import fill_gaps
+        from ..fill import BOUNDED, fill_gaps
 
-        filled = fill_gaps(observed, clear, method=method, time_grid=time_grid)
+        if quality and method in BOUNDED:  # where the bound acted goes to the quality store
+            filled, bounded = fill_gaps(observed, clear, method=method, time_grid=time_grid, return_bounded=True)
+            click.echo(f"quality: {method} runs once more for the quality store's bounded_<band> bands")
+        else:
+            filled, bounded = fill_gaps(observed, clear, method=method, time_grid=time_grid), None
     provenance = {
         "command": "eocube gapfill",
-        "source": source if sample else str(Path(source).resolve()),
+        "source": source if sample else shown_location(source),
         "bands": band_list,
         "cloud_band": cloud_band,
         "data_band": data_band,
@@ -138,32 +147,31 @@ def gapfill(source: str, out: str, bands: str | None, cloud_band: str | None, da
         "snow": snow,
         "dilate": dilate,
         "method": method,
-        "model": str(Path(model_path).resolve()) if method == "model" and model_path else None,
+        "model": shown_location(model_path) if method == "model" and model_path else None,
         "time_grid": time_grid,
         "tile": tile,
     }
     write_mode = "overwrite" if overwrite else "resume"
-    fmt = int(zarr_format)
-    check_target(filled, out, zarr_format=fmt, provenance=provenance, mode=write_mode)  # before any work
+    check_target(filled, out, **zarr, provenance=provenance, mode=write_mode)  # before any work
     q_cube, q_provenance = None, {**provenance, "command": "eocube gapfill --quality"}
     if quality:
-        q_cube = _quality_cube(clear, observed, time_grid)
-        check_target(q_cube, quality, zarr_format=fmt, provenance=q_provenance, mode=write_mode)
-    if write_mode == "resume" and _complete(out) and (not quality or _complete(quality)):
-        _report_complete(filled, out, fmt, provenance, quality, q_cube, q_provenance, observed, clear, png)
+        q_cube = _quality_cube(clear, observed, time_grid, bounded if method != "model" else None)
+        check_target(q_cube, quality, **zarr, provenance=q_provenance, mode=write_mode)
+    if write_mode == "resume" and store_is_complete(out) and (not quality or store_is_complete(quality)):
+        _report_complete(filled, out, zarr, provenance, quality, q_cube, q_provenance, observed, clear, png)
         return
     read = [*band_list, *[b for b in (cloud_band, data_band) if b and b not in band_list]]
     nbytes = select_bands(cube, read).nbytes + filled.nbytes + (q_cube.nbytes if q_cube is not None else 0)
     with compute_on(cluster, nbytes):
-        report = to_zarr(filled, out, zarr_format=fmt, provenance=provenance, mode=write_mode, progress=progress)
+        report = to_zarr(filled, out, **zarr, provenance=provenance, mode=write_mode, progress=progress)
         if q_cube is not None:
-            click.echo(str(to_zarr(q_cube, quality, zarr_format=fmt, provenance=q_provenance,
+            click.echo(str(to_zarr(q_cube, quality, **zarr, provenance=q_provenance,
                                    mode=write_mode, progress=progress)))
         never, pixels = _never_observed(clear, observed)
     click.echo(str(report))
     _report_never_observed(never, pixels, warn_never_observed, method)
     _write_quicklook(observed, clear, out, png)
-    click.echo(f"zarr: {Path(out).resolve()}")
+    click.echo(f"zarr: {shown_location(out)}")
 
 
 def _tile(source: str, tile: int | None) -> tuple[int, str]:
@@ -204,35 +212,20 @@ def default_tile(times: int, height: int, width: int, itemsize: int = 4) -> int:
     return min(tile, max(height, width, 1))
 
 
-def _complete(store: str) -> bool:
-    """Whether ``store`` is a store eocube marked complete (its fingerprint was checked by ``check_target``)."""
-    path = Path(store)
-    if not path.is_dir():
-        return False
-    from ..errors import EOCubeError
-    from ..io import open_zarr
-
-    try:
-        open_zarr(path)
-    except (EOCubeError, OSError, ValueError, KeyError):
-        return False
-    return True
-
-
-def _report_complete(filled, out, fmt, provenance, quality, q_cube, q_provenance, observed, clear, png) -> None:
+def _report_complete(filled, out, zarr, provenance, quality, q_cube, q_provenance, observed, clear, png) -> None:
     """A completed output: say so and end, starting no cluster (the quicklook is drawn only if missing)."""
     from ..io import to_zarr
 
     click.echo("compute: nothing (the output is already complete: no cluster started)")
-    click.echo(str(to_zarr(filled, out, zarr_format=fmt, provenance=provenance, mode="resume", progress=False)))
+    click.echo(str(to_zarr(filled, out, **zarr, provenance=provenance, mode="resume", progress=False)))
     if q_cube is not None:
-        click.echo(str(to_zarr(q_cube, quality, zarr_format=fmt, provenance=q_provenance, mode="resume",
+        click.echo(str(to_zarr(q_cube, quality, **zarr, provenance=q_provenance, mode="resume",
                                progress=False)))
     if not png.exists():
         _write_quicklook(observed, clear, out, png)
     else:
         click.echo(f"quicklook: {png.resolve()}")
-    click.echo(f"zarr: {Path(out).resolve()}")
+    click.echo(f"zarr: {shown_location(out)}")
 
 
 def _write_quicklook(observed, clear, out: str, png: Path) -> None:
@@ -250,7 +243,7 @@ def _check_outputs(out: str, quality: str | None, png: Path) -> None:
     """Refuse outputs that cannot be written, before anything is read or started."""
     check_output_writable(out, what="--out")
     if quality:
-        if Path(quality).expanduser().resolve() == Path(out).expanduser().resolve():
+        if same_location(quality, out):
             raise InputError(f"--quality {quality} is the same store as --out: give the quality cube its own path")
         check_output_writable(quality, what="--quality")
     check_output_writable(png, what="the quicklook (--quicklook)", folder=False)
@@ -266,16 +259,25 @@ def _check_method(method: str, model_path: str | None, time_grid: str | None) ->
         raise click.UsageError("--time-grid is not available with --method model (it fills the observed dates)")
 
 
-def _quality_cube(clear: xr.DataArray | None, observed: xr.DataArray, time_grid: str | None) -> xr.DataArray:
-    """Days to the nearest clear observation: one ``days_to_clear`` band, or one per band without a mask."""
+def _quality_cube(clear: xr.DataArray | None, observed: xr.DataArray, time_grid: str | None,
+                  bounded: xr.DataArray | None) -> xr.DataArray:
+    """Per band: days to the nearest clear observation, and where a smoother's bound changed a value.
+
+    NaN, the cube's nodata value and masked (cloudy) values all count as missing, as ``fill_gaps``
+    counts them; ``bounded`` (from ``fill_gaps(..., return_bounded=True)``) becomes 1.0 / 0.0 bands.
+    """
+    import xarray as xr
+
     from ..fill import days_to_clear
 
-    if clear is not None:
-        q = days_to_clear(clear, time_grid=time_grid).expand_dims(band=["days_to_clear"])
-    else:  # no cloud band: gaps are the missing values of each band
-        q = days_to_clear(observed.notnull(), time_grid=time_grid)
-        q = q.assign_coords(band=[f"days_to_clear_{b}" for b in observed["band"].values])
-    q = q.transpose("time", "band", "y", "x")
+    q = days_to_clear(clear, time_grid=time_grid, cube=observed).transpose("time", "band", "y", "x")
+    bands = [str(b) for b in observed["band"].values]
+    q = q.assign_coords(band=[f"days_to_clear_{b}" for b in bands])
+    if bounded is not None:
+        acted = bounded.transpose("time", "band", "y", "x").astype("float32")
+        acted = acted.assign_coords(band=[f"bounded_{b}" for b in bands], time=q["time"].values)
+        q = xr.concat([q, acted], dim="band", join="exact")
+    q = q.rename("quality")
     return q.rio.write_crs(observed.rio.crs).rio.write_nodata(float("nan"), encoded=False)
 
 
