@@ -33,7 +33,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("eocube.cli.evaluate:evaluate",
                  "Score gap-filling methods on hidden clear observations of a real cube (RMSE, MAE, bias)."),
     "train": ("eocube.learn.cli:train_command",
-              "Train a spatio-temporal gap-filling network on a cube (self-supervised, real cloud masks)."),
+              "Train a network on cubes: gap filling (self-supervised), land-cover segmentation, super-resolution."),
     "apply": ("eocube.cli.apply:apply",
               "Run a PyTorch model file (card beside it) on one or several sources and write the result to Zarr."),
 }
