@@ -115,6 +115,20 @@ def clip(model: np.ndarray, flat: np.ndarray, ok: np.ndarray, kept: np.ndarray, 
     return np.where(kept, model, clipped), acted
 
 
+def bound_fallback(out: np.ndarray, flat: np.ndarray, ok: np.ndarray, keep_observed: bool, bound: Bound | None,
+                   shape: tuple[int, ...], return_bounded: bool) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+    """The compiled 2-D fallbacks' last step: clip ``out`` (time, n) into the bounds, reshape to ``shape``.
+
+    Returns the result, or ``(result, acted)`` with ``return_bounded``.
+    """
+    acted = np.zeros(out.shape, bool)
+    if bound is not None:
+        ok = ok & np.isfinite(flat)
+        out, acted = clip(out, flat, ok, ok if keep_observed else np.zeros_like(ok), bound)
+        out = out.astype(flat.dtype, copy=False)
+    return (out.reshape(shape), acted.reshape(shape)) if return_bounded else out.reshape(shape)
+
+
 def no_bound_acted(result: np.ndarray | list[np.ndarray]) -> np.ndarray | list[np.ndarray]:
     """An all-False ``acted`` result shaped as ``result`` (an array, or a list of band blocks)."""
     if isinstance(result, list):

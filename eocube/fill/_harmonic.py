@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._bound import clip, no_bound_acted, resolve_bound
+from ._bound import bound_fallback, clip, no_bound_acted, resolve_bound
 from ._common import as_block, batched_spd_solve, check_engine, finish, prepare, prepare_2d
 from ._linear import linear_fill
 
@@ -116,12 +116,7 @@ def harmonic_fill(
         out, bad = harmonic_2d(flat2, ok2, np.ascontiguousarray(x), min_count, bool(keep_observed))
         if bad.any():
             out[:, bad] = linear_fill(flat2[:, bad], ok2[:, bad], days)
-        acted = np.zeros(out.shape, bool)
-        if limits is not None:
-            ok2 = ok2 & np.isfinite(flat2)
-            out, acted = clip(out, flat2, ok2, ok2 if keep_observed else np.zeros_like(ok2), limits)
-            out = out.astype(flat2.dtype, copy=False)
-        return (out.reshape(shape), acted.reshape(shape)) if return_bounded else out.reshape(shape)
+        return bound_fallback(out, flat2, ok2, bool(keep_observed), limits, shape, return_bounded)
     flat, ok, dtype = prepare(values, valid, nodata)
     w = ok.astype("float64")
     outer = np.einsum("ti,tj->ijt", x, x).reshape(p * p, -1)     # (p*p, T)

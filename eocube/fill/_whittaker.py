@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._bound import clip, no_bound_acted, resolve_bound
+from ._bound import bound_fallback, no_bound_acted, resolve_bound
 from ._common import as_block, check_engine, finish, prepare, prepare_2d
 from ._linear import linear_fill, neighbour_indices
 
@@ -158,12 +158,7 @@ def whittaker_fill(
         flat2, ok2, _ = prepare_2d(values, valid, nodata)
         out = whittaker_2d(flat2, ok2, np.asarray(days, dtype="float64"), p0, p1, p2, float(lmbda),
                            modes[extrapolate], bool(keep_observed))
-        acted = np.zeros(out.shape, bool)
-        if limits is not None:
-            ok2 = ok2 & np.isfinite(flat2)
-            out, acted = clip(out, flat2, ok2, ok2 if keep_observed else np.zeros_like(ok2), limits)
-            out = out.astype(flat2.dtype, copy=False)
-        return (out.reshape(shape), acted.reshape(shape)) if return_bounded else out.reshape(shape)
+        return bound_fallback(out, flat2, ok2, bool(keep_observed), limits, shape, return_bounded)
     flat, ok, dtype = prepare(values, valid, nodata)
     w = ok.astype("float64")
     a0 = w + lmbda * p0[:, None]
