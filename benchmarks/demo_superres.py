@@ -161,7 +161,7 @@ def bicubic(low: np.ndarray, factor: int = 2) -> np.ndarray:
 def config(quick: bool, epochs: int | None, threads: int):
     from eocube.learn import load_config
 
-    steps, ep = (30, 3) if quick else (100, 24)
+    steps, ep = (30, 3) if quick else (80, 12)
     return load_config(task="superres", overrides={
         "data": {"sources": {"s10": {"bands": GUIDE}, "s20": {"bands": LOW}}},
         "split": {"block_size": 64, "fractions": [0.6, 0.15, 0.25], "buffer": "auto", "seed": 0},
