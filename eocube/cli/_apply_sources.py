@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import StoreNotFoundError
-from ._common import InputError
+from ._common import InputError, shown_location
 
 if TYPE_CHECKING:
     import xarray as xr
@@ -59,7 +59,7 @@ class SourceArg:
 
     def provenance(self) -> str:
         """What the source is, for the output's provenance: a sample name or an absolute path."""
-        return self.spec if self.kind == "sample" else str(Path(self.spec).expanduser().resolve())
+        return self.spec if self.kind == "sample" else shown_location(self.spec)
 
 
 def _kind(spec: str) -> str:
