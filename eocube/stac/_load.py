@@ -174,7 +174,7 @@ def open_stac(
         name="stac",
     )
     cube = cube.rio.write_crs(grid.crs).rio.write_transform(grid.transform)
-    out_nodata = _cube_nodata(bands, plans)
+    out_nodata = _cube_nodata(bands, plans, nodata_given=nodata is not None)
     if out_nodata is not None:
         cube = cube.rio.write_nodata(out_nodata, encoded=False)
     return validate_cube(_redact_attrs(cube), name="open_stac result")
@@ -275,30 +275,34 @@ def _unreadable_band(before: list[ParsedItem], after: list[ParsedItem], band: st
         )
 
 
-def _cube_nodata(bands: Sequence[str], plans: Sequence[BandPlan]) -> float | int | None:
-    """The cube's one nodata value, or None with a :class:`NodataWarning` saying what that means.
+def _cube_nodata(bands: Sequence[str], plans: Sequence[BandPlan], nodata_given: bool) -> float | int | None:
+    """The cube's one nodata value (None if the bands disagree), with a :class:`NodataWarning` when unsure.
 
-    A cube carries one nodata value. Without one, gap filling and models take every value as an
-    observation, 0s included (the usual nodata of Sentinel-2 and Landsat digital numbers), so an
-    unknown or ambiguous nodata is said on the terminal, never defaulted silently.
+    Without a known nodata, the files' "no data" values (often 0 in Sentinel-2 and Landsat digital
+    numbers) are read as observations, and gap filling, composites and models take them as data,
+    whatever the output dtype (a float cube's NaN only marks pixels no item covered). So a nodata
+    value the metadata do not give, or bands that disagree, is said on the terminal, never defaulted
+    silently.
     """
+    unknown = [b for b, p in zip(bands, plans) if p.raw_nodata is None]
     values = {repr(p.out_nodata): p.out_nodata for p in plans}
-    if len(values) == 1 and plans[0].out_nodata is not None:
-        return plans[0].out_nodata
-    if len(values) == 1:
-        problem = (f"the items' metadata give no nodata for {list(bands)} (no raster:bands nodata, "
-                   "nor in the collection's item_assets) and nodata= was not given")
-    else:
+    problem = None
+    if unknown and not nodata_given:
+        problem = (f"the items' metadata give no nodata for {unknown} (no raster:bands nodata, nor in the "
+                   "collection's item_assets) and nodata= was not given: the files' no-data values (often 0) "
+                   "will be read as observations")
+    if len(values) > 1:
         per_band = ", ".join(f"{b}: {p.out_nodata!r}" for b, p in zip(bands, plans))
-        problem = f"the bands have different nodata values ({per_band}) and a cube holds one"
-    warnings.warn(
-        f"{problem}: the cube has no nodata value, so gap filling, composites and models will take every "
-        "value as data, 0s included. Pass nodata= (e.g. nodata=0 for Sentinel-2 or Landsat digital numbers), "
-        "or dtype='float32' to get NaN where nothing was read",
-        NodataWarning,
-        stacklevel=3,
-    )
-    return None
+        problem = (f"{problem}; also, " if problem else "") + (
+            f"the bands have different nodata values ({per_band}) and a cube holds one, so it has none")
+    if problem:
+        warnings.warn(
+            f"{problem}. Gap filling, composites and models will take such values as data. Pass nodata= "
+            "(e.g. nodata=0 for Sentinel-2 or Landsat digital numbers)",
+            NodataWarning,
+            stacklevel=3,
+        )
+    return plans[0].out_nodata if len(values) == 1 else None
 
 
 def _band_plan(items: list[ParsedItem], band: str, dtype: Any, nodata: Any, rescale: bool) -> BandPlan:
