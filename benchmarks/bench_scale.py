@@ -23,6 +23,7 @@ What it does:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import json
 import os
@@ -105,7 +106,7 @@ def pipeline(items: list[dict], plan, bounds=None):
     from eocube.masks import clear_from_scl
 
     cube = eocube.open_stac(items, assets=BANDS_10M + BANDS_20M + ["SCL"], resolution=10, bounds=bounds,
-                            chunks={"y": plan.load["y"], "x": plan.load["x"]}, nodata=0)
+                            chunks=plan.load, nodata=0)
     clear = clear_from_scl(cube, "SCL")
     spectral = cube.sel(band=BANDS_10M + BANDS_20M)
     filled = fill_gaps(spectral.astype("float32"), clear, method="linear")
@@ -132,6 +133,33 @@ def write_tasks(cube, store: str, plan):
     return zarr_writer._write_tasks(p.cube.data, pending, p.loc, "out", p.record["fingerprint"]), p
 
 
+@contextlib.contextmanager
+def scheduler_process(work: Path):
+    """A scheduler alone in its own process on 127.0.0.1 (no workers): its memory is the scheduler's only."""
+    import subprocess
+    import sys
+
+    from distributed import Client
+
+    info = work / "scheduler.json"
+    info.unlink(missing_ok=True)
+    proc = subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1",
+                             "--port", "0", "--no-dashboard", "--scheduler-file", str(info)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(600):
+            if info.exists() and info.stat().st_size:
+                break
+            time.sleep(0.1)
+        address = json.loads(info.read_text())["address"]
+        yield address
+    finally:
+        with contextlib.suppress(Exception), Client(address, timeout=10) as c:
+            c.shutdown()
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
 def rss_mb() -> float:
     import psutil
 
@@ -140,7 +168,7 @@ def rss_mb() -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--slice", type=int, default=4, help="run a 1/slice^2 window (default 4: 1/16 of the tile)")
+    parser.add_argument("--slice", type=int, default=4, help="run a 1/slice^2 window (default 4: 1/16 of the tile; 0: no slice)")
     parser.add_argument("--worker-memory", default="4GB")
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--threads", type=int, default=2)
@@ -159,7 +187,7 @@ def main() -> None:
     items = tile_year_items(stand_in_cogs(work / "cogs", template), template)
     shape = (DATES, len(BANDS_10M + BANDS_20M) + 1, 10980, 10980)
     plan = plan_chunks(shape, "float32", worker_memory=args.worker_memory, threads_per_worker=args.threads,
-                       model_bands=10, out_bands=2, halo=2)
+                       model_bands=10, out_bands=2, halo=2, load_itemsize=2)
     print(plan.explain())
     rows: list[tuple[str, str]] = []
 
@@ -181,7 +209,7 @@ def main() -> None:
         del graph
         for key, value in rows:
             print(f"{key:<50}  {value}", flush=True)  # the slow part follows: show the numbers so far
-        with LocalCluster(n_workers=0, processes=True, dashboard_address=None) as cluster, Client(cluster) as client:
+        with scheduler_process(work) as address, Client(address) as client:
             def sched_rss(dask_scheduler=None):
                 import psutil
 
@@ -196,10 +224,14 @@ def main() -> None:
             n_sched = client.run_on_scheduler(lambda dask_scheduler=None: len(dask_scheduler.tasks))
             after = client.run_on_scheduler(sched_rss)
             client.cancel(futures)
-        rows += [("tile-year: submission to a local scheduler", f"{submit:.1f} s ({n_sched:,} tasks there)"),
+            del futures
+        rows += [("tile-year: submission to a scheduler process", f"{submit:.1f} s ({n_sched:,} tasks there)"),
                  ("tile-year: scheduler memory", f"{after / 2**20:.0f} MiB (+{(after - before) / 2**20:.0f} MiB)")]
-        del tasks, futures, out
+        del tasks, out
 
+    if args.slice <= 0:
+        _print_rows(rows, args)
+        return
     # a real slice: full time depth, 1/slice^2 of the tile
     b = template["assets"]["B02"]["proj:transform"]
     x0, y0, side = b[2], b[5], 109800 / args.slice
@@ -231,13 +263,17 @@ def main() -> None:
              ("tile-year (extrapolated): core-hours", f"{wall * cores * scale / 3600:.1f}"),
              ("tile-year (extrapolated): files", f"{plan.files:,} (planner), shards {plan.tasks['write']:,}"),
              ("tile-year (extrapolated): bytes", f"{nbytes * scale / 2**30:.1f} GiB")]
+    _print_rows(rows, args)
+    if args.out is None:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _print_rows(rows: list[tuple[str, str]], args: argparse.Namespace) -> None:
     width = max(len(k) for k, _ in rows)
     print(f"\nmachine: {os.cpu_count()} cores; worker memory {args.worker_memory}; {args.workers} worker(s) x "
           f"{args.threads} threads")
     for key, value in rows:
         print(f"{key:<{width}}  {value}")
-    if args.out is None:
-        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

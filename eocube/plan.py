@@ -4,7 +4,9 @@
 gap-fill and load block a multiple of it, the shard a multiple of that), so no
 stage splits another's blocks (a rechunk only gathers or groups whole blocks):
 
-* **load**: one date of one band per task (``time=1, band=1``), the block's window of each file;
+* **load**: all dates of one band of a gap-fill block per task (one task reads the block's
+  window of each date's file: the gap fill needs no rechunk, and a tile-year has thousands of
+  load tasks, not hundreds of thousands; a load task holds less than the fill task after it);
 * **gap fill**: the whole time series of one band of the block (``time=-1, band=1``);
 * **model**: the whole time series of the bands the model takes, with its halo;
 * **write**: one shard per block and output band (``time=-1, band=1``), written whole by one task.
@@ -106,6 +108,7 @@ def plan_chunks(
     fill_factor: float = FILL_FACTOR,
     model_factor: float = MODEL_FACTOR,
     min_side: int = 64,
+    load_itemsize: int | None = None,
 ) -> ChunkPlan:
     """Choose the chunks of load -> gap fill -> model -> write for a cube.
 
@@ -131,6 +134,9 @@ def plan_chunks(
         Working memory of a gap-fill / model task in copies of its input.
     min_side
         Smallest block side accepted (smaller blocks make too many tasks).
+    load_itemsize
+        Bytes per pixel of the files read (2 for Sentinel-2 digital numbers; default 4); a load
+        task holds them and their float32 copy.
 
     Returns
     -------
@@ -159,6 +165,9 @@ def plan_chunks(
 
     def need(s: int) -> float:
         return max(fill_mem(s), model_mem(s))
+
+    def blocks(s: int) -> int:
+        return math.ceil(ny / s) * math.ceil(nx / s)
 
     limit = max(ny, nx)
     smallest = min(min_side, limit)
@@ -196,28 +205,28 @@ def plan_chunks(
     shard_side = grow(step, step, shard_fits) if shard_fits(step) else side
     reasons.append(f"shards of {shard_side} px ({_gib(t * shard_side ** 2 * itemsize)} uncompressed, at most "
                    f"{_gib(shard_cap)}), each written whole by one task: one file per shard and band")
-    reasons.append("gap filling needs each pixel's whole time series in one task, so time is one chunk from the "
-                   "fill on; loading reads one date of one band per task (time=1), gathered per block without "
-                   "splitting it")
+    # loading: all dates of one band of a fill block per task (it holds less than the fill task that follows)
+    load_item = 8 if load_itemsize is None else int(load_itemsize) + 4
+    reasons.append(f"gap filling needs each pixel's whole time series in one task, so time is one chunk from the "
+                   f"load on: a load task reads the block's window of all {t} dates of one band "
+                   f"({t * b * blocks(fill_side):,} one-date tasks would be {t}x as many, plus a rechunk)")
     if halo:
         reasons.append(f"the model reads {halo} px of halo around each block from its neighbours")
-
-    def blocks(s: int) -> int:
-        return math.ceil(ny / s) * math.ceil(nx / s)
 
     inner = inner_chunks((t, 1, min(shard_side, ny), min(shard_side, nx)), itemsize)
     return ChunkPlan(
         shape=(t, b, ny, nx), side=side,
-        load=_clip({"time": 1, "band": 1, "y": fill_side, "x": fill_side}, ny, nx),
+        load=_clip({"time": t, "band": 1, "y": fill_side, "x": fill_side}, ny, nx),
         fill=_clip({"time": t, "band": 1, "y": fill_side, "x": fill_side}, ny, nx),
         model=_clip({"time": t, "band": mb, "y": side, "x": side}, ny, nx),
         write=_clip({"time": t, "band": 1, "y": shard_side, "x": shard_side}, ny, nx),
         zarr_chunks=dict(zip(("time", "band", "y", "x"), inner)),
-        task_memory={"load": fill_side ** 2 * 4 * 2, "fill": int(fill_mem(fill_side)), "model": int(model_mem(side)),
+        task_memory={"load": t * fill_side ** 2 * load_item, "fill": int(fill_mem(fill_side)),
+                     "model": int(model_mem(side)),
                      "write": int(2 * t * shard_side ** 2 * itemsize)},
         thread_memory=per_thread,
-        tasks={"load": t * b * blocks(fill_side), "fill": b * blocks(fill_side),
-               "model": blocks(side) * math.ceil(b / mb), "write": ob * blocks(shard_side)},
+        tasks={"load": b * blocks(fill_side), "fill": b * blocks(fill_side),
+               "model": blocks(side) * max(1, b // mb), "write": ob * blocks(shard_side)},
         files=ob * blocks(shard_side) + 8 + 2 * ob, reasons=reasons,
     )
 

@@ -15,7 +15,8 @@ def test_a_tile_year_plan_fits_the_workers_and_keeps_files_few():
     plan = plan_chunks((73, 10, 10980, 10980), "uint16", worker_memory="8GB", threads_per_worker=2, halo=16)
     budget = 4 * 2**30 * 0.6
     assert max(plan.task_memory.values()) <= budget  # every stage fits a thread's share
-    assert plan.fill["time"] == 73 and plan.load["time"] == 1 and plan.write["time"] == 73
+    assert plan.fill["time"] == 73 and plan.load["time"] == 73 and plan.write["time"] == 73
+    assert plan.tasks["load"] == plan.tasks["fill"]  # one load task per fill block and band: no rechunk between
     assert plan.fill["y"] % plan.model["y"] == 0 and plan.write["y"] % plan.model["y"] == 0  # nested blocks
     assert plan.files < 10_000
     assert plan.write["y"] % plan.zarr_chunks["y"] == 0 and plan.write["x"] % plan.zarr_chunks["x"] == 0
@@ -57,3 +58,4 @@ def test_to_zarr_groups_many_small_dask_chunks_into_shards(tmp_path, make_cube, 
     assert len(files) <= report.chunks_total + 16
     back = eocube.open_zarr(tmp_path / "g.zarr")
     assert (back.values == cube.values).all()
+
