@@ -39,12 +39,15 @@ __all__ = [
     "StoreNotFoundError",
     "WriteReport",
     "__version__",
+    "ChunkPlan",
+    "ChunkPlanError",
     "apply_model",
     "compute_into",
     "cube_info",
     "make_cube",
     "open_stac",
     "open_zarr",
+    "plan_chunks",
     "select_bands",
     "to_zarr",
     "validate_cube",
@@ -63,6 +66,9 @@ _LAZY = {
     "compute_into": ("eocube._compute", "compute_into"),
     "apply_model": ("eocube.models", "apply_model"),
     "open_stac": ("eocube.stac", "open_stac"),
+    "plan_chunks": ("eocube.plan", "plan_chunks"),
+    "ChunkPlan": ("eocube.plan", "ChunkPlan"),
+    "ChunkPlanError": ("eocube.plan", "ChunkPlanError"),
 }
 """Public names imported on first use: ``import eocube`` imports neither torch, pystac nor rioxarray."""
 
