@@ -25,11 +25,13 @@ never show them; :func:`scrub` removes their values from any text.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import shutil
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -257,6 +259,23 @@ def scrub(text: str, loc: StoreLocation | None = None) -> str:
     for secret in (loc.secrets() if loc is not None else [os.environ[k] for k in _SECRET_ENV if os.environ.get(k)]):
         text = text.replace(secret, REDACTED)
     return text
+
+
+@contextlib.contextmanager
+def reworded(loc: StoreLocation, doing: str) -> Iterator[None]:
+    """An object store's failure while ``doing`` (``"creating"``, ``"checking"``) as one
+    :class:`~eocube.errors.StoreError` line naming the store, without credentials or obstore's
+    debug dump; local paths and eocube's own errors pass unchanged."""
+    from ..errors import EOCubeError, StoreError
+
+    try:
+        yield
+    except Exception as exc:
+        if loc.is_local or isinstance(exc, EOCubeError):
+            raise
+        text = " ".join(scrub(str(exc), loc).split())
+        raise StoreError(f"{doing} {loc.display} failed ({type(exc).__name__}: {text}): check the URL, the bucket, "
+                         "the endpoint and the credentials") from None
 
 
 # ------------------------------------------------------------------------------------------ small store operations

@@ -268,7 +268,8 @@ def _plan(
     variable = variable or (str(cube.name) if cube.name is not None else "cube")
     if mode not in ("resume", "overwrite", "fail"):
         raise ValueError(f"mode must be 'resume', 'overwrite' or 'fail', got {mode!r}")
-    state = _current_state(loc, mode)
+    with _stores.reworded(loc, "checking"):
+        state = _current_state(loc, mode)
     previous = state.get("layout") if isinstance(state, dict) and mode == "resume" else None
     computation = _fingerprint.computation_token(cube)
     regular = _regular_chunks(cube)
@@ -462,7 +463,7 @@ def _create_store(cube: xr.DataArray, loc: StoreLocation, variable: str, plan: _
     }
     # compute=False: metadata and coordinates are written now, the cube's
     # chunks later by the tasks of to_zarr (the returned delayed is dropped).
-    try:
+    with _stores.reworded(loc, "creating"):  # object store errors: one line, without credentials
         ds.to_zarr(
             loc.zarr_store(),
             mode="w",
@@ -471,11 +472,6 @@ def _create_store(cube: xr.DataArray, loc: StoreLocation, variable: str, plan: _
             consolidated=False,
             encoding={variable: _encoding(cube, zarr_format, level, plan.layout)},
         )
-    except (OSError, RuntimeError) as exc:  # object store errors: reworded without credentials
-        if loc.is_local:
-            raise
-        raise StoreError(f"creating {loc.display} failed ({type(exc).__name__}: {_stores.scrub(str(exc), loc)}): "
-                         "check the URL, the bucket and the credentials") from None
     problem = _coords_problem(loc, variable, cube)
     if problem:
         raise StoreError(f"creating {loc.display} failed: {problem}; check the disk (space, permissions) and run again")

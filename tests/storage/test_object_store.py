@@ -124,3 +124,16 @@ def test_a_store_is_read_over_http(tmp_path_factory, make_cube):
         services.stop(svc.proc)
     with pytest.raises(eocube.StoreError, match=r"h.zarr, variable synthetic, chunk key c/\d/\d/\d/\d cannot be read \(GenericError[^\n]*\): check"):
         back.compute()  # the server is gone: a read error naming the object, not "damaged"
+
+
+def test_a_failing_object_store_is_one_clear_error(moto, s3, make_cube):
+    """A write into a missing bucket, or an unreachable endpoint: eocube's StoreError naming the store,
+    on one line, not obstore's raw error with its debug dump."""
+    cube = make_cube()
+    with pytest.raises(eocube.StoreError, match=r"s3://no-such-bucket-eocube/c\.zarr") as info:
+        eocube.to_zarr(cube, "s3://no-such-bucket-eocube/c.zarr", progress=False)
+    assert "Debug source" not in str(info.value) and "\n" not in str(info.value)
+    unreachable = {"endpoint_url": f"http://127.0.0.1:{services.free_port()}", "region": "us-east-1"}
+    with pytest.raises(eocube.StoreError, match=r"s3://bucket/u\.zarr.*check the URL") as info:
+        eocube.to_zarr(cube, "s3://bucket/u.zarr", storage_options=unreachable, progress=False)
+    assert "Debug source" not in str(info.value)
