@@ -59,3 +59,30 @@ def test_to_zarr_groups_many_small_dask_chunks_into_shards(tmp_path, make_cube, 
     back = eocube.open_zarr(tmp_path / "g.zarr")
     assert (back.values == cube.values).all()
 
+
+
+def test_a_planned_pipeline_gathers_blocks_without_a_time_rechunk_or_a_shuffle(make_cube):
+    """Load chunks from the plan go straight into the gap fill (no rechunk layer), and apply_model
+    gathers the bands of each block as plain tasks even where dask would pick a p2p shuffle."""
+    import dask
+    import torch
+    from distributed import Client, LocalCluster
+
+    from eocube.fill import fill_gaps
+
+    cube = make_cube(t=8, bands=("b1", "b2", "b3"), h=96, w=96)
+    plan = plan_chunks(cube.shape, worker_memory="2MB", min_side=16)
+    assert plan.load["time"] == 8 and plan.load["y"] < 96  # several blocks, all dates per load task
+    loaded = cube.chunk(plan.load)
+    clear = (loaded.isel(band=0, drop=True) > 100).chunk({"time": -1, "y": plan.load["y"], "x": plan.load["x"]})
+    filled = fill_gaps(loaded, clear, method="linear")
+    assert not [name for name in filled.data.__dask_graph__().layers if name.startswith("rechunk")]
+    model = torch.nn.Conv2d(3, 1, 3, padding=1)
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as cluster, \
+            Client(cluster), dask.config.set({"array.rechunk.threshold": 1e-9}):  # dask would now pick p2p
+        assert dask.array.ones((8, 3, 96, 96), chunks=(8, 1, 32, 32)).rechunk((8, 3, 16, 16)).name.startswith(
+            "rechunk-p2p")
+        out = eocube.apply_model(filled, model, layout="band", chunks={"y": plan.model["y"], "x": plan.model["x"]})
+        layers = list(out.data.__dask_graph__().layers)
+    assert any(name.startswith("rechunk-merge") or name.startswith("rechunk-split") for name in layers)
+    assert not [name for name in layers if "p2p" in name or "transfer" in name]
