@@ -84,5 +84,5 @@ def test_a_planned_pipeline_gathers_blocks_without_a_time_rechunk_or_a_shuffle(m
             "rechunk-p2p")
         out = eocube.apply_model(filled, model, layout="band", chunks={"y": plan.model["y"], "x": plan.model["x"]})
         layers = list(out.data.__dask_graph__().layers)
-    assert any(name.startswith("rechunk-merge") or name.startswith("rechunk-split") for name in layers)
+    assert any(name.startswith(("rechunk-merge", "rechunk-split")) for name in layers)
     assert not [name for name in layers if "p2p" in name or "transfer" in name]
