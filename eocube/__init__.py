@@ -29,6 +29,8 @@ from .errors import (
 __all__ = [
     "DIMS",
     "BandError",
+    "ChunkPlan",
+    "ChunkPlanError",
     "CorruptChunkError",
     "CubeError",
     "CubeInfo",
@@ -39,8 +41,6 @@ __all__ = [
     "StoreNotFoundError",
     "WriteReport",
     "__version__",
-    "ChunkPlan",
-    "ChunkPlanError",
     "apply_model",
     "compute_into",
     "cube_info",
