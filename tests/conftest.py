@@ -31,6 +31,26 @@ def synthetic_cube(
     return cube.chunk(chunks) if chunks else cube
 
 
+def same_cube(a: xr.DataArray, b: xr.DataArray) -> None:
+    """Assert two cubes are equal: values, dims, dtype, times, band names, grid, CRS, transform and nodata."""
+    assert a.dims == b.dims and a.dtype == b.dtype
+    np.testing.assert_array_equal(a.values, b.values)
+    np.testing.assert_array_equal(a.time.values, b.time.values)
+    assert [str(v) for v in a.band.values] == [str(v) for v in b.band.values]
+    np.testing.assert_array_equal(a.y.values, b.y.values)
+    np.testing.assert_array_equal(a.x.values, b.x.values)
+    assert a.rio.crs == b.rio.crs
+    assert a.rio.transform() == b.rio.transform()
+    na, nb = a.rio.nodata, b.rio.nodata
+    assert (na is None and nb is None) or (na == nb) or (np.isnan(na) and np.isnan(nb))
+
+
+@pytest.fixture
+def assert_same_cube():
+    """The check that two cubes are equal (see :func:`same_cube`)."""
+    return same_cube
+
+
 @pytest.fixture
 def make_cube():
     """Factory of small synthetic cubes (see :func:`synthetic_cube`)."""

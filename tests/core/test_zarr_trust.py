@@ -44,19 +44,6 @@ def small_sample() -> tuple[xr.DataArray, xr.DataArray]:
     return cube.sel(band=["NDVI"]), clear
 
 
-def assert_same_cube(a: xr.DataArray, b: xr.DataArray) -> None:
-    assert a.dims == b.dims and a.dtype == b.dtype
-    np.testing.assert_array_equal(a.values, b.values)
-    np.testing.assert_array_equal(a.time.values, b.time.values)
-    assert [str(v) for v in a.band.values] == [str(v) for v in b.band.values]
-    np.testing.assert_array_equal(a.y.values, b.y.values)
-    np.testing.assert_array_equal(a.x.values, b.x.values)
-    assert a.rio.crs == b.rio.crs
-    assert a.rio.transform() == b.rio.transform()
-    na, nb = a.rio.nodata, b.rio.nodata
-    assert (na is None and nb is None) or (na == nb) or (np.isnan(na) and np.isnan(nb))
-
-
 # ---------------------------------------------------------------------------------------------- case 2
 
 
@@ -178,7 +165,7 @@ class _Killed(BaseException):
     """Stands for a kill: nothing of eocube's may catch it."""
 
 
-def test_case3_a_store_killed_during_creation_is_created_again(tmp_path, make_cube, monkeypatch):
+def test_case3_a_store_killed_during_creation_is_created_again(tmp_path, make_cube, monkeypatch, assert_same_cube):
     from xarray.backends.common import ArrayWriter
     from xarray.backends.zarr import ZarrStore
 
@@ -206,7 +193,7 @@ def test_case3_a_store_killed_during_creation_is_created_again(tmp_path, make_cu
     assert report.chunks_written == report.chunks_total and "created again" in str(report)
 
 
-def test_case3_a_resume_checks_the_coordinates_are_there(tmp_path, make_cube):
+def test_case3_a_resume_checks_the_coordinates_are_there(tmp_path, make_cube, assert_same_cube):
     import shutil
 
     cube = make_cube(chunks={"time": -1, "band": 1, "y": 8, "x": 5})
@@ -223,7 +210,7 @@ def test_case3_a_resume_checks_the_coordinates_are_there(tmp_path, make_cube):
 # ---------------------------------------------------------------------------------------------- case 4
 
 
-def test_case4_the_sample_writes_to_format_3(tmp_path):
+def test_case4_the_sample_writes_to_format_3(tmp_path, assert_same_cube):
     sample = sentinel2_sample().isel(x=slice(0, 30))
     eocube.to_zarr(sample, tmp_path / "s3.zarr", zarr_format=3, progress=False)
     back = eocube.open_zarr(tmp_path / "s3.zarr")
@@ -237,7 +224,8 @@ def test_case4_the_sample_writes_to_format_3(tmp_path):
     [("float32", None), ("float32", -1.0), ("uint16", None), ("uint16", 0), ("int16", None), ("int16", -9999),
      ("uint8", None), ("uint8", 255)],
 )
-def test_case4_any_cube_round_trips_between_formats(tmp_path, make_cube, source_format, target_format, dtype, nodata):
+def test_case4_any_cube_round_trips_between_formats(tmp_path, make_cube, source_format, target_format, dtype, nodata,
+                                                     assert_same_cube):
     cube = make_cube(dtype=dtype, nodata=nodata, chunks={"time": -1, "band": 1, "y": 4, "x": 5})
     cube.attrs["long_name"] = "synthetic reflectance"
     eocube.to_zarr(cube, tmp_path / "a.zarr", zarr_format=source_format, progress=False)

@@ -13,10 +13,11 @@ from eocube.io import _stores
 
 from ._kill import Killed, doubled, kill_after
 from .conftest import ACCESS_KEY, SECRET_KEY, object_keys, s3_client, services
-from .test_sharded import METADATA, assert_same_cube
+from .test_sharded import METADATA
 
 
-def test_an_s3_url_is_written_to_the_bucket_not_to_a_local_folder(tmp_path, monkeypatch, moto, s3, make_cube):
+def test_an_s3_url_is_written_to_the_bucket_not_to_a_local_folder(tmp_path, monkeypatch, moto, s3, make_cube,
+                                                                   assert_same_cube):
     monkeypatch.chdir(tmp_path)
     cube = make_cube(chunks={"time": -1, "band": 1, "y": 4, "x": 5})
     report = eocube.to_zarr(cube, f"s3://{s3}/out.zarr", progress=False)
@@ -30,7 +31,7 @@ def test_an_s3_url_is_written_to_the_bucket_not_to_a_local_folder(tmp_path, monk
     assert back.attrs["units"] == "reflectance x 1000"
 
 
-def test_a_killed_write_to_s3_resumes_bit_identically_computing_fewer_shards(moto, s3, make_cube):
+def test_a_killed_write_to_s3_resumes_bit_identically_computing_fewer_shards(moto, s3, make_cube, assert_same_cube):
     cube = doubled(make_cube(h=16, w=20, chunks={"time": -1, "band": 1, "y": 8, "x": 10}))  # 2 x 2 x 2 = 8 shards
     kwargs = {"chunks": {"y": 4, "x": 5}, "provenance": {"job": "s3"}, "progress": False}
     reference = eocube.to_zarr(cube, f"s3://{s3}/ref.zarr", **kwargs)
@@ -55,7 +56,7 @@ def test_a_killed_write_to_s3_resumes_bit_identically_computing_fewer_shards(mot
     assert len(object_keys(moto, s3, "k.zarr/")) <= 8 + METADATA  # ledger gone
 
 
-def test_storage_options_instead_of_the_environment(moto, s3, monkeypatch, make_cube):
+def test_storage_options_instead_of_the_environment(moto, s3, monkeypatch, make_cube, assert_same_cube):
     for name in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
         monkeypatch.delenv(name)
     options = {"endpoint_url": moto.url, "key": ACCESS_KEY, "secret": SECRET_KEY, "region": "us-east-1"}
@@ -107,7 +108,7 @@ def test_credentials_are_never_printed(moto, s3, caplog, capsys, make_cube):
     assert any("no-such-bucket-eocube" in text for text in seen)  # the errors still name the store
 
 
-def test_a_store_is_read_over_http(tmp_path_factory, make_cube):
+def test_a_store_is_read_over_http(tmp_path_factory, make_cube, assert_same_cube):
     root = tmp_path_factory.mktemp("www")
     cube = make_cube(chunks={"time": -1, "band": 1, "y": 4, "x": 5})
     eocube.to_zarr(cube, root / "h.zarr", zarr_format=3, progress=False)

@@ -16,19 +16,6 @@ from ._kill import Killed, doubled, kill_after
 METADATA = 16  # root + 6 arrays' zarr.json, their coordinate chunks, and slack: the constant of "shards + metadata"
 
 
-def assert_same_cube(a, b) -> None:
-    assert a.dims == b.dims and a.dtype == b.dtype
-    np.testing.assert_array_equal(a.values, b.values)
-    np.testing.assert_array_equal(a.time.values, b.time.values)
-    assert [str(v) for v in a.band.values] == [str(v) for v in b.band.values]
-    np.testing.assert_array_equal(a.y.values, b.y.values)
-    np.testing.assert_array_equal(a.x.values, b.x.values)
-    assert a.rio.crs == b.rio.crs
-    assert a.rio.transform() == b.rio.transform()
-    na, nb = a.rio.nodata, b.rio.nodata
-    assert (na is None and nb is None) or (na == nb) or (np.isnan(na) and np.isnan(nb))
-
-
 def files(path) -> list:
     return [p for p in path.rglob("*") if p.is_file()]
 
@@ -38,7 +25,7 @@ def files(path) -> list:
     [("float32", None), ("float32", -1.0), ("float64", None), ("uint16", None), ("uint16", 0), ("int16", -9999),
      ("uint8", 255), ("int32", -1)],
 )
-def test_sharded_format3_round_trip(tmp_path, make_cube, dtype, nodata):
+def test_sharded_format3_round_trip(tmp_path, make_cube, dtype, nodata, assert_same_cube):
     cube = make_cube(dtype=dtype, nodata=nodata, h=16, w=20, chunks={"time": -1, "band": 1, "y": 8, "x": 10})
     cube.attrs["long_name"] = "synthetic reflectance"
     report = eocube.to_zarr(cube, tmp_path / "s.zarr", zarr_format=3, chunks={"y": 4, "x": 5},
@@ -83,7 +70,8 @@ def test_a_tile_year_gets_few_shards():
         _layout.choose_layout(shape, 2, chunks, 3, chunks={"y": 100}, budget=2**30)
 
 
-def test_a_killed_sharded_write_resumes_bit_identically_computing_only_the_missing_shards(tmp_path, make_cube):
+def test_a_killed_sharded_write_resumes_bit_identically_computing_only_the_missing_shards(tmp_path, make_cube,
+                                                                                         assert_same_cube):
     cube = doubled(make_cube(h=32, w=40, chunks={"time": -1, "band": 1, "y": 8, "x": 10}))  # 2 x 4 x 4 = 32 shards
     kwargs = {"zarr_format": 3, "chunks": {"y": 4, "x": 5}, "provenance": {"job": "kill"}, "progress": False}
     reference = eocube.to_zarr(cube, tmp_path / "ref.zarr", **kwargs)
