@@ -172,7 +172,8 @@ def plan_chunks(
     limit = max(ny, nx)
     smallest = min(min_side, limit)
     if need(smallest) > budget:
-        raise ChunkPlanError(_too_big(t, mb, halo, smallest, budget, per_thread, fill_factor, model_factor))
+        raise ChunkPlanError(_too_big(t, mb, halo, smallest, need(smallest), budget, per_thread, fill_factor,
+                                      model_factor))
     reasons: list[str] = []
 
     def grow(start: int, step: int, fits: Any) -> int:
@@ -235,13 +236,13 @@ def _clip(chunks: dict[str, int], ny: int, nx: int) -> dict[str, int]:
     return {**chunks, "y": min(chunks["y"], ny), "x": min(chunks["x"], nx)}
 
 
-def _too_big(t: int, mb: int, halo: int, side: int, budget: float, per_thread: int, fill_factor: float,
-             model_factor: float) -> str:
-    """The error when a ``side`` block of full time series does not fit."""
+def _too_big(t: int, mb: int, halo: int, side: int, needed: float, budget: float, per_thread: int,
+             fill_factor: float, model_factor: float) -> str:
+    """The error when a ``side`` block of full time series (``needed`` bytes per task) does not fit."""
     per_pixel = max(t * 4 * fill_factor, t * mb * 4 * model_factor)
     largest = math.isqrt(int(budget // per_pixel)) - 2 * halo if per_pixel <= budget else 0
     head = (f"a {side} x {side} px block of the cube's full time series ({t} dates, {mb} model band(s)) needs "
-            f"{_gib(max(t * side * side * 4 * fill_factor, t * mb * (side + 2 * halo) ** 2 * 4 * model_factor))} "
+            f"{_gib(needed)} "
             f"per task, more than {TARGET:.0%} of a worker thread's {_gib(per_thread)}")
     if largest >= 1:
         return (f"{head}: the largest block that fits is time={t}, y={largest}, x={largest} "

@@ -190,13 +190,14 @@ def input_token(store: str | os.PathLike[str] | StoreLocation, variable: str, ar
         path = Path(loc.url).resolve()
         where = str(path)
         if not isinstance(record, dict) or record.get("status") != "complete":
-            stamps = [(p.name, p.stat().st_mtime_ns) for p in _metadata_files(path, variable) if p.exists()]
+            files = [path / key for key in _metadata_keys(variable)]
+            stamps = [(p.name, p.stat().st_mtime_ns) for p in files if p.exists()]
             record = {"record": record, "metadata_mtimes": stamps}
     else:
         where = loc.display
         if not isinstance(record, dict) or record.get("status") != "complete":
             stamps = []
-            for key in (f"{variable}/.zarray", f"{variable}/zarr.json", ".zattrs", "zarr.json"):
+            for key in _metadata_keys(variable):
                 try:
                     stamps.append((key, _stores.head(loc, key)))
                 except Exception:  # noqa: BLE001, S112 - e.g. HTTP servers without HEAD: the metadata alone
@@ -206,8 +207,9 @@ def input_token(store: str | os.PathLike[str] | StoreLocation, variable: str, ar
     return tokenize(where, variable, meta, json.dumps(record, sort_keys=True, default=str))
 
 
-def _metadata_files(path: Path, variable: str) -> list[Path]:
-    return [path / variable / ".zarray", path / variable / "zarr.json", path / ".zattrs", path / "zarr.json"]
+def _metadata_keys(variable: str) -> tuple[str, ...]:
+    """The keys of an array's and its group's metadata, in either Zarr format."""
+    return (f"{variable}/.zarray", f"{variable}/zarr.json", ".zattrs", "zarr.json")
 
 
 def checked_dask_array(store: str | os.PathLike[str] | StoreLocation, variable: str, group_attrs: dict[str, Any]) -> da.Array:

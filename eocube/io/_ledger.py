@@ -89,4 +89,5 @@ def mark_done(loc: StoreLocation, variable: str, index: tuple[int, ...]) -> None
 
 def clear_ledger(store: str | os.PathLike[str] | StoreLocation) -> None:
     """Remove the whole ledger of a store (after a complete write)."""
-    _stores.delete_prefix(_stores.resolve(store), LEDGER_DIR + ("/" if not _stores.resolve(store).is_local else ""))
+    loc = _stores.resolve(store)
+    _stores.delete_prefix(loc, LEDGER_DIR if loc.is_local else LEDGER_DIR + "/")

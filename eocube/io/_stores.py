@@ -364,14 +364,3 @@ def delete_prefix(loc: StoreLocation, prefix: str = "") -> None:
     keys = list(_list(loc, prefix))
     for i in range(0, len(keys), 1000):
         obstore.delete(store, keys[i:i + 1000])
-
-
-def count_objects(loc: StoreLocation) -> int:
-    """Number of files (local) or objects (remote) of the store."""
-    if loc.is_local:
-        return sum(1 for p in loc.path.rglob("*") if p.is_file())
-    return sum(1 for _ in _list(loc, ""))
-
-
-def json_dumps(obj: Any) -> bytes:
-    return json.dumps(obj, sort_keys=True).encode()

@@ -567,15 +567,11 @@ def _write_block(
     if delay:
         _time.sleep(float(delay))  # lets tests kill a write mid-way
     values = np.asarray(block)
-    try:
+    with _stores.reworded(loc, "writing to"):  # object store errors: one line, without credentials
         target = _target(loc, variable, fingerprint)
         target[region] = values
         _make_durable(loc, target, variable, index)
         _ledger.mark_done(loc, variable, index)
-    except Exception as exc:
-        if loc.is_local:
-            raise
-        raise StoreError(f"writing to {loc.display} failed ({type(exc).__name__}: {_stores.scrub(str(exc), loc)})") from None
     return int(values.nbytes)
 
 
