@@ -145,7 +145,7 @@ def open_sample(name: str = "sentinel2", *, chunks: dict[str, int] | None = None
     """
     scene, _, group = name.partition(":")
     if group and scene in SCENES and group in SCENES[scene].groups:
-        return open_scene(scene, chunks=chunks)[group]
+        return open_scene(scene, chunks=chunks, groups=(group,))[group]  # that group's files only
     try:
         sample = SAMPLES[name]
     except KeyError:

@@ -19,6 +19,7 @@ import numpy as np
 import xarray as xr
 
 from ..cube import select_bands, validate_cube
+from ..fill._nodata import cube_nodata
 from ._errors import MaskError
 
 MASK_KINDS: tuple[str, ...] = ("boolean", "scl", "qa_pixel", "probability")
@@ -90,7 +91,7 @@ def summarise_band(cube: xr.DataArray, band: str, *, max_bytes: int = SAMPLE_BYT
     validate_cube(cube, require_crs=False)
     layer = select_bands(cube, band).isel(band=0, drop=True)
     sample = _sample_values(layer.data, max_bytes)
-    nodata = layer.rio.nodata if hasattr(layer, "rio") else None
+    nodata = cube_nodata(layer)  # also an encoded nodata (``rio.nodata`` fails on it for integer bands)
     values = sample[np.isfinite(sample)] if sample.dtype.kind == "f" else sample.ravel()
     if nodata is not None and np.isfinite(nodata):
         values = values[values != nodata]

@@ -132,6 +132,8 @@ def _install_log_redaction() -> None:
     """Put :func:`_redacting_factory` in front of the current log record factory (once per process:
     a factory installed later that chains to ours must not be chained to in turn)."""
     global _base_factory
+    if _base_factory is not None:  # installed: no lock on the per-block path (read_block)
+        return
     with _INSTALL_LOCK:
         if _base_factory is None:
             _base_factory = logging.getLogRecordFactory()

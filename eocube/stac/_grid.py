@@ -77,6 +77,25 @@ def footprint(info: AssetInfo, crs: CRS) -> tuple[float, float, float, float]:
     )
 
 
+def footprints(infos: Sequence[AssetInfo], crs: CRS) -> list[tuple[float, float, float, float]]:
+    """:func:`footprint` of each asset, each distinct grid (or lon/lat footprint) transformed once:
+    the assets of a tile share one grid over all its dates."""
+    boxes: dict[Any, tuple[float, float, float, float]] = {}
+    out = []
+    for info in infos:
+        key = (info.crs, info.transform, info.shape) if info.has_grid else info.lonlat_bbox
+        if key not in boxes:
+            boxes[key] = footprint(info, crs)
+        out.append(boxes[key])
+    return out
+
+
+def union_footprint(infos: Sequence[AssetInfo], crs: CRS) -> tuple[float, float, float, float]:
+    """(left, bottom, right, top) in ``crs`` covering every asset's :func:`footprint`."""
+    boxes = footprints(infos, crs)
+    return (min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes), max(b[3] for b in boxes))
+
+
 def choose_crs(items: Sequence[ParsedItem], crs: Any) -> CRS:
     """The target CRS: the one given, or the items' single CRS.
 
@@ -165,13 +184,7 @@ def choose_grid(
     infos = [i for it in items for i in it.bands.values() if i is not None]
     rx, ry = _resolution(infos, crs, resolution)
     ax, ay = _anchor(infos, crs, rx, ry)
-    footprints = [footprint(info, crs) for info in infos]
-    union = (
-        min(b[0] for b in footprints),
-        min(b[1] for b in footprints),
-        max(b[2] for b in footprints),
-        max(b[3] for b in footprints),
-    )
+    union = union_footprint(infos, crs)
     if bounds is not None:
         left, bottom, right, top = map(float, bounds)
         if left >= right or bottom >= top:
@@ -191,10 +204,3 @@ def choose_grid(
     row1 = math.ceil((ay - target[1]) / ry - _EPS)
     transform = Affine(rx, 0.0, ax + col0 * rx, 0.0, -ry, ay - row0 * ry)
     return Grid(crs, transform, (max(row1 - row0, 1), max(col1 - col0, 1)))
-
-
-def overlaps(info: AssetInfo, grid: Grid) -> bool:
-    """Whether an asset's footprint intersects a grid (in the grid's CRS)."""
-    b = footprint(info, grid.crs)
-    g = grid.bounds
-    return b[0] < g[2] and b[2] > g[0] and b[1] < g[3] and b[3] > g[1]

@@ -20,7 +20,7 @@ import pandas as pd
 from affine import Affine
 from rasterio.crs import CRS
 
-from ._errors import AssetError, EmptySearchError
+from ._errors import AssetError, EmptySearchError, redact
 
 RASTER_TYPES = ("image/tiff", "image/vnd.stac.geotiff", "image/jp2", "application/x-hdf")
 HEADER_WORKERS = 8
@@ -53,6 +53,13 @@ class AssetInfo:
     lonlat_bbox: tuple[float, float, float, float] | None = None
     """The item's footprint in lon/lat (its ``bbox`` or geometry): the asset's footprint when
     the item has no grid for it (no ``proj:transform``, or ``proj:bbox`` with ``proj:shape``)."""
+
+    def __repr__(self) -> str:
+        # the href redacted: distributed's workers log a failed task's arguments (Block -> AssetInfo;
+        # in full up to distributed 2024.11, which setup.cfg allows), and people print items
+        shown = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        shown["href"] = redact(self.href)
+        return f"AssetInfo({', '.join(f'{k}={v!r}' for k, v in shown.items())})"
 
     @property
     def has_grid(self) -> bool:

@@ -23,7 +23,7 @@ from rasterio.warp import transform_bounds
 
 from ..cube import DIMS, coords_from_transform, validate_cube
 from ._errors import AssetReadError, GridError, NodataWarning, StacError, redact, redact_obj, redacting
-from ._grid import Grid, choose_crs, choose_grid, footprint
+from ._grid import Grid, choose_crs, choose_grid, footprints, union_footprint
 from ._items import ParsedItem, band_dtype_nodata, complete_metadata, parse_items
 from ._reader import DEFAULT_GDAL_ENV, BandPlan, Block, ReadOptions, probe, read_block
 from ._search import items_from_source, search_items
@@ -208,26 +208,13 @@ def _check_lonlat_bbox(bbox: Sequence[float]) -> None:
         )
 
 
-def _footprints(items: list[ParsedItem], crs: CRS) -> tuple[float, float, float, float]:
-    """Union of the assets' footprints in ``crs`` (each distinct asset grid transformed once)."""
-    grids = {(i.crs.to_string(), tuple(i.transform), i.shape) for it in items for i in it.bands.values()
-             if i is not None and i.crs is not None and i.transform is not None and i.shape is not None}
-    boxes = []
-    for src, transform, (h, w) in grids:
-        xs, ys = (transform[2], transform[2] + transform[0] * w), (transform[5], transform[5] + transform[4] * h)
-        boxes.append(transform_bounds(CRS.from_user_input(src), crs, min(xs), min(ys), max(xs), max(ys),
-                                      densify_pts=21))
-    lonlat = {i.lonlat_bbox for it in items for i in it.bands.values() if i is not None and not i.has_grid}
-    boxes += [transform_bounds(CRS.from_epsg(4326), crs, *b, densify_pts=21) for b in lonlat if b is not None]
-    return (min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes), max(b[3] for b in boxes))
-
-
 def _check_bbox_overlaps(items: list[ParsedItem], bbox: Sequence[float], bounds: Sequence[float], crs: CRS) -> None:
     """Raise a :class:`GridError` in lon/lat when ``bbox`` misses the items (projected numbers only as an aside)."""
-    covered = _footprints(items, crs)
+    infos = [i for it in items for i in it.bands.values() if i is not None]
+    covered = union_footprint(infos, crs)
     if bounds[0] < covered[2] and bounds[2] > covered[0] and bounds[1] < covered[3] and bounds[3] > covered[1]:
         return
-    lonlat = _footprints(items, CRS.from_epsg(4326))
+    lonlat = union_footprint(infos, CRS.from_epsg(4326))
 
     def show(box: Sequence[float], digits: int) -> str:
         return "(" + ", ".join(f"{round(float(v), digits)}" for v in box) + ")"
@@ -351,13 +338,9 @@ def _splits(n: int, size: int) -> list[tuple[int, int]]:
 
 
 def _graph(groups, bands, grid: Grid, plans, opts: ReadOptions, out_dtype: str, chunks: dict[str, int]) -> da.Array:
-    # footprint of every asset in the output CRS, computed once
-    feet: dict[int, tuple[float, float, float, float]] = {}
-    for _, grp in groups:
-        for it in grp:
-            for info in it.bands.values():
-                if info is not None and id(info) not in feet:
-                    feet[id(info)] = footprint(info, grid.crs)
+    # footprint of every asset in the output CRS, computed once per distinct grid
+    infos = [info for _, grp in groups for it in grp for info in it.bands.values() if info is not None]
+    feet = dict(zip(map(id, infos), footprints(infos, grid.crs)))
     tsp, bsp = _splits(len(groups), chunks["time"]), _splits(len(bands), chunks["band"])
     ysp, xsp = _splits(grid.shape[0], chunks["y"]), _splits(grid.shape[1], chunks["x"])
     # hrefs without their query values: a signed URL's token changes between runs, the data do not,

@@ -18,7 +18,7 @@ import threading
 import time
 import warnings
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 import numpy as np
@@ -65,8 +65,9 @@ _local = threading.local()
 class ReadOptions:
     """How blocks are read (the same for the whole cube)."""
 
-    env: tuple[tuple[str, Any], ...]
-    """GDAL config options."""
+    env: tuple[tuple[str, Any], ...] = field(repr=False)
+    """GDAL config options (not in the repr: they may hold credentials, and distributed's workers
+    log a failed task's arguments)."""
     resampling: str = "nearest"
     """Resampling for windows that are not pixel-aligned (rasterio's names)."""
     retries: int = 3

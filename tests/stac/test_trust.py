@@ -234,3 +234,24 @@ def test_a_new_signature_keeps_the_loads_name_so_a_store_stays_resumable(http_it
     other_file = copy.deepcopy(resigned)
     other_file[0]["assets"]["B04"]["href"] = other_file[0]["assets"]["B04"]["href"].replace("B04", "B08")
     assert open_stac(other_file, assets=["B04"], dtype="uint16", nodata=0, bounds=SMALL).data.name != first.data.name
+
+
+def test_the_graphs_tasks_show_no_signature_nor_gdal_credentials(http, http_items, caplog):
+    """A distributed worker logs a failed task ("Compute Failed"; up to distributed 2024.11 with its
+    arguments, read_block(Block(...))) into the job log: the tasks' reprs show neither a signed href's
+    query values nor ``gdal_env`` values."""
+    from distributed import Client
+
+    items = _sign(http_items[:2])
+    items[1]["assets"]["B04"]["href"] = http.url + "/nowhere/B04.tif" + SIGNED  # 404: the task fails
+    cube = open_stac(items, assets=["B04"], dtype="uint16", nodata=0, bounds=SMALL, retries=1,
+                     gdal_env={"AWS_SESSION_TOKEN": MARKER})
+    tasks = [repr(task) for task in dict(cube.data.__dask_graph__()).values()]
+    assert any("B04.tif?st=REDACTED" in t for t in tasks)
+    _assert_clean(tasks, "a task's repr")
+    caplog.set_level(logging.WARNING)
+    with Client(processes=False, n_workers=1, threads_per_worker=1, dashboard_address=None) as client, \
+            pytest.raises(Exception, match=r"nowhere/B04\.tif\?st=REDACTED"):  # an AssetReadError's message
+        client.compute(cube.data).result()
+    assert any("Compute Failed" in r.getMessage() for r in caplog.records)
+    _assert_clean([r.getMessage() for r in caplog.records], "the worker's log")
