@@ -157,6 +157,14 @@ def test_check_mask_band_leaves_the_nodata_value_out():
     assert check_mask_band(cube, "CLM", "boolean").values == (0.0, 1.0)
 
 
+def test_check_mask_band_takes_an_encoded_nodata_of_an_integer_band():
+    values = np.array([0, 1, 255, 255], dtype="uint8").reshape(1, 2, 2)
+    cube = eocube.make_cube(values[:, None], time=np.arange(1).astype("datetime64[D]"), band=["CLM"],
+                            y=[15.0, 5.0], x=[5.0, 15.0], crs="EPSG:32633")
+    cube = cube.rio.write_nodata(255, encoded=True)  # rio.nodata raises on this for integer bands
+    assert check_mask_band(cube, "CLM", "boolean").values == (0.0, 1.0)
+
+
 def test_the_mask_check_reads_a_few_chunks_of_the_mask_band_only(sample):
     lazy = sample.chunk({"time": 1, "band": 1, "y": 16, "x": 16})  # 68 x 7 x 7 chunks of 1 KiB
     summary = summarise_band(lazy, "CLM", max_bytes=4 * 16 * 16 * 4)
