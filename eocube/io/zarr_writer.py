@@ -44,7 +44,7 @@ import zarr
 
 from .._redact import redact_obj
 from .._version import __version__
-from ..cube import check_time_axis, validate_cube
+from ..cube import validate_cube
 from ..errors import CorruptChunkError, ResumeMismatchError, StoreError
 from . import _fingerprint, _layout, _ledger, _stores
 from ._stores import StoreLocation
@@ -262,8 +262,7 @@ def _plan(
     memory_budget: int | str | None = None,
     storage_options: dict[str, Any] | None = None,
 ) -> _Plan:
-    validate_cube(cube)
-    check_time_axis(cube)
+    validate_cube(cube)  # the time axis included (sorted, unique, no NaT)
     loc = _stores.resolve(store, storage_options, write=True)
     variable = variable or (str(cube.name) if cube.name is not None else "cube")
     if mode not in ("resume", "overwrite", "fail"):
