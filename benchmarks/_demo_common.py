@@ -1,0 +1,51 @@
+"""Helpers shared by the benchmark and demo scripts: the machine's description, held-out test-block cores."""
+
+from __future__ import annotations
+
+import os
+import platform
+from pathlib import Path
+
+
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo``), else what :func:`platform.processor` says."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "cpu"
+
+
+def hardware() -> str:
+    """CPU cores and model, torch version and threads (printed by the demos)."""
+    import torch
+
+    return f"{os.cpu_count()} CPU cores ({cpu_model()}), torch {torch.__version__} with {torch.get_num_threads()} threads"
+
+
+def core_boxes(split, part: str, margin: int) -> list[tuple[slice, slice]]:
+    """The blocks of ``part`` of a :class:`~eocube.learn.split.BlockSplit` shrunk by ``margin`` px where they touch
+    a block of another part (the pixels scored as held out: neither they nor their context were trained on)."""
+    mask = split.mask() == split.code(part)
+    h, w = split.shape
+    out = []
+    for ys, xs in split.blocks(part):
+        y0, y1, x0, x1 = ys.start, ys.stop, xs.start, xs.stop
+
+        def other(a, b, c, d):
+            a, b, c, d = max(a, 0), min(b, h), max(c, 0), min(d, w)
+            return b > a and d > c and not mask[a:b, c:d].all()
+
+        if other(y0 - margin, y0, x0 - margin, x1 + margin):
+            y0 += margin
+        if other(y1, y1 + margin, x0 - margin, x1 + margin):
+            y1 -= margin
+        if other(y0 - margin, y1 + margin, x0 - margin, x0):
+            x0 += margin
+        if other(y0 - margin, y1 + margin, x1, x1 + margin):
+            x1 -= margin
+        if y1 > y0 and x1 > x0:
+            out.append((slice(y0, y1), slice(x0, x1)))
+    return out
