@@ -468,6 +468,15 @@ def sample_names() -> str:
     return ", ".join(SAMPLES)
 
 
+class SampleHelpOption(click.Option):
+    """``--source``: its help lists the bundled samples, read when help is shown (not at import)."""
+
+    def get_help_record(self, ctx: click.Context) -> tuple[str, str] | None:
+        """The help line, with the sample names filled in."""
+        self.help = f"A bundled sample ({sample_names()}) or the path of a Zarr cube."
+        return super().get_help_record(ctx)
+
+
 CONVENTIONAL_MASK_BANDS = {"scl": "SCL", "qa_pixel": "QA_PIXEL", "probability": "CLP"}
 """Band taken for ``--mask KIND`` without ``--cloud-band`` when a Zarr cube has a band of this name."""
 
@@ -500,7 +509,11 @@ def resolve_mask_band(cube: xr.DataArray, sample: str | None, kind: str,
         chosen = name if name in bands else None
         where = "the cube"
         if kind == "boolean":
-            return None, "mask: none (no --cloud-band): only missing (NaN) values are filled"
+            from ..fill._nodata import cube_nodata
+
+            nodata = cube_nodata(cube)
+            also = "" if nodata is None else f", and values equal to the cube's nodata value {nodata}"
+            return None, f"mask: none (no --cloud-band): only missing (NaN) values are filled{also}"
     if chosen is None:
         raise InputError(f"--mask {kind} needs --cloud-band: {where} has no "
                          f"{CONVENTIONAL_MASK_BANDS.get(kind, 'cloud mask')} band (bands: {', '.join(bands)})")

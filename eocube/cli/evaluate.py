@@ -10,12 +10,12 @@ import click
 from ..fill import METHOD_NAMES
 from ._common import (
     OneLineCommand,
+    SampleHelpOption,
     check_output_writable,
     check_source,
     friendly_errors,
     open_source,
     resolve_bands,
-    sample_names,
 )
 
 if TYPE_CHECKING:
@@ -25,17 +25,8 @@ DEFAULT_METHODS: tuple[str, ...] = ("linear", "nearest", "previous", "whittaker"
 """``eocube.evaluate.DEFAULT_METHODS``, here so that the options need not import matplotlib (a test keeps them equal)."""
 
 
-class _SampleHelpOption(click.Option):
-    """``--source``: its help lists the bundled samples, read when help is shown (not at import)."""
-
-    def get_help_record(self, ctx: click.Context) -> tuple[str, str] | None:
-        """The help line, with the sample names filled in."""
-        self.help = f"A bundled sample ({sample_names()}) or the path of a Zarr cube."
-        return super().get_help_record(ctx)
-
-
 @click.command("evaluate", cls=OneLineCommand)
-@click.option("--source", default="sentinel2", show_default=True, cls=_SampleHelpOption,
+@click.option("--source", default="sentinel2", show_default=True, cls=SampleHelpOption,
               help="A bundled sample or the path of a Zarr cube.")
 @click.option("--bands", default=None, help="Comma-separated bands to score (sample default: its data bands).")
 @click.option("--cloud-band", default=None, help="Band that is non-zero on clouds (sample default: CLM).")

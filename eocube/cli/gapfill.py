@@ -18,6 +18,7 @@ from ..fill import METHOD_NAMES
 from ._common import (
     InputError,
     OneLineCommand,
+    SampleHelpOption,
     check_cluster,
     check_output_writable,
     check_source,
@@ -29,7 +30,6 @@ from ._common import (
     resolve_bands,
     resolve_mask_band,
     same_location,
-    sample_names,
     shown_location,
     store_is_complete,
     zarr_options,
@@ -47,17 +47,8 @@ TILE_RANGE = (16, 2048)
 """Smallest and largest default tile."""
 
 
-class _SampleHelpOption(click.Option):
-    """``--source``: its help lists the bundled samples, read when help is shown (not at import)."""
-
-    def get_help_record(self, ctx: click.Context) -> tuple[str, str] | None:
-        """The help line, with the sample names filled in."""
-        self.help = f"A bundled sample ({sample_names()}) or the path of a Zarr cube."
-        return super().get_help_record(ctx)
-
-
 @click.command("gapfill", cls=OneLineCommand)
-@click.option("--source", default="sentinel2", show_default=True, cls=_SampleHelpOption,
+@click.option("--source", default="sentinel2", show_default=True, cls=SampleHelpOption,
               help="A bundled sample or the path of a Zarr cube.")
 @click.option("--out", "out", default="eocube-output/gapfilled.zarr", show_default=True, type=click.Path(),
               help="Zarr store to write (resumed if it holds an unfinished write of the same job).")
@@ -230,11 +221,12 @@ def _report_complete(filled, out, zarr, provenance, quality, q_cube, q_provenanc
 
 def _write_quicklook(observed, clear, out: str, png: Path) -> None:
     """Draw the quicklook PNG from the written store (matplotlib is imported here only)."""
+    from ..fill import usable_mask
     from ..io import open_zarr
     from ..plot import gapfill_quicklook
 
     result = open_zarr(out)
-    shown = clear if clear is not None else observed.notnull().all("band")
+    shown = clear if clear is not None else usable_mask(observed).all("band")
     gapfill_quicklook(observed, shown.compute(), result, png)
     click.echo(f"quicklook: {png.resolve()}")
 
@@ -282,8 +274,14 @@ def _quality_cube(clear: xr.DataArray | None, observed: xr.DataArray, time_grid:
 
 
 def _never_observed(clear: xr.DataArray | None, observed: xr.DataArray) -> tuple[int, int]:
-    """Pixels (pixel-bands without a mask) with no clear observation in the whole series, and all of them."""
-    usable = clear if clear is not None else observed.notnull()
+    """Pixels (pixel-bands without a mask) with no clear observation in the whole series, and all of them.
+
+    Without a mask, NaN and the cube's nodata value (e.g. 0 in uint16 digital numbers) are what is
+    missing (:func:`eocube.fill.usable_mask`), as ``fill_gaps`` counts them.
+    """
+    from ..fill import usable_mask
+
+    usable = clear if clear is not None else usable_mask(observed)
     never = ~usable.any("time")
     return int(never.sum().compute()), int(never.size)
 

@@ -30,18 +30,14 @@ class Bound:
         negative: no per-pixel bound (only ``lo``/``hi``).
     lo, hi
         The declared valid range (``-inf``/``inf`` where none).
-    record
-        Also return where the clip changed a value (``return_bounded``).
     """
 
     margin: float
     lo: float
     hi: float
-    record: bool = False
 
 
-def resolve_bound(bound: str | None, margin: float, valid_range: Sequence[float] | None,
-                  record: bool = False) -> Bound | None:
+def resolve_bound(bound: str | None, margin: float, valid_range: Sequence[float] | None) -> Bound | None:
     """The :class:`Bound` the options ask for, or None (no bound).
 
     Parameters
@@ -53,8 +49,6 @@ def resolve_bound(bound: str | None, margin: float, valid_range: Sequence[float]
         Fraction (>= 0) of each pixel's clear range added below and above it.
     valid_range
         ``(lo, hi)``, or None.
-    record
-        Whether the kernels also return where the bound acted.
 
     Raises
     ------
@@ -80,8 +74,8 @@ def resolve_bound(bound: str | None, margin: float, valid_range: Sequence[float]
         if valid_range is None:
             raise ValueError("bound='valid_range' needs valid_range=(lo, hi) (fill_gaps reads it from the cube's "
                              "valid_range or valid_min/valid_max attributes)")
-        return Bound(-1.0, lo, hi, record)
-    return Bound(float(margin), lo, hi, record)
+        return Bound(-1.0, lo, hi)
+    return Bound(float(margin), lo, hi)
 
 
 def pixel_bounds(flat: np.ndarray, ok: np.ndarray, bound: Bound) -> tuple[np.ndarray, np.ndarray]:
@@ -134,3 +128,11 @@ def no_bound_acted(result: np.ndarray | list[np.ndarray]) -> np.ndarray | list[n
     if isinstance(result, list):
         return [np.zeros(block.shape, bool) for block in result]
     return np.zeros(result.shape, bool)
+
+
+def band_acted(result: np.ndarray | list[np.ndarray]) -> tuple[np.ndarray | list[np.ndarray], tuple[np.ndarray, ...]]:
+    """An all-False ``acted`` result shaped as ``result`` (:func:`no_bound_acted`) and its one-band
+    (time, 1, y, x) views, band for band, as the compiled kernels fill them (like ``band_outputs``)."""
+    acted = no_bound_acted(result)
+    blocks = acted if isinstance(acted, list) else [acted]
+    return acted, tuple(block[:, b:b + 1] for block in blocks for b in range(block.shape[1]))

@@ -61,11 +61,13 @@ def check_engine(engine: str) -> None:
 
 
 def finish(model: np.ndarray, flat: np.ndarray, ok: np.ndarray, shape: tuple[int, ...], dtype: np.dtype,
-           keep_observed: bool, bound: "Bound | None" = None) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+           keep_observed: bool, bound: "Bound | None" = None, return_bounded: bool = False
+           ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """Put observed values back where usable (unless smoothing) and restore the block shape.
 
     With ``bound`` (:class:`eocube.fill._bound.Bound`), the other values are clipped into it
-    first, and the result is ``(filled, acted)`` when ``bound.record`` (see :func:`~eocube.fill._bound.clip`).
+    first (see :func:`~eocube.fill._bound.clip`). With ``return_bounded`` the result is
+    ``(filled, acted)``, ``acted`` True where the clip changed a value (all False without ``bound``).
     """
     acted = None
     if bound is not None:
@@ -75,9 +77,9 @@ def finish(model: np.ndarray, flat: np.ndarray, ok: np.ndarray, shape: tuple[int
     model = model.astype(dtype, copy=False)
     if keep_observed:
         model = np.where(ok, flat, model)
-    if bound is not None and bound.record:
-        return model.reshape(shape), acted.reshape(shape)
-    return model.reshape(shape)
+    if not return_bounded:
+        return model.reshape(shape)
+    return model.reshape(shape), (np.zeros(shape, bool) if acted is None else acted.reshape(shape))
 
 
 def batched_spd_solve(gram, rhs: np.ndarray) -> np.ndarray:

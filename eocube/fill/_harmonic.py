@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._bound import bound_fallback, clip, no_bound_acted, resolve_bound
+from ._bound import band_acted, bound_fallback, clip, resolve_bound
 from ._common import as_block, batched_spd_solve, check_engine, finish, prepare, prepare_2d
 from ._linear import linear_fill
 
@@ -76,7 +76,7 @@ def harmonic_fill(
     if harmonics < 0 or period <= 0:
         raise ValueError(f"harmonics must be >= 0 and period > 0, got {harmonics!r}, {period!r}")
     check_engine(engine)
-    limits = resolve_bound(bound, margin, valid_range, bool(return_bounded))
+    limits = resolve_bound(bound, margin, valid_range)
     x = design_matrix(days, harmonics, period, trend)           # (T, p)
     p = x.shape[1]
     min_count = 2 * p if min_obs is None else int(min_obs)
@@ -87,11 +87,7 @@ def harmonic_fill(
         bands = band_views(values, valid)
         if bands is not None:
             result, outs = band_outputs(values, bands)
-            acted_result, acted = None, None
-            if return_bounded:
-                acted_result = no_bound_acted(result)
-                acted = tuple(block[:, b:b + 1] for block in (acted_result if isinstance(acted_result, list)
-                                                              else [acted_result]) for b in range(block.shape[1]))
+            acted_result, acted = band_acted(result) if return_bounded else (None, None)
             bad4 = harmonic_rows(bands, valid, x, min_count, bool(keep_observed), outs, nodata, limits,
                                  acted if limits is not None else None)
             for b, (view, out_b) in enumerate(zip(bands, outs)):
@@ -129,7 +125,4 @@ def harmonic_fill(
     bad = few | ~np.isfinite(model).all(axis=0)
     if bad.any():
         model[:, bad] = linear_fill(flat[:, bad], ok[:, bad], days)
-    if limits is None and return_bounded:
-        out = finish(model, flat, ok, shape, dtype, keep_observed)
-        return out, no_bound_acted(out)
-    return finish(model, flat, ok, shape, dtype, keep_observed, limits)
+    return finish(model, flat, ok, shape, dtype, keep_observed, limits, return_bounded)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._bound import no_bound_acted, resolve_bound
+from ._bound import resolve_bound
 from ._common import batched_spd_solve, check_engine, finish, prepare
 from ._linear import linear_fill
 
@@ -64,7 +64,7 @@ def savgol_fill(
     if window <= 0 or order < 0:
         raise ValueError(f"window must be > 0 days and order >= 0, got {window!r}, {order!r}")
     check_engine(engine)
-    limits = resolve_bound(bound, margin, valid_range, bool(return_bounded))
+    limits = resolve_bound(bound, margin, valid_range)
     if engine == "numba":
         from ._fast_common import rows_contiguous
 
@@ -96,7 +96,4 @@ def savgol_fill(
     short = (moments[0] < p + 1) | ~np.isfinite(model)
     if short.any():
         model = np.where(short, linear_fill(flat, ok, days), model)
-    if limits is None and return_bounded:
-        out = finish(model, flat, ok, shape, dtype, keep_observed)
-        return out, no_bound_acted(out)
-    return finish(model, flat, ok, shape, dtype, keep_observed, limits)
+    return finish(model, flat, ok, shape, dtype, keep_observed, limits, return_bounded)

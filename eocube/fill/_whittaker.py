@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._bound import bound_fallback, no_bound_acted, resolve_bound
+from ._bound import band_acted, bound_fallback, no_bound_acted, resolve_bound
 from ._common import as_block, check_engine, finish, prepare, prepare_2d
 from ._linear import linear_fill, neighbour_indices
 
@@ -127,7 +127,7 @@ def whittaker_fill(
     modes = {"nearest": 0, "linear": 1, "none": 2}
     if extrapolate not in modes:
         raise ValueError(f"extrapolate must be 'nearest', 'linear' or 'none', got {extrapolate!r}")
-    limits = resolve_bound(bound, margin, valid_range, bool(return_bounded))
+    limits = resolve_bound(bound, margin, valid_range)
     t = len(days)
     if t >= 3 and engine == "numba":
         from ._fast_common import band_outputs, band_views
@@ -137,11 +137,7 @@ def whittaker_fill(
         if bands is not None:
             p0, p1, p2 = penalty_bands(days)
             result, outs = band_outputs(values, bands)
-            acted_result, acted = None, None
-            if return_bounded:
-                acted_result = no_bound_acted(result)
-                acted = tuple(block[:, b:b + 1] for block in (acted_result if isinstance(acted_result, list)
-                                                              else [acted_result]) for b in range(block.shape[1]))
+            acted_result, acted = band_acted(result) if return_bounded else (None, None)
             whittaker_rows(bands, valid, p0, p1, p2, float(lmbda), modes[extrapolate], bool(keep_observed), outs,
                            nodata, limits, acted if limits is not None else None)
             return (result, acted_result) if return_bounded else result
@@ -179,7 +175,4 @@ def whittaker_fill(
     if few.any():
         z[:, few] = linear_fill(flat[:, few], ok[:, few], days, extrapolate="nearest" if extrapolate != "none" else "none")
     z[:, count == 0] = np.nan
-    if limits is None and return_bounded:
-        out = finish(z, flat, ok, shape, dtype, keep_observed)
-        return out, no_bound_acted(out)
-    return finish(z, flat, ok, shape, dtype, keep_observed, limits)
+    return finish(z, flat, ok, shape, dtype, keep_observed, limits, return_bounded)

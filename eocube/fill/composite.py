@@ -100,10 +100,11 @@ def composite(
     groups = [np.asarray(v, dtype=int) for v in labels.apply(list)]
     data = _time_contiguous(cube, rechunk=True)
     valid = _valid_array(cube, clear, data.chunks)
+    nodata = cube_nodata(cube)
     out = da.map_blocks(
-        _composite_block, data, valid, groups=groups, stat=stat, nodata=cube_nodata(cube),
+        _composite_block, data, valid, groups=groups, stat=stat, nodata=nodata,
         chunks=((len(starts),),) + data.chunks[1:], dtype=np.result_type(cube.dtype, np.float32),
-        name="eocube-composite-" + da.core.tokenize(data, valid, freq, stat, cube_nodata(cube)),
+        name="eocube-composite-" + da.core.tokenize(data, valid, freq, stat, nodata),
     )
     result = xr.DataArray(out, dims=cube.dims, coords={**{k: v for k, v in cube.coords.items() if "time" not in v.dims},
                                                         "time": starts.values}, attrs=dict(cube.attrs), name=cube.name)

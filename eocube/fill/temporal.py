@@ -9,6 +9,7 @@ import dask.array as da
 import numpy as np
 import pandas as pd
 import xarray as xr
+from dask.core import flatten
 from dask.highlevelgraph import HighLevelGraph
 
 from ..cube import check_time_axis, select_bands, validate_cube
@@ -290,16 +291,9 @@ def _pick_band(result: tuple, part: int, band_block: int) -> np.ndarray:
 
 def _pick_blocks(pairs: da.Array, chunks: tuple, dtype: np.dtype, name: str, part: int) -> da.Array:
     """Part ``part`` of each block of ``pairs`` (blocks that are tuples), as an array with ``chunks``."""
-    layer = {(name,) + key[1:]: (operator.getitem, key, part) for key in dask_keys(pairs)}
+    layer = {(name,) + key[1:]: (operator.getitem, key, part) for key in flatten(pairs.__dask_keys__())}
     graph = HighLevelGraph.from_collections(name, layer, dependencies=[pairs])
     return da.Array(graph, name, chunks=chunks, dtype=dtype, meta=np.empty((0,) * len(chunks), dtype))
-
-
-def dask_keys(array: da.Array) -> list[tuple]:
-    """The keys of all blocks of ``array``, flat."""
-    import itertools
-
-    return [(array.name,) + idx for idx in itertools.product(*(range(len(c)) for c in array.chunks))]
 
 
 def _all_bands_fit(data: da.Array, dtype: np.dtype) -> bool:

@@ -24,6 +24,8 @@ import xarray as xr
 from matplotlib.colors import BoundaryNorm, ListedColormap
 from matplotlib.patches import Patch
 
+from ..fill._nodata import cube_nodata
+
 RGB_NAMES = (("B04", "B03", "B02"), ("red", "green", "blue"), ("R", "G", "B"))
 """Band names taken as red, green, blue (first match wins)."""
 
@@ -46,8 +48,8 @@ def _image(cube: xr.DataArray, when: pd.Timestamp, bands: Sequence[str], max_pix
     step = _step(cube, max_pixels)
     part = cube.isel(time=t, y=slice(None, None, step), x=slice(None, None, step)).sel(band=list(bands))
     values = np.asarray(part.values, dtype="float64")
-    nodata = cube.rio.nodata
-    if nodata is not None and not (isinstance(nodata, float) and math.isnan(nodata)):
+    nodata = cube_nodata(cube)
+    if nodata is not None:
         values[values == nodata] = np.nan
     return values
 
@@ -130,8 +132,8 @@ def _pick_date(result: xr.DataArray, max_pixels: int, candidates: int = 12) -> i
     step = _step(result, max_pixels)
     part = result.isel(time=idx, band=0, y=slice(None, None, step), x=slice(None, None, step)).values
     valid = np.isfinite(part.astype("float64"))
-    nodata = result.rio.nodata
-    if nodata is not None and not (isinstance(nodata, float) and math.isnan(nodata)):
+    nodata = cube_nodata(result)
+    if nodata is not None:
         valid &= part != nodata
     return int(idx[int(np.argmax(valid.reshape(len(idx), -1).mean(axis=1)))])
 

@@ -115,6 +115,25 @@ def test_no_cloud_band_quality_works_and_never_observed_pixels_warn(tmp_path, ga
     assert "never observed: 29.7 %" in quiet.output
 
 
+def test_without_a_mask_integer_nodata_counts_as_never_observed(tmp_path):
+    """uint16 digital numbers, nodata 0 on every date of the first 30 rows: those pixels stay NaN and warn."""
+    from eocube.datasets import sentinel2_sample
+
+    ndvi = sentinel2_sample().sel(band=["NDVI"]).compute()
+    values = np.round((ndvi.values + 1) * 1000).astype("uint16")
+    values[:, :, :30] = 0
+    source = tmp_path / "dn.zarr"
+    eocube.to_zarr(ndvi.copy(data=values).rio.write_nodata(0, encoded=False).chunk(
+        {"time": -1, "band": 1, "y": 64, "x": 64}), source, progress=False)
+    out = tmp_path / "f.zarr"
+    result = CliRunner().invoke(gapfill, ["--source", str(source), "--out", str(out), *SMALL])
+    assert result.exit_code == 0, result.output
+    assert "only missing (NaN) values are filled, and values equal to the cube's nodata value 0" in result.output
+    assert np.isnan(open_zarr(out).values[:, :, :30]).all()
+    warning = [line for line in result.stderr.splitlines() if line.startswith("WARNING")]
+    assert len(warning) == 1 and "29.7 % of the pixels (3,000 of 10,100) have no clear observation" in warning[0]
+
+
 # Case 6: evaluate --model scores the held-out test region only
 
 

@@ -215,3 +215,15 @@ def test_non_smoothers_report_no_bound_and_bad_bound_options_fail():
         fill_gaps(cube, clear, method="whittaker", bound="valid_range").values
     with pytest.raises(eocube.fill.FillError, match="nodata"):
         fill_gaps(cube, clear, method="linear", nodata=5)
+
+
+def test_model_quicklook_reads_an_encoded_integer_nodata_as_missing():
+    """A uint16 cube read without decoding (nodata 0 in its encoding): ``rio.nodata`` raised on it."""
+    pytest.importorskip("matplotlib")
+    from eocube.plot.model_quicklook import _image, _pick_date
+
+    cube, _, _ = _digital_numbers(encoded=True)
+    when = pd.Timestamp(cube["time"].values[0])
+    image = _image(cube, when, [str(cube["band"].values[0])], 100)
+    assert np.array_equal(np.isnan(image), cube.isel(time=0, band=[0]).values == 0)
+    assert 0 <= _pick_date(cube, 100) < cube.sizes["time"]
