@@ -12,7 +12,6 @@ then does a cluster start and the work run.
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -101,7 +100,7 @@ def apply(model: str, sources: tuple[str, ...], out: str, card_path: str | None,
         check_source_arg(arg)
     check_cluster(cluster)
 
-    spec, described = _model_spec(model, card_file, layout, postprocess, args)
+    spec, card, described = _model_spec(model, card_file, layout, postprocess, args)
     bound = bind_sources(args, [s.name for s in spec.sources], described)
     cubes = {name: open_source_arg(arg) for name, arg in bound.items()}
     for name, cube in cubes.items():
@@ -109,7 +108,7 @@ def apply(model: str, sources: tuple[str, ...], out: str, card_path: str | None,
     source = _model_source(model, factory)
     run = _run_options(tile, chunk, batch_size, device, autocast)
     result = _build(cubes, source, spec, run)
-    provenance = _provenance(model, card_file, spec, bound, run)
+    provenance = _provenance(model, card, spec, bound, run)
     _write(result, cubes, bound, spec, source, run, out, png, zarr, overwrite, progress, provenance,
            cluster)
 
@@ -145,8 +144,8 @@ def _no_card(path: Path) -> str:
 
 
 def _model_spec(model: str, card_file: Path | None, layout: str | None, postprocess: str | None,
-                args: list[SourceArg]) -> tuple[ModelSpec, str]:
-    """The model's spec (from its card, or from ``--layout``) and where it came from, for messages."""
+                args: list[SourceArg]) -> tuple[ModelSpec, Path | None, str]:
+    """The model's spec (from its card, or from ``--layout``), its card (None: none) and where it came from."""
     from dataclasses import replace
 
     from ..models import ModelSpec, SourceSpec
@@ -165,7 +164,7 @@ def _model_spec(model: str, card_file: Path | None, layout: str | None, postproc
         described = "--layout, no model card"
     if postprocess is not None:
         spec = spec.replace(output=replace(spec.output, postprocess=postprocess))
-    return spec, described
+    return spec, card, described
 
 
 def _model_source(model: str, factory: str | None) -> Any:
@@ -211,27 +210,18 @@ def _build(cubes: dict[str, xr.DataArray], source: Any, spec: ModelSpec, run: Ru
     return apply_model(cubes, source, spec, run=run)
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _provenance(model: str, card_file: Path | None, spec: ModelSpec, bound: dict[str, SourceArg],
+def _provenance(model: str, card: Path | None, spec: ModelSpec, bound: dict[str, SourceArg],
                 run: RunOptions) -> dict[str, Any]:
     """What produced the output: the model file and its hash, the card and its hash, the sources, the run."""
-    from ..models.card import find_card
+    from ..models._loading import sha256_file
 
     path = Path(model).expanduser().resolve()
-    card = card_file or find_card(path)
     return {
         "command": "eocube apply",
         "model": str(path),
-        "model_sha256": _sha256(path),
+        "model_sha256": sha256_file(path),
         "card": str(card.resolve()) if card else None,
-        "card_sha256": _sha256(card) if card else None,
+        "card_sha256": sha256_file(card) if card else None,
         "model_name": spec.name,
         "sources": {name: arg.provenance() for name, arg in bound.items()},
         "tile": run.tile_size,

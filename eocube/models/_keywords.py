@@ -20,6 +20,7 @@ import xarray as xr
 from ._errors import SourceError
 from ._sources import as_fraction
 from ._spec import ModelSpec, OutputSpec, RunOptions, SourceSpec
+from .card import find_card, load_card
 
 SOURCE_KEYS = {"layout": "layout", "bands": "bands", "valid_input": "valid_input", "time_input": "time_input",
                "fill_value": "fill_value"}
@@ -31,30 +32,16 @@ RUN_KEYS = {"tile_size", "batch_size", "chunks", "device", "autocast", "torch_th
 KEYWORDS = sorted({*SOURCE_KEYS, *OUTPUT_KEYS, *MODEL_KEYS, *RUN_KEYS})
 
 
-def _card_module() -> Any | None:
-    try:
-        from . import card  # type: ignore[attr-defined]
-    except ImportError:
-        return None
-    return card
-
-
 def load_spec(spec: Any, model: Any) -> ModelSpec | None:
     """The spec given, the card at a path, the card found beside a model file, or None."""
     if isinstance(spec, ModelSpec):
         return spec
-    card = _card_module()
     if isinstance(spec, (str, os.PathLike)):
-        if card is None:
-            raise SourceError(f"spec={str(spec)!r} is a model card, but this eocube cannot read cards (eocube.models.card)")
-        return card.load_card(Path(spec))
+        return load_card(Path(spec))
     if spec is not None:
         raise TypeError(f"spec must be a ModelSpec, the path of a model card, or None; got {type(spec).__name__}")
-    if card is not None and isinstance(model, (str, os.PathLike)):
-        found = card.find_card(Path(model))
-        if found is not None:
-            return card.load_card(found)
-    return None
+    found = find_card(Path(model)) if isinstance(model, (str, os.PathLike)) else None
+    return None if found is None else load_card(found)
 
 
 def _tuple(value: Any) -> Any:

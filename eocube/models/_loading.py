@@ -111,28 +111,20 @@ def safe_cause(exc: BaseException) -> BaseException | None:
     return None if _TORCH_HINTS.search(str(exc)) else exc
 
 
-def _torch_save_content(path: Path) -> str | None:
-    """What a ``torch.save`` file holds: ``"weights"``, ``"pickled objects"``, or None (not such a file).
+def _holds_only_weights(path: Path) -> bool:
+    """Whether a ``torch.save`` archive holds only tensors and plain containers (weights).
 
-    A ``torch.save`` archive has a ``data.pkl`` but, unlike TorchScript, no
-    ``constants.pkl``. Its content is probed with ``torch.load(weights_only=True)``,
-    which never runs code from the file.
+    Probed with ``torch.load(weights_only=True)``, which never runs code from the file.
     """
-    try:
-        with zipfile.ZipFile(path) as archive:
-            names = [name.rsplit("/", 1)[-1] for name in archive.namelist()]
-    except (OSError, zipfile.BadZipFile):
-        return None
-    if "data.pkl" not in names or "constants.pkl" in names:
-        return None
     try:
         torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception:
-        return "pickled objects"
-    return "weights"
+        return False
+    return True
 
 
-def _sha256_file(path: Path) -> str:
+def sha256_file(path: Path) -> str:
+    """The SHA-256 hex digest of a file's content (read in blocks of 1 MiB)."""
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -153,7 +145,7 @@ def _check_file(path: str | os.PathLike[str], what: str) -> Path:
 def _unchanged_file(path: str, sha256: str, what: str) -> Path:
     """The file, checked to hold the content it had when the graph was built."""
     p = _check_file(path, what)
-    if _sha256_file(p) != sha256:
+    if sha256_file(p) != sha256:
         raise ModelLoadError(
             f"{what} {path!r} changed after the computation was set up (its SHA-256 differs): "
             "call apply_model again to use the new file"
@@ -219,19 +211,19 @@ class TorchScriptSource:
     def build(self) -> nn.Module:
         """Load the file on the CPU, after checking its digest."""
         path = _unchanged_file(self.path, self.sha256, "TorchScript file")
-        content = _torch_save_content(path)  # checked first: torch.jit.load warns (deprecated)
-        if content == "pickled objects":
-            raise ModelLoadError(
-                f"{self.path!r} is not a TorchScript file but a torch.save archive: {PICKLED_OBJECTS} "
-                f"{SAFE_FORMATS}"
-            )
-        if content == "weights":
+        found = model_file_format(path)  # checked first: torch.jit.load warns (deprecated)
+        if found == "torch.save":
+            if not _holds_only_weights(path):
+                raise ModelLoadError(
+                    f"{self.path!r} is not a TorchScript file but a torch.save archive: {PICKLED_OBJECTS} "
+                    f"{SAFE_FORMATS}"
+                )
             raise ModelLoadError(
                 f"{self.path!r} is not a TorchScript file but weights (torch.save of a state_dict): pass "
                 "eocube.models.from_state_dict(factory, path) with the factory that builds the module"
             )
         try:
-            if model_file_format(path) != "torchscript":
+            if found != "torchscript":
                 raise RuntimeError("its content is not that of torch.jit.save")
             return torch.jit.load(str(path), map_location="cpu")
         except Exception as exc:  # torch raises RuntimeError with a C++ trace here
@@ -484,7 +476,7 @@ def from_torchscript(path: str | os.PathLike[str]) -> TorchScriptSource:
         Pass it (or simply the path) as ``model`` to :func:`eocube.apply_model`.
     """
     p = _check_file(path, "TorchScript file")
-    return TorchScriptSource(path=str(p), sha256=_sha256_file(p))
+    return TorchScriptSource(path=str(p), sha256=sha256_file(p))
 
 
 def from_exported(path: str | os.PathLike[str]) -> ExportedProgramSource:
@@ -519,7 +511,7 @@ def from_exported(path: str | os.PathLike[str]) -> ExportedProgramSource:
             f"the torch.export program {str(path)!r} was exported with static sizes ({'; '.join(problems)}), "
             f"but eocube runs it on batches and tiles of varying size. {EXPORT_ADVICE}"
         )
-    return ExportedProgramSource(path=str(p), sha256=_sha256_file(p))
+    return ExportedProgramSource(path=str(p), sha256=sha256_file(p))
 
 
 def from_state_dict(
@@ -546,7 +538,7 @@ def from_state_dict(
     if not callable(factory):
         raise ModelLoadError(f"factory must be callable (a module class or a function), got {factory!r}")
     p = _check_file(path, "state_dict file")
-    digest = _sha256_file(p)
+    digest = sha256_file(p)
     token = f"statedict-{tokenize(factory, dict(kwargs))}-{digest}"
     return StateDictSource(factory=factory, path=str(p), sha256=digest, kwargs=dict(kwargs), token=token)
 

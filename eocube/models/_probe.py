@@ -23,6 +23,7 @@ from ._errors import (
 )
 from ._halo import ArgsBuilder, probe_halo
 from ._layout import Layout, OutputKind, resolve_output
+from ._sources import lcm
 from ._tiling import OutScale, round_up
 
 
@@ -141,9 +142,7 @@ def probe_output(
         along both axes, or not the declared one.
     """
     lay = layouts[reference]
-    unit = 1
-    for v in (*ratios, size_multiple):
-        unit = unit * v // int(np.gcd(unit, v))
+    unit = lcm(*ratios, size_multiple)
     n_names = None if out_bands is None or out_bands == "input" else 1 if isinstance(out_bands, str) else len(out_bands)
 
     def forward(size: int) -> tuple[torch.Tensor, list[torch.Tensor]]:
@@ -163,10 +162,10 @@ def probe_output(
             )
         return y, tensors
 
-    first = unit * 16 // int(np.gcd(unit, 16))
+    first = lcm(unit, 16)
     y1, t1 = forward(first)
     # sizes for the exact ratio: multiples of 32 (strides up to 32 divide them), or the first one doubled
-    base = first if tuple(y1.shape[-2:]) == (first, first) else unit * 32 // int(np.gcd(unit, 32))
+    base = first if tuple(y1.shape[-2:]) == (first, first) else lcm(unit, 32)
     sizes = (base, 2 * base)
     ys = [y1 if base == first else forward(base)[0], forward(2 * base)[0]]
     ratio_h, ratio_w = (Fraction(int(ys[0].shape[a]), sizes[0]) for a in (-2, -1))
