@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import StoreNotFoundError
-from ._common import InputError, shown_location
+from ._common import InputError, is_url, shown_location
 
 if TYPE_CHECKING:
     import xarray as xr
@@ -100,11 +100,17 @@ def check_source_arg(arg: SourceArg) -> None:
     StoreNotFoundError
         No such sample, store or file (the message lists the bundled samples).
     InputError
-        A STAC search YAML that cannot be used (not a mapping, unknown keys, neither url nor items).
+        A STAC search YAML that cannot be used (not a mapping, unknown keys, neither url nor items), or a
+        STAC items file or search YAML given as a URL (they are read from local files).
     """
     if arg.kind == "sample":
         return
-    if "://" not in arg.spec and not Path(arg.spec).expanduser().exists():
+    if is_url(arg.spec):
+        if arg.kind != "zarr":
+            what = "STAC items file" if arg.kind == "stac-items" else "STAC search YAML"
+            raise InputError(_not_local(arg, what, arg.spec))
+        return
+    if not Path(arg.spec).expanduser().exists():
         from ..datasets import sample_names
 
         what = {"zarr": "no Zarr store", "stac-items": "no STAC items file", "stac-search": "no STAC search file"}
@@ -117,13 +123,19 @@ def check_source_arg(arg: SourceArg) -> None:
         read_search(arg)
 
 
+def _not_local(arg: SourceArg, what: str, url: str) -> str:
+    """The message for a STAC items file or search YAML given as a URL (they are read from local files)."""
+    return (f"--source {arg.shown}: the {what} {url} is a URL, but STAC items files and search YAMLs are read "
+            "from local files: download it, or give a search YAML with url: (a STAC API) and the search")
+
+
 def read_search(arg: SourceArg) -> dict[str, Any]:
     """The keyword arguments of :func:`eocube.open_stac` a STAC search YAML holds.
 
     Raises
     ------
     InputError
-        Not YAML, not a mapping, unknown keys, or neither ``url`` nor ``items``.
+        Not YAML, not a mapping, unknown keys, neither ``url`` nor ``items``, or ``items`` at a URL.
     """
     import yaml
 
@@ -144,6 +156,8 @@ def read_search(arg: SourceArg) -> dict[str, Any]:
         raise InputError(f"--source {arg.shown}: the STAC search needs 'url' (a STAC API) or 'items' (an items "
                          "file), one of them")
     if "items" in search:
+        if is_url(str(search["items"])):
+            raise InputError(_not_local(arg, "STAC items file", str(search["items"])))
         items = Path(str(search["items"])).expanduser()
         search["items"] = str(items if items.is_absolute() else (path.parent / items).resolve())
     for key in ("bbox", "bounds"):
@@ -210,7 +224,7 @@ def open_source_arg(arg: SourceArg) -> xr.DataArray:
     if arg.kind == "zarr":
         from ..io import open_zarr
 
-        return open_zarr(Path(arg.spec).expanduser() if "://" not in arg.spec else arg.spec)
+        return open_zarr(arg.spec if is_url(arg.spec) else Path(arg.spec).expanduser())
     from ..stac import open_stac
 
     if arg.kind == "stac-items":

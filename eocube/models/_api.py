@@ -17,6 +17,7 @@ import xarray as xr
 from dask.base import tokenize
 
 from ..cube import check_time_axis, select_bands, validate_cube
+from ..fill._nodata import cube_nodata
 from ._device import check_autocast, check_device_early, gpu_resources
 from ._engine import BlockPlan, SourcePlan, forward_canonical, run_block
 from ._errors import GridError, HaloError, OutputShapeError, SourceError
@@ -110,11 +111,6 @@ def _select(cube: xr.DataArray, src: SourceSpec) -> xr.DataArray:
                 f"{src.resolution[0]:g})) or cube.rio.reproject_match(ref) onto a cube at that resolution"
             )
     return cube
-
-
-def _nodata(cube: xr.DataArray) -> float | int | None:
-    raw = cube.rio.nodata
-    return None if raw is None else raw.item() if hasattr(raw, "item") else raw
 
 
 @dataclass
@@ -439,7 +435,7 @@ def _overlapped_sources(srcs: list[_Source], base_index: int, base: _Source, rsr
         hs = h // src.ratio
         arrays.append(da.overlap.overlap(data, depth={0: 0, 1: 0, 2: hs, 3: hs}, boundary="none") if hs else data)
         plans.append(SourcePlan(
-            layout=src.layout, ratio=src.ratio, halo=hs, nodata=_nodata(src.cube),  # type: ignore[arg-type]
+            layout=src.layout, ratio=src.ratio, halo=hs, nodata=cube_nodata(src.cube),  # type: ignore[arg-type]
             fill_value=float(src.spec.fill_value), time_features=src.tfeat, chunks=(tch, chunks[2], chunks[3]),
             scaling=tuple(src.spec.scaling),
         ))
@@ -455,8 +451,7 @@ def _label(
     if kind == "map":
         out_times = pd.DatetimeIndex([pd.Timestamp(out.time) if out.time is not None else rsrc.times[-1]])
     else:
-        out_times = rsrc.times if len(srcs) == 1 or rsrc.spec.layout != "band" else \
-            pd.DatetimeIndex(srcs[ref].cube["time"].values)
+        out_times = rsrc.times
     transform = bcube.rio.transform()
     ny, nx = data.shape[2:]
     if scale.scale == 1:

@@ -32,6 +32,8 @@ from collections.abc import Mapping, Sequence
 from fractions import Fraction
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import urlparse
+from urllib.request import url2pathname
 
 import numpy as np
 
@@ -269,17 +271,20 @@ def card_model_path(card_path: str | os.PathLike[str]) -> Path | None:
     Returns
     -------
     Path or None
-        The asset's ``href`` resolved against the card's folder; None when the card has no
-        model asset or its ``href`` is a URL.
+        The asset's ``href`` resolved against the card's folder (a ``file://`` URI, as
+        :func:`write_card` writes for a model on another drive, as its path); None when the card
+        has no model asset or its ``href`` is another URL.
     """
     path = Path(card_path)
     item = _read_json(path)
     for asset in (item.get("assets") or {}).values():
         if isinstance(asset, dict) and "mlm:model" in (asset.get("roles") or []):
             href = str(asset.get("href", ""))
+            if href.startswith("file://"):
+                return Path(url2pathname(urlparse(href).path)).resolve()
             if not href or "://" in href:
                 return None
-            return (path.parent / href.removeprefix("file://")).resolve()
+            return (path.parent / href).resolve()
     return None
 
 

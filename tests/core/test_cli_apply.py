@@ -337,6 +337,8 @@ def shifted(tmp_path_factory) -> Path:
 def _bad_cases(models: dict[str, Path], shifted: Path, tmp: Path) -> dict[str, tuple[list[str], str]]:
     afile = tmp / "a-file"
     afile.write_text("x")
+    remote_items = tmp / "remote-items.yaml"
+    remote_items.write_text("items: https://example.invalid/items.json\n")
     scene2 = ["--source", "10m=sentinel2_l1c:10m", "--source", "20m=sentinel2_l1c:20m"]
     return {
         "missing model": ([str(tmp / "nope.pt2"), "--source", "sentinel2"], r"model .*nope\.pt2: no such file"),
@@ -361,11 +363,17 @@ def _bad_cases(models: dict[str, Path], shifted: Path, tmp: Path) -> dict[str, t
                            r"no Zarr store at .*none\.zarr and no bundled sample of that name"),
         "unwritable output": ([str(models["smooth"]), "--source", "sentinel2", "--out", str(afile / "out.zarr")],
                               r"cannot write --out .*a-file is a file, not a folder"),
+        "STAC items at a URL": ([str(models["smooth"]), "--source", "https://example.invalid/items.json"],
+                                (r"the STAC items file https://example\.invalid/items\.json is a URL, but STAC items "
+                                 r"files and search YAMLs are read from local files")),
+        "search items at a URL": ([str(models["smooth"]), "--source", str(remote_items)],
+                                  r"the STAC items file https://example\.invalid/items\.json is a URL"),
     }
 
 
 CASES = ["missing model", "no card, no layout", "missing --card", "source missing", "unnamed for several",
-         "unknown name", "bands the cube lacks", "grids do not nest", "unknown source", "unwritable output"]
+         "unknown name", "bands the cube lacks", "grids do not nest", "unknown source", "unwritable output",
+         "STAC items at a URL", "search items at a URL"]
 
 
 @pytest.mark.parametrize("case", CASES)

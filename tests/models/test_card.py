@@ -97,6 +97,21 @@ def test_written_card_is_an_mlm_item_pystac_reads(tmp_path):
     assert card_model_path(card) == model.resolve()
 
 
+@pytest.mark.parametrize("how", ["relative", "file-uri", "url"])
+def test_card_model_path_of_each_href(tmp_path, how):
+    model = tmp_path / "models" / "net.pt2"
+    model.parent.mkdir()
+    model.write_bytes(b"")
+    card = write_card(ModelSpec(), model, path=tmp_path / "net.json")
+    item = json.loads(card.read_text())
+    assert item["assets"]["model"]["href"] == "./models/net.pt2"
+    href = {"relative": "./models/net.pt2", "file-uri": model.resolve().as_uri(),
+            "url": "https://example.com/models/net.pt2"}[how]
+    item["assets"]["model"]["href"] = href  # write_card writes a file:// URI for a model on another drive
+    card.write_text(json.dumps(item))
+    assert card_model_path(card) == (None if how == "url" else model.resolve())
+
+
 def test_published_mlm_item_loads_as_is():
     spec = load_card(PUBLISHED)
     (src,) = spec.sources

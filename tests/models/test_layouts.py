@@ -141,11 +141,12 @@ def test_nodata_is_filled_before_and_marked_after(make_cnn, make_unit_cube, forw
     assert out.dtype == np.float32
 
 
-def test_integer_cube_with_nodata_value_and_class_map(make_unit_cube):
+@pytest.mark.parametrize("encoded", [False, True], ids=["attribute", "encoding"])
+def test_integer_cube_with_nodata_value_and_class_map(make_unit_cube, encoded):
     cube = make_unit_cube(t=2, bands=("a", "b"), chunks={"y": 20, "x": 20})
     ints = (np.abs(cube.values) * 1000).astype("uint16") + 1
     ints[1, :, 0:3, 0:3] = 0
-    cube = cube.copy(data=ints).rio.write_nodata(0)
+    cube = cube.copy(data=ints).rio.write_nodata(0, encoded=encoded)  # encoded: _FillValue in .encoding
     torch.manual_seed(0)
     net = nn.Conv2d(2, 4, 1)
     out = apply_model(cube, net, postprocess="argmax")
