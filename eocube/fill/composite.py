@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from ..cube import check_time_axis, select_bands, validate_cube
+from ..cube import select_bands, validate_cube
 from ..masks import align_mask
 from ._common import is_nodata
 from ._errors import FillError
@@ -84,8 +84,7 @@ def composite(
         and last date, empty ones included) holding the statistic (float); NaN where a pixel has
         no clear observation in the period, and NaN is its nodata value.
     """
-    validate_cube(cube)
-    check_time_axis(cube)
+    validate_cube(cube)  # the time axis included
     if stat not in STATISTICS:
         raise FillError(f"unknown composite statistic {stat!r}; choose one of {sorted(STATISTICS)}")
     cube = select_bands(cube, bands)

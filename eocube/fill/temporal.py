@@ -12,7 +12,7 @@ import xarray as xr
 from dask.core import flatten
 from dask.highlevelgraph import HighLevelGraph
 
-from ..cube import check_time_axis, select_bands, validate_cube
+from ..cube import select_bands, validate_cube
 from ..masks import align_mask
 from ._bound import resolve_bound
 from ._errors import FillError
@@ -142,8 +142,7 @@ def fill_gaps(
     CubeError, MaskError
         A cube that breaks the conventions (unsorted or duplicate dates), a mask that does not fit.
     """
-    validate_cube(cube)
-    check_time_axis(cube)
+    validate_cube(cube)  # the time axis included
     if method not in METHODS:
         raise FillError(f"unknown gap-filling method {method!r}; choose one of {sorted(METHODS)}")
     _check_options(method, options)

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 import xarray as xr
 
-from ..cube import check_time_axis, select_bands, validate_cube
+from ..cube import select_bands, validate_cube
 from .config import TrainConfig
 from .errors import LearnError
 from .gaps import MaskBank, clear_mask
@@ -65,8 +65,7 @@ def build_training_data(cube: xr.DataArray, config: TrainConfig, *, world_size: 
     -------
     TrainingData
     """
-    validate_cube(cube, name="source", require_crs=False)
-    check_time_axis(cube)
+    validate_cube(cube, name="source", require_crs=False)  # the time axis included
     d, s, g, t = config.data, config.sampler, config.gaps, config.train
     if d.get("cloud_band") is None:
         raise LearnError(
