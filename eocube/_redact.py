@@ -27,6 +27,13 @@ _PAIR = re.compile(r"(?P<name>[^&=;]+)=(?P<value>[^&;]*)")
 _BARE_QUERY = re.compile(r"(?<=[^\s?=&])\?(?P<query>[^\s'\"<>)\]]*=[^\s'\"<>)\]]*)")
 # Credentials in the authority part: scheme://user:password@host
 _USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)(?P<userinfo>[^/\s@'\"<>]+)@")
+# Query parameters of a signature or a credential, which change between runs for the same data:
+# Azure SAS (Planetary Computer), S3 and GCS presigned URLs, CloudFront, generic tokens and API keys.
+_SIGNING = re.compile(
+    r"^(x-amz-.+|x-goog-.+|sig|signature|se|st|sp|sv|sr|spr|sip|ss|srt|sdd|ses|skoid|sktid|skt|ske|sks|skv|"
+    r"expires|policy|key-pair-id|googleaccessid|token|access_token|sastoken|key|apikey|api_key)$",
+    re.IGNORECASE,
+)
 
 
 def _redact_pairs(query: str) -> str:
@@ -65,6 +72,39 @@ def redact(text: str) -> str:
     if "?" not in text:
         return text
     return _BARE_QUERY.sub(lambda m: "?" + _redact_pairs(m["query"]), text)
+
+
+def unsigned(url: str) -> str:
+    """``url`` without the query parameters of a signature or credential: what names the data.
+
+    A signed URL's token changes between runs while the data do not, so a load is named from
+    its unsigned hrefs (and a store written from it stays resumable). Other query parameters
+    (``versionId=``, ``generation=``, ...) say which data are read and are kept; a signing
+    parameter this does not know is kept too, which makes a resume refused, never a wrong reuse.
+
+    Parameters
+    ----------
+    url
+        An href, signed or not; a text without a query is returned unchanged.
+
+    Returns
+    -------
+    str
+        The URL without its signing parameters. It may still hold credentials in other
+        parameters: hash it, never show it (use :func:`redact` for messages).
+
+    Examples
+    --------
+    >>> unsigned("https://host/a.tif?versionId=3&st=2024&sig=abc")
+    'https://host/a.tif?versionId=3'
+    """
+    if "?" not in url:
+        return url
+    from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    kept = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if not _SIGNING.match(k)]
+    return urlunsplit(parts._replace(query=urlencode(kept)))
 
 
 def redact_obj(obj: Any) -> Any:

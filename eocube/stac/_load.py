@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import warnings
 from typing import Any, Callable, Mapping, Sequence
 
@@ -21,8 +22,16 @@ from rasterio.crs import CRS
 from rasterio.enums import Resampling
 from rasterio.warp import transform_bounds
 
+from .._redact import unsigned
 from ..cube import DIMS, coords_from_transform, validate_cube
-from ._errors import AssetReadError, GridError, NodataWarning, StacError, redact, redact_obj, redacting
+from ._errors import (
+    AssetReadError,
+    GridError,
+    NodataWarning,
+    StacError,
+    redact_obj,
+    redacting,
+)
 from ._grid import Grid, choose_crs, choose_grid, footprints, union_footprint
 from ._items import ParsedItem, band_dtype_nodata, complete_metadata, parse_items
 from ._reader import DEFAULT_GDAL_ENV, BandPlan, Block, ReadOptions, probe, read_block
@@ -343,12 +352,13 @@ def _graph(groups, bands, grid: Grid, plans, opts: ReadOptions, out_dtype: str, 
     feet = dict(zip(map(id, infos), footprints(infos, grid.crs)))
     tsp, bsp = _splits(len(groups), chunks["time"]), _splits(len(bands), chunks["band"])
     ysp, xsp = _splits(grid.shape[0], chunks["y"]), _splits(grid.shape[1], chunks["x"])
-    # hrefs without their query values: a signed URL's token changes between runs, the data do not,
-    # so the same load keeps the same name (and a store written from it stays resumable)
+    # hrefs without their signatures and GDAL options without credentials: tokens and keys change
+    # between runs, the data do not, so the same load keeps the same name (and a store written from
+    # it stays resumable)
     name = "open_stac-" + tokenize(
-        [(str(g[0]), [(it.id, sorted((k, redact(v.href)) for k, v in it.bands.items() if v)) for it in g[1]])
+        [(str(g[0]), [(it.id, sorted((k, unsigned(v.href)) for k, v in it.bands.items() if v)) for it in g[1]])
          for g in groups],
-        bands, grid.crs.to_string(), tuple(grid.transform), grid.shape, plans, opts, chunks,
+        bands, grid.crs.to_string(), tuple(grid.transform), grid.shape, plans, _without_credentials(opts), chunks,
     )
     dsk: dict = {}
     for it_, (t0, t1) in enumerate(tsp):
@@ -373,6 +383,14 @@ def _graph(groups, bands, grid: Grid, plans, opts: ReadOptions, out_dtype: str, 
     chunk_sizes = tuple(tuple(b - a for a, b in sp) for sp in (tsp, bsp, ysp, xsp))
     hlg = HighLevelGraph.from_collections(name, dsk, dependencies=())
     return da.Array(hlg, name, chunks=chunk_sizes, dtype=out_dtype)
+
+
+_CREDENTIAL_OPTION = re.compile(r"SECRET|TOKEN|PASSWORD|ACCESS_KEY|CREDENTIAL|SAS|SIGNATURE|API_?KEY", re.IGNORECASE)
+
+
+def _without_credentials(opts: ReadOptions) -> ReadOptions:
+    """The read options without the GDAL options that hold credentials (they name no data)."""
+    return dataclasses.replace(opts, env=tuple((k, v) for k, v in opts.env if not _CREDENTIAL_OPTION.search(k)))
 
 
 def _time_coords(groups) -> dict[str, tuple[str, np.ndarray]]:

@@ -236,6 +236,22 @@ def test_a_new_signature_keeps_the_loads_name_so_a_store_stays_resumable(http_it
     assert open_stac(other_file, assets=["B04"], dtype="uint16", nodata=0, bounds=SMALL).data.name != first.data.name
 
 
+def test_only_signatures_and_credentials_leave_the_loads_name(http_items):
+    """A query parameter that picks the data (an object version) keeps two loads apart, so a store
+    is never reused for other data; rotated credentials in gdal_env keep the name."""
+    def load(query: str, **gdal_env):
+        items = copy.deepcopy(http_items[:2])
+        for item in items:
+            item["assets"]["B04"]["href"] += query
+        return open_stac(items, assets=["B04"], dtype="uint16", nodata=0, bounds=SMALL, gdal_env=gdal_env).data.name
+
+    v1 = load(f"?versionId=1&sig={MARKER}", AWS_SESSION_TOKEN="token-1", AWS_SECRET_ACCESS_KEY="secret-1")
+    assert load("?versionId=1&sig=other", AWS_SESSION_TOKEN="token-2", AWS_SECRET_ACCESS_KEY="secret-2") == v1
+    assert load(f"?versionId=2&sig={MARKER}", AWS_SESSION_TOKEN="token-1", AWS_SECRET_ACCESS_KEY="secret-1") != v1
+    assert load(f"?versionId=1&sig={MARKER}", AWS_SESSION_TOKEN="token-1", AWS_SECRET_ACCESS_KEY="secret-1",
+                AWS_S3_ENDPOINT="other.example") != v1  # another server: other data
+
+
 def test_the_graphs_tasks_show_no_signature_nor_gdal_credentials(http, http_items, caplog):
     """A distributed worker logs a failed task ("Compute Failed"; up to distributed 2024.11 with its
     arguments, read_block(Block(...))) into the job log: the tasks' reprs show neither a signed href's
