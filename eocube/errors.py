@@ -9,7 +9,15 @@ from __future__ import annotations
 
 
 class EOCubeError(Exception):
-    """Base class of every eocube error."""
+    """Base class of every eocube error.
+
+    Errors pickle as themselves (a dask worker sends them to the client): the default reduction
+    of an error that also derives from ``OSError`` and ``ValueError`` cannot be unpickled, and
+    the client then saw a plain ``Exception``.
+    """
+
+    def __reduce__(self) -> tuple:
+        return (type(self), self.args, self.__dict__ or None)
 
 
 class CubeError(EOCubeError, ValueError):

@@ -130,3 +130,29 @@ def test_accessor_shows_the_cube_and_runs_the_pipeline(tmp_path, sample):
     report = filled.eocube.to_zarr(tmp_path / "f.zarr", progress=False)
     assert report.chunks_written == report.chunks_total
     assert eocube.open_zarr(tmp_path / "f.zarr").eocube.info.bands == ("NDVI",)
+
+
+def test_every_eocube_error_pickles_as_itself():
+    """A worker's error reaches the client pickled: AssetReadError (ValueError + OSError) and
+    StoreNotFoundError (ValueError + FileNotFoundError) used to fail to unpickle."""
+    import pickle
+
+    import eocube.evaluate.protocol  # registers its error
+    import eocube.fill
+    import eocube.models
+    import eocube.plan
+    import eocube.stac  # noqa: F401
+    from eocube.errors import EOCubeError
+
+    classes, todo = set(), [EOCubeError]
+    while todo:
+        for sub in todo.pop().__subclasses__():
+            if sub not in classes:
+                classes.add(sub)
+                todo.append(sub)
+    assert {"AssetReadError", "StoreNotFoundError", "ChunkPlanError"} <= {c.__name__ for c in classes}
+    for cls in classes:
+        error = cls("what is wrong: what to do")
+        error.problem = "what is wrong"
+        back = pickle.loads(pickle.dumps(error))
+        assert type(back) is cls and str(back) == str(error) and back.problem == "what is wrong"
