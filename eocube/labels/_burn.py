@@ -105,15 +105,22 @@ def burn_polygons(
     VectorReadError
         The file cannot be read.
     LabelError
-        Bad classes, mapping, priority or nodata.
+        Bad classes, mapping, priority or nodata, or no polygon to burn (an empty file, or features
+        without geometry).
     """
     like = validate_cube(like, name="like")
     polys = as_polygons(polygons, layer=layer)
+    if len(polys) == 0:
+        raise LabelError(f"{polys.source} holds no features: labels are burned from polygons, so give a file "
+                         "(or layer=) with at least one polygon")
     if field not in polys.fields:
         raise FieldError(f"{polys.source} has no field {field!r}; its fields: {sorted(polys.fields)}: "
                          "pass field= with one of them")
     raw = polys.fields[field]
     keep = ~(shapely.is_missing(polys.geometry) | shapely.is_empty(polys.geometry))
+    if not keep.any():
+        raise LabelError(f"{polys.source} holds {len(polys)} feature(s) but none has a geometry: labels are burned "
+                         "from polygons, so give features with polygon geometries")
     table, lookup = build_table(mapping, classes, [v for v in raw[keep] if pd.notna(v)],
                                 None if nodata is None else int(nodata))
     nodata = choose_nodata(nodata, table)
