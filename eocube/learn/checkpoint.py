@@ -8,7 +8,9 @@ runs code from the file):
 * ``model``: the network's ``state_dict``; ``network``: its size (:class:`NetworkConfig`);
 * ``optimizer``: the optimiser's ``state_dict`` (None in exported models);
 * ``epoch``: number of completed epochs; ``history``: losses per epoch;
-* ``normaliser``: band statistics; ``config``: the whole training configuration.
+* ``normaliser``: band statistics; ``config``: the whole training configuration;
+* ``fingerprint``: the run's identity, one digest per field (:mod:`eocube.learn.identity`), which
+  ``--resume`` compares field by field; ``world_size``: the processes that wrote it.
 
 Segmentation and super-resolution checkpoints (format ``"eocube.learn/1"``) add ``task``, the
 ``network`` kwargs of :mod:`eocube.learn.networks`, and in ``meta``: the sources (names, bands,
@@ -55,6 +57,8 @@ def save_checkpoint(
     task: str = "gapfill",
     meta: dict[str, Any] | None = None,
     rng: torch.Tensor | None = None,
+    fingerprint: dict[str, Any] | None = None,
+    world_size: int = 1,
 ) -> Path:
     """Write a checkpoint atomically (a temporary file renamed into place).
 
@@ -83,6 +87,11 @@ def save_checkpoint(
         Plain values of the task (sources, normalisers, classes, split, position in the epoch).
     rng
         The torch RNG state (``torch.get_rng_state()``).
+    fingerprint
+        The run's identity (:func:`eocube.learn.identity.run_fingerprint`): a resume of another
+        training is refused naming what differs.
+    world_size
+        Training processes that wrote it (a resume in the middle of an epoch needs as many).
 
     Returns
     -------
@@ -96,6 +105,7 @@ def save_checkpoint(
         raise CheckpointError(f"{type(net).__name__} has no config (the kwargs to rebuild it): cannot checkpoint it")
     _check_plain(config, "config")
     _check_plain(meta or {}, "meta")
+    _check_plain(fingerprint or {}, "fingerprint")
     payload = {
         "format": FORMAT if task == "gapfill" else FORMAT_TASKS,
         "task": task,
@@ -108,6 +118,8 @@ def save_checkpoint(
         "history": list(history or []),
         "normaliser": normaliser.to_dict() if normaliser is not None else None,
         "config": config,
+        "fingerprint": fingerprint,
+        "world_size": int(world_size),
     }
     dest = Path(path)
     dest.parent.mkdir(parents=True, exist_ok=True)

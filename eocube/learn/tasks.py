@@ -15,6 +15,7 @@ an epoch, the task's part of the checkpoint and the exported model.
 from __future__ import annotations
 
 import os
+import warnings
 from typing import Any, Mapping
 
 import numpy as np
@@ -56,6 +57,8 @@ class Task:
         self.cfg = cfg
         self.train: Dataset
         self.val: Dataset
+        self.inputs: dict[str, xr.DataArray] = {}
+        """The input cubes as read (name -> cube), whose content identity the run's fingerprint holds."""
 
     def build(self, source: Any, target: Any, world_size: int) -> None:
         """Build the datasets (and what the network needs to know)."""
@@ -77,6 +80,16 @@ class Task:
         """``normaliser`` and ``meta`` of the checkpoint."""
         return {"normaliser": None, "meta": {}}
 
+    def fingerprint(self) -> dict[str, Any]:
+        """The run's identity (:func:`eocube.learn.identity.run_fingerprint`), after :meth:`build`."""
+        from .identity import run_fingerprint
+
+        return run_fingerprint(self.cfg.to_dict(), self.inputs, self.derived())
+
+    def derived(self) -> dict[str, Any]:
+        """What the run computed from its inputs and config (normalisation, split, classes)."""
+        return {}
+
     def scores(self) -> tuple[str, ...]:
         """Names of the validation scores (after :meth:`build`)."""
         return self.score_names
@@ -94,8 +107,26 @@ class GapfillTask(Task):
     def build(self, source: Any, target: Any, world_size: int) -> None:
         from .data import build_training_data, open_source
 
-        self.data = build_training_data(open_source(source), self.cfg, world_size=world_size)
+        cube = open_source(source)
+        self.inputs = {"source": cube}
+        self.data = build_training_data(cube, self.cfg, world_size=world_size)
         self.train, self.val = self.data.train, self.data.val
+        self._check_val()
+
+    def _check_val(self) -> None:
+        """Refuse a validation set with nothing to score (val loss 0 at every epoch, best.pt kept at epoch 1)."""
+        hidden = sum(int(self.val[i]["target_mask"].sum()) for i in range(len(self.val)))
+        if hidden == 0:
+            box = self.cfg.data["val_region"]
+            raise LearnError(
+                f"the validation set holds no hidden clear observation ({len(self.val)} window(s) of data.val_region "
+                f"{box}, train.val_windows={self.cfg.train['val_windows']}): every epoch would score val loss 0 and "
+                "best.pt would stay at epoch 1; give train.val_windows >= 1, a larger data.val_region, or a lower "
+                "sampler.min_clear_fraction"
+            )
+
+    def derived(self) -> dict[str, Any]:
+        return {"normalisation": self.data.normaliser.to_dict()}
 
     def network(self) -> nn.Module:
         from .network import GapFillNet, NetworkConfig
@@ -153,6 +184,8 @@ class PatchTask(Task):
     def build(self, source: Any, target: Any, world_size: int) -> None:
         d, s, sp, t = self.cfg.data, self.cfg.sampler, self.cfg.split, self.cfg.train
         cubes, bands, tcube, tbands = self._sources(source, target)
+        self.inputs = {**{f"data.sources.{n}": c for n, c in cubes.items()}, "data.target": tcube}
+        _check_fractions(sp.get("fractions", (0.7, 0.15, 0.15)))
         self.ps = PatchSources(cubes, bands=bands, target=tcube, target_bands=tbands, time=d.get("time", 0),
                                reference=d.get("reference"), cache_chunks=int(d.get("cache_chunks", 16)))
         self._prepare_target(tcube)
@@ -174,6 +207,7 @@ class PatchTask(Task):
             )
         if t.get("val_windows"):
             val_w = val_w[np.sort(np.random.default_rng([seed, 5]).permutation(len(val_w))[: int(t["val_windows"])])]
+        self._check_targets(train_w, val_w, size)
         self.normalisers = band_statistics(self.ps, train_w, size, max_windows=int(s.get("norm_windows", 256)), seed=seed)
         weights = self._weights(train_w, size)
         per_epoch = int(t["steps_per_epoch"]) * int(t["batch_size"]) * int(world_size)
@@ -184,6 +218,60 @@ class PatchTask(Task):
 
     def _prepare_target(self, tcube: xr.DataArray) -> None:
         raise NotImplementedError
+
+    target_what = "target pixels with a value"
+    """What :meth:`_target_total` counts (for messages)."""
+
+    def _target_total(self, windows: np.ndarray, size: int, *, until_one: bool = False) -> int:
+        """Target pixels with a value in the windows (labelled pixels, valid target values).
+
+        ``until_one``: stop at the first window that has one (only whether there is one matters).
+        """
+        total = 0
+        for y0, x0 in windows:
+            total += int(self._valid_target(self.ps.target.read(slice(int(y0), int(y0) + size),
+                                                                slice(int(x0), int(x0) + size))).sum())
+            if until_one and total:
+                break
+        return total
+
+    def _valid_target(self, tgt: np.ndarray) -> np.ndarray:
+        """``(y, x)`` bool: pixels of a raw ``(C, y, x)`` target window with a value."""
+        ok = np.isfinite(tgt) if tgt.dtype.kind == "f" else np.ones(tgt.shape, bool)
+        if self.ps.target_nodata is not None:
+            ok &= tgt != self.ps.target_nodata
+        return ok.any(0)
+
+    def _check_targets(self, train_w: np.ndarray, val_w: np.ndarray, size: int) -> None:
+        """Refuse training or validation windows without a target pixel, with the pixels of each part and the remedy.
+
+        Without this a validation set with no labelled pixel scores val loss 0 at every epoch and
+        keeps epoch 1 as best.pt; training windows without one train on nothing.
+        """
+        n_val = self._target_total(val_w, size)
+        n_train = self._target_total(train_w, size, until_one=True) if n_val else 0
+        if n_train and n_val:
+            return
+        h, w = self.ps.shape
+        valid = self._valid_target(self.ps.target.read(slice(0, h), slice(0, w)))
+        code = self.split.mask()
+        per = ", ".join(f"{p} {int((valid & (code == i)).sum()):,}" for i, p in enumerate(("train", "val", "test")))
+        part, n = ("validation", len(val_w)) if not n_val else ("training", len(train_w))
+        inside = f"in the validation windows {n_val:,}" if not n_val else "in the training windows 0"
+        effect = ("every epoch would score val loss 0 and best.pt would stay at epoch 1" if not n_val
+                  else "the network would learn nothing")
+        sp = self.cfg.split
+        raise LearnError(
+            f"the {n} {part} window(s) hold no {self.target_what} ({self.target_what} per split part: {per}; "
+            f"{inside}): {effect}; label more of the area "
+            "(or check the target's nodata), train on a bigger area, or change the split "
+            f"(split.fractions {list(sp.get('fractions', []))}, split.seed {sp.get('seed', 0)}, "
+            f"split.block_size {sp.get('block_size')})"
+        )
+
+    def derived(self) -> dict[str, Any]:
+        return {"normalisation": {k: v.to_dict() for k, v in self.normalisers.items()},
+                "split blocks": self.split.assignment.tolist()}
 
     def _target_kwargs(self) -> dict[str, Any]:
         raise NotImplementedError
@@ -222,6 +310,7 @@ class SegmentationTask(PatchTask):
         return self.score_names + tuple(f"f1_{c['name']}" for c in self.classes)
 
     def _prepare_target(self, tcube: xr.DataArray) -> None:
+        self._hists: dict[int, np.ndarray] = {}
         attrs = dict(tcube.attrs)
         nodata = tcube.rio.nodata if hasattr(tcube, "rio") else None
         values = attrs.get("class_values")
@@ -242,8 +331,26 @@ class SegmentationTask(PatchTask):
     def _target_meta(self) -> dict[str, Any]:
         return {"classes": self.classes, "class_frequency": [float(f) for f in self.freq]}
 
-    def _weights(self, windows: np.ndarray, size: int) -> np.ndarray | None:
+    target_what = "labelled pixels"
+
+    def _target_total(self, windows: np.ndarray, size: int, *, until_one: bool = False) -> int:
         hist = label_histograms(self.ps, windows, size, [c["value"] for c in self.classes])
+        self._hists[id(windows)] = hist  # the training windows' histograms give the sampling weights
+        return int(hist.sum())
+
+    def _valid_target(self, tgt: np.ndarray) -> np.ndarray:
+        from .dataset import _class_index, _lookup
+
+        return _class_index(tgt[0], _lookup([c["value"] for c in self.classes])) >= 0
+
+    def derived(self) -> dict[str, Any]:
+        return {**super().derived(), "classes": self.classes}
+
+    def _weights(self, windows: np.ndarray, size: int) -> np.ndarray | None:
+        hist = self._hists.pop(id(windows), None)
+        self._hists.clear()
+        if hist is None:
+            hist = label_histograms(self.ps, windows, size, [c["value"] for c in self.classes])
         weights, self.freq = class_balance_weights(hist)
         return weights if self.cfg.sampler.get("balance", True) else None
 
@@ -369,6 +476,25 @@ class SuperresTask(PatchTask):
         row: dict[str, Any] = {"val_loss": total / max(count, 1.0), **regression_scores(p, t, rng)}
         row["psnr_bicubic"] = psnr(c, t, rng)
         return row
+
+
+def _check_fractions(fractions: Any) -> None:
+    """Refuse split fractions without a validation part; warn when there is no test part."""
+    try:
+        fr = [float(f) for f in fractions][:3]
+    except (TypeError, ValueError):
+        return  # BlockSplit.make says what is wrong with them
+    fr += [0.0] * (3 - len(fr))
+    if fr[1] <= 0:
+        raise LearnError(
+            f"split.fractions {list(fractions)} give no block to validation{' and none to test' if fr[2] <= 0 else ''}: "
+            "training scores every epoch on the validation blocks (to keep best.pt) and leaves test blocks for "
+            "honest scores; give non-zero validation and test fractions (train, val, test), e.g. [0.7, 0.15, 0.15]"
+        )
+    if fr[2] <= 0:
+        warnings.warn(f"split.fractions {list(fractions)} give no block to test: no score of this run is held out "
+                      "(fine for a production model trained on everything; e.g. [0.7, 0.15, 0.15] keeps a test part)",
+                      stacklevel=3)
 
 
 TASK_CLASSES: dict[str, type[Task]] = {"gapfill": GapfillTask, "segmentation": SegmentationTask, "superres": SuperresTask}

@@ -29,6 +29,7 @@ from . import distributed
 from .checkpoint import LAST, load_checkpoint, save_checkpoint
 from .config import TrainConfig, load_config
 from .errors import LearnError
+from .identity import check_resume
 from .tasks import make_task
 
 log = logging.getLogger(__name__)
@@ -70,7 +71,11 @@ def _lr(base: float, step: int, total: int, warmup: int) -> float:
     return base * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
-def _load_resume(out: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, device: torch.device) -> dict[str, Any]:
+def _load_resume(out: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, device: torch.device,
+                 run: Any = None, fingerprint: dict[str, Any] | None = None,
+                 world_size: int | None = None) -> dict[str, Any]:
+    """Load ``out/last.pt`` into the model and optimiser; with ``run`` (the built task) and its
+    ``fingerprint``, refuse a checkpoint of another training (:func:`eocube.learn.identity.check_resume`)."""
     ckpt = load_checkpoint(out / LAST, map_location=device)
     net = model.module if hasattr(model, "module") else model
     if ckpt["network"] != net.config.to_dict():
@@ -78,6 +83,16 @@ def _load_resume(out: Path, model: torch.nn.Module, optimizer: torch.optim.Optim
             f"{out / LAST} was trained with network {ckpt['network']}, the config asks for "
             f"{net.config.to_dict()}: resume with the same network settings or use a new --out"
         )
+    if run is not None:
+        check_resume(out / LAST, ckpt.get("fingerprint"), fingerprint or run.fingerprint(), ckpt.get("config"),
+                     run.cfg.to_dict(), run.inputs)
+        written = ckpt.get("world_size")
+        if (ckpt.get("meta") or {}).get("position") and written is not None and written != world_size:
+            raise LearnError(
+                f"cannot resume {out / LAST} in the middle of an epoch with {world_size} process(es): it was written "
+                f"by {written}, and its position in the epoch counts batches of that many; resume with {written} "
+                "process(es) (a checkpoint at the end of an epoch may continue with any number)"
+            )
     net.load_state_dict(ckpt["model"])
     optimizer.load_state_dict(ckpt["optimizer"])
     return ckpt
@@ -203,8 +218,9 @@ def _run(
     net = task.network().to(device)
     optimizer = torch.optim.AdamW(net.parameters(), lr=float(t_cfg["lr"]), weight_decay=float(t_cfg["weight_decay"]))
     start_epoch, start_step, history, carried = 0, 0, [], (0.0, 0)
+    fingerprint = task.fingerprint()
     if resume and (out / LAST).exists():
-        ckpt = _load_resume(out, net, optimizer, device)
+        ckpt = _load_resume(out, net, optimizer, device, task, fingerprint, env.world_size)
         start_epoch, history = int(ckpt["epoch"]), list(ckpt["history"])
         pos = ckpt.get("meta", {}).get("position") or {}
         start_step, carried = int(pos.get("step", 0)), (float(pos.get("running", 0.0)), int(pos.get("seen", 0)))
@@ -230,7 +246,7 @@ def _run(
         meta = dict(part["meta"], position=position)
         save_checkpoint(path, model=net, optimizer=optimizer if with_optimizer else None, normaliser=part["normaliser"],
                         config=cfg.to_dict(), epoch=epoch, history=history, task=task.name, meta=meta,
-                        rng=torch.get_rng_state())
+                        rng=torch.get_rng_state(), fingerprint=fingerprint, world_size=env.world_size)
 
     for epoch in range(start_epoch, stop):
         t0 = time.perf_counter()

@@ -1,0 +1,214 @@
+"""The identity of a training run: what ``--resume`` must find unchanged.
+
+A checkpoint records a fingerprint of the run, one sha256 digest per field, so that a resume of
+another training (another split seed, labels, loss, data...) is refused naming what differs,
+instead of silently mixing two trainings (a block trained on in epoch 1 becoming a test block).
+The fields are:
+
+* every leaf of the configuration (``split.seed``, ``loss.dice``, ``data.sources.s10.bands``,
+  ``network.hidden``, ``sampler.patch_size``, ``train.lr``, ...), except those in
+  :data:`MAY_CHANGE_ON_RESUME`;
+* ``content of <input>``: the identity of each input cube's values and grid (the gap-filling
+  source; each of ``data.sources``; ``data.target``, the labels or target bands). For a
+  dask-backed cube it is its dask name, which is content-based for eocube's Zarr and STAC readers
+  and for :func:`eocube.labels.burn_polygons` (a hash of the polygons and their classes); for a cube
+  in memory, a hash of its values. Coordinates, band names, CRS and nodata are included;
+* what the run derives from them: ``normalisation`` (the statistics of the training windows,
+  to 6 significant digits), ``split blocks`` (which block is train, validation or test) and
+  ``classes`` (segmentation).
+
+Fields that may differ on resume (:data:`MAY_CHANGE_ON_RESUME`) change how or how long the run
+trains, not what it learns from: ``train.epochs`` (to train longer; the learning-rate schedule
+then spans the new count), ``train.num_workers``, ``train.threads``, ``train.device``,
+``train.amp``, ``train.progress``, ``train.checkpoint_every``, ``train.export``,
+``data.cache_chunks`` and ``data.in_memory``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from typing import Any, Mapping
+
+import numpy as np
+import xarray as xr
+
+from .errors import LearnError
+
+VERSION = 1
+"""Version of the fingerprint scheme (a checkpoint with another version is not resumed)."""
+MAY_CHANGE_ON_RESUME = frozenset({
+    "train.epochs", "train.num_workers", "train.threads", "train.device", "train.amp", "train.progress",
+    "train.checkpoint_every", "train.export", "data.cache_chunks", "data.in_memory",
+})
+"""Configuration keys a resumed run may change (they do not change what is trained)."""
+
+
+def _plain(value: Any) -> Any:
+    """A JSON-able value where equal settings look equal (``1`` and ``1.0``, tuples and lists)."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        return int(value)
+    return value
+
+
+def digest(value: Any) -> str:
+    """sha256 of a plain value (its sorted JSON)."""
+    return hashlib.sha256(json.dumps(_plain(value), sort_keys=True, default=str).encode()).hexdigest()
+
+
+def config_leaves(cfg: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Dotted key -> value of every leaf of a nested config (a list is one leaf)."""
+    out: dict[str, Any] = {}
+    for key, value in cfg.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            out.update(config_leaves(value, name + "."))
+        else:
+            out[name] = value
+    return out
+
+
+def cube_identity(cube: xr.DataArray) -> str:
+    """Digest of a cube's values (dask name, or a hash of the values in memory) and of its grid.
+
+    Parameters
+    ----------
+    cube
+        Any DataArray.
+
+    Returns
+    -------
+    str
+        sha256 hex digest.
+    """
+    from ..io._fingerprint import computation_token
+
+    h = hashlib.sha256(computation_token(cube).encode())
+    for dim in cube.dims:
+        if dim in cube.coords:
+            h.update(f"|{dim}:".encode())
+            values = np.asarray(cube[dim].values)
+            h.update(values.astype(str).tobytes() if values.dtype.kind in "OUS" else np.ascontiguousarray(values).tobytes())
+    h.update(str(cube.dims).encode() + str(cube.dtype).encode())
+    try:
+        crs, nodata = cube.rio.crs, cube.rio.nodata
+    except Exception:  # noqa: BLE001 - a cube without rioxarray metadata: its grid is its coordinates
+        crs, nodata = None, None
+    h.update(str(crs.to_wkt() if crs is not None else None).encode() + repr(_plain(nodata)).encode())
+    return h.hexdigest()
+
+
+def _rounded(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _rounded(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_rounded(v) for v in value]
+    if isinstance(value, float):
+        return float(f"{value:.6g}")
+    return value
+
+
+def run_fingerprint(
+    config: Mapping[str, Any], inputs: Mapping[str, xr.DataArray], derived: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The fingerprint of a run, as stored in its checkpoints.
+
+    Parameters
+    ----------
+    config
+        The whole configuration (``TrainConfig.to_dict()``).
+    inputs
+        Input name (``data.sources.s10``, ``data.target``, ``source``) -> cube as read.
+    derived
+        What the run computed from them: ``normalisation``, ``split blocks``, ``classes`` (plain values).
+
+    Returns
+    -------
+    dict
+        ``{"version": VERSION, "fields": {field: sha256}}``.
+    """
+    fields = {k: digest(v) for k, v in config_leaves(config).items() if k not in MAY_CHANGE_ON_RESUME}
+    fields.update({f"content of {name}": cube_identity(cube) for name, cube in inputs.items()})
+    for name, value in (derived or {}).items():
+        fields[name] = digest(_rounded(value) if name == "normalisation" else value)
+    return {"version": VERSION, "fields": fields}
+
+
+def _show(value: Any) -> str:
+    text = json.dumps(_plain(value), default=str)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def check_resume(
+    path: Any, recorded: Mapping[str, Any] | None, current: Mapping[str, Any],
+    old_config: Mapping[str, Any] | None, new_config: Mapping[str, Any],
+    inputs: Mapping[str, xr.DataArray] | None = None,
+) -> None:
+    """Refuse to resume a checkpoint written by another training.
+
+    Parameters
+    ----------
+    path
+        The checkpoint (for the message).
+    recorded
+        Its ``fingerprint`` (None for a checkpoint written before fingerprints existed).
+    current
+        :func:`run_fingerprint` of this run.
+    old_config, new_config
+        The checkpoint's and this run's configuration (to show old -> new values).
+    inputs
+        This run's input cubes (to explain a content that differs because a dask name is random).
+
+    Raises
+    ------
+    LearnError
+        Naming each differing field and what to do.
+    """
+    allowed = ", ".join(sorted(MAY_CHANGE_ON_RESUME))
+    if not isinstance(recorded, Mapping) or recorded.get("version") != VERSION:
+        raise LearnError(
+            f"cannot resume {path}: it was written without a run fingerprint (by an older eocube), so nothing shows "
+            "that this is the same training (data, labels, split, loss...); train into a new --out instead"
+        )
+    old, new = dict(recorded.get("fields") or {}), dict(current["fields"])
+    old_leaves, new_leaves = config_leaves(old_config or {}), config_leaves(new_config)
+    differ = []
+    for name in sorted(set(old) | set(new), key=lambda n: (n.startswith(("content of", "normalisation", "split blocks",
+                                                                         "classes")), n)):
+        if old.get(name) == new.get(name):
+            continue
+        if name not in old:
+            differ.append(f"{name} (not in the checkpoint)")
+        elif name not in new:
+            differ.append(f"{name} (not in this config)")
+        elif name in new_leaves and name in old_leaves:
+            differ.append(f"{name} ({_show(old_leaves[name])} -> {_show(new_leaves[name])})")
+        else:
+            differ.append(name)
+    if not differ:
+        return
+    why = ""
+    from ..io._fingerprint import nondeterminism
+
+    for name, cube in (inputs or {}).items():
+        if f"content of {name}" in old and old.get(f"content of {name}") != new.get(f"content of {name}"):
+            reason = nondeterminism(cube)
+            if reason:
+                why = f" ({name} has no deterministic dask name: {reason})"
+                break
+    raise LearnError(
+        f"cannot resume {path}: this run differs from the training that wrote it in {', '.join(differ)}{why}; "
+        f"a resume continues the same training (only {allowed} may change): put the settings and data back to "
+        "continue it, or train into a new --out to start another run"
+    )
+
+
+__all__ = ["MAY_CHANGE_ON_RESUME", "VERSION", "check_resume", "config_leaves", "cube_identity", "digest",
+           "run_fingerprint"]
