@@ -161,7 +161,10 @@ def train(
         ``model.json`` when ``train.export``).
     resume
         Continue from ``out/last.pt`` (epoch, position in the epoch, model, optimiser, RNG);
-        starts afresh when there is none yet.
+        starts afresh when there is none yet. Only the same training is continued: the
+        checkpoint's fingerprint (config, input content, normalisation, split; see
+        :mod:`eocube.learn.identity`) must match, except for ``train.epochs`` and the other
+        settings of :data:`~eocube.learn.identity.MAY_CHANGE_ON_RESUME`.
     until_epoch
         Stop after this epoch (e.g. to fit a job's time limit), continue later
         with ``resume=True``; the learning-rate schedule still spans ``train.epochs``.
@@ -177,7 +180,9 @@ def train(
     Raises
     ------
     LearnError
-        ``out`` already holds a checkpoint and ``resume`` is False, or a bad config.
+        ``out`` already holds a checkpoint and ``resume`` is False; ``resume`` finds a checkpoint of
+        another training (the message names the differing fields) or one without a fingerprint; a
+        bad config; a validation set with nothing to score, or no validation part in ``split.fractions``.
     """
     cfg = config if isinstance(config, TrainConfig) else load_config(config, task=task)
     if task is not None and cfg.task != task:
