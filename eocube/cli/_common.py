@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from .._redact import env_secrets, redact, redact_exception, redact_text
 from ..errors import EOCubeError, StoreNotFoundError
 
 if TYPE_CHECKING:
@@ -71,9 +72,10 @@ def is_url(store: str | os.PathLike[str]) -> bool:
 
 
 def shown_location(store: str | os.PathLike[str]) -> str:
-    """How to print a store: a URL as given (its credentials are never in it), a local path made absolute."""
+    """How to print a store: a URL with its query values and user info redacted (a signed URL's
+    token never reaches the output or the provenance), a local path made absolute."""
     text = os.fspath(store)
-    return text if is_url(text) else str(Path(text).expanduser().resolve())
+    return redact(text) if is_url(text) else str(Path(text).expanduser().resolve())
 
 
 def same_location(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:
@@ -544,14 +546,29 @@ def resolve_bands(
 
 
 def friendly_errors(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Print eocube errors as one clear line and exit with status 2 (no traceback)."""
+    """Print eocube errors as one clear line and exit with status 2 (no traceback).
+
+    No secret reaches stderr: the line is redacted (signed-URL query values, the credential
+    variables' values), and any other exception leaves through
+    :func:`eocube._redact.redact_exception`, so the traceback Python prints for it, chained
+    causes and contexts included, shows no token either. Click's own exceptions (usage errors,
+    ``ctx.exit``) keep their type; their message is redacted.
+    """
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
         except EOCubeError as exc:
-            click.echo(f"error: {exc}", err=True)
+            click.echo(f"error: {redact_text(str(exc), env_secrets())}", err=True)
             sys.exit(2)
+        except click.ClickException as exc:
+            exc.message = redact_text(exc.message, env_secrets())
+            raise
+        except (click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except Exception as exc:  # noqa: BLE001 - redacted, then raised again below
+            error = redact_exception(exc)
+        raise error  # outside the except block: the unredacted original is not chained as context
 
     return wrapper

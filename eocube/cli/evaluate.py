@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from .._redact import redact
 from ..fill import METHOD_NAMES
 from ._common import (
     OneLineCommand,
@@ -68,7 +69,7 @@ def evaluate(source: str, bands: str | None, cloud_band: str | None, data_band: 
     if sample is None and not cloud_band:
         raise click.UsageError("--cloud-band is required for a cube that is not a bundled sample")
     band_list, cloud_band, data_band = resolve_bands(cube, sample, bands, cloud_band, data_band)
-    click.echo(f"source: {source}\n{cube_info(cube)}")
+    click.echo(f"source: {redact(source)}\n{cube_info(cube)}")
     check_mask_band(cube, cloud_band, "boolean")  # a sample of the cloud band only
     extra = {}
     if model_path:

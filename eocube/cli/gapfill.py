@@ -109,7 +109,7 @@ def gapfill(source: str, out: str, bands: str | None, cloud_band: str | None, da
     cube, sample = open_source(source, {"time": -1, "band": 1, "y": tile, "x": tile})
     cloud_band, mask_line = resolve_mask_band(cube, sample, mask_kind, cloud_band)
     band_list, cloud_band, data_band = resolve_bands(cube, sample, bands, cloud_band, data_band)
-    click.echo(f"source: {source}\n{cube_info(cube)}\n{tile_line}")
+    click.echo(f"source: {source if sample else shown_location(source)}\n{cube_info(cube)}\n{tile_line}")
     if cloud_band:
         check_mask_band(cube, cloud_band, mask_kind, threshold=threshold)  # a sample of the mask band only
     click.echo(mask_line + (f", cloudy at >= {threshold:g}" if mask_kind == "probability" and cloud_band else ""))

@@ -70,6 +70,7 @@ class CheckedZarrArray:
             self._array = zarr.open_array(self.loc.zarr_store(read_only=True), path=self.variable, mode="r")
         return self._array
 
+    @_stores.raises_redacted  # no signed-URL token in the error or its chained causes (issue 21)
     def __getitem__(self, key: Any) -> np.ndarray:
         array = self._open()
         try:

@@ -20,7 +20,9 @@ environment or the options, the AWS config and credentials files
 ``storage_options`` are passed to :func:`obstore.store.from_url` (obstore's
 names, or the s3fs names ``key``, ``secret``, ``token``, ``endpoint_url``,
 ``anon``). A location's ``repr``, its messages and the stores' attributes
-never show them; :func:`scrub` removes their values from any text.
+never show them; :func:`scrub` removes their values from any text, and the store
+operations here raise their errors through :func:`eocube._redact.redact_exception` (a signed
+URL's query values and the credentials never reach a traceback, chained causes included).
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .._redact import REDACTED, redact
+from .._redact import REDACTED, SECRET_ENV, env_secrets, query_secrets, redact, redact_exception, redacted_errors
 
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*://")
 _WRITABLE = ("s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "azure", "memory")
@@ -48,10 +50,7 @@ _ALIASES = {  # s3fs / fsspec names -> obstore names
     "endpoint_url": "endpoint",
 }
 _SECRET_WORDS = ("secret", "token", "password", "key", "credential", "sas", "signature")
-_SECRET_ENV = (
-    "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_ACCESS_KEY_ID", "GOOGLE_SERVICE_ACCOUNT_KEY",
-    "AZURE_STORAGE_ACCOUNT_KEY", "AZURE_STORAGE_SAS_KEY", "AZURE_CLIENT_SECRET",
-)
+_SECRET_ENV = SECRET_ENV
 
 
 def is_url(store: object) -> bool:
@@ -116,9 +115,10 @@ class StoreLocation:
         return _object_store(self)
 
     def secrets(self) -> list[str]:
-        """Values that must never be shown: secret-looking options and credential variables."""
+        """Values that must never be shown: secret-looking options, credential variables and the
+        query values of a signed URL (``?sig=...``)."""
         found = [str(v) for k, v in self.options if any(w in k.lower() for w in _SECRET_WORDS) and v]
-        found += [os.environ[k] for k in _SECRET_ENV if os.environ.get(k)]
+        found += env_secrets() + query_secrets(self.url)
         return [s for s in found if len(s) >= 4]
 
 
@@ -256,9 +256,28 @@ def scrub(text: str, loc: StoreLocation | None = None) -> str:
     obstore's long ``Debug source:`` dump after its one-line message is dropped.
     """
     text = redact(text.split("\n\nDebug source:", 1)[0])
-    for secret in (loc.secrets() if loc is not None else [os.environ[k] for k in _SECRET_ENV if os.environ.get(k)]):
+    for secret in sorted(loc.secrets() if loc is not None else env_secrets(), key=len, reverse=True):
         text = text.replace(secret, REDACTED)
     return text
+
+
+def scrub_exception(exc: BaseException, loc: StoreLocation | None = None) -> BaseException:
+    """``exc`` and its chained exceptions without URL secrets or the location's credentials.
+
+    See :func:`eocube._redact.redact_exception` (raise the result outside the ``except`` block).
+    """
+    return redact_exception(exc, loc.secrets() if loc is not None else ())
+
+
+def _loc_secrets(first: Any, *args: Any, **kwargs: Any) -> list[str]:
+    """The secrets of the location a store operation got as its first argument (or its ``.loc``)."""
+    loc = getattr(first, "loc", first)
+    return loc.secrets() if isinstance(loc, StoreLocation) else []
+
+
+raises_redacted = redacted_errors(_loc_secrets)
+"""Decorator of a function whose first argument is a :class:`StoreLocation` (or of a method of an
+object with a ``loc``): what it raises goes through :func:`scrub_exception`."""
 
 
 @contextlib.contextmanager
@@ -281,6 +300,7 @@ def reworded(loc: StoreLocation, doing: str) -> Iterator[None]:
 # ------------------------------------------------------------------------------------------ small store operations
 
 
+@raises_redacted
 def exists(loc: StoreLocation) -> bool:
     """Whether anything is stored at the location."""
     if loc.is_local:
@@ -288,11 +308,13 @@ def exists(loc: StoreLocation) -> bool:
     return any(True for _ in _list(loc, "", limit=1))
 
 
+@raises_redacted
 def has_zarr_metadata(loc: StoreLocation) -> bool:
     """Whether the location holds Zarr group or array metadata at its root."""
     return any(get_bytes(loc, key) is not None for key in ("zarr.json", ".zgroup", ".zarray"))
 
 
+@raises_redacted
 def get_bytes(loc: StoreLocation, key: str) -> bytes | None:
     """The object ``key`` under the location, None if missing."""
     if loc.is_local:
@@ -308,6 +330,7 @@ def get_bytes(loc: StoreLocation, key: str) -> bytes | None:
         return None
 
 
+@raises_redacted
 def put_bytes(loc: StoreLocation, key: str, data: bytes) -> None:
     """Store ``data`` as ``key`` (one PUT on object stores, which is atomic)."""
     if loc.is_local:
@@ -337,11 +360,13 @@ def _list(loc: StoreLocation, prefix: str, limit: int | None = None) -> Any:
                 return
 
 
+@raises_redacted
 def list_keys(loc: StoreLocation, prefix: str) -> list[str]:
     """Keys under ``prefix`` (relative to the location), object stores only."""
     return list(_list(loc, prefix))
 
 
+@raises_redacted
 def head(loc: StoreLocation, key: str) -> dict[str, Any] | None:
     """ETag / modification time of an object, None if missing (object stores only)."""
     import obstore
@@ -353,6 +378,7 @@ def head(loc: StoreLocation, key: str) -> dict[str, Any] | None:
     return {"e_tag": meta.get("e_tag"), "last_modified": str(meta.get("last_modified")), "size": meta.get("size")}
 
 
+@raises_redacted
 def delete_prefix(loc: StoreLocation, prefix: str = "") -> None:
     """Delete everything under ``prefix`` (the whole store when empty)."""
     if loc.is_local:

@@ -9,6 +9,10 @@ output pixel's centre.
 
 No message leaves this module with a secret in it: hrefs in errors and warnings are redacted
 (:func:`eocube.stac._errors.redact`), and so are the GDAL errors chained to them (:func:`scrub`).
+Whatever else leaves a block read or a header probe (a GDAL error rasterio does not wrap, a
+``MemoryError`` whose context is a failed read) goes through :func:`eocube._redact.redact_exception`
+with the signing values of the hrefs and the GDAL credentials read (:func:`_secrets`), so a
+traceback printed by the caller, or sent back by a dask worker, holds no token.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from rasterio.session import Session
 from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
+from .._redact import query_secrets, redacted_errors
 from ._errors import AssetReadError, AssetReadWarning, StacError, redact, redacting, scrub
 from ._grid import Grid
 from ._items import AssetInfo
@@ -316,6 +321,23 @@ class Block:
     out_dtype: str
 
 
+_SECRET_OPTIONS = ("SECRET", "TOKEN", "KEY", "PASSWORD", "USERPWD", "SAS", "HEADERS", "BEARER")
+"""Words in the name of a GDAL option whose value is a credential (``AWS_SECRET_ACCESS_KEY``, ``GDAL_HTTP_HEADERS``)."""
+
+
+def _secrets(hrefs: list[str], env: Mapping[str, Any]) -> list[str]:
+    """The signing values of ``hrefs`` and the credentials among GDAL's options (to redact from errors)."""
+    found = [value for href in hrefs for value in query_secrets(href)]
+    found += [str(value) for key, value in env.items() if value and any(word in key.upper() for word in _SECRET_OPTIONS)]
+    return found
+
+
+def _block_secrets(block: Block) -> list[str]:
+    hrefs = [info.href for per_time in block.sources for per_band in per_time for info in per_band]
+    return _secrets(hrefs, dict(block.opts.env))
+
+
+@redacted_errors(_block_secrets)
 def read_block(block: Block) -> np.ndarray:
     """Read one block of shape (time, band, y, x)."""
     nt, nb = len(block.sources), len(block.plans)
@@ -339,6 +361,7 @@ def _header(ds) -> dict[str, Any]:
             "dtype": ds.dtypes[0], "nodata": ds.nodata}
 
 
+@redacted_errors(lambda href, env, *args, **kwargs: _secrets([href], env))
 def probe(href: str, env: Mapping[str, Any], retries: int = 3, on_error: str = "raise") -> dict[str, Any] | None:
     """Header of an asset (no pixel read): crs, transform, shape, dtype, nodata.
 
