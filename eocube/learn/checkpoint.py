@@ -29,6 +29,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..models._archive import UnsafeArchiveError, check_archive
+from ..models._errors import ModelLoadError
 from ..models._loading import safe_cause, weights_only_failure
 from .errors import CheckpointError
 from .network import GapFillNet, NetworkConfig
@@ -153,6 +155,10 @@ def _check_plain(value: Any, where: str) -> None:
         )
 
 
+class UnsafeCheckpointError(CheckpointError, ModelLoadError):
+    """A checkpoint file whose archive torch could read ambiguously or that would run code (:mod:`eocube.models._archive`)."""
+
+
 def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Read a checkpoint with ``weights_only=True``.
 
@@ -172,13 +178,22 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.devi
     Raises
     ------
     CheckpointError
-        Missing file, unreadable file, or not an eocube gap-filling checkpoint.
+        Missing file, unreadable file, or not an eocube gap-filling checkpoint; an archive torch
+        could read ambiguously (duplicate or unexpected entries, a damaged or crafted zip) is an
+        :class:`UnsafeCheckpointError`, also a :class:`~eocube.models.ModelLoadError`.
     """
     p = Path(path)
     if p.is_dir():
         p = p / LAST
     if not p.is_file():
         raise CheckpointError(f"no checkpoint at {p}: pass a .pt file written by `eocube train` (or its --out folder)")
+    try:
+        check_archive(p, "torch.save")  # as torch reads it: no duplicate, unexpected or damaged entry
+    except UnsafeArchiveError as exc:
+        raise UnsafeCheckpointError(
+            f"cannot read checkpoint {p} safely with torch.load(weights_only=True): {exc.reason}. Write checkpoints "
+            "with `eocube train` / eocube.learn.save_checkpoint (or resume from an intact copy)"
+        ) from None
     try:
         ckpt = torch.load(p, map_location=map_location, weights_only=True)
     except Exception as exc:  # pickle errors, truncated files, foreign objects

@@ -26,23 +26,32 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import io
-import json
 import os
 import re
 import threading
+import uuid
 import zipfile
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, Union
 
+import dask
 import torch
-from dask.base import tokenize
 from torch import nn
 
-from ._errors import ModelLoadError
+from ._archive import ArchiveFormat, UnsafeArchiveError, archive_names, check_archive
+from ._errors import ModelIdentityError, ModelLoadError
+from ._guards import SizeLimit, export_size_limits
+from ._identity import (
+    CodeIdentity,
+    archive_digest,
+    callable_identity,
+    module_identity,
+    unreadable_message,
+    values_digest,
+)
 
 _CACHE_SIZE = 4
 _CACHE: OrderedDict[tuple[str, str], nn.Module] = OrderedDict()
@@ -114,13 +123,56 @@ def safe_cause(exc: BaseException) -> BaseException | None:
 def _holds_only_weights(path: Path) -> bool:
     """Whether a ``torch.save`` archive holds only tensors and plain containers (weights).
 
-    Probed with ``torch.load(weights_only=True)``, which never runs code from the file.
+    Its archive is checked first (:func:`._archive.check_archive`), then it is probed with
+    ``torch.load(weights_only=True)``, which never runs code from the file.
     """
     try:
+        check_archive(path, "torch.save")
         torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception:
         return False
     return True
+
+
+def checked_archive(path: Path, shown: str, expected: ArchiveFormat | None = None) -> ArchiveFormat:
+    """:func:`._archive.check_archive`, its refusal a one-line :class:`ModelLoadError` naming the file.
+
+    Parameters
+    ----------
+    path
+        A model file.
+    shown
+        How the file is named in the message (the path the caller gave).
+    expected
+        The format the caller loads (another one is refused), or None for any.
+
+    Returns
+    -------
+    str
+        The format found.
+
+    Raises
+    ------
+    ModelLoadError
+        The archive would be read ambiguously or would run code: the message says why and how
+        to save the model safely.
+    """
+    try:
+        return check_archive(path, expected).format
+    except UnsafeArchiveError as exc:
+        raise ModelLoadError(
+            f"{shown!r} was refused: {exc.reason}; eocube loads only model files that torch reads unambiguously "
+            f"and without running code. {SAFE_FORMATS}"
+        ) from None
+
+
+def _refusal(path: Path) -> str:
+    """Why :func:`._archive.check_archive` refuses a file (truncated, not a zip archive...); "" if it does not."""
+    try:
+        check_archive(path)
+    except UnsafeArchiveError as exc:
+        return exc.reason
+    return ""
 
 
 def sha256_file(path: Path) -> str:
@@ -153,27 +205,76 @@ def _unchanged_file(path: str, sha256: str, what: str) -> Path:
     return p
 
 
-def module_token(module: nn.Module) -> str:
-    """Content token of a module: its class, architecture text and every tensor of its state_dict.
-
-    Parameters
-    ----------
-    module
-        A ``torch.nn.Module``.
-
-    Returns
-    -------
-    str
-        A hex digest that changes when the class, the architecture or any weight changes.
-    """
+def weights_digest(module: nn.Module) -> str:
+    """SHA-256 of every tensor of a module's ``state_dict`` (names, dtypes, shapes and bytes)."""
     digest = hashlib.sha256()
-    cls = type(module)
-    digest.update(f"{cls.__module__}.{cls.__qualname__}\n{module!r}".encode())
     for name, tensor in module.state_dict().items():
         t = tensor.detach().to("cpu").contiguous().reshape(-1)
         digest.update(f"{name}:{t.dtype}:{tuple(tensor.shape)}".encode())
         digest.update(t.view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()
+
+
+def model_token(kind: str, code: CodeIdentity, version: str | None, *content: str) -> str:
+    """A model's token: its code (or the version naming it), the torch version and its content.
+
+    Parameters
+    ----------
+    kind
+        Prefix (``"module"``, ``"statedict"``).
+    code
+        Identity of the model's code (:mod:`._identity`).
+    version
+        ``model_version`` given by the user: it stands for the code, which is then not used.
+    *content
+        Other parts (weights digest, architecture text).
+
+    Returns
+    -------
+    str
+        ``kind-<sha256>``; ``kind-unreadable-<random>`` when the code cannot be read and no
+        version is given, so that no store written with it is ever taken for the same computation.
+    """
+    if version is None and not code.complete:
+        return f"{kind}-unreadable-{uuid.uuid4().hex}"
+    basis = f"version:{version}" if version is not None else f"code:{code.digest}"
+    digest = hashlib.sha256(f"{basis}\ntorch {torch.__version__}\n".encode())
+    for part in content:
+        digest.update(part.encode() + b"\n")
+    return f"{kind}-{digest.hexdigest()}"
+
+
+def module_token(module: nn.Module, version: str | None = None) -> str:
+    """Content token of a module: the code of its classes, its architecture text and every weight.
+
+    Parameters
+    ----------
+    module
+        A ``torch.nn.Module``.
+    version
+        Names the code instead of its source (``model_version``).
+
+    Returns
+    -------
+    str
+        A hex digest that changes when the code of any class or helper the module is built from,
+        a plain attribute, the architecture or any weight changes (random when the code cannot be
+        read and no version is given).
+    """
+    return model_token("module", module_identity(module), version, _class_name(module), repr(module),
+                       weights_digest(module)).split("-", 1)[1]
+
+
+def _class_name(module: nn.Module) -> str:
+    cls = type(module)
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _dask_token(source: ModuleSource | StateDictSource) -> tuple[str, str]:
+    """What dask sees of a source: its token; under ``tokenize.ensure-deterministic``, why it has none."""
+    if source.unreadable and dask.config.get("tokenize.ensure-deterministic", False):
+        raise ModelIdentityError(unreadable_message("the model", source.unreadable))
+    return ("eocube-model", source.token)
 
 
 @dataclass(frozen=True, eq=False)
@@ -184,6 +285,10 @@ class ModuleSource:
     """The caller's module (never modified)."""
     token: str
     """Content token (:func:`module_token`)."""
+    unreadable: tuple[str, ...] = ()
+    """Classes and functions whose source could not be read (the token is then random)."""
+    version: str | None = None
+    """``model_version``: names the code in the token instead of its source."""
 
     def build(self) -> nn.Module:
         """A private copy of the module, on the CPU."""
@@ -191,7 +296,19 @@ class ModuleSource:
 
     def describe(self) -> str:
         """One line for attributes and error messages."""
-        return f"torch module {type(self.module).__qualname__} (content {self.token[:12]})"
+        named = f"version {self.version}, " if self.version is not None else ""
+        return f"torch module {type(self.module).__qualname__} ({named}content {self.token.split('-')[-1][:12]})"
+
+    def __dask_tokenize__(self) -> tuple[str, str]:
+        return _dask_token(self)
+
+
+def module_source(module: nn.Module, version: str | None = None) -> ModuleSource:
+    """The source of an in-memory module, its token taken from its code, architecture and weights."""
+    code = module_identity(module)
+    token = model_token("module", code, version, _class_name(module), repr(module), weights_digest(module))
+    unreadable = code.unreadable if version is None else ()
+    return ModuleSource(module=module, token=token, unreadable=unreadable, version=version)
 
 
 @dataclass(frozen=True)
@@ -202,16 +319,20 @@ class TorchScriptSource:
     """Absolute path, readable by every worker."""
     sha256: str
     """Digest of the file when the graph was built."""
+    content: str = ""
+    """Digest of the program (:func:`._identity.archive_digest`: entry names and contents); "": the file's."""
 
     @property
     def token(self) -> str:
-        """Cache key: the file's content digest."""
-        return f"torchscript-{self.sha256}"
+        """Cache key and identity: the program's content digest."""
+        return f"torchscript-{self.content or self.sha256}"
 
     def build(self) -> nn.Module:
         """Load the file on the CPU, after checking its digest."""
         path = _unchanged_file(self.path, self.sha256, "TorchScript file")
         found = model_file_format(path)  # checked first: torch.jit.load warns (deprecated)
+        if found != "unknown":
+            checked_archive(path, self.path)
         if found == "torch.save":
             if not _holds_only_weights(path):
                 raise ModelLoadError(
@@ -224,7 +345,8 @@ class TorchScriptSource:
             )
         try:
             if found != "torchscript":
-                raise RuntimeError("its content is not that of torch.jit.save")
+                why = _refusal(path) if found == "unknown" else ""
+                raise RuntimeError(f"its content is not that of torch.jit.save{' (' + why + ')' if why else ''}")
             return torch.jit.load(str(path), map_location="cpu")
         except Exception as exc:  # torch raises RuntimeError with a C++ trace here
             raise ModelLoadError(
@@ -251,11 +373,27 @@ class StateDictSource:
     kwargs: Mapping[str, Any] = field(default_factory=dict)
     """Keyword arguments of ``factory``."""
     token: str = ""
-    """Cache key: factory and arguments (``dask.base.tokenize``) plus the file's digest."""
+    """Cache key and identity: the code of the factory (:func:`._identity.callable_identity`, or the
+    version naming it), its arguments and the file's digest."""
+    unreadable: tuple[str, ...] = ()
+    """Classes and functions whose source could not be read (the token is then random)."""
+    version: str | None = None
+    """``model_version``: names the code in the token instead of its source."""
+
+    def __dask_tokenize__(self) -> tuple[str, str]:
+        return _dask_token(self)
 
     def build(self) -> nn.Module:
         """Build the module with the factory and load the weights safely."""
         path = _unchanged_file(self.path, self.sha256, "state_dict file")
+        found = model_file_format(path)
+        if found in ("torch.export", "torchscript"):
+            raise ModelLoadError(
+                f"{self.path!r} is a {'torch.export program' if found == 'torch.export' else 'TorchScript file'}, "
+                "not a state_dict file (torch.save(model.state_dict(), path)): pass its path as the model, "
+                "without a factory"
+            )
+        checked_archive(path, self.path, "torch.save")
         try:
             state = torch.load(str(path), map_location="cpu", weights_only=True)
         except Exception as exc:
@@ -288,7 +426,8 @@ class StateDictSource:
     def describe(self) -> str:
         """One line for attributes and error messages."""
         name = getattr(self.factory, "__qualname__", repr(self.factory))
-        return f"{name}(**{dict(self.kwargs)}) with weights {self.path} (sha256 {self.sha256[:12]})"
+        named = f", version {self.version}" if self.version is not None else ""
+        return f"{name}(**{dict(self.kwargs)}) with weights {self.path} (sha256 {self.sha256[:12]}{named})"
 
 
 ModelFormat = Literal["torch.export", "torchscript", "torch.save", "unknown"]
@@ -305,12 +444,11 @@ EXPORT_ADVICE = (
 
 
 def _archive_names(path: Path) -> list[str] | None:
-    """Names in a zip file without their root folder, or None when it is not a zip file."""
-    try:
-        with zipfile.ZipFile(path) as archive:
-            return [name.split("/", 1)[-1] for name in archive.namelist()]
-    except (OSError, zipfile.BadZipFile):
-        return None
+    """Names in a zip file without their root folder, or None when it is not a zip file.
+
+    For telling formats apart only: whether a file is safe to load is :func:`checked_archive`'s call.
+    """
+    return archive_names(path)
 
 
 def model_file_format(path: str | os.PathLike[str]) -> ModelFormat:
@@ -340,41 +478,6 @@ def model_file_format(path: str | os.PathLike[str]) -> ModelFormat:
     return "unknown"
 
 
-def _pt2_unsafe_content(path: Path) -> str | None:
-    """Why ``torch.export.load`` would unpickle objects or load compiled code from ``path``; None if not.
-
-    ``torch.export.load`` unpickles tensor subclasses, custom and opaque objects, legacy
-    weight files and sample inputs it cannot read with ``weights_only=True``, and loads the
-    compiled libraries of AOTInductor packages. eocube refuses such archives.
-    """
-    with zipfile.ZipFile(path) as archive:
-        for full in archive.namelist():
-            name = full.split("/", 1)[-1]
-            if name.startswith(("data/aotinductor/", "data/executorch/", "data/mtia")):
-                return f"it holds compiled code ({name}), which runs when loaded"
-            if re.fullmatch(r"data/(weights|constants)/[^/]+\.pt", name):
-                return f"it holds pickled {name.split('/')[1]} in the legacy format ({name})"
-            if re.fullmatch(r"data/(weights|constants)/[^/]+_config\.json", name):
-                reason = _pickled_payloads(json.loads(archive.read(full)), name)
-                if reason:
-                    return reason
-            if name.startswith("data/sample_inputs/"):
-                try:
-                    torch.load(io.BytesIO(archive.read(full)), map_location="cpu", weights_only=True)
-                except Exception as exc:
-                    return f"its sample inputs ({name}) are pickled objects ({weights_only_failure(exc)})"
-    return None
-
-
-def _pickled_payloads(config: Mapping[str, Any], name: str) -> str | None:
-    """Why a weights/constants config of a ``.pt2`` archive names pickled payloads; None if it does not."""
-    for fqn, meta in (config.get("config") or {}).items():
-        path_name = str(meta.get("path_name", ""))
-        if meta.get("use_pickle") or path_name.startswith(("custom_obj_", "opaque_obj_")):
-            return f"{fqn!r} in {name} is a pickled object"
-    return None
-
-
 def _dynamic_problems(program: Any) -> list[str]:
     """The user inputs of an exported program whose batch or spatial sizes are static."""
     user_inputs = set(program.graph_signature.user_inputs)
@@ -392,17 +495,20 @@ def _dynamic_problems(program: Any) -> list[str]:
 
 
 def _load_program(path: Path, shown: str) -> Any:
-    """``torch.export.load`` of a ``.pt2`` archive, after checking it holds nothing to unpickle."""
+    """``torch.export.load`` of a ``.pt2`` archive, after checking it as torch reads it (:func:`._archive.check_archive`)."""
     if model_file_format(path) != "torch.export":
+        why = _refusal(path)
         raise ModelLoadError(
-            f"{shown!r} is not a torch.export program (.pt2 archive of torch.export.save). {EXPORT_ADVICE}"
+            f"{shown!r} is not a torch.export program (.pt2 archive of torch.export.save){': ' + why if why else ''}. "
+            f"{EXPORT_ADVICE}"
         )
-    unsafe = _pt2_unsafe_content(path)
-    if unsafe:
+    try:
+        check_archive(path, "torch.export")
+    except UnsafeArchiveError as exc:
         raise ModelLoadError(
-            f"{shown!r} is a .pt2 archive but {unsafe}; eocube only loads torch.export programs of plain "
-            f"tensors and graphs. {SAFE_FORMATS}"
-        )
+            f"{shown!r} is a .pt2 archive but {exc.reason}; eocube only loads torch.export programs of plain "
+            f"tensors and graphs that torch reads unambiguously. {SAFE_FORMATS}"
+        ) from None
     try:
         with open(path, "rb") as f:  # a file object: torch warns about names not ending in .pt2
             return torch.export.load(f)
@@ -442,11 +548,15 @@ class ExportedProgramSource:
     """Absolute path, readable by every worker."""
     sha256: str
     """Digest of the file when the graph was built."""
+    content: str = ""
+    """Digest of the program (:func:`._identity.archive_digest`: entry names and contents); "": the file's."""
+    size_limits: tuple[SizeLimit, ...] = ()
+    """The sizes its export guards accept, per dynamic dim of each tensor input (read at :func:`from_exported`)."""
 
     @property
     def token(self) -> str:
-        """Cache key: the file's content digest."""
-        return f"export-{self.sha256}"
+        """Cache key and identity: the program's content digest."""
+        return f"export-{self.content or self.sha256}"
 
     def build(self) -> nn.Module:
         """Load the program on the CPU, after checking its digest and that it holds no pickle."""
@@ -476,7 +586,15 @@ def from_torchscript(path: str | os.PathLike[str]) -> TorchScriptSource:
         Pass it (or simply the path) as ``model`` to :func:`eocube.apply_model`.
     """
     p = _check_file(path, "TorchScript file")
-    return TorchScriptSource(path=str(p), sha256=sha256_file(p))
+    return TorchScriptSource(path=str(p), sha256=sha256_file(p), content=_program_digest(p))
+
+
+def _program_digest(path: Path) -> str:
+    """:func:`._identity.archive_digest` of a program file; "" when it is not a zip archive (refused on load)."""
+    try:
+        return archive_digest(path)
+    except (OSError, zipfile.BadZipFile, ValueError):
+        return ""
 
 
 def from_exported(path: str | os.PathLike[str]) -> ExportedProgramSource:
@@ -511,7 +629,8 @@ def from_exported(path: str | os.PathLike[str]) -> ExportedProgramSource:
             f"the torch.export program {str(path)!r} was exported with static sizes ({'; '.join(problems)}), "
             f"but eocube runs it on batches and tiles of varying size. {EXPORT_ADVICE}"
         )
-    return ExportedProgramSource(path=str(p), sha256=sha256_file(p))
+    return ExportedProgramSource(path=str(p), sha256=sha256_file(p), content=_program_digest(p),
+                                 size_limits=export_size_limits(program))
 
 
 def from_state_dict(
@@ -539,11 +658,45 @@ def from_state_dict(
         raise ModelLoadError(f"factory must be callable (a module class or a function), got {factory!r}")
     p = _check_file(path, "state_dict file")
     digest = sha256_file(p)
-    token = f"statedict-{tokenize(factory, dict(kwargs))}-{digest}"
-    return StateDictSource(factory=factory, path=str(p), sha256=digest, kwargs=dict(kwargs), token=token)
+    code = callable_identity(factory, dict(kwargs))
+    return StateDictSource(factory=factory, path=str(p), sha256=digest, kwargs=dict(kwargs),
+                           token=model_token("statedict", code, None, digest), unreadable=code.unreadable)
 
 
-def as_source(model: Any) -> ModelSource:
+def with_version(source: ModelSource, version: str | None) -> ModelSource:
+    """``source`` with ``model_version`` standing for its Python code (files: unchanged, their content is their identity)."""
+    if version is None or getattr(source, "version", None) == version:
+        return source
+    if not isinstance(version, str) or not version.strip():
+        raise ModelIdentityError(f"model_version must be a non-empty string naming the version of the model's code, "
+                                 f"got {version!r}")
+    if isinstance(source, ModuleSource):
+        return module_source(source.module, version)
+    if isinstance(source, StateDictSource):
+        factory = f"{getattr(source.factory, '__module__', '')}.{getattr(source.factory, '__qualname__', '')}"
+        token = model_token("statedict", CodeIdentity(""), version, factory, values_digest(dict(source.kwargs)),
+                            source.sha256)
+        return replace(source, token=token, unreadable=(), version=version)
+    return source
+
+
+def settle_identity(source: ModelSource, module: nn.Module, device: torch.device) -> ModelSource:
+    """A factory's source with the code of the module it built in its token (the classes of every submodule).
+
+    A factory's own code is read when the source is made; the classes it instantiates may come from a
+    registry or another package, so once the module is built (``module``, cached for ``device``) their
+    code joins the token. The cached module is kept under the new token too.
+    """
+    if not isinstance(source, StateDictSource) or source.version is not None or source.unreadable:
+        return source
+    built = module_identity(module)
+    settled = replace(source, token=model_token("statedict", built, None, source.token), unreadable=built.unreadable)
+    with _LOCK:
+        _CACHE[(settled.token, str(device))] = module
+    return settled
+
+
+def as_source(model: Any, version: str | None = None) -> ModelSource:
     """Turn what the caller passed as ``model`` into a source.
 
     Parameters
@@ -554,21 +707,25 @@ def as_source(model: Any) -> ModelSource:
         tuple, or a source from :func:`from_exported` / :func:`from_torchscript` /
         :func:`from_state_dict`.
 
+    version
+        ``model_version``: names the version of a Python model's code (a module, a factory), which
+        then stands for its source in the token; files are identified by their content.
+
     Returns
     -------
     ModelSource
     """
     if isinstance(model, (ModuleSource, ExportedProgramSource, TorchScriptSource, StateDictSource)):
-        return model
+        return with_version(model, version)
     if isinstance(model, nn.Module):
-        return ModuleSource(module=model, token=f"module-{module_token(model)}")
+        return module_source(model, version)
     if isinstance(model, (str, os.PathLike)):
         path = _check_file(model, "model file")
         if path.suffix.lower() == ".pt2" or model_file_format(path) == "torch.export":
             return from_exported(model)
         return from_torchscript(model)
     if isinstance(model, tuple) and len(model) == 2 and callable(model[0]):
-        return from_state_dict(model[0], model[1])
+        return with_version(from_state_dict(model[0], model[1]), version)
     raise ModelLoadError(
         f"model is a {type(model).__module__}.{type(model).__name__}; expected a torch.nn.Module, "
         "the path of a torch.export (.pt2) or TorchScript file, (factory, state_dict_path), or "
