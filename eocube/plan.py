@@ -40,7 +40,73 @@ MODEL_FACTOR = 8
 
 
 class ChunkPlanError(EOCubeError, ValueError):
-    """No block of the cube's full time series fits a worker's memory."""
+    """No block of the cube's full time series fits a worker's memory, or an argument of
+    :func:`plan_chunks` is out of range (the message names it and the accepted values)."""
+
+
+_AXES = ("time (dates)", "band", "y", "x")
+
+
+def _refuse(name: str, value: Any, accepted: str) -> ChunkPlanError:
+    return ChunkPlanError(f"plan_chunks: {name}={value!r} is not accepted: {accepted}")
+
+
+def _whole(name: str, value: Any, minimum: int, accepted: str, *, optional: bool = False) -> int | None:
+    """``value`` as an int >= ``minimum`` (None where ``optional``), else a ChunkPlanError."""
+    if value is None and optional:
+        return None
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer, float, np.floating)):
+        raise _refuse(name, value, accepted)
+    if isinstance(value, (float, np.floating)) and (not math.isfinite(value) or value != int(value)):
+        raise _refuse(name, value, accepted)
+    if int(value) < minimum:
+        raise _refuse(name, value, accepted)
+    return int(value)
+
+
+def _factor(name: str, value: Any) -> float:
+    """A working-memory factor: a finite number > 0."""
+    ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+    if not ok or not math.isfinite(float(value)) or float(value) <= 0:
+        raise _refuse(name, value, "give a finite number > 0 (working memory of a task in copies of its input, "
+                                   f"default {FILL_FACTOR if name == 'fill_factor' else MODEL_FACTOR})")
+    return float(value)
+
+
+def _bytes(name: str, value: Any, *, optional: bool = False) -> int | None:
+    """Bytes > 0 from an int or a size string (``"16GB"``); None where ``optional``."""
+    accepted = ("give bytes > 0: a whole number or a size such as '16GB' or '4GiB'"
+                + (", or None for the default" if optional else ""))
+    if value is None and optional:
+        return None
+    if isinstance(value, str):
+        try:
+            parsed = parse_bytes(value)
+        except (ValueError, TypeError):
+            raise _refuse(name, value, accepted) from None
+    else:
+        parsed = _whole(name, value, 1, accepted)
+    if parsed is None or parsed <= 0:
+        raise _refuse(name, value, accepted)
+    return int(parsed)
+
+
+def _check_shape(shape: Any) -> tuple[int, int, int, int]:
+    accepted = "shape is (time, band, y, x) of the loaded cube: 4 whole numbers, each >= 1"
+    try:
+        values = tuple(shape)
+    except TypeError:
+        raise _refuse("shape", shape, accepted) from None
+    if isinstance(shape, str) or len(values) != 4:
+        raise _refuse("shape", shape, f"it has {len(values)} axes; {accepted}" if not isinstance(shape, str)
+                      else accepted)
+    out = []
+    for axis, value in zip(_AXES, values):
+        try:
+            out.append(_whole("shape", value, 1, accepted))
+        except ChunkPlanError:
+            raise _refuse("shape", shape, f"its {axis} size is {value!r}; {accepted}") from None
+    return out[0], out[1], out[2], out[3]
 
 
 def _gib(n: float) -> str:
@@ -147,15 +213,31 @@ def plan_chunks(
     ------
     ChunkPlanError
         A ``min_side`` block of full time series does not fit a worker thread's
-        memory; the message gives the largest block that fits.
+        memory; the message gives the largest block that fits. Or an argument is
+        out of range (a shape that is not 4 sizes >= 1, memory that is not a size,
+        ``threads_per_worker < 1``, a negative ``halo``, a factor that is not a
+        finite number > 0, ...): the message names it and the accepted values.
     """
-    t, b, ny, nx = (int(v) for v in shape)
-    itemsize = np.dtype(dtype).itemsize
-    per_thread = int(parse_bytes(worker_memory) or 0) // max(1, threads_per_worker)
+    t, b, ny, nx = _check_shape(shape)
+    try:
+        itemsize = np.dtype(dtype).itemsize
+    except TypeError:
+        raise _refuse("dtype", dtype, "give a numpy dtype of the output, such as 'uint16' or 'float32'") from None
+    threads = _whole("threads_per_worker", threads_per_worker, 1, "give a whole number >= 1 (threads of one worker)")
+    per_thread = _bytes("worker_memory", worker_memory) // threads
     budget = per_thread * TARGET
-    shard_cap = parse_bytes(shard_bytes) or SHARD_BYTES
-    mb = min(b, model_bands or b)
-    ob = out_bands or mb
+    shard_cap = _bytes("shard_bytes", shard_bytes, optional=True) or SHARD_BYTES
+    mb = _whole("model_bands", model_bands, 1, f"give a whole number from 1 to the cube's {b} band(s), or None "
+                "(all)", optional=True) or b
+    if mb > b:
+        raise _refuse("model_bands", model_bands, f"the cube has {b} band(s); give a whole number from 1 to {b}, "
+                      "or None (all)")
+    ob = _whole("out_bands", out_bands, 1, "give a whole number >= 1, or None (model_bands)", optional=True) or mb
+    halo = _whole("halo", halo, 0, "give a whole number of pixels >= 0") or 0
+    fill_factor, model_factor = _factor("fill_factor", fill_factor), _factor("model_factor", model_factor)
+    min_side = _whole("min_side", min_side, 1, "give a whole number of pixels >= 1") or 1
+    load_itemsize = _whole("load_itemsize", load_itemsize, 1, "give a whole number of bytes >= 1 (2 for uint16 "
+                           "files), or None (4)", optional=True)
 
     def fill_mem(s: int) -> float:
         return t * s * s * 4 * fill_factor
