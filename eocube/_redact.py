@@ -315,8 +315,9 @@ def redact_exception(exc: BaseException, secrets: Iterable[str] = ()) -> BaseExc
     group) whose str, repr or notes hold a secret has its args, string attributes, OSError fields
     and notes redacted in place; one whose text still holds a secret (a custom ``__str__``), or
     whose ``args`` are read-only (it could not be sent back from a dask worker), is replaced by a
-    :class:`RedactedError` carrying its redacted message and its traceback. So Python's default traceback, dask's copy of it on the client and the worker's
-    log show which file failed and why, never a signature or a credential.
+    :class:`RedactedError` carrying its redacted message and its traceback. So Python's default
+    traceback, dask's copy of it on the client and the worker's log show which file failed and
+    why, never a signature or a credential.
 
     Parameters
     ----------

@@ -108,6 +108,7 @@ def open_zarr(
     if tuple(cube.dims) != DIMS:
         raise StoreError(f"{path}:{name} has dims {cube.dims}, not a cube {DIMS}; open it with xarray.open_zarr instead")
     cube = _lazy_cube(cube, loc, name, dict(ds.attrs))
+    cube = _decode_packing(cube)  # CF scale_factor/add_offset of a plain store (issue 21)
     if chunks is not None:
         cube = cube.chunk(chunks)
     cube = cube.assign_coords(band=np.asarray([str(b) for b in cube["band"].values], dtype=object))
@@ -145,6 +146,33 @@ def _lazy_cube(cube: xr.DataArray, loc: StoreLocation, name: str, group_attrs: d
     if data.dtype != cube.dtype:
         return cube.chunk(dict(zip(cube.dims, data.chunksize)))
     return cube.copy(data=data)
+
+
+_PACKING = ("scale_factor", "add_offset")
+"""CF attributes of packed values: stored integers stand for ``stored * scale_factor + add_offset``."""
+
+
+def _decode_packing(cube: xr.DataArray) -> xr.DataArray:
+    """The cube's CF packing decoded, lazily, on the checked dask array (xarray's own CF decoding).
+
+    A store written by plain xarray with ``encoding={"scale_factor": ..., "add_offset": ...,
+    "dtype": "int16"}`` holds integers; the store is opened with ``mask_and_scale=False`` (an
+    integer cube keeps its nodata value), so without this the packed integers came out as if they
+    were the values. Decoded: ``stored * scale_factor + add_offset`` as floats (the type of the
+    attributes, float64 for JSON numbers, as xarray does), the ``_FillValue`` / ``missing_value``
+    pixels NaN, which becomes the cube's nodata; the packing leaves the attributes and the encoding
+    (a result written from the cube is written unpacked). Cubes without these attributes (eocube's
+    own stores) are returned as they are.
+    """
+    if not any(key in cube.attrs for key in _PACKING):
+        return cube
+    name = str(cube.name or "cube")
+    decoded = xr.decode_cf(cube.to_dataset(name=name), mask_and_scale=True, decode_times=False, decode_coords=False,
+                           decode_timedelta=False)[name]
+    unpacked = (*_PACKING, "_FillValue", "missing_value", "dtype")
+    decoded.encoding = {k: v for k, v in decoded.encoding.items() if k not in unpacked}
+    decoded.attrs = {k: v for k, v in decoded.attrs.items() if k not in unpacked}
+    return decoded.rio.write_nodata(np.nan, encoded=False)
 
 
 def _cube_variable(ds: xr.Dataset, path: str) -> str:

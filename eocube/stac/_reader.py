@@ -328,7 +328,8 @@ _SECRET_OPTIONS = ("SECRET", "TOKEN", "KEY", "PASSWORD", "USERPWD", "SAS", "HEAD
 def _secrets(hrefs: list[str], env: Mapping[str, Any]) -> list[str]:
     """The signing values of ``hrefs`` and the credentials among GDAL's options (to redact from errors)."""
     found = [value for href in hrefs for value in query_secrets(href)]
-    found += [str(value) for key, value in env.items() if value and any(word in key.upper() for word in _SECRET_OPTIONS)]
+    found += [str(value) for key, value in env.items()
+              if value and any(word in key.upper() for word in _SECRET_OPTIONS)]
     return found
 
 
