@@ -47,6 +47,10 @@ class ResumeMismatchError(StoreError):
     """A store exists but was started by a different computation, so it cannot be resumed."""
 
 
+class StoreLockedError(StoreError):
+    """Another process is writing the store (its write lock names the holder): one writer at a time."""
+
+
 class CorruptChunkError(StoreError):
     """A chunk of an input Zarr store cannot be decoded: its file is damaged (re-create or re-download the store)."""
 
