@@ -48,6 +48,7 @@ from ..cube import validate_cube
 from ..errors import CorruptChunkError, ResumeMismatchError, StoreError
 from . import _fingerprint, _layout, _ledger, _stores
 from ._stores import StoreLocation
+from . import _lock  # one writer at a time (the store's write lock)
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +108,7 @@ class WriteReport:
         )
 
 
+@_lock.one_writer  # holds the store's write lock from before the store is looked at to the end
 def to_zarr(
     cube: xr.DataArray,
     store: str | os.PathLike[str],
@@ -189,6 +191,9 @@ def to_zarr(
         The store was made by a different computation (other input data,
         method, parameters, model weights, grid, chunks or provenance), or its
         computation cannot be identified reproducibly.
+    StoreLockedError
+        Another process writes the store: one writer at a time (its lock,
+        ``<store>.eocube-lock``, names the holder; see :mod:`eocube.io._lock`).
 
     Notes
     -----
@@ -353,6 +358,7 @@ def _mismatch_message(loc: StoreLocation, cube: xr.DataArray, state: dict[str, A
     )
 
 
+@_lock.refuses_locked  # a store another process writes is refused before any work
 def check_target(
     cube: xr.DataArray,
     store: str | os.PathLike[str],
