@@ -101,6 +101,7 @@ _COMPRESSIBLE = re.compile(r"code/.*")
 _COMPILED = ("data/aotinductor/", "data/executorch/", "data/mtia")
 _LEGACY_PAYLOADS = re.compile(rf"data/(weights|constants)/{_MODEL}\.pt")
 _PAYLOAD_FILE = {"weights": re.compile(r"weight_\d+"), "constants": re.compile(r"tensor_\d+")}
+_METHODS = {zipfile.ZIP_DEFLATED: "deflate", zipfile.ZIP_BZIP2: "bzip2", zipfile.ZIP_LZMA: "lzma"}
 _LOCAL_HEADER = struct.Struct("<4s5H3L2H")
 _SHOWN = 80
 
@@ -270,6 +271,8 @@ def _check_allowed(found: ArchiveFormat, names: list[str]) -> None:
         if found == "torch.export":
             if name.startswith(_COMPILED):
                 raise UnsafeArchiveError(f"it holds compiled code ({name[:_SHOWN]}), which runs when loaded")
+            if re.fullmatch(r"data/constants/(?:custom_obj_|opaque_obj_).*", name):
+                raise UnsafeArchiveError(f"it holds a pickled object ({name[:_SHOWN]})")
             legacy = _LEGACY_PAYLOADS.fullmatch(name)
             if legacy:
                 raise UnsafeArchiveError(f"it holds pickled {legacy.group(1)} in the legacy format ({name})")
@@ -297,7 +300,8 @@ def _check_layout(
             compressible and info.compress_type == zipfile.ZIP_DEFLATED
         ):
             raise UnsafeArchiveError(
-                f"the entry {_shown(name)} is compressed (method {info.compress_type}), torch writes it stored"
+                f"the entry {_shown(name)} is compressed ({_METHODS.get(info.compress_type, info.compress_type)}), "
+                "torch writes it stored"
             )
         if info.compress_type == zipfile.ZIP_STORED and info.compress_size != info.file_size:
             raise UnsafeArchiveError(
@@ -374,7 +378,7 @@ def _check_torch_view(reader: Any, infos: list[zipfile.ZipInfo], names: list[str
 def _first_line(exc: BaseException) -> str:
     text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))
     line = next((part.strip() for part in text.splitlines() if part.strip()), "")
-    line = re.sub(r"^\[enforce fail at [^\]]*\]\s*\.?\s*", "", line)
+    line = re.sub(r"^\[enforce fail at [^\]]*\]\s*\.?\s*", "", line).split(". ")[0]
     return f"{type(exc).__name__}: {line[:160]}" if line else type(exc).__name__
 
 

@@ -586,6 +586,8 @@ def from_torchscript(path: str | os.PathLike[str]) -> TorchScriptSource:
         Pass it (or simply the path) as ``model`` to :func:`eocube.apply_model`.
     """
     p = _check_file(path, "TorchScript file")
+    if model_file_format(p) != "unknown":
+        checked_archive(p, str(path))  # before its entries are read for the digest (zip bombs, duplicates)
     return TorchScriptSource(path=str(p), sha256=sha256_file(p), content=_program_digest(p))
 
 
