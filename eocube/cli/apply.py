@@ -63,6 +63,11 @@ CARD_NAMES = ("{name}.json", "{stem}.card.json", "{stem}.json")
                    "<stem>.card.json or <stem>.json).")
 @click.option("--factory", default=None, metavar="MODULE:CALLABLE",
               help="MODEL is a state_dict file: the importable callable that builds the module.")
+@click.option("--model-version", "model_version", default=None, metavar="TEXT",
+              help="With --factory: names the version of the factory's code, which then stands for its source "
+                   "files in the output's identity (a rerun resumes or reuses the output only for the same version); "
+                   "needed when the source cannot be read. Recorded in the provenance; a .pt2 or TorchScript file "
+                   "is identified by its content whatever the version.")
 @click.option("--layout", type=click.Choice(LAYOUT_NAMES), default=None,
               help="Without a card: how the model takes each source (band: one date per sample; time_band: dates "
                    "folded into channels; sequence: (N, T, C, H, W)); every band is fed.")
@@ -83,7 +88,7 @@ CARD_NAMES = ("{name}.json", "{stem}.card.json", "{stem}.json")
 @cluster_options
 @friendly_errors
 def apply(model: str, sources: tuple[str, ...], out: str, card_path: str | None, factory: str | None,
-          layout: str | None, postprocess: str | None, tile: int | None, chunk: int | None,
+          model_version: str | None, layout: str | None, postprocess: str | None, tile: int | None, chunk: int | None,
           batch_size: int | None, device: str | None, autocast: str | None, zarr: dict, overwrite: bool,
           quicklook: str | None, progress: bool, cluster: dict) -> None:
     """Run a PyTorch model file on one or several sources and write the result to Zarr.
@@ -100,7 +105,11 @@ def apply(model: str, sources: tuple[str, ...], out: str, card_path: str | None,
         check_source_arg(arg)
     check_cluster(cluster)
 
+    if model_version is not None and not model_version.strip():
+        raise InputError("--model-version is empty: give a name for this version of the model's code, e.g. v2")
     spec, card, described = _model_spec(model, card_file, layout, postprocess, args)
+    if model_version is not None:
+        spec = spec.replace(version=model_version)
     bound = bind_sources(args, [s.name for s in spec.sources], described)
     cubes = {name: open_source_arg(arg) for name, arg in bound.items()}
     for name, cube in cubes.items():
@@ -223,6 +232,7 @@ def _provenance(model: str, card: Path | None, spec: ModelSpec, bound: dict[str,
         "card": str(card.resolve()) if card else None,
         "card_sha256": sha256_file(card) if card else None,
         "model_name": spec.name,
+        "model_version": spec.version,
         "sources": {name: arg.provenance() for name, arg in bound.items()},
         "tile": run.tile_size,
         "batch_size": run.batch_size,
@@ -258,11 +268,23 @@ def _write(result: xr.DataArray, cubes: dict[str, xr.DataArray], bound: dict[str
                 result = _build(cubes, source, spec, run)
             click.echo(str(to_zarr(result, out, **zarr, provenance=provenance, mode=mode,
                                    progress=progress)))
+            _report_nan(result)
     if overwrite or not png.exists():
         _write_quicklook(out, cubes, spec, png)
     else:
         click.echo(f"quicklook: {png.resolve()}")
     click.echo(f"zarr: {shown_location(out)}")
+
+
+def _report_nan(result: xr.DataArray) -> None:
+    """Print the share of output pixels the model returned as NaN from finite inputs (nothing when none)."""
+    from ..models._engine import run_nan_counts
+
+    nan, total = run_nan_counts(str(result.data.name))
+    if nan:
+        click.echo(f"WARNING: the model returned NaN from finite inputs on {nan} of {total} output pixels "
+                   f"({100 * nan / total:.2f}%) computed in this run; they are written as returned: check the model "
+                   "and its input scaling (bands, value scaling of its card)", err=True)
 
 
 def _write_quicklook(out: str, cubes: dict[str, xr.DataArray], spec: ModelSpec, png: Path) -> None:

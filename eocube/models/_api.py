@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -19,16 +20,18 @@ from dask.base import tokenize
 from ..cube import check_time_axis, select_bands, validate_cube
 from ..fill._nodata import cube_nodata
 from ._device import check_autocast, check_device_early, gpu_resources
-from ._engine import BlockPlan, SourcePlan, forward_canonical, run_block
+from ._engine import BlockPlan, SourcePlan, forward_canonical, identified, run_block
 from ._errors import GridError, HaloError, OutputShapeError, SourceError
+from ._guards import FedSizes, check_size_limits
+from ._identity import unreadable_message
 from ._keywords import declared_scale, resolve
 from ._layout import LAYOUTS, Layout, time_features
-from ._loading import as_source, get_model
+from ._loading import ExportedProgramSource, as_source, get_model, settle_identity
 from ._probe import make_builder, probe_output, resolve_halo
 from ._scaling import check_scaling
 from ._sources import lcm, match_sources, nest_grids, pair_dates
 from ._spec import ModelSpec, RunOptions, SourceSpec
-from ._tiling import OutScale, aligned_chunks, output_chunks, round_up, source_chunks
+from ._tiling import OutScale, aligned_chunks, output_chunks, round_up, source_chunks, windows
 
 DEFAULT_SPATIAL_CHUNK = 512
 
@@ -321,8 +324,13 @@ def apply_model(
         )
         src.tfeat = time_features(src.times, sp.time_input)
 
-    source = as_source(model)
+    source = as_source(model, spec.version)
     module = get_model(source, torch.device("cpu"))
+    source = settle_identity(source, module, torch.device("cpu"))
+    post = identified(spec.output.postprocess, spec.version)
+    unreadable = [*getattr(source, "unreadable", ()), *getattr(post, "unreadable", ())]
+    if unreadable:
+        warnings.warn(unreadable_message("the model", unreadable), UserWarning, stacklevel=2)
 
     # ---- probe: output kind, channels, scale; then the halo ----
     ratios = [src.ratio for src in srcs]
@@ -361,10 +369,15 @@ def apply_model(
         bcube, ychunks, xchunks, tchunks_ref, arrays, plans = _overlapped_sources(
             srcs, nesting.base, base, rsrc, user, temporal, align, h)
     tile = None if run.tile_size is None else round_up(int(run.tile_size) * rsrc.ratio, align)
+    if isinstance(source, ExportedProgramSource) and source.size_limits:
+        check_size_limits(source.size_limits, _fed_sizes(srcs, ychunks, xchunks, h, tile, multiple, run.batch_size,
+                                                         temporal, tchunks_ref),
+                          source.path, run.tile_size, h, int(run.batch_size))
     plan = BlockPlan(
         sources=tuple(plans), reference=ref, base=nesting.base, out_kind=kind, n_out=k, n_final=k_final, halo=h,
         tile_size=tile, batch_size=int(run.batch_size), device=str(run.device), autocast=run.autocast,
-        torch_threads=run.torch_threads, mask_output=out.mask, postprocess=out.postprocess, out_dtype=dtype.str,
+        torch_threads=run.torch_threads, mask_output=out.mask, postprocess=post,
+        out_dtype=dtype.str,
         out_nodata=nodata_out, dates=rsrc.times.values.astype("datetime64[ns]"), scale=scale, ref_scale=ref_scale,
         multiple=multiple, paired=paired, prefetch=bool(run.prefetch),
     )
@@ -376,15 +389,42 @@ def apply_model(
         tchunks = tchunks_ref
     out_y, out_x = output_chunks(ychunks, scale), output_chunks(xchunks, scale)
     model_key = dask.delayed(source, name=f"eocube-model-{source.token}", traverse=False, pure=True)
+    name = f"apply-model-{tokenize([a.name for a in arrays], source.token, plan)}"
+    plan = replace(plan, run_name=name)
     res = gpu_resources(str(run.device), run.resources)
     with dask.annotate(resources=res) if res else contextlib.nullcontext():
         result_data = da.map_blocks(
             run_block, *arrays, source=model_key, plan=plan, dtype=dtype, chunks=(tchunks, (k_final,), out_y, out_x),
-            meta=np.empty((0, 0, 0, 0), dtype=dtype),
-            name=f"apply-model-{tokenize([a.name for a in arrays], source.token, plan)}",
+            meta=np.empty((0, 0, 0, 0), dtype=dtype), name=name,
         )
     return _label(result_data, srcs, ref, nesting.base, bcube, scale, kind, out, names_out, nodata_out, run,
-                  source.describe(), h)
+                  source.describe(), h, spec.version)
+
+
+def _fed_sizes(srcs: list[_Source], ychunks: tuple[int, ...], xchunks: tuple[int, ...], halo: int, tile: int | None,
+               multiple: int, batch_size: int, temporal: bool, tchunks: tuple[int, ...]) -> list[FedSizes]:
+    """The batch and spatial sizes the chunk tasks will feed each tensor argument of the model (as :mod:`._engine` cuts them)."""
+    size = tile or max(max(ychunks), max(xchunks))
+    spans = set()
+    for chunks in (ychunks, xchunks):
+        for i, core in enumerate(chunks):
+            lead = halo if i > 0 else 0
+            block = core + lead + (halo if i < len(chunks) - 1 else 0)
+            spans |= {w1 - w0 for _, _, w0, w1 in windows(core, lead, block, halo, size)}
+    # samples of one window shape in a chunk: its dates (layout "band") times its tiles; batches of up to batch_size
+    tiles = -(-max(ychunks) // size) * -(-max(xchunks) // size)
+    most = min(batch_size, tiles * (1 if temporal else max(tchunks)))
+    batches = sorted({1, most})
+    fed, arg = [], 0
+    for src in srcs:
+        lay = src.layout
+        assert lay is not None
+        sizes = sorted({-(-round_up(n, multiple) // src.ratio) for n in spans})
+        for _ in range(1 + int(lay.valid_arg)):
+            fed.append(FedSizes(argument=arg, batch=sorted(batches), spatial=sizes))
+            arg += 1
+        arg += int(lay.time_arg)
+    return fed
 
 
 @contextlib.contextmanager
@@ -444,7 +484,7 @@ def _overlapped_sources(srcs: list[_Source], base_index: int, base: _Source, rsr
 
 def _label(
     data: da.Array, srcs: list[_Source], ref: int, base: int, bcube: xr.DataArray, scale: OutScale, kind: str,
-    out: Any, names: list[str], nodata: Any, run: RunOptions, described: str, halo: int,
+    out: Any, names: list[str], nodata: Any, run: RunOptions, described: str, halo: int, version: str | None = None,
 ) -> xr.DataArray:
     """The output cube: dates, band names, coordinates at pixel centres of the scaled grid, CRS, transform."""
     rsrc = srcs[ref]
@@ -466,6 +506,8 @@ def _label(
                         for s in srcs)
     attrs: dict[str, Any] = {"model": described, "model_layout": layouts, "model_output": kind, "model_halo": halo,
                              "model_scale": str(scale.scale * rsrc.ratio)}
+    if version is not None:
+        attrs["model_version"] = version
     if len(srcs) > 1:
         attrs["model_sources"] = [s.spec.name for s in srcs]
         attrs["model_reference"] = rsrc.spec.name

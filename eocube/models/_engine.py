@@ -16,10 +16,15 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import logging
+import os
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import dask
 import numpy as np
 import torch
 
@@ -29,13 +34,49 @@ from ._device import (
     matched_torch_threads,
     resolve_device,
 )
-from ._errors import ModelRuntimeError, OutputShapeError
+from ._errors import ModelIdentityError, ModelRuntimeError, OutputShapeError
 from ._feed import Feeder, to_numpy
+from ._identity import callable_identity, unreadable_message
 from ._layout import Layout, OutputKind, canonical, postprocess
-from ._loading import ModelSource, get_model
+from ._loading import ModelSource, get_model, model_token
 from ._scaling import apply_scaling
 from ._spec import Scaling
 from ._tiling import SAME_GRID, OutScale, round_up, scale_mask, source_window, windows
+
+
+log = logging.getLogger("eocube.models")
+
+
+@dataclass(frozen=True, eq=False)
+class Postprocess:
+    """A post-processing callable with the identity of its code (what a plan holds for a callable).
+
+    Dask names the model's blocks by tokenizing the plan, which would name a function by its
+    module and name only; this names it by its code (:func:`._identity.callable_identity`) or by
+    the ``model_version`` given, so an edited function is a different computation.
+    """
+
+    fn: Callable[[torch.Tensor], torch.Tensor]
+    token: str
+    unreadable: tuple[str, ...] = ()
+
+    def __call__(self, y: torch.Tensor) -> torch.Tensor:
+        return self.fn(y)
+
+    def __dask_tokenize__(self) -> tuple[str, str]:
+        if self.unreadable and dask.config.get("tokenize.ensure-deterministic", False):
+            raise ModelIdentityError(unreadable_message("the postprocess callable", self.unreadable))
+        return ("eocube-postprocess", self.token)
+
+
+def identified(post: Any, version: str | None) -> Any:
+    """``postprocess`` as a plan holds it: names unchanged, a callable wrapped with its code's identity."""
+    if post is None or isinstance(post, (str, Postprocess)) or not callable(post):
+        return post
+    code = callable_identity(post)
+    name = f"{getattr(post, '__module__', '')}.{getattr(post, '__qualname__', type(post).__qualname__)}"
+    return Postprocess(fn=post, token=model_token("postprocess", code, version, name),
+                       unreadable=code.unreadable if version is None else ())
 
 
 @dataclass(frozen=True, eq=False)
@@ -94,6 +135,8 @@ class BlockPlan:
     paired: np.ndarray | None = None
     """Layout ``"band"`` with several sources: whether each reference date has a partner in every source."""
     prefetch: bool = True
+    run_name: str = ""
+    """Name of the output array: the key under which NaN the model returned are counted (:func:`nan_counts`)."""
 
     @property
     def chunks(self) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
@@ -140,6 +183,13 @@ def forward_canonical(
     ``layout`` is the reference source's; ``H', W'`` are the model's (the output scale is checked
     by the caller).
     """
+    return postprocess(canonical_output(model, args, layout, out_kind, n_out), post)
+
+
+def canonical_output(
+    model: torch.nn.Module, args: list[torch.Tensor], layout: Layout, out_kind: OutputKind, n_out: int,
+) -> torch.Tensor:
+    """Run the model and bring its output to ``(N, t_out, K, H', W')`` (before ``postprocess``)."""
     y = model(*args)
     if not isinstance(y, torch.Tensor):
         raise OutputShapeError(
@@ -160,7 +210,7 @@ def forward_canonical(
             f"{'per date' if out_kind == 'per_date' else 'in one map'} were probed: a model must return the "
             "same channel count for every input"
         )
-    return postprocess(canonical(y, layout, out_kind, n_out), post)
+    return canonical(y, layout, out_kind, n_out)
 
 
 def _location(
@@ -253,8 +303,11 @@ def _run(
             tf = tf[t0:t0 + tb][dates]
         tfs.append(tf)
 
+    # output pixels where the model returned NaN (any channel, before postprocess)
+    nan = np.zeros((t_out, out_h, out_w), dtype=bool)
     if len(dates):
-        _forward_tiles(xs, invalids, tfs, model, device, plan, where, geo, out, dates)
+        _forward_tiles(xs, invalids, tfs, model, device, plan, where, geo, out, dates, nan)
+    nan_rows = nan if layout.temporal or len(dates) == tb else nan[dates]
 
     invalid = invalids[plan.reference]
     if plan.mask_output and invalid is not None:
@@ -272,7 +325,75 @@ def _run(
         target[np.broadcast_to(mask[:, None], target.shape)] = plan.out_nodata
         if target is not out:
             out[dates] = target
+        nan_rows = nan_rows & ~np.broadcast_to(mask, nan_rows.shape)  # nodata input there: not the model's doing
+    if len(dates):
+        _count_nan(plan, where, int(nan_rows.sum()), int(nan_rows.size))
     return out
+
+
+_NAN_COUNTS: OrderedDict[str, list[int]] = OrderedDict()
+"""Per run (output array name): NaN pixels the model returned from finite inputs, pixels computed, reported."""
+_NAN_LOCK = threading.Lock()
+
+
+def _count_nan(plan: BlockPlan, where: str, nan: int, total: int) -> None:
+    """Count one block's NaN from finite inputs; log a WARNING for the first such block of a run in this process."""
+    with _NAN_LOCK:
+        entry = _NAN_COUNTS.setdefault(plan.run_name, [0, 0, 0])
+        _NAN_COUNTS.move_to_end(plan.run_name)
+        while len(_NAN_COUNTS) > 64:
+            _NAN_COUNTS.popitem(last=False)
+        entry[0] += nan
+        entry[1] += total
+        first = nan > 0 and not entry[2]
+        if first:
+            entry[2] = 1
+    if first:
+        post = plan.postprocess
+        written = "NaN" if post is None else f"what postprocess {post if isinstance(post, str) else 'callable'} made of NaN"
+        log.warning(
+            "the model returned NaN from finite inputs on %.1f%% of the output pixels of %s (%d of %d); they are "
+            "written as returned (%s). Further chunks of this run are counted, not reported here (eocube apply "
+            "prints the share of the whole run): check the model and its input scaling (bands, value scaling of "
+            "its card)", 100 * nan / max(total, 1), where, nan, total, written,
+        )
+
+
+def nan_counts(run_name: str) -> tuple[int, int, int]:
+    """NaN pixels the model returned from finite inputs in this process, for one run.
+
+    Parameters
+    ----------
+    run_name
+        The output array's dask name (``result.data.name`` of :func:`eocube.apply_model`).
+
+    Returns
+    -------
+    tuple
+        ``(process id, NaN pixels, pixels computed)``; on a distributed cluster call it on the
+        workers (``client.run(nan_counts, name)``) and add the counts of distinct processes.
+    """
+    with _NAN_LOCK:
+        nan, total, _ = _NAN_COUNTS.get(run_name, (0, 0, 0))
+    return os.getpid(), nan, total
+
+
+def run_nan_counts(run_name: str) -> tuple[int, int]:
+    """NaN pixels from finite inputs and pixels computed for one run, in this process and on the workers of
+    the current distributed client (if any), each process counted once."""
+    per_process = {}
+    pid, nan, total = nan_counts(run_name)
+    per_process[pid] = (nan, total)
+    try:
+        from distributed import default_client
+
+        client = default_client()
+    except (ImportError, ValueError):
+        client = None
+    if client is not None:
+        for wpid, wnan, wtotal in client.run(nan_counts, run_name).values():
+            per_process[wpid] = (wnan, wtotal)
+    return sum(n for n, _ in per_process.values()), sum(t for _, t in per_process.values())
 
 
 def _forward_tiles(
@@ -286,8 +407,9 @@ def _forward_tiles(
     geo: _Geometry,
     out: np.ndarray,
     dates: np.ndarray,
+    nan: np.ndarray,
 ) -> None:
-    """Cut the tiles, batch them, run the model and write each tile's core into ``out``."""
+    """Cut the tiles, batch them, run the model and write each tile's core into ``out`` (its NaN pixels into ``nan``)."""
     ref = plan.sources[plan.reference]
     layout = ref.layout
     base = xs[plan.base]
@@ -330,11 +452,14 @@ def _forward_tiles(
                 assert staged is not None
                 batch = feeder.ready(staged)
                 with device_lock(device), autocast_context(device, plan.autocast):
-                    y_dev = forward_canonical(model, batch, layout, plan.out_kind, plan.n_out, plan.postprocess)
+                    raw = canonical_output(model, batch, layout, plan.out_kind, plan.n_out)
+                    nan_dev = torch.isnan(raw).any(dim=2) if raw.is_floating_point() else None
+                    y_dev = postprocess(raw, plan.postprocess)
                 if j + 1 < len(jobs):  # stage the next batch while the device computes this one
                     nxt = jobs[j + 1]
                     staged = feeder.stage([a[nxt[2]:nxt[3]] for a in nxt[1]])
                 y = to_numpy(y_dev)
+                nan_y = None if nan_dev is None else nan_dev.cpu().numpy()
             except OutputShapeError as exc:
                 raise OutputShapeError(f"{exc} [{where}]") from None
             except Exception as exc:
@@ -354,7 +479,13 @@ def _forward_tiles(
                         f"but {r_off + o_rb - o_ra} x {c_off + o_cb - o_ca} were expected from the probed scale "
                         f"{scale.scale} [{where}]"
                     )
+                nan_piece = None if nan_y is None else nan_y[s - s0, :, r_off:r_off + o_rb - o_ra,
+                                                             c_off:c_off + o_cb - o_ca]
                 if layout.temporal:
                     out[:, :, o_ra:o_rb, o_ca:o_cb] = piece
+                    if nan_piece is not None:
+                        nan[:, o_ra:o_rb, o_ca:o_cb] = nan_piece
                 else:
                     out[dates[s % per_window], :, o_ra:o_rb, o_ca:o_cb] = piece[0]
+                    if nan_piece is not None:
+                        nan[dates[s % per_window], o_ra:o_rb, o_ca:o_cb] = nan_piece[0]

@@ -43,3 +43,15 @@ class SourceError(ModelError, ValueError):
 
 class GridError(SourceError):
     """The sources' grids do not nest (other CRS, non-integer resolution ratio, misaligned origin)."""
+
+
+class ModelIdentityError(ModelError, ValueError):
+    """The model's code cannot be read, so a store it wrote cannot be told from one an edited model wrote."""
+
+
+class TileSizeError(ModelError, ValueError):
+    """The run feeds the model tiles (or batches) of a size its ``torch.export`` guards refuse."""
+
+
+class ModelOutputWarning(UserWarning):
+    """The model returned NaN from finite inputs on part of the image (written as they are)."""

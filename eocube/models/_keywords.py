@@ -27,7 +27,7 @@ SOURCE_KEYS = {"layout": "layout", "bands": "bands", "valid_input": "valid_input
 OUTPUT_KEYS = {"out_bands": "bands", "output": "kind", "out_time": "time", "postprocess": "postprocess",
                "out_dtype": "dtype", "out_nodata": "nodata", "mask_output": "mask", "scale": "scale"}
 MODEL_KEYS = {"halo": "halo", "size_multiple": "size_multiple", "reference": "reference", "pairing": "pairing",
-              "tolerance": "tolerance"}
+              "tolerance": "tolerance", "model_version": "version"}
 RUN_KEYS = {"tile_size", "batch_size", "chunks", "device", "autocast", "torch_threads", "resources", "name", "prefetch"}
 KEYWORDS = sorted({*SOURCE_KEYS, *OUTPUT_KEYS, *MODEL_KEYS, *RUN_KEYS})
 

@@ -28,11 +28,17 @@ from ._tiling import OutScale, round_up
 
 
 def _expected_channels(module: torch.nn.Module) -> tuple[str, int] | None:
-    """Name and ``in_channels`` of the first convolution of the module, if it has one."""
+    """Name and input channels of the first layer of the module that declares them, if one does.
+
+    A convolution's ``in_channels``; a per-pixel layer's ``in_features`` (``nn.Linear`` on the band
+    axis) or ``input_size`` (``nn.LSTM``/``nn.GRU`` over the bands of each date); a norm's
+    ``normalized_shape``/``num_features`` is not taken (it may follow any layer).
+    """
     for name, sub in module.named_modules():
-        channels = getattr(sub, "in_channels", None)
-        if isinstance(channels, int):
-            return name or type(sub).__name__, channels
+        for attr in ("in_channels", "in_features", "input_size"):
+            channels = getattr(sub, attr, None)
+            if isinstance(channels, int) and not isinstance(channels, bool):
+                return name or type(sub).__name__, channels
     return None
 
 

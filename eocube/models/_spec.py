@@ -125,6 +125,12 @@ class ModelSpec:
     """Largest date gap for ``"nearest"`` / ``"previous"`` pairing, a pandas Timedelta string (``"3D"``)."""
     name: str | None = None
     """The model's name (``mlm:name``), for messages and provenance."""
+    version: str | None = None
+    """The version of the model's Python code (``model_version=``), for a model given as a module or a
+    factory: it stands for the source of its classes and functions in the model's identity, which
+    decides whether a store may be resumed or reused (change it whenever the code changes). Needed
+    when the source cannot be read (a class defined by ``exec`` or in a plain interactive session);
+    a model file's identity is its content, whatever the version."""
 
     def source(self, name: str) -> SourceSpec:
         """The source called ``name`` (a clear KeyError listing the names otherwise)."""
