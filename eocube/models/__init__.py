@@ -15,10 +15,12 @@ from ._errors import (
     GridError,
     HaloError,
     ModelError,
+    ModelIdentityError,
     ModelLoadError,
     ModelRuntimeError,
     OutputShapeError,
     SourceError,
+    TileSizeError,
 )
 from ._loading import clear_cache, from_state_dict, from_torchscript, load_counts
 from ._sources import pair_dates
@@ -31,6 +33,7 @@ __all__ = [
     "GridError",
     "HaloError",
     "ModelError",
+    "ModelIdentityError",
     "ModelLoadError",
     "ModelRuntimeError",
     "ModelSpec",
@@ -40,6 +43,7 @@ __all__ = [
     "Scaling",
     "SourceError",
     "SourceSpec",
+    "TileSizeError",
     "apply_model",
     "clear_cache",
     "from_state_dict",

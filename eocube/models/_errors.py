@@ -51,7 +51,3 @@ class ModelIdentityError(ModelError, ValueError):
 
 class TileSizeError(ModelError, ValueError):
     """The run feeds the model tiles (or batches) of a size its ``torch.export`` guards refuse."""
-
-
-class ModelOutputWarning(UserWarning):
-    """The model returned NaN from finite inputs on part of the image (written as they are)."""
