@@ -249,7 +249,8 @@ def _check_names(infos: list[zipfile.ZipInfo]) -> tuple[str, list[str]]:
         key = name.lower()  # torch's reader (miniz) finds names case-insensitively
         if key in seen:
             which = (f"two entries named {_shown(name)}" if seen[key] == name else
-                     f"entries named {_shown(seen[key])} and {_shown(name)}, which torch's reader confuses (it ignores case)")
+                     f"entries named {_shown(seen[key])} and {_shown(name)}, which torch's reader confuses "
+                     "(it ignores case)")
             raise UnsafeArchiveError(f"it holds {which}: torch and other zip readers would read different copies")
         seen[key] = name
         if "/" not in name:
@@ -468,6 +469,14 @@ def _sympy_names() -> frozenset[str]:
     return frozenset(names)
 
 
+@functools.cache
+def _sympy_all() -> frozenset[str]:
+    """Every name of sympy's namespace (where ``sympify`` resolves names)."""
+    import sympy
+
+    return frozenset(dir(sympy))
+
+
 _SYMBOL = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
 _OPERATORS = (
@@ -496,7 +505,8 @@ def _plain_sympy(text: str) -> bool:
             if node.arg is None or node.arg.startswith("_"):
                 return False
         elif isinstance(node, ast.Name):
-            if not (node.id in allowed or re.fullmatch(r"[A-Za-z]{1,8}\d*", node.id)):
+            # a sympy class or constant, or a shape symbol (s0, u3): no other name of sympy's namespace
+            if not (node.id in allowed or (re.fullmatch(r"[a-z]{1,4}\d+", node.id) and node.id not in _sympy_all())):
                 return False
         elif isinstance(node, ast.Constant):
             value = node.value

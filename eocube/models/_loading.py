@@ -19,7 +19,9 @@ and keeps it; later chunks reuse it. Four sources:
   arbitrary pickled objects.
 
 Each file's SHA-256 is taken when the graph is built and checked on load, so a file changed
-after the graph was built is refused.
+after the graph was built is refused. Before torch reads a file, its zip archive is checked the
+way torch's reader sees it (:func:`._archive.check_archive`: no duplicate or unexpected entry,
+no unsafe name, no zip bomb, no damage, nothing a ``.pt2`` would unpickle or evaluate).
 """
 
 from __future__ import annotations

@@ -18,6 +18,7 @@ import json
 import re
 import subprocess
 import sys
+import warnings
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -35,7 +36,7 @@ from eocube.models import ModelLoadError, from_state_dict, from_torchscript
 from eocube.models._loading import as_source, from_exported
 from eocube.models.card import export_model
 
-TORCHSCRIPT_DEPRECATED = "ignore::DeprecationWarning"
+TORCHSCRIPT_DEPRECATED = r"ignore:`torch\.jit\.\w+` is deprecated:DeprecationWarning"
 pytestmark = pytest.mark.filterwarnings(TORCHSCRIPT_DEPRECATED)
 
 
@@ -76,7 +77,7 @@ class Net(nn.Module):
 
 
 def build_net() -> nn.Module:
-    """Factory of :class:`Net` (importable: ``tests.models.test_archive_fuzz`` is not, so built in-process)."""
+    """Factory of :class:`Net` (for :func:`eocube.models.from_state_dict`)."""
     return Net().eval()
 
 
@@ -104,7 +105,8 @@ def entries(path: Path) -> list[tuple[str, bytes, int]]:
 
 def write(path: Path, items: list[tuple[str, bytes, int]]) -> Path:
     """A zip archive of ``items`` (several entries may have one name)."""
-    with zipfile.ZipFile(path, "w") as archive:
+    with zipfile.ZipFile(path, "w") as archive, warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Duplicate name", UserWarning)
         for name, data, method in items:
             archive.writestr(zipfile.ZipInfo(name), data, compress_type=method)
     return path
@@ -422,3 +424,20 @@ def test_a_crafted_checkpoint_is_one_line_and_exit_2_in_train_resume(legit, tmp_
     assert result.output.startswith("error: cannot read checkpoint") and result.output.count("\n") == 1, result.output
     assert "last.pt" in result.output and "two entries named" in result.output
     assert not marker.exists()
+
+
+@pytest.mark.parametrize("text, plain", [
+    ("Symbol('s31', positive=True, integer=True)", True),
+    ("Mul(Integer(2), Symbol('s0', positive=True, integer=True), Symbol('s53', positive=True, integer=True))", True),
+    ("Max(2, s0)", True), ("2*s0 + 1", True), ("CeilToInt(IntTrueDiv(s0, 2))", True), ("-oo", True),
+    ("Float('1.5', precision=53)", True), ("Eq(s0, 1) & (s1 > 3)", True),
+    ("Symbol('s0') if __import__('os').system('true') else 1", False),
+    ("[S for S in ().__class__.__base__.__subclasses__()]", False), ("Symbol.__init__", False),
+    ("Max('__import__(1)', 1)", False), ("sympify('1')", False), ("Max(lambdify, 1)", False), ("Max(hn1, s0)", False),
+    ("(lambda: 1)()", False), ("Symbol('a b')", False), ("x[0]", False), ("f'{s0}'", False),
+])
+def test_shape_expressions_of_torch_pass_and_python_does_not(text, plain):
+    """``torch.export.load`` hands these strings to ``sympy.sympify``, which evaluates Python."""
+    from eocube.models._archive import _plain_sympy
+
+    assert _plain_sympy(text) is plain
