@@ -83,6 +83,7 @@ def make_cube(
     nodata: float | int | None = None,
     name: str | None = None,
     attrs: dict[str, Any] | None = None,
+    transform: Affine | None = None,
 ) -> xr.DataArray:
     """Build a cube from an array and its coordinates.
 
@@ -98,13 +99,17 @@ def make_cube(
         Nodata value; defaults to NaN for float data and None for integer data.
     name, attrs
         Name and attributes of the DataArray.
+    transform
+        The grid's affine transform (upper-left corner); default: derived from ``y`` and ``x``,
+        which then need two pixels each. Give it for a grid one pixel high or wide.
 
     Returns
     -------
     xarray.DataArray
-        A validated cube.
+        A validated cube. Dates with a time zone are converted to UTC (the cube's dates are
+        UTC without a time zone, as STAC's are).
     """
-    times = pd.DatetimeIndex(pd.to_datetime(list(time))).tz_localize(None) if len(time) else pd.DatetimeIndex([])
+    times = utc_times(time)
     arr = xr.DataArray(
         data,
         dims=DIMS,
@@ -117,13 +122,52 @@ def make_cube(
         name=name,
         attrs=dict(attrs or {}),
     )
-    arr = arr.rio.write_crs(crs)
-    arr = arr.rio.write_transform(transform_from_coords(arr["x"].values, arr["y"].values))
+    if crs is None:
+        raise CubeError("make_cube needs crs= (the CRS of the y/x coordinates, e.g. 'EPSG:32633')")
+    try:
+        arr = arr.rio.write_crs(crs)
+    except Exception as exc:  # noqa: BLE001 - pyproj, rasterio and rioxarray raise several kinds
+        raise CubeError(f"crs={crs!r} is not a CRS that pyproj knows ({type(exc).__name__}): "
+                        "pass e.g. 'EPSG:32633' or a WKT string") from None
+    if transform is None:
+        transform = transform_from_coords(arr["x"].values, arr["y"].values)
+    arr = arr.rio.write_transform(transform)
     if nodata is None and np.issubdtype(arr.dtype, np.floating):
         nodata = np.nan
     if nodata is not None:
         arr = arr.rio.write_nodata(nodata, encoded=False)
     return validate_cube(arr)
+
+
+def utc_times(time: Sequence[Any]) -> pd.DatetimeIndex:
+    """Dates as a time-zone-naive UTC :class:`pandas.DatetimeIndex` (how cubes hold their dates).
+
+    Dates with a time zone or an offset (``"2020-06-01T12:00+02:00"``) are converted to UTC, not
+    stripped of it; naive dates are taken as UTC.
+
+    Parameters
+    ----------
+    time
+        Dates: strings, datetimes, ``numpy.datetime64`` or pandas timestamps.
+
+    Returns
+    -------
+    pandas.DatetimeIndex
+        Naive UTC dates, in the order given.
+
+    Raises
+    ------
+    CubeError
+        A value that is not a date, or a date outside the years 1678..2261 (nanosecond dates).
+    """
+    values = list(time)
+    if not values:
+        return pd.DatetimeIndex([])
+    try:
+        return pd.DatetimeIndex(pd.to_datetime(values, utc=True)).tz_localize(None)
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise CubeError(f"time= holds a value that is not a date between 1678 and 2261 ({exc}): "
+                        "pass dates such as '2020-06-01' or numpy.datetime64 values") from None
 
 
 def transform_from_coords(x: np.ndarray, y: np.ndarray) -> Affine:
@@ -142,7 +186,7 @@ def transform_from_coords(x: np.ndarray, y: np.ndarray) -> Affine:
     if len(x) < 2 or len(y) < 2:
         raise CubeError(
             f"cannot derive a transform from a grid of {len(y)} x {len(x)} pixels: "
-            "a cube needs at least 2 pixels along y and x (or an explicit transform)"
+            "a cube needs at least 2 pixels along y and x, or an explicit transform (make_cube(..., transform=...))"
         )
     dx = float(x[1] - x[0])
     dy = float(y[1] - y[0])
@@ -220,32 +264,163 @@ def validate_cube(obj: Any, *, name: str = "cube", require_crs: bool = True) -> 
             raise CubeError(f"{name} has no {dim!r} coordinate: assign one with {name}.assign_coords({dim}=...)")
     time = obj["time"].values
     if not np.issubdtype(time.dtype, np.datetime64):
+        if getattr(obj.indexes.get("time"), "tz", None) is not None:
+            raise CubeError(
+                f"{name}'s dates carry a time zone, but a cube's dates are UTC without one: convert them with "
+                f"{name}.assign_coords(time={name}.indexes['time'].tz_convert(None))"
+            )
         raise CubeError(
             f"{name}'s time coordinate has dtype {time.dtype}, expected datetime64: "
-            f"convert with {name}.assign_coords(time=pandas.to_datetime({name}.time.values))"
+            f"convert with {name}.assign_coords(time=pandas.to_datetime({name}.time.values, utc=True).tz_localize(None))"
         )
     check_time_axis(obj, name=name)
     bands = [str(b) for b in obj["band"].values]
     dupes = sorted({b for b in bands if bands.count(b) > 1})
     if dupes:
         raise CubeError(f"{name} has duplicate band names {dupes}: band names must be unique")
+    if obj.dtype.kind in _NOT_NUMBERS:
+        raise CubeError(
+            f"{name} holds {obj.dtype} values, not numbers: a cube holds numbers (bool, integers, floats); "
+            f"convert it, e.g. {name}.astype('float32')"
+        )
     for dim in ("y", "x"):
-        values = obj[dim].values
-        if not np.issubdtype(values.dtype, np.number):
-            raise CubeError(f"{name}'s {dim} coordinate has dtype {values.dtype}, expected numbers in CRS units")
-        if values.size > 2:
-            steps = np.diff(values.astype("float64"))
-            if not np.allclose(steps, steps[0], rtol=1e-6, atol=0):
-                raise CubeError(
-                    f"{name}'s {dim} coordinate is not regularly spaced (steps {steps.min():g}..{steps.max():g}): "
-                    "resample onto a regular grid first (e.g. with rioxarray's reproject)"
-                )
+        _check_spatial_coord(obj, dim, name)
     if require_crs and obj.rio.crs is None:
         raise CubeError(
             f"{name} has no CRS: set one with {name}.rio.write_crs('EPSG:xxxx') "
             "(the CRS of the pixel coordinates)"
         )
+    _check_transform(obj, name)
+    _check_geographic_range(obj, name)
+    _check_crs_attr(obj, name)
+    _check_nodata(obj, name)
     return obj
+
+
+_NOT_NUMBERS = frozenset("OUSVMm")
+"""dtype kinds a cube cannot hold: objects, strings, bytes, records, dates and durations."""
+
+
+def _check_spatial_coord(obj: xr.DataArray, dim: str, name: str) -> None:
+    """Refuse a y/x coordinate that is empty, not numeric, not finite, or not a regular, strictly monotonic grid."""
+    values = obj[dim].values
+    if values.size == 0:
+        raise CubeError(
+            f"{name} has no pixels along {dim} (0 values): a selection gave an empty grid; note that "
+            f"a north-up cube's y decreases, so select y with slice(top, bottom), e.g. {name}.sel(y=slice(ymax, ymin))"
+        )
+    if not np.issubdtype(values.dtype, np.number):
+        raise CubeError(f"{name}'s {dim} coordinate has dtype {values.dtype}, expected numbers in CRS units")
+    values = values.astype("float64")
+    bad = ~np.isfinite(values)
+    if bad.any():
+        raise CubeError(
+            f"{name}'s {dim} coordinate has {int(bad.sum())} non-finite value(s) (NaN or inf, first at index "
+            f"{int(np.argmax(bad))}): pixel coordinates must be finite; assign the grid's coordinates, e.g. "
+            f"from its transform with eocube.cube.coords_from_transform"
+        )
+    if values.size > 1:
+        steps = np.diff(values)
+        if not np.all(steps != 0) or not (np.all(steps > 0) or np.all(steps < 0)):
+            raise CubeError(
+                f"{name}'s {dim} coordinate is not strictly increasing or decreasing (steps {steps.min():g}..{steps.max():g}): "
+                "pixel coordinates must step by the pixel size; repeated or zero steps make no grid"
+            )
+        if values.size > 2 and not np.allclose(steps, steps[0], rtol=1e-6, atol=0):
+            raise CubeError(
+                f"{name}'s {dim} coordinate is not regularly spaced (steps {steps.min():g}..{steps.max():g}): "
+                "resample onto a regular grid first (e.g. with rioxarray's reproject)"
+            )
+
+
+def _check_transform(obj: xr.DataArray, name: str) -> None:
+    """Refuse a cube whose transform (what writers store and GDAL reads) disagrees with its y/x coordinates.
+
+    rioxarray keeps the transform in the ``spatial_ref`` coordinate's ``GeoTransform`` and does not
+    update its pixel size or direction when the cube is subset with a step, reversed or sorted:
+    ``cube.isel(x=slice(None, None, 2))`` or ``cube.sortby("y")`` keep the old one, so the stored,
+    written and burned grid would not be the one the coordinates say.
+    """
+    transform = obj.rio.transform()
+    if transform.b != 0 or transform.d != 0:
+        raise CubeError(
+            f"{name} has a rotated or sheared transform {tuple(transform)[:6]}: cubes are on north-up or "
+            "south-up grids; reproject it (e.g. with rioxarray's reproject) first"
+        )
+    x, y = obj["x"].values.astype("float64"), obj["y"].values.astype("float64")
+    for dim, values, size, origin in (("x", x, transform.a, transform.c), ("y", y, transform.e, transform.f)):
+        step = values[1] - values[0] if values.size > 1 else size
+        centre = origin + size / 2
+        if (size == 0 or not np.isclose(step, size, rtol=1e-6, atol=0)
+                or not np.isclose(values[0], centre, rtol=0, atol=1e-3 * abs(size) if size else 0)):
+            raise CubeError(
+                f"{name}'s {dim} coordinate (first pixel centre {values[0]:.10g}, step {step:g}) disagrees with its "
+                f"transform (pixel centre {centre:.10g}, size {size:g}), which writers store and GDAL reads: "
+                "a subset with a step, a reversal or a sortby keeps the old transform. If the coordinates are "
+                f"right, rewrite it: {name} = {name}.rio.write_transform({name}.rio.transform(recalc=True))"
+            )
+
+
+def _check_geographic_range(obj: xr.DataArray, name: str) -> None:
+    """Refuse latitudes outside [-90, 90] (and longitudes outside [-360, 360]) in a geographic CRS."""
+    crs = obj.rio.crs
+    if crs is None or not crs.is_geographic:
+        return
+    for dim, limit, what in (("y", 90.0, "latitude"), ("x", 360.0, "longitude")):
+        values = obj[dim].values
+        if np.abs(values).max() > limit:
+            raise CubeError(
+                f"{name} is in the geographic CRS {crs.to_string()}, but its {dim} coordinate reaches "
+                f"{values.min():g}..{values.max():g}, beyond the {what}s' +-{limit:g}: were longitude and "
+                "latitude swapped (y is the latitude, x the longitude), or is the CRS wrong (coordinates in "
+                "metres belong to a projected CRS such as a UTM zone)?"
+            )
+
+
+def _check_crs_attr(obj: xr.DataArray, name: str) -> None:
+    """Refuse a ``crs`` attribute that names another CRS than the ``spatial_ref`` coordinate (which
+    rioxarray, the writers and GDAL use), so that no reader takes the other one."""
+    attr = obj.attrs.get("crs")
+    crs = obj.rio.crs
+    if attr is None or crs is None or "spatial_ref" not in obj.coords:
+        return
+    from rasterio.crs import CRS
+
+    try:
+        other = CRS.from_user_input(attr)
+    except Exception:  # noqa: BLE001 - not a CRS: nothing to disagree with
+        return
+    if other != crs:
+        raise CubeError(
+            f"{name}.attrs['crs'] ({other.to_string()}) disagrees with its spatial_ref coordinate "
+            f"({crs.to_string()}), which rioxarray, the writers and GDAL use: drop the attribute "
+            f"(del {name}.attrs['crs']) or write the right CRS with {name}.rio.write_crs(...)"
+        )
+
+
+_NODATA_ATTRS = ("_FillValue", "missing_value", "nodata")
+"""Attributes that declare a cube's nodata value (rioxarray reads the first one set)."""
+
+
+def _check_nodata(obj: xr.DataArray, name: str) -> None:
+    """Refuse a nodata value the cube's dtype cannot hold (NaN for integers or bool, -1 for uint16, ...)."""
+    declared = {key: obj.attrs[key] for key in _NODATA_ATTRS if np.ndim(obj.attrs.get(key)) == 0
+                and obj.attrs.get(key) is not None}
+    values = list(declared.values())
+    if any(not _same_value(values[0], v) for v in values[1:]):
+        raise CubeError(
+            f"{name}'s attributes declare different nodata values ({', '.join(f'{k}={v!r}' for k, v in declared.items())}): "
+            f"keep one, e.g. {name}.rio.write_nodata(value) after deleting the others from {name}.attrs"
+        )
+    try:
+        obj.rio.nodata
+    except (OverflowError, ValueError, TypeError) as exc:
+        if obj.rio.encoded_nodata is not None:  # an integer cube read without decoding: its encoded value counts
+            return
+        raise CubeError(
+            f"{name}'s nodata value cannot be held by its dtype {obj.dtype} ({exc}): write one it can, "
+            f"e.g. {name}.rio.write_nodata(0), or convert the cube, e.g. {name}.astype('float32')"
+        ) from None
 
 
 def check_time_axis(cube: xr.DataArray, *, name: str = "cube") -> None:
@@ -342,3 +517,12 @@ def cube_info(cube: xr.DataArray) -> CubeInfo:
         dtype=cube.dtype,
         chunks=cube.chunks,
     )
+
+
+def _same_value(a: Any, b: Any) -> bool:
+    """Whether two nodata values are the same number (NaN equals NaN)."""
+    try:
+        fa, fb = float(a), float(b)
+    except (TypeError, ValueError):
+        return a == b
+    return fa == fb or (np.isnan(fa) and np.isnan(fb))

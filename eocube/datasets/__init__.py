@@ -143,6 +143,7 @@ def open_sample(name: str = "sentinel2", *, chunks: dict[str, int] | None = None
     xarray.DataArray
         The sample cube (time, band, y, x), dask-backed.
     """
+    _check_chunks(chunks)
     scene, _, group = name.partition(":")
     if group and scene in SCENES and group in SCENES[scene].groups:
         return open_scene(scene, chunks=chunks, groups=(group,))[group]  # that group's files only
@@ -154,6 +155,24 @@ def open_sample(name: str = "sentinel2", *, chunks: dict[str, int] | None = None
     from ..io import open_zarr
 
     return open_zarr(sample.path, chunks=chunks)
+
+
+def _check_chunks(chunks: Mapping[str, int] | None) -> None:
+    """Refuse chunks a cube cannot take (unknown dims, sizes below 1 other than -1) with one clear line."""
+    from ..errors import CubeError
+
+    if chunks is None:
+        return
+    if not isinstance(chunks, Mapping):
+        raise CubeError(f"chunks={chunks!r}: give a dict such as {{'time': -1, 'y': 64, 'x': 64}}")
+    dims = ("time", "band", "y", "x")
+    for dim, size in chunks.items():
+        if dim not in dims:
+            raise CubeError(f"chunks names the dim {dim!r}, which a cube does not have: use {dims}")
+        if size is None or size == "auto":  # dask's own meanings: no chunking, its choice
+            continue
+        if isinstance(size, bool) or not isinstance(size, int) or not (size >= 1 or size == -1):
+            raise CubeError(f"chunks[{dim!r}]={size!r}: a chunk size is a whole number >= 1, or -1 for the whole axis")
 
 
 def open_scene(name: str, *, chunks: dict[str, int] | None = None,
@@ -178,6 +197,7 @@ def open_scene(name: str, *, chunks: dict[str, int] | None = None,
         scene = SCENES[name]
     except KeyError:
         raise KeyError(f"no bundled multi-source sample {name!r}; available: {sorted(SCENES)}") from None
+    _check_chunks(chunks)
     size = {"y": 256, "x": 256, **{k: v for k, v in (chunks or {}).items() if k in ("y", "x")}}
     return {group: _scene_group(name, scene, group, size) for group in (groups or tuple(scene.groups))}
 

@@ -54,6 +54,19 @@ def prepare_2d(values: np.ndarray, valid: np.ndarray, nodata: float | int | None
     return flat, ok, out_dtype
 
 
+def is_positive(value: object) -> bool:
+    """Whether ``value`` is a finite real number > 0 (not NaN, inf, a bool or a string)."""
+    return (isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+            and bool(np.isfinite(value)) and value > 0)
+
+
+def is_count(value: object) -> bool:
+    """Whether ``value`` is an integer >= 0 (a whole float such as 2.0 counts; a bool does not)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+        return False
+    return bool(np.isfinite(value)) and float(value).is_integer() and value >= 0
+
+
 def check_engine(engine: str) -> None:
     """Raise for an unknown engine name."""
     if engine not in ("numba", "numpy"):

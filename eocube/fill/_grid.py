@@ -43,7 +43,14 @@ def target_times(times: pd.DatetimeIndex, grid: TimeGrid) -> pd.DatetimeIndex | 
                 "or pass the dates themselves"
             ) from None
     else:
-        out = pd.DatetimeIndex(pd.to_datetime(list(grid)))
+        try:  # dates with a time zone or an offset are converted to UTC (the cube's dates are naive UTC)
+            out = pd.DatetimeIndex(pd.to_datetime(list(grid), utc=True)).tz_localize(None)
+        except (ValueError, TypeError, OverflowError) as exc:
+            raise FillError(f"time grid {grid!r} holds a value that is not a date ({exc}): pass dates such as "
+                            "'2020-06-01', or a pandas frequency such as '10D'") from None
+        if out.hasnans:
+            raise FillError(f"time grid {grid!r} holds {int(out.isna().sum())} missing date(s) (None or NaT): "
+                            "pass dates only")
     if len(out) == 0:
         raise FillError(f"time grid {grid!r} gives no date between {times[0]} and {times[-1]}")
     if out.has_duplicates or not out.is_monotonic_increasing:

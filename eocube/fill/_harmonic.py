@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._bound import band_acted, bound_fallback, clip, resolve_bound
-from ._common import as_block, batched_spd_solve, check_engine, finish, prepare, prepare_2d
+from ._common import as_block, batched_spd_solve, check_engine, finish, is_count, is_positive, prepare, prepare_2d
 from ._linear import linear_fill
 
 
@@ -73,8 +73,9 @@ def harmonic_fill(
     numpy.ndarray or (numpy.ndarray, numpy.ndarray)
         Filled values (and the ``return_bounded`` mask); NaN where a series has no clear observation.
     """
-    if harmonics < 0 or period <= 0:
-        raise ValueError(f"harmonics must be >= 0 and period > 0, got {harmonics!r}, {period!r}")
+    if not is_count(harmonics) or not is_positive(period) or (min_obs is not None and not is_count(min_obs)):
+        raise ValueError(f"harmonics must be an integer >= 0, period a finite number of days > 0 and min_obs None "
+                         f"or an integer >= 0, got {harmonics!r}, {period!r}, {min_obs!r}")
     check_engine(engine)
     limits = resolve_bound(bound, margin, valid_range)
     x = design_matrix(days, harmonics, period, trend)           # (T, p)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._bound import resolve_bound
-from ._common import batched_spd_solve, check_engine, finish, prepare
+from ._common import batched_spd_solve, check_engine, finish, is_count, is_positive, prepare
 from ._linear import linear_fill
 
 
@@ -61,8 +61,8 @@ def savgol_fill(
         observations (a long gap) the value comes from linear filling instead; NaN
         where a series has no clear observation.
     """
-    if window <= 0 or order < 0:
-        raise ValueError(f"window must be > 0 days and order >= 0, got {window!r}, {order!r}")
+    if not is_positive(window) or not is_count(order):
+        raise ValueError(f"window must be a finite number of days > 0 and order an integer >= 0, got {window!r}, {order!r}")
     check_engine(engine)
     limits = resolve_bound(bound, margin, valid_range)
     if engine == "numba":

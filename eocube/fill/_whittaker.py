@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._bound import band_acted, bound_fallback, no_bound_acted, resolve_bound
-from ._common import as_block, check_engine, finish, prepare, prepare_2d
+from ._common import as_block, check_engine, finish, is_positive, prepare, prepare_2d
 from ._linear import linear_fill, neighbour_indices
 
 
@@ -121,8 +121,8 @@ def whittaker_fill(
         observations (the smoother is undetermined) are filled by holding their only value;
         with none, NaN.
     """
-    if lmbda <= 0:
-        raise ValueError(f"lmbda must be > 0, got {lmbda!r}")
+    if not is_positive(lmbda):
+        raise ValueError(f"lmbda must be a finite number > 0, got {lmbda!r}")
     check_engine(engine)
     modes = {"nearest": 0, "linear": 1, "none": 2}
     if extrapolate not in modes:

@@ -146,6 +146,7 @@ def fill_gaps(
     if method not in METHODS:
         raise FillError(f"unknown gap-filling method {method!r}; choose one of {sorted(METHODS)}")
     _check_options(method, options)
+    _check_values(cube)
     cube = select_bands(cube, bands)
     nodata = cube_nodata(cube)
     kernel_options = dict(options, nodata=nodata)
@@ -158,6 +159,7 @@ def fill_gaps(
                           kernel_options.get("valid_range"))
         except ValueError as exc:
             raise FillError(str(exc)) from None
+    _try_options(method, kernel_options)
     if clear is not None:
         clear = align_mask(clear, cube)
     times = pd.DatetimeIndex(cube["time"].values)
@@ -240,6 +242,29 @@ def _check_options(method: str, options: dict) -> None:
     unknown = sorted(set(options) - set(accepted))
     if unknown:
         raise FillError(f"method {method!r} has no option(s) {unknown}; its options are {accepted}")
+
+
+def _check_values(cube: xr.DataArray) -> None:
+    """Refuse a cube gap filling cannot work on: no dates, or values that are not real numbers."""
+    if cube.sizes["time"] == 0:
+        raise FillError("the cube has no dates (its time axis is empty): gap filling needs at least one "
+                        "observation per pixel; check the selection or search that made it")
+    if not (np.issubdtype(cube.dtype, np.number) or cube.dtype == bool) or np.issubdtype(cube.dtype, np.complexfloating):
+        raise FillError(f"the cube holds {cube.dtype} values: gap filling works on real numbers; fill the real "
+                        "and imaginary parts (or the amplitude, abs(cube)) as separate cubes")
+
+
+def _try_options(method: str, options: dict) -> None:
+    """Run the method's kernel once on a tiny series (NumPy engine), so that a bad option value is a
+    :class:`FillError` now rather than an error inside the first task."""
+    from ._common import check_engine
+
+    try:
+        check_engine(options.get("engine", "numba"))
+        METHODS[method](np.array([1.0, np.nan, 3.0], "float32").reshape(3, 1, 1, 1), np.ones((3, 1, 1, 1), bool),
+                        np.array([0.0, 10.0, 20.0]), **{**options, "engine": "numpy"})
+    except (ValueError, TypeError) as exc:
+        raise FillError(f"method {method!r}: {exc}") from None
 
 
 def _time_contiguous(cube: xr.DataArray, rechunk: bool) -> da.Array:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
@@ -140,7 +141,9 @@ def burn_polygons(
         names = sorted({g.geom_type for g in geoms if shapely.get_type_id(g) in types})
         raise LabelError(f"{polys.source} holds {names} geometries: labels are burned from polygons only; "
                          "buffer lines or points into polygons first")
+    geoms = checked_geometries(geoms, polys.source, np.flatnonzero(keep))
     subset = Polygons(geoms, {}, polys.crs, polys.source).to_crs(like.rio.crs)
+    _warn_if_outside(subset, like)
     order = draw_order(subset.geometry, values[keep], priority, table)
     burner = Burner(subset.geometry[order], values[keep][order].astype(dtype), all_touched)
     data = burn_lazy(burner, like, nodata=nodata, dtype=dtype, chunks=chunks)
@@ -149,6 +152,78 @@ def burn_polygons(
              "labels_priority": priority if isinstance(priority, str) else json.dumps(list(priority), default=str),
              "labels_rule": "all_touched" if all_touched else "centre"}
     return label_cube(data, like, time=time, nodata=nodata, attrs=attrs)
+
+
+def checked_geometries(geoms: np.ndarray, source: str, features: np.ndarray) -> np.ndarray:
+    """The polygons as they can be burned: refuse non-finite coordinates and collections with other parts,
+    repair invalid polygons (with a warning that counts them).
+
+    An invalid polygon (a self-intersecting "bow tie", a ring that touches itself) has no well-defined
+    inside: the rasteriser burns part of it and its area (which orders the drawing) is wrong. It is
+    replaced by :func:`shapely.make_valid`'s polygonal parts (a bow tie becomes its two triangles).
+
+    Parameters
+    ----------
+    geoms
+        The (Multi)Polygons and GeometryCollections to burn.
+    source
+        Where they came from, for messages.
+    features
+        The feature number (in the file) of each geometry, for messages.
+
+    Returns
+    -------
+    numpy.ndarray
+        The geometries, invalid ones repaired.
+    """
+    finite = np.array([np.isfinite(shapely.get_coordinates(g)).all() for g in geoms], dtype=bool)
+    if not finite.all():
+        raise LabelError(f"{int((~finite).sum())} polygons of {source} (features {features[~finite][:5].tolist()}) "
+                         "have NaN or infinite coordinates: fix or drop them")
+    for i in np.flatnonzero(shapely.get_type_id(geoms) == 7):
+        other = sorted({p.geom_type for p in shapely.get_parts(geoms[i]) if shapely.get_type_id(p) not in (3, 6)})
+        if other:
+            raise LabelError(f"feature {int(features[i])} of {source} is a GeometryCollection with {other} parts: "
+                             "labels are burned from polygons only; keep its polygons, or buffer the other parts")
+    invalid = ~shapely.is_valid(geoms)
+    if invalid.any():
+        first = int(np.flatnonzero(invalid)[0])
+        reason = shapely.is_valid_reason(geoms[first])
+        geoms = geoms.copy()
+        geoms[invalid] = [_polygonal(shapely.make_valid(g)) for g in geoms[invalid]]
+        warnings.warn(
+            f"{int(invalid.sum())} polygons of {source} are invalid (e.g. feature {int(features[first])}: "
+            f"{reason}); they were repaired "
+            "with shapely.make_valid (a self-intersecting ring becomes the polygons it encloses) before burning",
+            UserWarning, stacklevel=3,
+        )
+    return geoms
+
+
+def _polygonal(geom: Any) -> Any:
+    """The polygonal parts of a geometry (what :func:`shapely.make_valid` gives may add lines or points)."""
+    if shapely.get_type_id(geom) in (3, 6):
+        return geom
+    parts: list[Any] = []
+    for part in shapely.get_parts(geom):
+        part = _polygonal(part)
+        parts.extend(shapely.get_parts(part).tolist() if shapely.get_type_id(part) == 6 else
+                     [part] if shapely.get_type_id(part) == 3 and not part.is_empty else [])
+    return shapely.multipolygons(parts) if parts else shapely.Polygon()
+
+
+def _warn_if_outside(polys: Polygons, like: xr.DataArray) -> None:
+    """Warn when no polygon meets the grid of ``like`` (every label would be nodata)."""
+    left, bottom, right, top = like.rio.bounds()
+    grid = shapely.box(left, bottom, right, top)
+    if len(polys) and not shapely.intersects(polys.geometry, grid).any():
+        span = np.round(shapely.total_bounds(polys.geometry), 3).tolist()
+        warnings.warn(
+            f"none of the {len(polys)} polygons of {polys.source} meets the grid of like: they span {span}, the grid "
+            f"{[round(v, 3) for v in (left, bottom, right, top)]} (in {like.rio.crs.to_string()}), so every label is "
+            "nodata. Is the polygons' CRS right (latitude and longitude swapped?), and the cube the right one?",
+            UserWarning, stacklevel=3,
+        )
 
 
 def draw_order(geoms: np.ndarray, values: np.ndarray, priority: Priority,
@@ -217,6 +292,11 @@ def burn_lazy(burner: Burner, like: xr.DataArray, *, nodata: int, dtype: np.dtyp
               chunks: int | tuple[int, int] | None) -> da.Array:
     """A dask array ``(1, 1, y, x)`` on ``like``'s grid, one rasterisation per chunk."""
     ny, nx = like.sizes["y"], like.sizes["x"]
+    if chunks is not None:
+        sizes = (chunks,) if isinstance(chunks, int) else tuple(chunks)
+        if len(sizes) not in (1, 2) or not all(isinstance(c, (int, np.integer)) and not isinstance(c, bool) and c >= 1
+                                               for c in sizes):
+            raise LabelError(f"chunks={chunks!r}: give a chunk size >= 1 along y and x (one int or a (y, x) pair)")
     if chunks is None:
         if like.chunks is not None:
             ychunks, xchunks = like.chunks[2], like.chunks[3]
@@ -236,7 +316,8 @@ def burn_lazy(burner: Burner, like: xr.DataArray, *, nodata: int, dtype: np.dtyp
 
 def label_cube(data: Any, like: xr.DataArray, *, time: Any, nodata: int, attrs: dict[str, Any]) -> xr.DataArray:
     """Wrap ``(1, 1, y, x)`` labels as a cube on ``like``'s grid: one date, band ``"label"``."""
+    if time is None and like.sizes["time"] == 0:
+        raise LabelError("like has no dates, so the label cube has none to take: pass time= (e.g. time='2021-06-01')")
     when = like["time"].values[0] if time is None else pd.Timestamp(time).to_datetime64()
-    cube = make_cube(data, time=[when], band=["label"], y=like["y"].values, x=like["x"].values,
-                     crs=like.rio.crs, nodata=nodata, name="labels", attrs=attrs)
-    return cube.rio.write_transform(like.rio.transform())
+    return make_cube(data, time=[when], band=["label"], y=like["y"].values, x=like["x"].values,
+                     crs=like.rio.crs, nodata=nodata, name="labels", attrs=attrs, transform=like.rio.transform())

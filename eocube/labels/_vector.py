@@ -66,7 +66,18 @@ class Polygons:
         if src == dst:
             return self
         transformer = Transformer.from_crs(src, dst, always_xy=True)
-        geometry = shapely.transform(self.geometry, lambda xy: np.column_stack(transformer.transform(xy[:, 0], xy[:, 1])))
+        with np.errstate(invalid="ignore"):
+            geometry = shapely.transform(self.geometry,
+                                         lambda xy: np.column_stack(transformer.transform(xy[:, 0], xy[:, 1])))
+        lost = [i for i, g in enumerate(geometry) if g is not None and not np.isfinite(shapely.get_coordinates(g)).all()]
+        if lost:
+            box = np.round(shapely.total_bounds(self.geometry), 3).tolist()
+            raise LabelError(
+                f"{len(lost)} of the {len(self)} polygons of {self.source} (e.g. features {lost[:5]}) cannot be "
+                f"reprojected from {src.to_string()} to {dst.to_string()} (their coordinates become NaN or inf); "
+                f"the polygons span {box} in {src.to_string()}: is that their CRS? (metres labelled as lon/lat, "
+                "or latitude and longitude swapped, give such coordinates)"
+            )
         return Polygons(geometry, self.fields, dst.to_wkt(), self.source)
 
 

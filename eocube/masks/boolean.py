@@ -95,11 +95,20 @@ def align_mask(mask: object, cube: xr.DataArray, *, name: str = "clear mask") ->
     for dim in ("time", "y", "x"):
         if mask.sizes[dim] != cube.sizes[dim] or not np.array_equal(mask[dim].values, cube[dim].values):
             raise MaskError(
-                f"the {name}'s {dim} coordinate does not match the cube's ({mask.sizes[dim]} vs "
-                f"{cube.sizes[dim]} values): build the mask from the same cube, or align it with "
-                "mask.reindex_like(cube, fill_value=False)"
+                f"the {name}'s {dim} coordinate does not match the cube's ({_difference(mask[dim].values, cube[dim].values)}): "
+                "build the mask from the same cube, or align it with mask.reindex_like(cube, fill_value=False)"
             )
     return mask
+
+
+def _difference(ours: np.ndarray, theirs: np.ndarray) -> str:
+    """How a mask's coordinate differs from the cube's, in a few words."""
+    if len(ours) != len(theirs):
+        return f"{len(ours)} vs {len(theirs)} values"
+    if np.array_equal(ours[::-1], theirs):
+        return f"the same {len(ours)} values in reverse order"
+    first = int(np.argmax(ours != theirs))
+    return f"same length {len(ours)}, first difference at index {first}: {ours[first]} vs {theirs[first]}"
 
 
 def clear_from_mask(mask: xr.DataArray, cube: xr.DataArray, *, cloudy: bool = False) -> xr.DataArray:

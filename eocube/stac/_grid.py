@@ -145,8 +145,8 @@ def _resolution(infos: Sequence[AssetInfo], crs: CRS, resolution: float | tuple[
         rx, ry = (abs(float(v)) for v in resolution)
     else:
         rx = ry = abs(float(resolution))
-    if not (rx > 0 and ry > 0):
-        raise GridError(f"resolution={resolution!r} is not a positive pixel size: pass e.g. 10 or (30, 30)")
+    if not (rx > 0 and ry > 0 and math.isfinite(rx) and math.isfinite(ry)):
+        raise GridError(f"resolution={resolution!r} is not a finite positive pixel size: pass e.g. 10 or (30, 30)")
     return rx, ry
 
 
@@ -185,8 +185,18 @@ def choose_grid(
     rx, ry = _resolution(infos, crs, resolution)
     ax, ay = _anchor(infos, crs, rx, ry)
     union = union_footprint(infos, crs)
+    if not all(map(math.isfinite, union)):
+        raise GridError(
+            f"the items' footprint in {crs.to_string()} is not finite {tuple(union)}: the target CRS cannot hold "
+            "them (an area outside its domain?); pass another crs= or bounds="
+        )
     if bounds is not None:
-        left, bottom, right, top = map(float, bounds)
+        try:
+            left, bottom, right, top = map(float, bounds)
+        except (TypeError, ValueError):
+            raise GridError(f"bounds={bounds!r} is not four numbers: give (left, bottom, right, top) in the target CRS") from None
+        if not all(map(math.isfinite, (left, bottom, right, top))):
+            raise GridError(f"bounds={tuple(bounds)!r} holds NaN or inf: give finite (left, bottom, right, top) in the target CRS")
         if left >= right or bottom >= top:
             raise GridError(f"bounds {bounds} are empty: give (left, bottom, right, top) with left < right, bottom < top")
         if left >= union[2] or right <= union[0] or bottom >= union[3] or top <= union[1]:

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 from affine import Affine
 from rasterio.crs import CRS
+from rasterio.errors import CRSError
 
 from ._errors import AssetError, EmptySearchError, redact
 
@@ -179,7 +180,13 @@ def _item_time(item: Mapping[str, Any]) -> pd.Timestamp:
     value = props.get("datetime") or props.get("start_datetime")
     if value is None:
         raise AssetError(f"item {item.get('id')!r} has neither datetime nor start_datetime: it cannot be placed in time")
-    ts = pd.Timestamp(value)
+    try:
+        ts = pd.Timestamp(value)
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise AssetError(f"item {item.get('id')!r} has datetime {value!r}, which is not a date ({exc}): "
+                         "fix the item (RFC 3339, e.g. 2020-06-01T10:20:00Z) or leave it out") from None
+    if ts is pd.NaT:
+        raise AssetError(f"item {item.get('id')!r} has datetime {value!r}, which is not a date: fix the item or leave it out")
     return ts.tz_convert("UTC").tz_localize(None) if ts.tzinfo else ts
 
 
@@ -285,12 +292,21 @@ def _asset_info(
     """Band ``index`` (0-based) of one asset, from the asset's metadata over the item's properties."""
     shape = meta.get("proj:shape", props.get("proj:shape"))
     shape = (int(shape[0]), int(shape[1])) if shape else None
+    if shape is not None and min(shape) < 1:
+        raise ValueError(f"proj:shape {list(shape)} has no pixels")
+    transform = _transform_of(meta, props, shape)
+    if transform is not None and (not all(np.isfinite(tuple(transform)[:6])) or transform.a == 0 or transform.e == 0):
+        raise ValueError(f"proj:transform {list(tuple(transform)[:6])} is not an affine transform with finite, "
+                         "non-zero pixel sizes")
+    if transform is not None and (transform.b != 0 or transform.d != 0):
+        raise ValueError(f"proj:transform {list(tuple(transform)[:6])} is rotated or sheared, which eocube does not "
+                         "read (north-up grids only)")
     rb = _raster_band(meta, index)
     href = str(meta["href"])
     return AssetInfo(
         href=patch_url(href) if patch_url else href,
         crs=_crs_of(meta) or _crs_of(props),
-        transform=_transform_of(meta, props, shape),
+        transform=transform,
         shape=shape,
         dtype=rb.get("data_type"),
         nodata=rb.get("nodata"),
@@ -359,7 +375,13 @@ def parse_items(
                 missing[name].append(str(item.get("id")))
                 found[name] = None
                 continue
-            found[name] = _asset_info(assets[hit[0]], hit[1], props, lonlat, patch_url)
+            try:
+                found[name] = _asset_info(assets[hit[0]], hit[1], props, lonlat, patch_url)
+            except (ValueError, TypeError, IndexError, CRSError) as exc:
+                raise AssetError(
+                    f"item {item.get('id')!r}, asset {hit[0]!r}: {redact(str(exc))}: fix the item's proj metadata "
+                    "(proj:epsg/proj:code, proj:transform, proj:shape), or leave the item or the band out"
+                ) from None
         parsed.append(ParsedItem(str(item.get("id")), _item_time(item), _item_lon(item), props, found))
     bad = {n: ids for n, ids in missing.items() if ids}
     if bad:

@@ -38,6 +38,9 @@ from ._reader import DEFAULT_GDAL_ENV, BandPlan, Block, ReadOptions, probe, read
 from ._search import items_from_source, search_items
 
 DEFAULT_CHUNKS = {"time": 1, "band": 1, "y": 1024, "x": 1024}
+MAX_TASKS = 2_000_000
+"""Most read tasks ``open_stac`` builds a graph of (each holds about 1.5 kB on the client before anything
+is read: two million take some 3 GB and a minute to build); a larger load is refused with what to change."""
 _TILE_KEYS = ("s2:mgrs_tile", "tile", "grid:code", "mgrs:grid_square")
 
 
@@ -133,6 +136,13 @@ def open_stac(
         raise StacError(f"resampling={resampling!r} is unknown: use one of {sorted(Resampling.__members__)}")
     if bbox is not None:
         _check_lonlat_bbox(bbox)
+    if max_items is not None and (isinstance(max_items, bool) or not isinstance(max_items, int) or max_items < 1):
+        raise StacError(f"max_items={max_items!r}: give a whole number >= 1 (or None for every item)")
+    if assets is not None and not isinstance(assets, str) and len(assets) == 0:
+        raise StacError("assets=[] names no band: list the asset keys or band names to load, or leave assets=None "
+                        "for every single-band data asset common to all items")
+    dtype = _check_dtype(dtype)
+    chunk_sizes = _chunks(chunks)
     env = {**DEFAULT_GDAL_ENV, **dict(gdal_env or {})}
 
     item_assets: Mapping[str, Any] = {}
@@ -167,7 +177,8 @@ def open_stac(
     out_dtype = np.result_type(*[p.out_dtype for p in plans]).name
     plans = tuple(dataclasses.replace(p, out_dtype=out_dtype) for p in plans)
     opts = ReadOptions(env=tuple(sorted(env.items())), resampling=resampling, retries=retries, on_error=on_error)
-    data = _graph(groups, bands, grid, plans, opts, out_dtype, _chunks(chunks))
+    _check_size(len(groups), len(bands), grid, chunk_sizes)
+    data = _graph(groups, bands, grid, plans, opts, out_dtype, chunk_sizes)
 
     y, x = coords_from_transform(grid.transform, *grid.shape)
     cube = xr.DataArray(
@@ -309,12 +320,29 @@ def _band_plan(items: list[ParsedItem], band: str, dtype: Any, nodata: Any, resc
     out_dtype = np.dtype(dtype).name if dtype is not None else ("float32" if rescale else raw_dtype)
     is_float = np.issubdtype(np.dtype(out_dtype), np.floating)
     if nodata is not None:
-        out_nodata = np.array(nodata).astype(out_dtype).item()
+        out_nodata = _nodata_as(nodata, out_dtype, band)
     elif is_float and (rescale or out_dtype != raw_dtype):
         out_nodata = float("nan")
     else:
         out_nodata = raw_nodata
     return BandPlan(raw_dtype, raw_nodata, out_dtype, out_nodata, scale if rescale else None, offset)
+
+
+def _nodata_as(nodata: Any, dtype: str, band: str) -> Any:
+    """``nodata=`` in the output dtype, refused where the dtype cannot hold it exactly (NaN, -1 or 0.5 in
+    uint16, 1e6 in uint8 would silently become another value, which then marks real pixels)."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        try:
+            value = np.array(nodata).astype(dtype)
+        except (TypeError, ValueError, OverflowError):
+            value = None
+    same = value is not None and (value == np.array(nodata) or (np.isnan(np.float64(nodata)) and np.isnan(value)))
+    if not same:
+        raise StacError(
+            f"nodata={nodata!r} cannot be held by band {band!r}'s dtype {dtype}: pass a nodata value the dtype holds "
+            f"(e.g. 0 for unsigned digital numbers) or a dtype that holds it (dtype='float32' for NaN)"
+        )
+    return value.item()
 
 
 def _group(items: list[ParsedItem], groupby: str | None) -> list[tuple[np.datetime64, list[ParsedItem]]]:
@@ -331,14 +359,52 @@ def _group(items: list[ParsedItem], groupby: str | None) -> list[tuple[np.dateti
 
 
 def _chunks(chunks: int | Mapping[str, int] | None) -> dict[str, int]:
+    """The chunk size of each dim (-1: the whole axis), checked."""
     if chunks is None:
         return dict(DEFAULT_CHUNKS)
-    if isinstance(chunks, int):
-        return {**DEFAULT_CHUNKS, "y": chunks, "x": chunks}
+    if isinstance(chunks, int) and not isinstance(chunks, bool):
+        chunks = {"y": chunks, "x": chunks}
+    if not isinstance(chunks, Mapping):
+        raise StacError(f"chunks={chunks!r}: give one int for y and x, or a dict such as {DEFAULT_CHUNKS}")
     unknown = set(chunks) - set(DIMS)
     if unknown:
         raise StacError(f"chunks has unknown dims {sorted(unknown)}: use {DIMS}")
-    return {**DEFAULT_CHUNKS, **{k: int(v) for k, v in chunks.items()}}
+    out = {**DEFAULT_CHUNKS}
+    for dim, size in chunks.items():
+        if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or not (size >= 1 or size == -1):
+            raise StacError(f"chunks[{dim!r}]={size!r}: a chunk size is a whole number >= 1, or -1 for the whole axis")
+        out[dim] = int(size)
+    return out
+
+
+def _check_dtype(dtype: Any) -> Any:
+    """``dtype=`` as a NumPy dtype (None stays None), refusing what a raster cannot be read into."""
+    if dtype is None:
+        return None
+    try:
+        out = np.dtype(dtype)
+    except TypeError as exc:
+        raise StacError(f"dtype={dtype!r} is not a NumPy dtype ({exc}): pass e.g. 'uint16' or 'float32'") from None
+    if out.kind not in "buifc":
+        raise StacError(f"dtype={dtype!r} ({out}) holds no numbers: pass a numeric dtype such as 'uint16' or 'float32'")
+    return out
+
+
+def _check_size(times: int, bands: int, grid: Grid, chunks: dict[str, int]) -> None:
+    """Refuse a load whose graph would have more than :data:`MAX_TASKS` read tasks (before building it)."""
+    def count(n: int, size: int) -> int:
+        return 1 if size <= 0 or n == 0 else -(-n // size)
+
+    h, w = grid.shape
+    tasks = (count(times, chunks["time"]) * count(bands, chunks["band"]) * count(h, chunks["y"])
+             * count(w, chunks["x"]))
+    if tasks > MAX_TASKS:
+        raise GridError(
+            f"the output grid is {h:,} x {w:,} px ({times} dates x {bands} bands), which makes {tasks:,} read tasks, "
+            f"more than {MAX_TASKS:,} (a graph of that size takes gigabytes before a pixel is read): give a smaller "
+            "bounds=/bbox= or a coarser resolution=, fewer dates or bands, or larger chunks= (e.g. "
+            "{'time': 10, 'y': 2048, 'x': 2048}); or split the job into several loads"
+        )
 
 
 def _splits(n: int, size: int) -> list[tuple[int, int]]:
