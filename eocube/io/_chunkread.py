@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -21,8 +22,13 @@ import zarr
 from dask.base import tokenize
 
 from ..errors import CorruptChunkError, StoreError
-from . import _stores
+from . import _manifest, _stores
 from ._stores import StoreLocation
+
+log = logging.getLogger(__name__)
+
+_INPUTS: dict[str, str] = {}
+"""Token -> store (for messages) of the input arrays opened in this process (see :func:`input_stores`)."""
 
 
 class CheckedZarrArray:
@@ -164,10 +170,7 @@ def locate_damage(array: zarr.Array, store: str | StoreLocation, variable: str, 
 def input_token(store: str | os.PathLike[str] | StoreLocation, variable: str, array: zarr.Array, group_attrs: dict[str, Any]) -> str:
     """A token of a store array's content, the same in every process.
 
-    It covers the store's absolute path, the array's metadata and the record of
-    the write that made the store (fingerprint and completion time of an eocube
-    store). For stores not written by eocube it uses the modification time of
-    the array's metadata instead, so a store rewritten in place gets a new token.
+    See :func:`input_identity`.
 
     Parameters
     ----------
@@ -185,18 +188,51 @@ def input_token(store: str | os.PathLike[str] | StoreLocation, variable: str, ar
     str
         Hex token.
     """
+    return input_identity(store, variable, array, group_attrs)[0]
+
+
+def input_identity(store: str | os.PathLike[str] | StoreLocation, variable: str, array: zarr.Array,
+                   group_attrs: dict[str, Any]) -> tuple[str, _manifest.Content]:
+    """A token of a store array's content, the same in every process, and what it was derived from.
+
+    The token covers the store's absolute path, the array's metadata, the
+    store's eocube write record and the array's *content*, from one listing of
+    its objects (:func:`eocube.io._manifest.content`; no chunk is read):
+
+    * a complete eocube store whose objects are exactly those its writer
+      recorded (size, and mtime or ETag, per object) is identified by its
+      write record, which holds the SHA-256 of its manifest (the size and
+      CRC32C of every unit written);
+    * any other array (a store not written by eocube, or one edited in place
+      since it was written) by the size and mtime (local) or ETag (object
+      stores) of every one of its objects, so that any chunk rewritten,
+      added or removed gives another token.
+
+    Over plain HTTP, where nothing can be listed, the metadata's
+    Last-Modified / ETag stand for the content.
+
+    Parameters
+    ----------
+    store, variable, array, group_attrs
+        As for :func:`input_token`.
+
+    Returns
+    -------
+    (str, Content)
+    """
     loc = _stores.resolve(store)
     record = group_attrs.get("eocube_write")
+    complete = isinstance(record, dict) and record.get("status") == "complete"
+    content = _manifest.content(loc, variable, record)
     if loc.is_local:
-        path = Path(loc.url).resolve()
-        where = str(path)
-        if not isinstance(record, dict) or record.get("status") != "complete":
-            files = [path / key for key in _metadata_keys(variable)]
+        where = str(Path(loc.url).resolve())
+        if not complete:
+            files = [Path(where) / key for key in _metadata_keys(variable)]
             stamps = [(p.name, p.stat().st_mtime_ns) for p in files if p.exists()]
             record = {"record": record, "metadata_mtimes": stamps}
     else:
         where = loc.display
-        if not isinstance(record, dict) or record.get("status") != "complete":
+        if not complete:
             stamps = []
             for key in _metadata_keys(variable):
                 try:
@@ -205,7 +241,35 @@ def input_token(store: str | os.PathLike[str] | StoreLocation, variable: str, ar
                     continue
             record = {"record": record, "metadata_stamps": stamps}
     meta = json.dumps(array.metadata.to_dict(), sort_keys=True, default=str)
-    return tokenize(where, variable, meta, json.dumps(record, sort_keys=True, default=str))
+    token = tokenize(where, variable, meta, json.dumps(record, sort_keys=True, default=str), content.token)
+    if len(_INPUTS) > 10_000:
+        _INPUTS.clear()
+    _INPUTS[token] = f"{loc.display} [{variable}]"
+    return token, content
+
+
+def input_stores(data: da.Array) -> dict[str, str]:
+    """The input arrays a dask array reads through :func:`checked_dask_array` (opened in this process).
+
+    Parameters
+    ----------
+    data
+        A dask array.
+
+    Returns
+    -------
+    dict
+        ``"store [variable]"`` -> content token, for every ``eocube-read-*`` layer of its graph.
+    """
+    found: dict[str, str] = {}
+    graph = data.__dask_graph__()
+    names = graph.layers.keys() if hasattr(graph, "layers") else {k[0] if isinstance(k, tuple) else k for k in graph}
+    for name in names:
+        if isinstance(name, str) and name.startswith("eocube-read-"):
+            token = name.rsplit("-", 1)[-1]
+            if token in _INPUTS:
+                found[_INPUTS[token]] = token
+    return dict(sorted(found.items()))
 
 
 def _metadata_keys(variable: str) -> tuple[str, ...]:
@@ -213,7 +277,8 @@ def _metadata_keys(variable: str) -> tuple[str, ...]:
     return (f"{variable}/.zarray", f"{variable}/zarr.json", ".zattrs", "zarr.json")
 
 
-def checked_dask_array(store: str | os.PathLike[str] | StoreLocation, variable: str, group_attrs: dict[str, Any]) -> da.Array:
+def checked_dask_array(store: str | os.PathLike[str] | StoreLocation, variable: str, group_attrs: dict[str, Any],
+                       *, allow_missing: bool = False) -> da.Array:
     """The dask array of a store's array, one task per stored chunk, reads checked.
 
     Parameters
@@ -224,15 +289,31 @@ def checked_dask_array(store: str | os.PathLike[str] | StoreLocation, variable: 
         Name of the array.
     group_attrs
         The store's group attributes (for the content token).
+    allow_missing
+        Open it even when objects its writer stored are missing (they read as nodata).
 
     Returns
     -------
     dask.array.Array
         Lazy; chunked like the store (by shard where sharded).
+
+    Raises
+    ------
+    CorruptChunkError
+        A complete eocube store lacks objects its writer stored (deleted since),
+        unless ``allow_missing``: a hole never reads as nodata unnoticed.
     """
     loc = _stores.resolve(store)
     array = zarr.open_array(loc.zarr_store(read_only=True), path=variable, mode="r")
-    token = input_token(loc, variable, array, group_attrs)
+    token, content = input_identity(loc, variable, array, group_attrs)
+    if content.missing:
+        what = _manifest.describe_missing(content.missing, content.stored)
+        message = (f"{loc.display} is damaged: {what} of {variable!r} that its writer stored are missing; "
+                   "run the command that wrote it again (it recomputes only those), or pass allow_incomplete=True "
+                   "to read them as nodata")
+        if not allow_missing:
+            raise CorruptChunkError(message)
+        log.warning("%s", message)
     source = CheckedZarrArray(loc, variable, array.shape, array.dtype, token)
     source._array = array
     chunks = array.shards or array.chunks

@@ -10,8 +10,11 @@ refusal can say which part differs:
 * ``computation``: what computes the values. For a dask-backed cube it is the
   dask array's name, which dask derives deterministically from the whole graph
   (input stores, functions, method, parameters, model weights: eocube's
-  ``apply_model`` names its blocks by the model's content hash). For a cube in
-  memory it is a hash of the values;
+  ``apply_model`` names its blocks by the model's content hash). An input
+  store is named by its content (:func:`eocube.io._chunkread.input_identity`:
+  its manifest, or the sizes and mtimes/ETags of all its objects), so a chunk
+  of an input edited in place changes the fingerprint. For a cube in memory it
+  is a hash of the values;
 * ``attrs``: the cube's attributes (redacted);
 * ``provenance``: the caller's description of the job (redacted).
 

@@ -366,6 +366,80 @@ def list_keys(loc: StoreLocation, prefix: str) -> list[str]:
     return list(_list(loc, prefix))
 
 
+@dataclass(frozen=True)
+class ObjectInfo:
+    """Size and version stamp of one stored object, from a listing."""
+
+    size: int
+    """Bytes."""
+    mtime_ns: int
+    """Modification time (local: the file's ``st_mtime_ns``; object stores: Last-Modified, in ns)."""
+    etag: str | None = None
+    """The object store's ETag (None for local files)."""
+
+    @property
+    def stamp(self) -> int | str:
+        """What changes when the object is rewritten: the ETag where there is one, else the modification time."""
+        return self.etag if self.etag else self.mtime_ns
+
+
+def can_list(loc: StoreLocation) -> bool:
+    """Whether the location's keys can be listed (not over plain HTTP)."""
+    return loc.scheme not in ("http", "https")
+
+
+@raises_redacted
+def list_objects(loc: StoreLocation, prefix: str) -> dict[str, ObjectInfo]:
+    """Every object under ``prefix`` with its size and stamp, in one listing.
+
+    Local stores: one :func:`os.scandir` walk (a ``stat`` per file); object
+    stores: one paginated LIST request series (1,000 keys a page), which
+    returns size, ETag and Last-Modified without reading any object.
+
+    Parameters
+    ----------
+    loc
+        The store.
+    prefix
+        Folder under the location, ending with ``/`` (``""``: the whole store).
+
+    Returns
+    -------
+    dict
+        Key relative to the location (``/``-separated) -> :class:`ObjectInfo`.
+        Empty when nothing is under ``prefix``.
+    """
+    found: dict[str, ObjectInfo] = {}
+    if loc.is_local:
+        root = loc.path
+        stack = [(root / prefix) if prefix else root]
+        base = len(str(root)) + 1
+        while stack:
+            folder = stack.pop()
+            try:
+                entries = list(os.scandir(folder))
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            for entry in entries:
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append(Path(entry.path))
+                    continue
+                try:
+                    st = entry.stat()
+                except FileNotFoundError:  # removed while listing
+                    continue
+                found[entry.path[base:].replace(os.sep, "/")] = ObjectInfo(st.st_size, st.st_mtime_ns)
+        return found
+    import obstore
+
+    for batch in obstore.list(loc.object_store(), prefix=prefix or None, chunk_size=1000):
+        for meta in batch:
+            modified = meta.get("last_modified")
+            ns = int(round(modified.timestamp() * 1e6)) * 1000 if modified is not None else 0
+            found[str(meta["path"])] = ObjectInfo(int(meta["size"]), ns, meta.get("e_tag"))
+    return found
+
+
 @raises_redacted
 def head(loc: StoreLocation, key: str) -> dict[str, Any] | None:
     """ETag / modification time of an object, None if missing (object stores only)."""

@@ -44,8 +44,9 @@ def open_zarr(
     chunks
         Dask chunks; by default the store's own chunks.
     allow_incomplete
-        Open a store whose write has not finished (its unwritten chunks read as
-        nodata). Off by default, so a half-written result never passes as one.
+        Open a store whose write has not finished, or a complete store some of
+        whose written chunks were deleted since (those read as nodata). Off by
+        default, so a half-written or damaged result never passes as one.
     storage_options
         Options of the object store (endpoint, region, credentials, ``anon``);
         by default credentials come from the environment (``AWS_*``, ...) and
@@ -56,8 +57,11 @@ def open_zarr(
     xarray.DataArray
         A dask-backed cube with CRS, transform, nodata, band names, times and
         attributes as written. The store's provenance is in ``cube.attrs``.
-        Its dask name is a token of the store's path, metadata and write record,
-        the same in every process (so writes computed from it can be resumed).
+        Its dask name is a token of the store's path, metadata, write record
+        and content (one listing of the array's objects: sizes, and mtimes or
+        ETags, checked against the manifest of an eocube store; no chunk is
+        read), the same in every process, so writes computed from it can be
+        resumed, and a store edited in place gives another name.
 
     Raises
     ------
@@ -68,8 +72,9 @@ def open_zarr(
     StoreError
         The path is not a Zarr store, or the store holds no cube.
     CorruptChunkError
-        Later, when the data are computed: a chunk of the store cannot be
-        decoded (the error names the store, the variable and the chunk key).
+        Chunks that the store's writer stored are missing (deleted since the
+        write). Later, when the data are computed: a chunk of the store cannot
+        be decoded (the error names the store, the variable and the chunk key).
     """
     loc = _stores.resolve(store, storage_options)
     path = loc.display
@@ -107,7 +112,7 @@ def open_zarr(
     cube = ds[name]
     if tuple(cube.dims) != DIMS:
         raise StoreError(f"{path}:{name} has dims {cube.dims}, not a cube {DIMS}; open it with xarray.open_zarr instead")
-    cube = _lazy_cube(cube, loc, name, dict(ds.attrs))
+    cube = _lazy_cube(cube, loc, name, dict(ds.attrs), allow_missing=allow_incomplete)
     cube = _decode_packing(cube)  # CF scale_factor/add_offset of a plain store (issue 21)
     if chunks is not None:
         cube = cube.chunk(chunks)
@@ -133,7 +138,8 @@ def _check_exists(loc: StoreLocation) -> None:
                                  "such as s3://bucket/out.zarr)")
 
 
-def _lazy_cube(cube: xr.DataArray, loc: StoreLocation, name: str, group_attrs: dict[str, Any]) -> xr.DataArray:
+def _lazy_cube(cube: xr.DataArray, loc: StoreLocation, name: str, group_attrs: dict[str, Any], *,
+               allow_missing: bool = False) -> xr.DataArray:
     """The cube with its data as a checked dask array (see :mod:`eocube.io._chunkread`).
 
     Reads of a damaged chunk then name the store, variable and chunk key. Where
@@ -142,7 +148,7 @@ def _lazy_cube(cube: xr.DataArray, loc: StoreLocation, name: str, group_attrs: d
     """
     coords = {k: cube[k].variable.load() for k in cube.coords if k not in cube.dims}
     cube = cube.assign_coords(coords)
-    data = checked_dask_array(loc, name, group_attrs)
+    data = checked_dask_array(loc, name, group_attrs, allow_missing=allow_missing)
     if data.dtype != cube.dtype:
         return cube.chunk(dict(zip(cube.dims, data.chunksize)))
     return cube.copy(data=data)

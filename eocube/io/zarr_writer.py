@@ -10,14 +10,23 @@ How a write goes:
 2. Each write unit (a shard of a sharded format 3 array, else a chunk; see
    :mod:`eocube.io._layout`) is computed as one dask chunk and written whole
    by its own task; when its data are durable the task writes a marker in the
-   store's ledger (:mod:`eocube.io._ledger`): one small object per shard.
-3. When every chunk is written, the status becomes ``"complete"``, metadata is
-   consolidated and the ledger removed.
+   store's ledger (:mod:`eocube.io._ledger`): one small object per shard,
+   whose name holds the size and CRC32C of the object zarr stored (or that it
+   stored none: an all-nodata unit).
+3. When every chunk is written, one listing checks that every unit is stored as
+   its marker says, the array's manifest (size, checksum and stamp of every
+   unit, :mod:`eocube.io._manifest`) is written, the status becomes
+   ``"complete"``, metadata is consolidated and the ledger removed.
 
 Running the same write again (same computation, grid, chunks and provenance,
 i.e. the same *fingerprint*, see :mod:`eocube.io._fingerprint`) after a crash
-or a kill computes only the chunks without a marker; a different computation
-is refused (:class:`~eocube.errors.ResumeMismatchError`), never skipped.
+or a kill computes only the chunks without a marker, and those whose marker
+does not match the store any more (the object deleted or changed since: one
+listing, see :func:`eocube.io._manifest.resume_check`; the report's note says
+how many); a different computation is refused
+(:class:`~eocube.errors.ResumeMismatchError`), never skipped. A rerun into a
+complete store checks it against its manifest the same way, and recomputes
+the units deleted or changed since.
 :func:`eocube.open_zarr` refuses a store whose status is not ``"complete"``,
 so a half-written store never passes as a result.
 
@@ -46,7 +55,7 @@ from .._redact import redact_obj
 from .._version import __version__
 from ..cube import validate_cube
 from ..errors import CorruptChunkError, ResumeMismatchError, StoreError
-from . import _fingerprint, _layout, _ledger, _stores
+from . import _chunkread, _fingerprint, _layout, _ledger, _manifest, _stores
 from ._stores import StoreLocation
 from . import _lock  # one writer at a time (the store's write lock)
 
@@ -216,7 +225,9 @@ def to_zarr(
         _stores.delete_prefix(loc)
         state = None
     elif state is not None and state.get("status") == "complete":
-        return report(0)
+        if not _units_check(loc, variable, cube, state).bad:  # every unit stored as written
+            return report(0)
+        state = _reopen(loc, state, plan.zarr_format)  # damaged: recompute what is missing or differs
     if state is not None:
         problem = _creation_problem(loc, variable, cube, state)
         if problem:
@@ -228,12 +239,16 @@ def to_zarr(
         _create_store(cube, loc, variable, plan, compression_level)
     nblocks = tuple(len(c) for c in cube.chunks)  # type: ignore[union-attr]
 
-    done = _ledger.done_chunks(loc, variable)
-    pending = [idx for idx in np.ndindex(*nblocks) if idx not in done]
+    check = _units_check(loc, variable, cube, state) if state is not None else _manifest.Check()
+    pending = [idx for idx in np.ndindex(*nblocks) if idx not in check.good]
+    if check.bad:  # a resume checks what it skips: marked units missing or damaged are recomputed
+        note = check.summary(unit)
+        log.warning("%s: %s", loc.display, note)
+        _manifest.clear_bad(loc, variable, check)
     _ledger.prepare(loc, variable)
     tasks = _write_tasks(cube.data, pending, loc, variable, plan.record["fingerprint"])
     _run(tasks, pending, progress=progress, label=f"writing {loc.name}", loc=loc)
-    _finalise(loc, plan.zarr_format)
+    _finalise(loc, plan.zarr_format, variable, nblocks)
     return report(len(pending))
 
 
@@ -307,6 +322,8 @@ def _plan(
         "layout": {"zarr_format": zarr_format, "format_reason": why, "unit": list(layout.unit),
                    "chunks": list(layout.chunks), "shards": list(layout.shards) if layout.shards else None,
                    "reason": layout.reason},
+        # the input stores the cube reads and their content tokens: to name an input edited in place
+        "inputs": _chunkread.input_stores(cube.data) if isinstance(cube.data, da.Array) else {},
     }
     if state is not None and mode == "fail":
         raise StoreError(f"{loc.display} already exists: choose another path or pass mode='overwrite'")
@@ -350,12 +367,29 @@ def _mismatch_message(loc: StoreLocation, cube: xr.DataArray, state: dict[str, A
         )
     differ = _fingerprint.differing(state, parts)
     if differ:
-        what = "; ".join(_PART_WORDS.get(d, d) for d in differ)
+        words = [_PART_WORDS.get(d, d) for d in differ]
+        changed = _changed_inputs(state, cube) if "computation" in differ else ""
+        if changed:
+            words[differ.index("computation")] = changed
+        what = "; ".join(words)
         return f"{path} holds a store written by a different computation (it differs in: {what}), so it cannot be resumed or reused: {todo}"
     return (
         f"{path} holds a store written by a different computation (other source, parameters, grid or chunks, "
         f"or an older eocube), so it cannot be resumed or reused: {todo}"
     )
+
+
+def _changed_inputs(state: dict[str, Any], cube: xr.DataArray) -> str:
+    """Which input stores of the cube have another content than when the store was written ("" if none known)."""
+    before = state.get("inputs")
+    if not isinstance(before, dict) or not isinstance(cube.data, da.Array):
+        return ""
+    now = _chunkread.input_stores(cube.data)
+    changed = sorted(name for name, token in now.items() if name in before and before[name] != token)
+    if not changed:
+        return ""
+    return (f"the input data: the content of {', '.join(changed)} changed since it was written "
+            "(chunks rewritten, added or removed)")
 
 
 @_lock.refuses_locked  # a store another process writes is refused before any work
@@ -544,7 +578,8 @@ def _target(loc: StoreLocation, variable: str, fingerprint: str) -> zarr.Array:
         if key not in _ARRAYS:
             if len(_ARRAYS) > 64:
                 _ARRAYS.clear()
-            _ARRAYS[key] = zarr.open_array(loc.zarr_store(), path=variable, mode="r+")
+            # through a RecordingStore: the size and checksum of each unit stored go to its marker
+            _ARRAYS[key] = zarr.open_array(_manifest.recording_store(loc), path=variable, mode="r+")
         return _ARRAYS[key]
 
 
@@ -563,6 +598,32 @@ def _make_durable(loc: StoreLocation, target: zarr.Array, variable: str, index: 
         os.close(fd)
 
 
+def _recorded(target: zarr.Array, index: tuple[int, ...]) -> _ledger.Unit | None:
+    """Size and checksum of the object zarr just stored for unit ``index`` (0 bytes: none, all nodata)."""
+    store = target.store
+    if not isinstance(store, _manifest.RecordingStore):
+        return None
+    return store.take(f"{target.store_path.path}/{target.metadata.encode_chunk_key(index)}".lstrip("/"))
+
+
+def _units_check(loc: StoreLocation, variable: str, cube: xr.DataArray, state: dict[str, Any]) -> _manifest.Check:
+    """The units of an existing store that are stored as their markers (or its manifest) say: one listing."""
+    array = zarr.open_array(loc.zarr_store(read_only=True), path=variable, mode="r")
+    nblocks = tuple(len(c) for c in cube.chunks)  # type: ignore[union-attr]
+    with _stores.reworded(loc, "checking"):
+        return _manifest.resume_check(loc, variable, array.metadata.encode_chunk_key, nblocks, state)
+
+
+def _reopen(loc: StoreLocation, state: dict[str, Any], zarr_format: int) -> dict[str, Any]:
+    """Mark a complete store unfinished again (its manifest kept), so that damaged units can be recomputed."""
+    state = {k: v for k, v in state.items() if k != "completed"}
+    state.update(status="in-progress", repairing=datetime.now(UTC).isoformat(timespec="seconds"))
+    group = zarr.open_group(loc.zarr_store(), mode="r+")
+    group.attrs[WRITE_ATTR] = state
+    zarr.consolidate_metadata(loc.zarr_store(), zarr_format=zarr_format)  # readers see "in-progress" too
+    return state
+
+
 def _write_block(
     block: np.ndarray, loc: StoreLocation, variable: str, region: tuple[slice, ...], index: tuple[int, ...],
     fingerprint: str,
@@ -576,7 +637,7 @@ def _write_block(
         target = _target(loc, variable, fingerprint)
         target[region] = values
         _make_durable(loc, target, variable, index)
-        _ledger.mark_done(loc, variable, index)
+        _ledger.mark_done(loc, variable, index, _recorded(target, index))
     return int(values.nbytes)
 
 
@@ -635,10 +696,16 @@ def _located(exc: BaseException, index: tuple[int, ...], loc: StoreLocation | No
     return located
 
 
-def _finalise(loc: StoreLocation, zarr_format: int) -> None:
-    """Mark the store complete, consolidate its metadata and drop the ledger."""
+def _finalise(loc: StoreLocation, zarr_format: int, variable: str | None = None,
+              nblocks: tuple[int, ...] | None = None) -> None:
+    """Check every unit is stored, write the manifest, mark the store complete, consolidate, drop the ledger."""
     group = zarr.open_group(loc.zarr_store(), mode="r+")
     state = dict(group.attrs[WRITE_ATTR])
+    if variable is not None and nblocks is not None:
+        array = zarr.open_array(loc.zarr_store(read_only=True), path=variable, mode="r")
+        with _stores.reworded(loc, "completing"):
+            state["manifest"] = _manifest.finish(loc, variable, array.metadata.encode_chunk_key, nblocks, state)
+        state.pop("repairing", None)
     state["status"] = "complete"
     state["completed"] = datetime.now(UTC).isoformat(timespec="seconds")
     group.attrs[WRITE_ATTR] = state
