@@ -209,22 +209,26 @@ def _age(rec: dict[str, Any]) -> str:
 
 
 def _holder(rec: dict[str, Any]) -> str:
-    return (f"process {rec.get('pid', '?')} of user {rec.get('user', '?')} on host {rec.get('host', '?')} "
-            f"since {rec.get('since', '?')} ({_age(rec)})")
+    def field(name: str) -> str:  # one line whatever the file holds
+        return " ".join(str(rec.get(name, "?")).split())[:100] or "?"
+
+    return (f"process {field('pid')} of user {field('user')} on host {field('host')} since {field('since')} "
+            f"({_age(rec)})")
 
 
 def _refusal(loc: StoreLocation, lock: _Backend, rec: dict[str, Any], verdict: _Verdict) -> StoreLockedError:
     store = loc.display
     if verdict.state == "alive" and rec.get("pid") == os.getpid():
         return StoreLockedError(
-            f"{store} is being written by another call in this process (pid {os.getpid()}, since {rec.get('since')}): "
+            f"{store} is being written by another call in this process (pid {os.getpid()}): "
             "one writer at a time; wait until that write ends and run again (a complete store is then reused)")
     if verdict.state == "alive":
         return StoreLockedError(
             f"{store} is being written by {_holder(rec)}: one writer at a time; wait until it ends and run again "
             f"(a complete store is then reused, not recomputed), or stop process {rec.get('pid')} first")
     return StoreLockedError(
-        f"{store} is being written by {_holder(rec)}, and eocube cannot check a process on another host: wait "
+        f"{store} is being written by {_holder(rec)}, and eocube cannot check a process on another host (or in "
+        "another container): wait "
         f"until it ends and run again; if it no longer runs (e.g. a killed job), delete the lock {lock.where} "
         "and run again")
 
