@@ -166,7 +166,7 @@ def utc_times(time: Sequence[Any]) -> pd.DatetimeIndex:
     try:
         return pd.DatetimeIndex(pd.to_datetime(values, utc=True)).tz_localize(None)
     except (ValueError, TypeError, OverflowError) as exc:
-        raise CubeError(f"time= holds a value that is not a date between 1678 and 2261 ({exc}): "
+        raise CubeError(f"time= holds a value that is not a date between 1678 and 2261 ({str(exc).splitlines()[0]}): "
                         "pass dates such as '2020-06-01' or numpy.datetime64 values") from None
 
 

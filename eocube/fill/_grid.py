@@ -46,7 +46,7 @@ def target_times(times: pd.DatetimeIndex, grid: TimeGrid) -> pd.DatetimeIndex | 
         try:  # dates with a time zone or an offset are converted to UTC (the cube's dates are naive UTC)
             out = pd.DatetimeIndex(pd.to_datetime(list(grid), utc=True)).tz_localize(None)
         except (ValueError, TypeError, OverflowError) as exc:
-            raise FillError(f"time grid {grid!r} holds a value that is not a date ({exc}): pass dates such as "
+            raise FillError(f"time grid {grid!r} holds a value that is not a date ({str(exc).splitlines()[0]}): pass dates such as "
                             "'2020-06-01', or a pandas frequency such as '10D'") from None
         if out.hasnans:
             raise FillError(f"time grid {grid!r} holds {int(out.isna().sum())} missing date(s) (None or NaT): "

@@ -183,7 +183,7 @@ def _item_time(item: Mapping[str, Any]) -> pd.Timestamp:
     try:
         ts = pd.Timestamp(value)
     except (ValueError, TypeError, OverflowError) as exc:
-        raise AssetError(f"item {item.get('id')!r} has datetime {value!r}, which is not a date ({exc}): "
+        raise AssetError(f"item {item.get('id')!r} has datetime {value!r}, which is not a date ({str(exc).splitlines()[0]}): "
                          "fix the item (RFC 3339, e.g. 2020-06-01T10:20:00Z) or leave it out") from None
     if ts is pd.NaT:
         raise AssetError(f"item {item.get('id')!r} has datetime {value!r}, which is not a date: fix the item or leave it out")
