@@ -176,7 +176,7 @@ def checked_geometries(geoms: np.ndarray, source: str, features: np.ndarray) -> 
     numpy.ndarray
         The geometries, invalid ones repaired.
     """
-    finite = np.array([np.isfinite(shapely.get_coordinates(g)).all() for g in geoms], dtype=bool)
+    finite = finite_coordinates(geoms)
     if not finite.all():
         raise LabelError(f"{int((~finite).sum())} polygons of {source} (features {features[~finite][:5].tolist()}) "
                          "have NaN or infinite coordinates: fix or drop them")
@@ -198,6 +198,13 @@ def checked_geometries(geoms: np.ndarray, source: str, features: np.ndarray) -> 
             UserWarning, stacklevel=3,
         )
     return geoms
+
+
+def finite_coordinates(geoms: np.ndarray) -> np.ndarray:
+    """Per geometry, whether every coordinate is finite (one vectorised pass over all vertices)."""
+    coords, index = shapely.get_coordinates(geoms, return_index=True)
+    bad = np.bincount(index[~np.isfinite(coords).all(axis=1)], minlength=len(geoms))
+    return bad == 0
 
 
 def _polygonal(geom: Any) -> Any:

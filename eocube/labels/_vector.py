@@ -69,7 +69,8 @@ class Polygons:
         with np.errstate(invalid="ignore"):
             geometry = shapely.transform(self.geometry,
                                          lambda xy: np.column_stack(transformer.transform(xy[:, 0], xy[:, 1])))
-        lost = [i for i, g in enumerate(geometry) if g is not None and not np.isfinite(shapely.get_coordinates(g)).all()]
+        coords, index = shapely.get_coordinates(geometry, return_index=True)
+        lost = np.unique(index[~np.isfinite(coords).all(axis=1)]).tolist()
         if lost:
             box = np.round(shapely.total_bounds(self.geometry), 3).tolist()
             raise LabelError(
