@@ -18,6 +18,8 @@ plain arrays and georeferencing.
 
 from __future__ import annotations
 
+import warnings
+
 from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
@@ -341,7 +343,9 @@ def _check_transform(obj: xr.DataArray, name: str) -> None:
     ``cube.isel(x=slice(None, None, 2))`` or ``cube.sortby("y")`` keep the old one, so the stored,
     written and burned grid would not be the one the coordinates say.
     """
-    transform = obj.rio.transform()
+    with warnings.catch_warnings():  # rioxarray's own `Affine * Affine` (affine >= 2.4 warns about `*`)
+        warnings.filterwarnings("ignore", "Use `@` matmul", PendingDeprecationWarning)
+        transform = obj.rio.transform()
     if transform.b != 0 or transform.d != 0:
         raise CubeError(
             f"{name} has a rotated or sheared transform {tuple(transform)[:6]}: cubes are on north-up or "
