@@ -19,7 +19,6 @@ plain arrays and georeferencing.
 from __future__ import annotations
 
 import warnings
-
 from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
