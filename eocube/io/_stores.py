@@ -180,16 +180,57 @@ def _obstore_options(loc: StoreLocation) -> dict[str, Any]:
             options.setdefault("region", kwargs["region_name"])
     if options.pop("anon", False):
         options["skip_signature"] = True
-    endpoint = str(options.get("endpoint") or options.get("aws_endpoint") or os.environ.get("AWS_ENDPOINT_URL", ""))
-    if loc.scheme in ("http",) or (loc.scheme in ("s3", "s3a") and endpoint.startswith("http://")):
-        client.setdefault("allow_http", True)
+    if loc.scheme == "http" or _endpoint(loc.scheme, options).startswith("http://"):
+        client.setdefault("allow_http", True)  # a local S3 server or Azurite (http://127.0.0.1:10000/devstoreaccount1)
     if client:
         options["client_options"] = client
     if loc.scheme in ("s3", "s3a") and not _has_s3_keys(options):
         provider = _aws_config_provider()
         if provider is not None:
             options["credential_provider"] = provider
+    if loc.scheme in _AZURE and not any(options.get(n) for n in ("account_name", "azure_storage_account_name")):
+        account = _azure_account(loc, options)
+        if account:
+            options["account_name"] = account
     return options
+
+
+_AZURE = ("az", "abfs", "abfss", "azure")
+_TRUE = ("1", "true", "on", "yes", "y")
+
+
+def _azure_account(loc: StoreLocation, options: dict[str, Any]) -> str | None:
+    """The account an Azure store would take from the environment (or the emulator's default account).
+
+    Passed explicitly: obstore 0.12's ``AzureStore`` panics in its ``repr`` (``PanicException:
+    Account name should always exist in the config``), which zarr calls when it logs at DEBUG,
+    when the account came from ``AZURE_STORAGE_ACCOUNT_NAME`` or ``use_emulator`` only.
+    """
+    if "@" in loc.url.split("://", 1)[1].split("/", 1)[0]:  # abfs://container@account.dfs.core.windows.net
+        return None
+    if os.environ.get("AZURE_STORAGE_ACCOUNT_NAME"):
+        return os.environ["AZURE_STORAGE_ACCOUNT_NAME"]
+    emulator = options.get("use_emulator", options.get("azure_storage_use_emulator",
+                                                      os.environ.get("AZURE_STORAGE_USE_EMULATOR", "")))
+    return "devstoreaccount1" if str(emulator).lower() in _TRUE else None
+
+
+_ENDPOINTS = {  # per scheme: obstore's endpoint option names, then the environment variables it reads
+    ("s3", "s3a"): (("endpoint", "aws_endpoint", "aws_endpoint_url", "aws_endpoint_url_s3"),
+                    ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL", "AWS_ENDPOINT")),
+    _AZURE: (("endpoint", "azure_storage_endpoint", "azure_endpoint"),
+             ("AZURE_STORAGE_ENDPOINT", "AZURE_ENDPOINT")),
+    ("gs", "gcs"): (("base_url", "google_base_url"), ("GOOGLE_BASE_URL",)),
+}
+
+
+def _endpoint(scheme: str, options: dict[str, Any]) -> str:
+    """The endpoint the store of ``scheme`` will reach ("" for the provider's own)."""
+    for schemes, (names, variables) in _ENDPOINTS.items():
+        if scheme in schemes:
+            return str(next((options[n] for n in names if options.get(n)), None)
+                       or next((os.environ[v] for v in variables if os.environ.get(v)), ""))
+    return ""
 
 
 def _has_s3_keys(options: dict[str, Any]) -> bool:

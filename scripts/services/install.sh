@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Install what the STAC tests (tests/stac/) need: a real STAC API (rustac's in-memory server),
-# an HTTP server with range requests (Debian's nginx-light) and an S3 endpoint (moto's server).
+# Install what the STAC and storage tests (tests/stac/, tests/storage/) need: a real STAC API
+# (rustac's in-memory server), an HTTP server with range requests (Debian's nginx-light), an S3
+# endpoint (moto's server) and an Azure Blob endpoint (Azurite, from npm, into .services/azurite).
 # Idempotent: does nothing when everything is already there. Run as root on Debian 12,
 # from the repository root, with the project's virtualenv at .venv (override with VENV=...).
 set -euo pipefail
@@ -25,4 +26,22 @@ fi
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || { echo "[services] nginx missing after install" >&2; exit 1; }
 "$VENV/bin/rustac" --version >/dev/null
 "$VENV/bin/moto_server" --help >/dev/null
-echo "[services] ready: nginx, rustac, moto_server"
+
+# Azurite (Microsoft's Azure Storage emulator) is published on npm only. 3.35.0 is the last release
+# whose "engines" accept Node 20 (3.36 and later need Node >= 21/22). Installed into a project-local
+# prefix (ignored by git), never globally; the tests start its blob service on 127.0.0.1.
+AZURITE_VERSION="${AZURITE_VERSION:-3.35.0}"
+AZURITE_PREFIX="${AZURITE_PREFIX:-.services/azurite}"
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+    echo "[services] installing Debian packages nodejs, npm (for Azurite)"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
+fi
+if [ "$(cat "$AZURITE_PREFIX/node_modules/azurite/package.json" 2>/dev/null | grep -m1 '"version"' | tr -dc '0-9.')" != "$AZURITE_VERSION" ]; then
+    echo "[services] installing npm package azurite@$AZURITE_VERSION into $AZURITE_PREFIX"
+    mkdir -p "$AZURITE_PREFIX"
+    npm install --prefix "$AZURITE_PREFIX" --no-audit --no-fund --omit=dev --loglevel=error "azurite@$AZURITE_VERSION" >/dev/null
+fi
+"$AZURITE_PREFIX/node_modules/.bin/azurite-blob" --version >/dev/null
+echo "[services] ready: nginx, rustac, moto_server, azurite-blob $AZURITE_VERSION"
