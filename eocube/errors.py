@@ -51,6 +51,15 @@ class StoreLockedError(StoreError):
     """Another process is writing the store (its write lock names the holder): one writer at a time."""
 
 
+class StoreOptionError(StoreError):
+    """An argument of ``to_zarr`` or ``open_zarr`` (variable, chunks, memory budget, compression level,
+    an attribute to store, a cube of too many chunks) has a value it cannot take; the message names it."""
+
+
+class TargetIsInputError(StoreError):
+    """The store to write is, contains or lies inside a store the cube reads: the write would destroy its input."""
+
+
 class CorruptChunkError(StoreError):
     """A chunk of an input Zarr store cannot be decoded: its file is damaged (re-create or re-download the store)."""
 

@@ -219,10 +219,14 @@ def plan_chunks(
         finite number > 0, ...): the message names it and the accepted values.
     """
     t, b, ny, nx = _check_shape(shape)
+    hint = "give a numpy dtype of the output, such as 'uint16' or 'float32'"
     try:
-        itemsize = np.dtype(dtype).itemsize
+        kind = np.dtype(dtype)
     except TypeError:
-        raise _refuse("dtype", dtype, "give a numpy dtype of the output, such as 'uint16' or 'float32'") from None
+        raise _refuse("dtype", dtype, hint) from None
+    if kind.kind not in "biufc":  # object, strings, dates: not pixel values (object was planned at 8 bytes per pixel)
+        raise _refuse("dtype", dtype, f"{kind} is not a numeric type of pixel values; {hint}")
+    itemsize = kind.itemsize
     threads = _whole("threads_per_worker", threads_per_worker, 1, "give a whole number >= 1 (threads of one worker)")
     per_thread = _bytes("worker_memory", worker_memory) // threads
     budget = per_thread * TARGET

@@ -83,6 +83,44 @@ def same_location(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:
     return shown_location(a).rstrip("/") == shown_location(b).rstrip("/")
 
 
+def overlap(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> str | None:
+    """How location ``a`` lies relative to ``b``: ``"same"``, ``"inside"``, ``"contains"``, or None.
+
+    Local paths are resolved (symlinks, ``..``); URLs are compared by their path components.
+    """
+    def parts(text: str) -> tuple[str, ...]:
+        if is_url(text):
+            scheme, rest = text.split("://", 1)
+            return (scheme.lower().replace("s3a", "s3"), *[p for p in rest.split("?", 1)[0].split("/") if p])
+        return ("file", *Path(text).expanduser().resolve().parts)
+
+    x, y = parts(os.fspath(a)), parts(os.fspath(b))
+    if x == y:
+        return "same"
+    if len(x) > len(y) and x[:len(y)] == y:
+        return "inside"
+    if len(y) > len(x) and y[:len(x)] == x:
+        return "contains"
+    return None
+
+
+def check_out_not_source(out: str | os.PathLike[str], source: str | os.PathLike[str], shown: str,
+                         what: str = "--out") -> None:
+    """Refuse an output that is, lies inside or contains an input (before anything is read or written).
+
+    Raises
+    ------
+    InputError
+        One line: the output would delete or overwrite the input (``--overwrite`` deleted it before it was read).
+    """
+    how = overlap(out, source)
+    if how is None:
+        return
+    text = {"same": "is also the", "inside": "lies inside the", "contains": "contains the"}[how]
+    raise InputError(f"{what} {os.fspath(out)} {text} --source {shown}: writing it would delete or overwrite the "
+                     f"input; give {what} a path outside the source")
+
+
 def store_is_complete(store: str | os.PathLike[str]) -> bool:
     """Whether ``store`` (a path or a URL) holds a cube eocube marked complete.
 
@@ -460,7 +498,22 @@ def open_source(source: str, chunks: dict[str, int] | None) -> tuple[xr.DataArra
         return open_sample(source, chunks=chunks), source
     from ..io import open_zarr
 
-    return open_zarr(source if is_url(source) else Path(source), chunks=chunks), None
+    cube = open_zarr(source if is_url(source) else Path(source), chunks=chunks)
+    check_has_dates(cube, f"--source {shown_location(source)}")
+    return cube, None
+
+
+def check_has_dates(cube: xr.DataArray, what: str) -> None:
+    """Refuse a source cube without dates in one line (nothing to compute; its summary has no date range).
+
+    Raises
+    ------
+    InputError
+        The cube has 0 dates.
+    """
+    if cube.sizes.get("time", 1) == 0:
+        raise InputError(f"{what} has no dates (0 along time): there is nothing to compute; give a source that "
+                         "holds dates")
 
 
 def sample_names() -> str:

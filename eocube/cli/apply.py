@@ -29,6 +29,8 @@ from ._common import (
     InputError,
     OneLineCommand,
     check_cluster,
+    check_has_dates,
+    check_out_not_source,
     check_output_writable,
     cluster_options,
     compute_on,
@@ -103,6 +105,9 @@ def apply(model: str, sources: tuple[str, ...], out: str, card_path: str | None,
     args = [parse_source(s) for s in sources]
     for arg in args:
         check_source_arg(arg)
+        if arg.kind != "sample":  # --out on its own source: --overwrite deleted the input before it was read
+            check_out_not_source(out, arg.spec, arg.shown)
+            check_out_not_source(png, arg.spec, arg.shown, what="the quicklook (--quicklook)")
     check_cluster(cluster)
 
     if model_version is not None and not model_version.strip():
@@ -112,6 +117,8 @@ def apply(model: str, sources: tuple[str, ...], out: str, card_path: str | None,
         spec = spec.replace(version=model_version)
     bound = bind_sources(args, [s.name for s in spec.sources], described)
     cubes = {name: open_source_arg(arg) for name, arg in bound.items()}
+    for name, cube in cubes.items():
+        check_has_dates(cube, f"--source {bound[name].shown}")
     for name, cube in cubes.items():
         click.echo(f"source {name}: {bound[name].shown}\n{_info(cube)}")
     source = _model_source(model, factory)

@@ -19,6 +19,7 @@ from ..cube import DIMS, validate_cube
 from ..errors import IncompleteStoreError, StoreError, StoreNotFoundError
 from . import _ledger, _stores
 from ._chunkread import checked_dask_array
+from ._options import check_read_chunks
 from ._stores import StoreLocation
 from .zarr_writer import WRITE_ATTR
 
@@ -78,6 +79,7 @@ def open_zarr(
     """
     loc = _stores.resolve(store, storage_options)
     path = loc.display
+    check_read_chunks(chunks)  # before anything is read: {"y": 0} was a ZeroDivisionError from dask
     _check_exists(loc)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # "consolidated metadata not found" fallback

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import threading
 import time as _time
@@ -54,10 +55,11 @@ import zarr
 from .._redact import redact_obj
 from .._version import __version__
 from ..cube import validate_cube
-from ..errors import CorruptChunkError, ResumeMismatchError, StoreError
-from . import _chunkread, _fingerprint, _layout, _ledger, _manifest, _stores
+from ..errors import CorruptChunkError, ResumeMismatchError, StoreError, StoreOptionError
+from . import _chunkread, _fingerprint, _layout, _ledger, _manifest, _options, _stores
 from ._stores import StoreLocation
 from . import _lock  # one writer at a time (the store's write lock)
+from ._overlap import refuses_input_target
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +109,9 @@ class WriteReport:
 
     def __str__(self) -> str:
         note = f" ({self.note})" if self.note else ""
+        if self.chunks_total == 0:
+            return (f"{self.path} [{self.variable}] holds an empty cube (no dates or no bands): metadata and "
+                    f"coordinates only, no {self.unit} (Zarr format {self.zarr_format}){note}")
         if self.chunks_written == 0 and self.chunks_skipped == self.chunks_total:
             return (f"{self.path} [{self.variable}] is already complete ({self.chunks_total} {self.unit}) "
                     f"and was made by the same computation: nothing to compute{note}")
@@ -117,6 +122,7 @@ class WriteReport:
         )
 
 
+@refuses_input_target  # a store the cube reads is never the target (checked before the lock is taken)
 @_lock.one_writer  # holds the store's write lock from before the store is looked at to the end
 def to_zarr(
     cube: xr.DataArray,
@@ -162,7 +168,8 @@ def to_zarr(
         What produced the cube (source, method, parameters). Stored (redacted)
         in the store's attributes and part of the fingerprint.
     compression_level
-        Zstandard level (1 fast .. 19 small).
+        Zstandard level, a whole number: 1 (fast) to 22 (smallest); 0 is zstd's
+        default, negative levels (down to -131072) its faster modes.
     progress
         Show a progress bar on the terminal.
     gdal_compatible
@@ -200,6 +207,13 @@ def to_zarr(
         The store was made by a different computation (other input data,
         method, parameters, model weights, grid, chunks or provenance), or its
         computation cannot be identified reproducibly.
+    StoreOptionError
+        An argument it cannot take (a ``variable`` with ``/``, ``memory_budget``
+        that is not a size, ``compression_level`` above 22, an attribute
+        Zarr cannot store, a cube of more than 2,000,000 chunks), named.
+    TargetIsInputError
+        The store is, contains or lies inside a store the cube reads (it would
+        destroy its own input), whatever the mode.
     StoreLockedError
         Another process writes the store: one writer at a time (its lock,
         ``<store>.eocube-lock``, names the holder; see :mod:`eocube.io._lock`).
@@ -212,7 +226,8 @@ def to_zarr(
     """
     started = _time.perf_counter()
     plan = _plan(cube, store, variable, zarr_format, mode, provenance, gdal_compatible=gdal_compatible,
-                 chunks=chunks, shards=shards, memory_budget=memory_budget, storage_options=storage_options)
+                 chunks=chunks, shards=shards, memory_budget=memory_budget, storage_options=storage_options,
+                 compression_level=compression_level)
     loc, variable, cube, total = plan.loc, plan.variable, plan.cube, plan.total
     state, note = plan.state, ""
     unit = "shards" if plan.layout.shards else "chunks"
@@ -237,7 +252,7 @@ def to_zarr(
             state = None
     if state is None:
         _create_store(cube, loc, variable, plan, compression_level)
-    nblocks = tuple(len(c) for c in cube.chunks)  # type: ignore[union-attr]
+    nblocks = _nblocks(cube)
 
     check = _units_check(loc, variable, cube, state) if state is not None else _manifest.Check()
     pending = [idx for idx in np.ndindex(*nblocks) if idx not in check.good]
@@ -281,12 +296,21 @@ def _plan(
     shards: dict[str, int] | None = None,
     memory_budget: int | str | None = None,
     storage_options: dict[str, Any] | None = None,
+    compression_level: int = 3,
 ) -> _Plan:
     validate_cube(cube)  # the time axis included (sorted, unique, no NaT)
     loc = _stores.resolve(store, storage_options, write=True)
-    variable = variable or (str(cube.name) if cube.name is not None else "cube")
+    variable = variable if variable is not None else (str(cube.name) if cube.name is not None else "cube")
     if mode not in ("resume", "overwrite", "fail"):
-        raise ValueError(f"mode must be 'resume', 'overwrite' or 'fail', got {mode!r}")
+        raise StoreOptionError(f"mode={mode!r}: give 'resume', 'overwrite' or 'fail'")
+    # every argument checked before the store is looked at (issue 21 item 9)
+    _options.check_variable(variable, cube.coords)
+    _options.check_compression_level(compression_level)
+    budget_bytes = _options.parse_memory_budget(memory_budget)
+    _options.check_attrs(redact_obj(dict(cube.attrs)))
+    for name in cube.coords:
+        _options.check_attrs(redact_obj(dict(cube[name].attrs)), where=f"cube[{str(name)!r}].attrs")
+    _options.check_size(cube.shape, cube.dtype, cube.chunks)  # before any rechunk builds the graph
     with _stores.reworded(loc, "checking"):
         state = _current_state(loc, mode)
     previous = state.get("layout") if isinstance(state, dict) and mode == "resume" else None
@@ -300,20 +324,23 @@ def _plan(
         zarr_format, why = _layout.choose_format(
             zarr_format, gdal_compatible, remote=not loc.is_local, nbytes=_layout.nbytes(cube.shape, cube.dtype),
             units=int(np.prod([len(c) for c in regular.chunks])))  # type: ignore[union-attr]
-    dask_chunks = tuple(c[0] for c in regular.chunks)  # type: ignore[union-attr]
+    # an empty axis (no dates, no bands) is one chunk of 0 in dask; Zarr takes chunks >= 1 and stores no chunk
+    dask_chunks = tuple(max(1, c[0]) for c in regular.chunks)  # type: ignore[union-attr]
     if chunks is None and shards is None and isinstance(previous, dict) and previous.get("zarr_format") == zarr_format:
         layout = _layout.Layout(tuple(previous["unit"]), tuple(previous["chunks"]),
                                 tuple(previous["shards"]) if previous.get("shards") else None, previous["reason"])
     else:
-        budget = _layout.parse_bytes(memory_budget) if zarr_format == 3 else None
+        budget = budget_bytes if zarr_format == 3 else None
         layout = _layout.choose_layout(cube.shape, itemsize, dask_chunks, zarr_format, chunks=chunks, shards=shards,
                                        budget=budget)
+    _options.check_size(cube.shape, cube.dtype, None, math.prod(
+        -(-n // u) if n else 0 for n, u in zip(cube.shape, layout.unit)))
     written = regular if layout.unit == dask_chunks else regular.chunk(dict(zip(regular.dims, layout.unit)))
     provenance = redact_obj(dict(provenance or {}))
     storage = None if layout.chunks == layout.unit else {"chunks": list(layout.chunks),
                                                          "shards": list(layout.shards or [])}
     parts = _fingerprint.fingerprint_parts(written, computation, variable, zarr_format, provenance, storage=storage)
-    total = int(np.prod([len(c) for c in written.chunks]))  # type: ignore[union-attr]
+    total = int(np.prod(_nblocks(written)))
     record = {
         "fingerprint": _fingerprint.fingerprint(parts),
         "fingerprint_version": _fingerprint.VERSION,
@@ -392,6 +419,7 @@ def _changed_inputs(state: dict[str, Any], cube: xr.DataArray) -> str:
             "(chunks rewritten, added or removed)")
 
 
+@refuses_input_target  # a store the cube reads is never the target
 @_lock.refuses_locked  # a store another process writes is refused before any work
 def check_target(
     cube: xr.DataArray,
@@ -406,6 +434,7 @@ def check_target(
     shards: dict[str, int] | None = None,
     memory_budget: int | str | None = None,
     storage_options: dict[str, Any] | None = None,
+    compression_level: int = 3,
 ) -> None:
     """Raise now the errors :func:`to_zarr` would raise, without writing or computing anything.
 
@@ -413,7 +442,13 @@ def check_target(
     arguments as :func:`to_zarr`.
     """
     _plan(cube, store, variable, zarr_format, mode, provenance, gdal_compatible=gdal_compatible, chunks=chunks,
-          shards=shards, memory_budget=memory_budget, storage_options=storage_options)
+          shards=shards, memory_budget=memory_budget, storage_options=storage_options,
+          compression_level=compression_level)
+
+
+def _nblocks(cube: xr.DataArray) -> tuple[int, ...]:
+    """Write units along each axis, as Zarr counts them: none along an empty axis (a cube without dates or bands)."""
+    return tuple(len(c) if n else 0 for c, n in zip(cube.chunks, cube.shape))  # type: ignore[union-attr]
 
 
 def _regular_chunks(cube: xr.DataArray) -> xr.DataArray:
@@ -609,7 +644,7 @@ def _recorded(target: zarr.Array, index: tuple[int, ...]) -> _ledger.Unit | None
 def _units_check(loc: StoreLocation, variable: str, cube: xr.DataArray, state: dict[str, Any]) -> _manifest.Check:
     """The units of an existing store that are stored as their markers (or its manifest) say: one listing."""
     array = zarr.open_array(loc.zarr_store(read_only=True), path=variable, mode="r")
-    nblocks = tuple(len(c) for c in cube.chunks)  # type: ignore[union-attr]
+    nblocks = _nblocks(cube)
     with _stores.reworded(loc, "checking"):
         return _manifest.resume_check(loc, variable, array.metadata.encode_chunk_key, nblocks, state)
 

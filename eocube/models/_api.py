@@ -21,7 +21,7 @@ from ..cube import check_time_axis, select_bands, validate_cube
 from ..fill._nodata import cube_nodata
 from ._device import check_autocast, check_device_early, gpu_resources
 from ._engine import BlockPlan, SourcePlan, forward_canonical, identified, run_block
-from ._errors import GridError, HaloError, OutputShapeError, SourceError
+from ._errors import GridError, HaloError, OptionError, OutputShapeError, SourceError
 from ._guards import FedSizes, check_size_limits
 from ._identity import unreadable_message
 from ._keywords import declared_scale, resolve
@@ -76,8 +76,8 @@ def _check_spec(spec: ModelSpec, run: RunOptions) -> None:
         raise ValueError(f"mask_output must be None, 'any' or 'all', got {out.mask!r}")
     if out.kind not in ("auto", "per_date", "map"):
         raise ValueError(f"output must be 'auto', 'per_date' or 'map', got {out.kind!r}")
-    if run.batch_size < 1 or (run.tile_size is not None and run.tile_size < 1) or spec.size_multiple < 1:
-        raise ValueError("batch_size, tile_size and size_multiple must be positive integers")
+    _check_counts(run, spec)
+    _check_chunks(run.chunks)
     if spec.pairing not in ("same", "nearest", "previous"):
         raise ValueError(f"pairing must be 'same', 'nearest' or 'previous', got {spec.pairing!r}")
     temporal = {src.layout != "band" for src in spec.sources}
@@ -90,8 +90,47 @@ def _check_spec(spec: ModelSpec, run: RunOptions) -> None:
     check_device_early(run.device)
 
 
+def _whole(value: Any) -> bool:
+    """A whole number (not a bool, not a float such as 2.5)."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def _check_counts(run: RunOptions, spec: ModelSpec) -> None:
+    """``batch_size``, ``tile_size`` and ``size_multiple``: whole numbers >= 1 (``tile_size`` may be None)."""
+    for name, value, none in (("batch_size", run.batch_size, ""), ("size_multiple", spec.size_multiple, ""),
+                              ("tile_size", run.tile_size, " (or None: one tile per chunk)")):
+        if value is None and none:
+            continue
+        if not _whole(value) or value < 1:
+            raise OptionError(f"{name}={value!r}: give a whole number >= 1{none}")
+
+
+def _check_chunks(chunks: Any) -> None:
+    """``chunks``: a dict of time, y and x to whole numbers >= 1 (or -1 / None: the whole axis)."""
+    if chunks is None:
+        return
+    if not isinstance(chunks, Mapping):
+        raise OptionError(f"chunks={chunks!r}: give a dict such as {{'y': 1024, 'x': 1024}}")
+    unknown = sorted(str(d) for d in chunks if d not in ("time", "band", "y", "x"))
+    if unknown:
+        raise OptionError(f"chunks={dict(chunks)!r}: unknown dim(s) {unknown}; chunks takes time, y and x")
+    for dim, value in chunks.items():
+        if value is None or (_whole(value) and (value >= 1 or value == -1)):
+            continue
+        raise OptionError(f"chunks={dict(chunks)!r}: {dim} must be a whole number >= 1 (or -1 for the whole axis), "
+                          f"got {value!r}")
+
+
 def _select(cube: xr.DataArray, src: SourceSpec) -> xr.DataArray:
-    validate_cube(cube, name=f"source {src.name!r}" if src.name != "input" else "cube")
+    what = f"source {src.name!r}" if src.name != "input" else "cube"
+    validate_cube(cube, name=what)
+    if cube.sizes["time"] == 0:
+        raise SourceError(f"the {what} has no dates (0 along time): there is nothing to apply the model to; "
+                          "select a time range that holds dates")
+    if np.issubdtype(cube.dtype, np.complexfloating):
+        raise SourceError(f"the {what} holds complex values ({cube.dtype}): the model takes real numbers and the "
+                          "imaginary part would be dropped; pass the part you mean (cube.real, abs(cube), or both "
+                          "as bands)")
     if src.bands is not None:
         have = [str(b) for b in cube["band"].values]
         missing = [b for b in src.bands if b not in have]

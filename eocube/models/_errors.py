@@ -51,3 +51,7 @@ class ModelIdentityError(ModelError, ValueError):
 
 class TileSizeError(ModelError, ValueError):
     """The run feeds the model tiles (or batches) of a size its ``torch.export`` guards refuse."""
+
+
+class OptionError(ModelError, ValueError):
+    """A field of the spec or an option of the run has a value it cannot take (the message names it)."""
