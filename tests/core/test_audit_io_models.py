@@ -303,3 +303,32 @@ def test_plan_chunks_refuses_a_dtype_that_is_not_numeric(dtype):
     with pytest.raises(ChunkPlanError, match=r"dtype=.*not a numeric type"):
         eocube.plan_chunks((50, 10, 1000, 1000), dtype)
     assert eocube.plan_chunks((50, 10, 1000, 1000), "complex64") is not None
+
+
+@pytest.mark.parametrize("kwargs, name", [
+    ({"model_bands": -3}, "model_bands"),        # f16d111: plan with band=-3, tasks write=-3, files=-1
+    ({"out_bands": -1}, "out_bands"),            # tasks write=-1, files=5
+    ({"model_factor": -1}, "model_factor"),      # model blocks of the whole grid
+    ({"model_factor": 0}, "model_factor"),
+    ({"load_itemsize": -4}, "load_itemsize"),    # load task memory 0
+    ({"min_side": 0}, "min_side"),               # ignored
+    ({"min_side": -64}, "min_side"),
+    ({"threads_per_worker": -2}, "threads_per_worker"),  # taken as 1
+    ({"worker_memory": "-4GB"}, "worker_memory"),        # "a worker thread's -3815 MiB ... time=-7500000"
+    ({"shard_bytes": 0}, "shard_bytes"),         # taken as the default 512 MiB
+    ({"dtype": "floaty"}, "dtype"),              # numpy TypeError
+])
+def test_plan_chunks_refuses_meaningless_arguments_naming_them(kwargs, name):
+    """Regression tests of item 7's argument checks for the audit's cases (all accepted or a traceback on f16d111)."""
+    from eocube.plan import ChunkPlanError
+
+    with pytest.raises(ChunkPlanError, match=name):
+        eocube.plan_chunks((50, 10, 1000, 1000), **kwargs)
+
+
+def test_plan_chunks_refuses_a_fractional_shape():
+    """f16d111: (50.7, 10, 1000.9, 1000) planned as (50, 10, 1000, 1000), silently."""
+    from eocube.plan import ChunkPlanError
+
+    with pytest.raises(ChunkPlanError, match=r"shape"):
+        eocube.plan_chunks((50.7, 10, 1000.9, 1000))
