@@ -67,7 +67,7 @@ def split_settings(quick: bool) -> dict:
     return {"block_size": 128, "fractions": [0.6, 0.15, 0.25], "buffer": "auto", "seed": 0}
 
 
-def config(quick: bool, epochs: int | None, threads: int):
+def config(quick: bool, epochs: int | None, threads: int, device: str = "cpu"):
     from eocube.learn import load_config
 
     steps, ep = (20, 3) if quick else (60, 12)
@@ -78,7 +78,7 @@ def config(quick: bool, epochs: int | None, threads: int):
         "network": {"hidden": 32, "depth": 4},
         "loss": {"dice": 0.0, "class_weights": False},
         "train": {"epochs": epochs or ep, "steps_per_epoch": steps, "batch_size": 8, "lr": 0.003,
-                  "threads": threads, "progress": False, "device": "cpu", "val_windows": None,
+                  "threads": threads, "progress": False, "device": device, "val_windows": None,
                   "monitor": "macro_f1"},
     })
 
@@ -124,6 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--epochs", type=int, default=None, help="override the number of epochs")
     p.add_argument("--threads", type=int, default=2, help="torch threads and forest jobs (default 2)")
     p.add_argument("--polygons", default=str(OSM), help=f"the OSM land-use polygons (default {OSM})")
+    p.add_argument("--device", default="cpu", help="training and map device: cpu (default), cuda, auto")
     a = p.parse_args(argv)
     if not Path(a.polygons).is_file():
         print(f"error: the OpenStreetMap polygons are not at {a.polygons}: the demo reads the shared data laid out "
@@ -170,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     lab = labels.values[0, 0]
 
     # 2. the split (the same the trainer makes from the same settings; checked below)
-    cfg = config(a.quick, a.epochs, a.threads)
+    cfg = config(a.quick, a.epochs, a.threads, a.device)
     from eocube.learn.networks import SegNet
 
     halo = SegNet([4, 6], 2, [1, 2], **cfg.network).halo
@@ -231,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # 5. the class map of the whole scene through the engine, to Zarr; the network's scores from it
     t0 = time.perf_counter()
-    cmap = apply_model({"s10": scene["10m"], "s20": scene["20m"]}, str(out / "run" / "model.pt2"))
+    cmap = apply_model({"s10": scene["10m"], "s20": scene["20m"]}, str(out / "run" / "model.pt2"), device=a.device)
     report = to_zarr(cmap, out / "landcover.zarr", progress=False)
     t_map = time.perf_counter() - t0
     mapped = open_zarr(out / "landcover.zarr")
@@ -253,7 +254,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"picture: {path}")
     summary = {"network": net_s, "random_forest": rf_s, "confusion_network": cm_net.tolist(),
                "confusion_forest": cm_rf.tolist(), "classes": names, "merged": notes, "train_seconds": t_train,
-               "epochs": result.epochs, "quick": a.quick, "total_seconds": time.perf_counter() - t_start}
+               "epochs": result.epochs, "quick": a.quick, "device": a.device, "map_seconds": t_map,
+               "total_seconds": time.perf_counter() - t_start}
     (out / "scores.json").write_text(json.dumps(summary, indent=1))
     print(f"total: {time.perf_counter() - t_start:.0f} s; scores in {out / 'scores.json'}")
     return 0
