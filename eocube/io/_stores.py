@@ -220,8 +220,7 @@ _ENDPOINTS = {  # per scheme: obstore's endpoint option names, then the environm
                     ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL", "AWS_ENDPOINT")),
     _AZURE: (("endpoint", "azure_storage_endpoint", "azure_endpoint"),
              ("AZURE_STORAGE_ENDPOINT", "AZURE_ENDPOINT")),
-    ("gs", "gcs"): (("base_url", "google_base_url"), ("GOOGLE_BASE_URL",)),
-}
+}  # gs://: obstore's GCS client reaches an http:// base_url (GOOGLE_BASE_URL) without allow_http
 
 
 def _endpoint(scheme: str, options: dict[str, Any]) -> str:

