@@ -100,7 +100,7 @@ def azurite(tmp_path_factory):
     env = {**os.environ, "AZURITE_ACCOUNTS": f"{AZ_ACCOUNT}:{AZ_KEY}"}
     proc = subprocess.Popen(
         [str(AZURITE), "--blobHost", "127.0.0.1", "--blobPort", str(port), "--inMemoryPersistence",
-         "--skipApiVersionCheck", "--disableTelemetry"],
+         "--extentMemoryLimit", "512", "--skipApiVersionCheck", "--disableTelemetry"],
         cwd=workdir, env=env, stdout=open(log, "a"), stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
