@@ -332,3 +332,16 @@ def test_plan_chunks_refuses_a_fractional_shape():
 
     with pytest.raises(ChunkPlanError, match=r"shape"):
         eocube.plan_chunks((50.7, 10, 1000.9, 1000))
+
+
+@pytest.mark.parametrize("target, other, expected", [
+    ("s3://b/a.zarr", "s3://b/a.zarr/", "same"), ("s3a://b/a.zarr", "s3://b/a.zarr", "same"),
+    ("s3://b/a.zarr/o.zarr", "s3://b/a.zarr", "inside"), ("s3://b", "s3://b/a.zarr", "contains"),
+    ("s3://b/a.zarr2", "s3://b/a.zarr", None), ("gs://b/a.zarr", "s3://b/a.zarr", None),
+    ("/data/a.zarr", "/data/a.zarr/../a.zarr", "same"), ("/data/a.zarr.out", "/data/a.zarr", None),
+])
+def test_a_target_and_an_input_store_overlap_by_path_components(target, other, expected):
+    from eocube.io._overlap import relation
+    from eocube.io._stores import resolve
+
+    assert relation(resolve(target), resolve(other)) == expected
