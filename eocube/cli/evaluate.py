@@ -41,8 +41,8 @@ DEFAULT_METHODS: tuple[str, ...] = ("linear", "nearest", "previous", "whittaker"
 @click.option("--plot", "plot", default="eocube-output/evaluate.png", show_default=True, type=click.Path(),
               help="PNG of RMSE/MAE per method ('' for none).")
 @click.option("--model", "model_path", default=None, type=click.Path(exists=True),
-              help="Also score a trained gap-filling network (checkpoint or training folder of eocube train); "
-                   "every method is then scored on the test region its training config held out.")
+              help="Also score a trained gap-filling network (training folder of eocube train, with its model.pt2); "
+                   "every method is then scored on the test blocks its training split held out.")
 @click.option("--all-pixels", is_flag=True,
               help="With --model: score the whole cube, the network's training pixels included (optimistic).")
 @click.option("--csv", "csv", default=None, type=click.Path(), help="Also write the table as CSV.")
@@ -71,15 +71,15 @@ def evaluate(source: str, bands: str | None, cloud_band: str | None, data_band: 
     band_list, cloud_band, data_band = resolve_bands(cube, sample, bands, cloud_band, data_band)
     click.echo(f"source: {redact(source)}\n{cube_info(cube)}")
     check_mask_band(cube, cloud_band, "boolean")  # a sample of the cloud band only
-    extra = {}
+    extra, where = {}, None
     if model_path:
-        from ..learn.fill import model_filler
+        from ..learn.inference import model_filler
 
         extra["model"] = model_filler(model_path)
-        cube = _scored_region(cube, model_path, all_pixels)
+        where = _scored_region(cube, model_path, all_pixels)
     clear = clear_from_cloud_band(cube, cloud_band, data_band=data_band)
     table = evaluate_methods(cube, clear, methods=method_list, bands=band_list, fraction=fraction, seed=seed,
-                             donor=donor, extra=extra)
+                             donor=donor, extra=extra, where=where)
     click.echo(f"\nheld out {table.attrs['held_out']} clear observations ({fraction:.0%}, real cloud masks from "
                f"other {donor}, seed {seed}); scores on them:\n")
     click.echo(format_table(table))
@@ -91,21 +91,16 @@ def evaluate(source: str, bands: str | None, cloud_band: str | None, data_band: 
         click.echo(f"csv: {Path(csv).resolve()}")
 
 
-def _scored_region(cube: xr.DataArray, model_path: str, all_pixels: bool) -> xr.DataArray:
-    """The part of ``cube`` to score with a trained network: its held-out test region, said out loud."""
+def _scored_region(cube: xr.DataArray, model_path: str, all_pixels: bool) -> xr.DataArray | None:
+    """The pixels of ``cube`` to score with a trained network: its held-out test blocks, said out loud."""
     if all_pixels:
         click.echo("WARNING: --all-pixels: scoring the whole cube, including the pixels the network was "
                    "trained on, so its scores are optimistic; drop --all-pixels to score the held-out "
-                   "test region only", err=True)
-        return cube
-    from ..learn.holdout import held_out_box
+                   "test blocks only", err=True)
+        return None
+    from ..learn.inference import held_out_area
 
-    rows, cols = held_out_box(model_path, cube.sizes["y"], cube.sizes["x"])
-    part = cube.isel(y=rows, x=cols)
-    left, bottom, right, top = part.rio.bounds()
-    h, w = part.sizes["y"], part.sizes["x"]
-    click.echo(f"scored region: the test region held out by the network's training config, rows "
-               f"{rows.start}..{rows.stop - 1}, cols {cols.start}..{cols.stop - 1} ({h} x {w} = {h * w:,} pixels; "
-               f"bbox {left:.1f}, {bottom:.1f}, {right:.1f}, {top:.1f} in {part.rio.crs}); "
+    area, text = held_out_area(model_path, cube)
+    click.echo(f"scored region: the {text}, never read in training (every method fills the whole cube); "
                "--all-pixels scores the whole cube")
-    return part
+    return area

@@ -116,9 +116,9 @@ def gapfill(source: str, out: str, bands: str | None, cloud_band: str | None, da
     clear = _clear_mask(cube, mask_kind, cloud_band, data_band, threshold, snow, dilate)
     observed = select_bands(cube, band_list)
     if method == "model":
-        from ..learn.fill import fill_cube
+        from ..learn import fill_cube
 
-        filled = fill_cube(observed, model_path, clear=clear)
+        filled = fill_cube(observed, model_path, clear)
     else:
         from ..fill import BOUNDED, fill_gaps
 

@@ -10,7 +10,7 @@ import xarray as xr
 from ..cube import select_bands, validate_cube
 from ..fill import METHODS, fill_gaps
 from .metrics import score
-from .protocol import artificial_gaps
+from .protocol import EvaluateError, artificial_gaps
 
 DEFAULT_METHODS: tuple[str, ...] = ("linear", "nearest", "previous", "whittaker", "harmonic", "savgol")
 """Methods scored by default (``next`` mirrors ``previous``)."""
@@ -30,6 +30,7 @@ def evaluate_methods(
     donor: str = "dates",
     options: Mapping[str, dict] | None = None,
     extra: Mapping[str, Filler] | None = None,
+    where: xr.DataArray | None = None,
 ) -> pd.DataFrame:
     """Hide clear observations behind real cloud masks, fill with each method, score.
 
@@ -49,6 +50,10 @@ def evaluate_methods(
         Per-method keyword options for :func:`eocube.fill.fill_gaps`, e.g. ``{"whittaker": {"lmbda": 50}}``.
     extra
         Further fillers by name, e.g. a learned model: ``filler(cube, train_clear) -> filled``.
+    where
+        Boolean ``(y, x)`` pixels to score (e.g. the part of a cube a network never saw in
+        training); None: every pixel. Gaps are hidden over the whole cube as usual, so every
+        method keeps the same context around the scored pixels.
 
     Returns
     -------
@@ -58,6 +63,13 @@ def evaluate_methods(
     validate_cube(cube)
     cube = select_bands(cube, bands)
     train, held = artificial_gaps(clear, fraction, seed, donor=donor)
+    if where is not None:
+        if set(where.dims) != {"y", "x"} or where.dtype != bool:
+            raise EvaluateError(f"where must be a boolean (y, x) mask, got dims {where.dims} dtype {where.dtype}")
+        held = held & where.transpose("y", "x")
+        if not bool(held.any()):
+            raise EvaluateError("no held-out observation falls where scores are asked for: widen `where` "
+                                "or raise the fraction")
     truth = cube.load()
     tables = []
     for name in methods or DEFAULT_METHODS:
@@ -70,5 +82,6 @@ def evaluate_methods(
     for name, filler in (extra or {}).items():
         tables.append(score(filler(truth, train).compute(), truth, held, method=name))
     table = pd.concat(tables, ignore_index=True)
-    table.attrs = {"fraction": fraction, "seed": seed, "donor": donor, "held_out": int(held.sum())}
+    table.attrs = {"fraction": fraction, "seed": seed, "donor": donor, "held_out": int(held.sum()),
+                   "where": None if where is None else int(where.sum())}
     return table

@@ -1,39 +1,35 @@
 """Training on cubes: gap filling, segmentation (land cover) and super-resolution, one data path, one trainer.
 
-Segmentation and super-resolution::
+Pipeline, in the order of the modules (every task)::
 
-    dataset (PatchSources/PatchDataset: nested sources, lazy chunk reads) + split (BlockSplit with buffer)
-    -> tasks (loss, scores) + networks (SegNet, SuperResNet) -> trainer -> export (model.pt2 + card)
-    -> eocube.apply_model(cube, "run/model.pt2")
-
-    result = train(None, task="segmentation", source={"s10": c10, "s20": c20}, target=labels, out="run")
-
-Gap filling:
-
-Pipeline, in the order of the modules::
-
-    config (default.yaml) -> data: sampler (lazy windows) + gaps (real cloud masks)
-    + normalisation -> network -> trainer (DDP, checkpoints, resume) -> fill (apply_model)
-    -> holdout (honest accuracy against classical filling)
+    config (default.yaml, segmentation.yaml, superres.yaml)
+    -> patches (PatchSources/PatchDataset: nested sources, lazy chunk reads; targets: labels,
+       values, or gaps = clear observations hidden under real cloud masks, see gaps)
+       + split (BlockSplit with buffer) + normalisation
+    -> tasks (datasets, network, loss, scores) + networks (SegNet, SuperResNet, GapFillNet)
+    -> trainer (DDP, AMP, checkpoint, resume checked by identity) -> export (model.pt2 + card)
+    -> inference: eocube.apply_model(cube, "run/model.pt2"); held-out scores with eocube.evaluate
 
 Typical use::
 
     from eocube.learn import train, fill_cube
-    result = train("my.yaml", source="cube.zarr", out="run")   # or: eocube train --config my.yaml
-    filled = fill_cube(cube, "run/best.pt")                     # lazy, chunk-wise with halos
+    train(None, task="segmentation", source={"s10": c10, "s20": c20}, target=labels, out="seg")
+    train("my.yaml", source="cube.zarr", out="run")   # gap filling; or: eocube train --config my.yaml
+    filled = fill_cube(cube, "run", clear)             # apply_model(cube.where(clear), "run/model.pt2")
+
+Imports flow one way: cli -> trainer -> tasks -> (patches, gaps, split, networks, normalisation)
+-> errors; checkpoint, export and inference sit beside them (no cycle: tests/learn/test_layout.py).
 """
 
 from .checkpoint import load_checkpoint, load_model, save_checkpoint
 from .config import TrainConfig, load_config
-from .dataset import PatchDataset, PatchSources, WindowReader
+from .patches import PatchDataset, PatchSources, WindowReader
 from .export import export_run
 from .errors import CheckpointError, LearnError
-from .fill import EngineGapFill, fill_cube
-from .gaps import MaskBank, clear_mask
-from .holdout import evaluate_holdout
-from .network import GapFillNet, NetworkConfig
+from .gaps import GapTarget, MaskBank
+from .inference import fill_cube, held_out_area, model_file
+from .networks import GapFillNet, NetConfig, SegNet, SuperResNet
 from .normalisation import Normaliser
-from .sampler import GapDataset, PatchSampler
 from .split import BlockSplit
 from .trainer import TrainResult, train
 
@@ -44,22 +40,22 @@ __all__ = [
     "WindowReader",
     "export_run",
     "CheckpointError",
-    "EngineGapFill",
-    "GapDataset",
     "GapFillNet",
+    "GapTarget",
     "LearnError",
     "MaskBank",
-    "NetworkConfig",
+    "NetConfig",
     "Normaliser",
-    "PatchSampler",
+    "SegNet",
+    "SuperResNet",
     "TrainConfig",
     "TrainResult",
-    "clear_mask",
-    "evaluate_holdout",
     "fill_cube",
+    "held_out_area",
     "load_checkpoint",
     "load_config",
     "load_model",
+    "model_file",
     "save_checkpoint",
     "train",
 ]

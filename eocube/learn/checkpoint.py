@@ -2,21 +2,24 @@
 
 A checkpoint is one ``torch.save`` file holding only tensors and plain Python
 values (so it loads with ``torch.load(..., weights_only=True)``, which never
-runs code from the file):
+runs code from the file), one format for every task:
 
-* ``format``: ``"eocube.learn.gapfill/1"``;
-* ``model``: the network's ``state_dict``; ``network``: its size (:class:`NetworkConfig`);
+* ``format``: ``"eocube.learn/1"``; ``task``: ``gapfill``, ``segmentation`` or ``superres``;
+* ``model``: the network's ``state_dict``; ``network``: the :class:`~eocube.learn.networks.NetConfig`
+  it was built with (:func:`~eocube.learn.networks.build_network` rebuilds it);
 * ``optimizer``: the optimiser's ``state_dict`` (None in exported models);
 * ``epoch``: number of completed epochs; ``history``: losses per epoch;
-* ``normaliser``: band statistics; ``config``: the whole training configuration;
+* ``config``: the whole training configuration;
 * ``fingerprint``: the run's identity, one digest per field (:mod:`eocube.learn.identity`), which
   ``--resume`` compares field by field; ``world_size``: the processes that wrote it.
 
-Segmentation and super-resolution checkpoints (format ``"eocube.learn/1"``) add ``task``, the
-``network`` kwargs of :mod:`eocube.learn.networks`, and in ``meta``: the sources (names, bands,
-ratios), the per-source ``normalisers``, the target normaliser or the classes, the split; and
-the position inside an epoch (``step``, running loss) with the torch RNG state (``rng``), so a
-run killed mid-epoch resumes exactly.
+* ``meta``: the sources (names, bands, ratios), the per-source ``normalisers``, the split, the
+  halo; the task's part (gap filling: the per-band ``normaliser``; segmentation: the classes;
+  super-resolution: the target normaliser); and the position inside an epoch (``step``, running
+  loss) with the torch RNG state (``rng``), so a run killed mid-epoch resumes exactly.
+
+Gap-filling checkpoints of earlier versions (format ``"eocube.learn.gapfill/1"``, pixel-box
+regions) are refused with how to retrain: their split and data path no longer exist.
 """
 
 from __future__ import annotations
@@ -33,12 +36,13 @@ from ..models._archive import UnsafeArchiveError, check_archive
 from ..models._errors import ModelLoadError
 from ..models._loading import safe_cause, weights_only_failure
 from .errors import CheckpointError
-from .network import GapFillNet, NetworkConfig
+from .networks import GapFillNet, build_network
 from .normalisation import Normaliser
 
-FORMAT = "eocube.learn.gapfill/1"
-FORMAT_TASKS = "eocube.learn/1"
-"""Format of segmentation and super-resolution checkpoints."""
+FORMAT = "eocube.learn/1"
+"""Format of the checkpoints of every task."""
+OLD_GAPFILL_FORMAT = "eocube.learn.gapfill/1"
+"""Format of the gap-filling checkpoints before the one training path (refused, with how to retrain)."""
 LAST = "last.pt"
 """File name of the latest checkpoint in a training output folder."""
 
@@ -51,7 +55,6 @@ def save_checkpoint(
     path: str | os.PathLike[str],
     *,
     model: nn.Module,
-    normaliser: Normaliser | None,
     config: dict[str, Any],
     epoch: int,
     optimizer: torch.optim.Optimizer | None = None,
@@ -72,8 +75,6 @@ def save_checkpoint(
         Destination file.
     model
         The network (a DDP wrapper is unwrapped).
-    normaliser
-        Band statistics used in training.
     config
         The training configuration as a plain dict.
     epoch
@@ -83,8 +84,7 @@ def save_checkpoint(
     history
         Per-epoch losses.
     task
-        ``gapfill`` (format ``eocube.learn.gapfill/1``), ``segmentation`` or ``superres``
-        (format ``eocube.learn/1``).
+        ``gapfill``, ``segmentation`` or ``superres``.
     meta
         Plain values of the task (sources, normalisers, classes, split, position in the epoch).
     rng
@@ -101,15 +101,13 @@ def save_checkpoint(
         The written file.
     """
     net = _bare(model)
-    if task == "gapfill" and not isinstance(net, GapFillNet):
-        raise CheckpointError(f"can only checkpoint a GapFillNet, got {type(net).__name__}")
     if not hasattr(net, "config"):
         raise CheckpointError(f"{type(net).__name__} has no config (the kwargs to rebuild it): cannot checkpoint it")
     _check_plain(config, "config")
     _check_plain(meta or {}, "meta")
     _check_plain(fingerprint or {}, "fingerprint")
     payload = {
-        "format": FORMAT if task == "gapfill" else FORMAT_TASKS,
+        "format": FORMAT,
         "task": task,
         "meta": dict(meta or {}),
         "rng": rng,
@@ -118,7 +116,6 @@ def save_checkpoint(
         "optimizer": optimizer.state_dict() if optimizer is not None else None,
         "epoch": int(epoch),
         "history": list(history or []),
-        "normaliser": normaliser.to_dict() if normaliser is not None else None,
         "config": config,
         "fingerprint": fingerprint,
         "world_size": int(world_size),
@@ -203,22 +200,28 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.devi
             "(that could run any code). Write checkpoints with `eocube train` / eocube.learn.save_checkpoint, "
             "and a model's weights with torch.save(model.state_dict(), path)"
         ) from safe_cause(exc)
-    if not isinstance(ckpt, dict) or ckpt.get("format") not in (FORMAT, FORMAT_TASKS):
-        raise CheckpointError(f"{p} is not an eocube training checkpoint (format {FORMAT!r} or {FORMAT_TASKS!r} expected)")
-    ckpt.setdefault("task", "gapfill")
+    if isinstance(ckpt, dict) and ckpt.get("format") == OLD_GAPFILL_FORMAT:
+        raise CheckpointError(
+            f"{p} is a gap-filling checkpoint of an earlier eocube (format {OLD_GAPFILL_FORMAT!r}, trained on pixel-box "
+            "regions): it cannot be loaded or resumed; retrain with the current version (`eocube train --out NEW_RUN`, "
+            "the data.*_region keys of its config replaced by split.*, see eocube/learn/default.yaml), which "
+            "also exports model.pt2 for `eocube gapfill --method model`"
+        )
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+        raise CheckpointError(f"{p} is not an eocube training checkpoint (format {FORMAT!r} expected)")
     return ckpt
 
 
 def model_from_checkpoint(ckpt: dict[str, Any], device: str | torch.device = "cpu") -> tuple[GapFillNet, Normaliser]:
     """Rebuild the gap-filling network (in eval mode) and its normaliser from a loaded checkpoint."""
-    if ckpt.get("task", "gapfill") != "gapfill":
+    if ckpt["task"] != "gapfill":
         raise CheckpointError(
             f"this is a {ckpt['task']} checkpoint, not a gap-filling one: apply its exported model.pt2 with "
             "`eocube apply` / eocube.apply_model (eocube.learn.export.export_run writes it)"
         )
-    net = GapFillNet(NetworkConfig(**ckpt["network"]))
+    net = build_network(ckpt["network"])
     net.load_state_dict(ckpt["model"])
-    return net.to(device).eval(), Normaliser.from_dict(ckpt["normaliser"])
+    return net.to(device).eval(), Normaliser.from_dict(ckpt["meta"]["normaliser"])
 
 
 def load_model(path: str | os.PathLike[str], device: str | torch.device = "cpu") -> tuple[GapFillNet, Normaliser]:

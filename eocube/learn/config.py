@@ -22,7 +22,7 @@ TASK_CONFIG_PATHS = {
 }
 """Default configuration file of each task."""
 _SECTIONS = {
-    "gapfill": ("data", "sampler", "gaps", "network", "train"),
+    "gapfill": ("data", "split", "sampler", "gaps", "network", "train"),
     "segmentation": ("data", "split", "sampler", "network", "loss", "train"),
     "superres": ("data", "split", "sampler", "network", "loss", "train"),
 }
@@ -34,13 +34,20 @@ def _read_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise LearnError(f"no config file at {p}: pass an existing YAML file (see {DEFAULT_CONFIG_PATH})")
     data = yaml.safe_load(p.read_text()) or {}
     if not isinstance(data, dict):
-        raise LearnError(f"{p} must hold a mapping of sections (data, sampler, gaps, network, train)")
+        raise LearnError(f"{p} must hold a mapping of sections (data, split, sampler, network, train, ...)")
     return data
 
 
 def _merge(base: dict[str, Any], override: dict[str, Any], where: str = "") -> dict[str, Any]:
     out = copy.deepcopy(base)
     for key, value in override.items():
+        if where + key in _OLD_GAPFILL_KEYS:
+            raise LearnError(
+                f"config key {where + key!r} is from an earlier eocube: gap filling now splits the cube into blocks "
+                "like the other tasks (split.block_size, split.fractions, split.buffer, split.seed) and reads whole "
+                f"series; drop data.train_region, data.val_region, data.test_region, data.in_memory and "
+                f"sampler.time_size, and start from {DEFAULT_CONFIG_PATH}"
+            )
         if key not in base and not (where == "" and key == "task"):
             raise LearnError(
                 f"unknown config key {where + key!r}; valid keys here: {sorted(base)} (see {DEFAULT_CONFIG_PATH.name})"
@@ -52,32 +59,9 @@ def _merge(base: dict[str, Any], override: dict[str, Any], where: str = "") -> d
     return out
 
 
-@dataclass(frozen=True)
-class Region:
-    """A pixel box ``[y0, y1) x [x0, x1)``; None stops at the cube edge."""
-
-    y: tuple[int | None, int | None]
-    x: tuple[int | None, int | None]
-
-    @classmethod
-    def from_value(cls, value: Any) -> Region:
-        """Build from ``{"y": [y0, y1], "x": [x0, x1]}``."""
-        try:
-            return cls(tuple(value.get("y", (None, None))), tuple(value.get("x", (None, None))))  # type: ignore[arg-type]
-        except AttributeError:
-            raise LearnError(f"a region must be {{y: [y0, y1], x: [x0, x1]}}, got {value!r}") from None
-
-    def slices(self, height: int, width: int) -> tuple[slice, slice]:
-        """Resolved ``(y, x)`` slices for a grid of ``height x width``; checks the box is not empty."""
-        ys = slice(*self.y).indices(height)
-        xs = slice(*self.x).indices(width)
-        if ys[1] <= ys[0] or xs[1] <= xs[0]:
-            raise LearnError(f"region {self} is empty on a {height} x {width} px cube: fix its bounds")
-        return slice(ys[0], ys[1]), slice(xs[0], xs[1])
-
-    def to_dict(self) -> dict[str, list]:
-        """Plain dict."""
-        return {"y": list(self.y), "x": list(self.x)}
+_OLD_GAPFILL_KEYS = frozenset({"data.train_region", "data.val_region", "data.test_region", "data.in_memory",
+                               "sampler.time_size"})
+"""Keys of the gap-filling configs of eocube before the one training path (refused with the remedy)."""
 
 
 @dataclass(frozen=True)
@@ -93,15 +77,11 @@ class TrainConfig:
     task: str = "gapfill"
     """``gapfill``, ``segmentation`` or ``superres``."""
     split: dict[str, Any] = field(default_factory=dict)
-    """Spatial block split (segmentation, superres)."""
+    """Spatial block split."""
     loss: dict[str, Any] = field(default_factory=dict)
     """Loss settings (segmentation, superres)."""
     metrics: dict[str, Any] = field(default_factory=dict)
     """Metric settings (superres: ``data_range``)."""
-
-    def region(self, name: str) -> Region:
-        """``train``, ``val`` or ``test`` region."""
-        return Region.from_value(self.data[f"{name}_region"])
 
     def to_dict(self) -> dict[str, Any]:
         """Plain nested dict (stored in checkpoints, reloads with :func:`load_config`)."""

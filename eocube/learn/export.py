@@ -1,4 +1,4 @@
-"""Export a trained segmentation or super-resolution network for inference: ``model.pt2`` + ``model.json``.
+"""Export a trained network for inference through ``apply_model``: ``model.pt2`` + ``model.json``.
 
 The program takes the sources as ``apply_model`` passes them (``band`` layout, or ``time_band``
 when dates were stacked as channels), **after** the card's value scaling: the card holds the
@@ -12,6 +12,11 @@ the size multiple (the coarsest resolution ratio). So ``eocube apply run/model.p
   themselves; the classes (values, names, colours) travel to the output's attributes.
 * Super-resolution: the program returns the predicted bands in the target's units (the
   training normalisation is undone inside the program).
+* Gap filling: the program (:class:`GapFillModule`) takes the ``sequence`` layout with the
+  validity and the acquisition days as arguments (``model(x, valid, days)``, raw values with the
+  gaps as nodata), normalises inside, and returns every date filled, clear observations
+  unchanged. Fill a cube with ``apply_model(cube.where(clear), "run/model.pt2")``
+  (:func:`eocube.learn.fill_cube`).
 """
 
 from __future__ import annotations
@@ -70,6 +75,36 @@ class Denormalise(nn.Module):
         return self.net(*xs) * self.std + self.mean
 
 
+class GapFillModule(nn.Module):
+    """A trained gap-filling network in raw units: ``module(x, valid, days)`` for ``apply_model``.
+
+    ``x`` ``(N, T, C, H, W)`` raw values (gaps already nodata, given as the card's fill value),
+    ``valid`` like ``x``, ``days`` ``(N, T)``, as the ``sequence`` layout with
+    ``valid_input="argument"`` and ``time_input="days"`` passes them. Returns the filled values,
+    the valid (clear) inputs unchanged.
+
+    Parameters
+    ----------
+    net, normaliser
+        A trained network and its band statistics.
+    keep_clear
+        Keep the valid input values (True) or return the reconstruction everywhere.
+    """
+
+    def __init__(self, net: nn.Module, normaliser: Normaliser, keep_clear: bool = True) -> None:
+        super().__init__()
+        self.net, self.keep_clear = net, keep_clear
+        self.register_buffer("mean", torch.tensor(normaliser.mean, dtype=torch.float32).view(1, 1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(normaliser.std, dtype=torch.float32).view(1, 1, -1, 1, 1))
+        self.halo = net.halo
+
+    def forward(self, x: torch.Tensor, valid: torch.Tensor, days: torch.Tensor) -> torch.Tensor:
+        valid = valid.bool() & torch.isfinite(x)
+        norm = torch.where(valid, (x - self.mean) / self.std, torch.zeros_like(x))
+        out = self.net(norm, valid, days.double()) * self.std + self.mean
+        return torch.where(valid, x, out) if self.keep_clear else out
+
+
 class _Args(nn.Module):
     """Fixed positional arguments for torch.export (it cannot export ``*args``)."""
 
@@ -103,8 +138,14 @@ _ARITY = {1: _One, 2: _Two, 3: _Three, 4: _Four}
 
 
 def model_spec(ckpt: dict[str, Any]) -> ModelSpec:
-    """The :class:`~eocube.models.ModelSpec` of a segmentation or super-resolution checkpoint."""
+    """The :class:`~eocube.models.ModelSpec` of a checkpoint (every task)."""
     meta = ckpt["meta"]
+    if ckpt["task"] == "gapfill":
+        bands = tuple(_gap_bands(ckpt))
+        src = SourceSpec(name="input", bands=bands, layout="sequence", valid_input="argument", time_input="days",
+                         fill_value=0.0)
+        return ModelSpec(sources=(src,), output=OutputSpec(bands=bands, mask=None, scale=Fraction(1)),
+                         halo=int(_gap_network(ckpt).halo), name="eocube-gapfill")
     sources = []
     for s in meta["sources"]:
         norm = Normaliser.from_dict(meta["normalisers"][s["name"]])
@@ -149,16 +190,16 @@ def export_run(
     Raises
     ------
     CheckpointError
-        A gap-filling checkpoint (those run through ``eocube gapfill --method model``) or an unreadable one.
+        An unreadable checkpoint.
     """
-    from ..models.card import export_model
-
     run = Path(run)
     ckpt_path = run / checkpoint if run.is_dir() else run
     ckpt = load_checkpoint(ckpt_path)
+    out = Path(path) if path is not None else (run if run.is_dir() else run.parent) / MODEL_FILE
     if ckpt["task"] == "gapfill":
-        raise CheckpointError(f"{ckpt_path} is a gap-filling checkpoint: fill cubes with it through "
-                              "`eocube gapfill --method model --model RUN` (eocube.learn.fill_cube)")
+        return _export_gapfill(ckpt, out, check)
+    from ..models.card import export_model
+
     net = build_network(ckpt["network"])
     net.load_state_dict(ckpt["model"])
     net.eval()
@@ -175,7 +216,6 @@ def export_run(
     g = torch.Generator().manual_seed(0)
     example = tuple(torch.randn(2, s["channels"], size // s["ratio"], size // s["ratio"], generator=g)
                     for s in meta["sources"])
-    out = Path(path) if path is not None else (run if run.is_dir() else run.parent) / MODEL_FILE
     params = sum(p.numel() for p in net.parameters())
     tasks = ["semantic-segmentation"] if ckpt["task"] == "segmentation" else ["super-resolution"]
     return export_model(module, example, out, spec=model_spec(ckpt), check=check, atol=1e-4,
@@ -184,4 +224,35 @@ def export_run(
                         properties={"mlm:total_parameters": int(params), "mlm:pretrained": False})
 
 
-__all__ = ["MODEL_FILE", "ClassScores", "Denormalise", "export_run", "model_spec"]
+def _gap_network(ckpt: dict[str, Any]) -> nn.Module:
+    from .checkpoint import model_from_checkpoint
+
+    return model_from_checkpoint(ckpt)[0]
+
+
+def _gap_bands(ckpt: dict[str, Any]) -> list[str]:
+    return list(ckpt["meta"]["normaliser"]["bands"])
+
+
+def _export_gapfill(ckpt: dict[str, Any], out: Path, check: bool) -> Path:
+    """``model.pt2`` + card of a gap-filling checkpoint (dynamic dates and size)."""
+    from ..models.card import export_model
+    from .checkpoint import model_from_checkpoint
+
+    net, normaliser = model_from_checkpoint(ckpt)
+    module = GapFillModule(net, normaliser).eval()
+    n = len(normaliser.bands)
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 6, n, 32, 32, generator=g) * torch.tensor(normaliser.std).view(1, 1, -1, 1, 1) \
+        + torch.tensor(normaliser.mean).view(1, 1, -1, 1, 1)
+    valid = torch.rand(2, 6, n, 32, 32, generator=g) > 0.3
+    days = (torch.arange(6, dtype=torch.float32) * 10 + 19000)[None].repeat(2, 1)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    params = sum(p.numel() for p in net.parameters())
+    return export_model(module, (x, valid, days), out, spec=model_spec(ckpt), dynamic_time=True, check=check,
+                        atol=1e-4, architecture=type(net).__name__, tasks=["regression"],
+                        description=f"eocube gap-filling network trained with eocube train (epoch {ckpt['epoch']})",
+                        properties={"mlm:total_parameters": int(params), "mlm:pretrained": False})
+
+
+__all__ = ["MODEL_FILE", "ClassScores", "Denormalise", "GapFillModule", "export_run", "model_spec"]

@@ -1,9 +1,9 @@
-"""Clear-observation masks and self-supervised artificial gaps made of real clouds.
+"""The ``gaps`` target of :class:`~eocube.learn.patches.PatchDataset`: artificial gaps made of real clouds.
 
-Targets for training (and held-out evaluation) are made by *hiding* clear
-observations under real cloud masks taken from other dates and other places of
-a cube: :class:`MaskBank` holds the cloud masks, :meth:`MaskBank.sample` cuts,
-flips and assigns them to the dates of a window.
+Gap-filling examples are made by *hiding* clear observations (clear masks come from
+:mod:`eocube.masks`) under real cloud masks taken from other dates and other places of the
+training blocks: :class:`MaskBank` holds the cloud masks, :meth:`MaskBank.sample` cuts, flips
+and assigns them to the dates of a window; :class:`GapTarget` is what the dataset needs.
 """
 
 from __future__ import annotations
@@ -11,48 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import xarray as xr
+import pandas as pd
 
-from ..cube import select_bands, validate_cube
 from .errors import LearnError
-
-
-def clear_mask(
-    cube: xr.DataArray,
-    *,
-    bands: list[str] | tuple[str, ...] = ("NDVI",),
-    cloud_band: str | None = "CLM",
-    data_band: str | None = "IS_DATA",
-) -> xr.DataArray:
-    """Lazy mask of clear observations, ``(time, y, x)`` boolean.
-
-    Clear means: ``cloud_band == 0``, ``data_band == 1`` and every band of
-    ``bands`` finite.
-
-    Parameters
-    ----------
-    cube
-        A cube.
-    bands
-        Measurement bands that must be finite.
-    cloud_band
-        Cloud mask band (1 = cloud), or None when the cube has none.
-    data_band
-        Sensor-data band (1 = data), or None.
-
-    Returns
-    -------
-    xarray.DataArray
-        Boolean ``(time, y, x)``, lazy when the cube is.
-    """
-    validate_cube(cube, require_crs=False)
-    values = select_bands(cube, list(bands))
-    clear = np.isfinite(values).all("band")
-    if cloud_band is not None:
-        clear = clear & (select_bands(cube, cloud_band).squeeze("band", drop=True) == 0)
-    if data_band is not None:
-        clear = clear & (select_bands(cube, data_band).squeeze("band", drop=True) == 1)
-    return clear.rename("clear")
 
 
 @dataclass
@@ -137,3 +98,84 @@ class MaskBank:
             x0 = rng.integers(0, m.shape[1] - width + 1)
             out[t] = m[y0 : y0 + height, x0 : x0 + width]
         return out
+
+
+@dataclass
+class GapTarget:
+    """What :class:`~eocube.learn.patches.PatchDataset` needs for the ``gaps`` target.
+
+    The source is read with its dates stacked as channels (``time="all"``: ``T * C`` channels,
+    date-major) and its cloudy observations as NaN; an example hides some of its clear
+    observations under masks of :attr:`bank` and asks the network to bring them back.
+    """
+
+    bank: MaskBank
+    """Real cloud masks (from the training blocks only)."""
+    p_date: float
+    """Probability that a date of a window gets an artificial cloud mask."""
+    days: np.ndarray
+    """``(T,)`` acquisition times in days since 1970-01-01."""
+
+    @property
+    def n_dates(self) -> int:
+        """Dates of the series."""
+        return len(self.days)
+
+    def example(self, x: np.ndarray, norm: np.ndarray, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        """Arrays of one example from a window.
+
+        Parameters
+        ----------
+        x
+            ``(T * C, h, w)`` raw values, NaN where not clear.
+        norm
+            ``x`` normalised (anything where NaN).
+        rng
+            The example's random generator.
+
+        Returns
+        -------
+        dict
+            ``values`` ``(T, C, h, w)`` (normalised, 0 where not clear), ``valid`` (the network's
+            input mask), ``target_mask`` (hidden clear observations), ``days``.
+        """
+        t = self.n_dates
+        shape = (t, x.shape[0] // t) + x.shape[1:]
+        ok = np.isfinite(x).reshape(shape)
+        clear = ok.all(1)
+        for _ in range(20):  # make sure something is hidden (a window is rarely missed twice)
+            hide = self.bank.sample(t, shape[2], shape[3], rng, self.p_date)
+            if (hide & clear).any():
+                break
+        return {"values": np.where(ok, norm.reshape(shape), 0.0).astype("float32"),
+                "valid": ok & ~hide[:, None], "target_mask": ok & hide[:, None],
+                "days": np.asarray(self.days, dtype="float64")}
+
+
+def days_since_epoch(time: np.ndarray) -> np.ndarray:
+    """Acquisition times as float64 days since 1970-01-01 (the network's time input)."""
+    t = pd.DatetimeIndex(np.asarray(time))
+    return ((t - pd.Timestamp("1970-01-01")) / pd.Timedelta(days=1)).to_numpy("float64")
+
+
+def bank_from_blocks(cloud: np.ndarray, blocks: list[tuple[slice, slice]], *, min_fraction: float) -> MaskBank:
+    """A :class:`MaskBank` of the cloud masks of some blocks (the training blocks), cut to one size.
+
+    Parameters
+    ----------
+    cloud
+        ``(time, y, x)`` cloud band (nonzero = cloud).
+    blocks
+        ``(y, x)`` slices of the blocks.
+    min_fraction
+        Keep the block-dates at least this cloudy.
+    """
+    if not blocks:
+        raise LearnError("no training block to take cloud masks from: change split.fractions or split.block_size")
+    h = min(b[0].stop - b[0].start for b in blocks)
+    w = min(b[1].stop - b[1].start for b in blocks)
+    stack = np.concatenate([np.asarray(cloud[:, ys.start:ys.start + h, xs.start:xs.start + w]) for ys, xs in blocks])
+    return MaskBank.from_cloud_band(stack, min_fraction=min_fraction)
+
+
+__all__ = ["GapTarget", "MaskBank", "bank_from_blocks", "days_since_epoch"]

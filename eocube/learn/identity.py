@@ -21,7 +21,7 @@ Fields that may differ on resume (:data:`MAY_CHANGE_ON_RESUME`) change how or ho
 trains, not what it learns from: ``train.epochs`` (to train longer; the learning-rate schedule
 then spans the new count), ``train.num_workers``, ``train.threads``, ``train.device``,
 ``train.amp``, ``train.progress``, ``train.checkpoint_every``, ``train.export``,
-``data.cache_chunks`` and ``data.in_memory``.
+``data.cache_chunks``.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ VERSION = 1
 """Version of the fingerprint scheme (a checkpoint with another version is not resumed)."""
 MAY_CHANGE_ON_RESUME = frozenset({
     "train.epochs", "train.num_workers", "train.threads", "train.device", "train.amp", "train.progress",
-    "train.checkpoint_every", "train.export", "data.cache_chunks", "data.in_memory",
+    "train.checkpoint_every", "train.export", "data.cache_chunks",
 })
 """Configuration keys a resumed run may change (they do not change what is trained)."""
 

@@ -5,14 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import xarray as xr
 
-from .errors import LearnError
 
 
 @dataclass(frozen=True)
 class Normaliser:
-    """Per-band mean and standard deviation of clear observations.
+    """Per-band mean and standard deviation (of the training windows: :func:`~eocube.learn.patches.band_statistics`).
 
     Parameters
     ----------
@@ -25,33 +23,6 @@ class Normaliser:
     bands: tuple[str, ...]
     mean: tuple[float, ...]
     std: tuple[float, ...]
-
-    @classmethod
-    def from_cube(cls, values: xr.DataArray, clear: xr.DataArray) -> Normaliser:
-        """Statistics of the clear observations of a cube (one pass, lazy inputs welcome).
-
-        Parameters
-        ----------
-        values
-            ``(time, band, y, x)`` measurement bands (already restricted to the
-            training region).
-        clear
-            ``(time, y, x)`` boolean clear mask of the same region.
-
-        Returns
-        -------
-        Normaliser
-        """
-        masked = values.where(clear)
-        mean = masked.mean(("time", "y", "x")).values
-        std = masked.std(("time", "y", "x")).values
-        bands = tuple(str(b) for b in values["band"].values)
-        if not np.all(np.isfinite(mean)) or not np.all(std > 0):
-            raise LearnError(
-                f"cannot normalise bands {bands}: no or constant clear observations in the training region "
-                f"(mean {mean}, std {std}); check the clear mask and the region"
-            )
-        return cls(bands, tuple(float(m) for m in mean), tuple(float(s) for s in std))
 
     def _arrays(self, ndim_after_band: int) -> tuple[np.ndarray, np.ndarray]:
         shape = (-1,) + (1,) * ndim_after_band

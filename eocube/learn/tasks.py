@@ -4,7 +4,8 @@ The trainer (:mod:`eocube.learn.trainer`) runs one loop for every task; a task b
 training and validation datasets, the network, the loss of a batch, the validation scores of
 an epoch, the task's part of the checkpoint and the exported model.
 
-* ``gapfill``: self-supervised gap filling (:class:`~eocube.learn.network.GapFillNet`, masked MSE).
+* ``gapfill``: self-supervised gap filling, the ``gaps`` target of the same patch dataset
+  (:class:`~eocube.learn.networks.GapFillNet`, masked MSE on hidden clear observations).
 * ``segmentation``: class maps from a label cube (:class:`~eocube.learn.networks.SegNet`,
   cross-entropy + optional Dice; OA, macro-F1, mIoU, per-class F1, confusion matrix).
 * ``superres``: bands of one source predicted on the reference grid
@@ -26,9 +27,11 @@ from torch.nn import functional as F
 from torch.utils.data import DataLoader, Dataset
 
 from .config import TrainConfig
-from .dataset import PatchDataset, PatchSources, band_statistics, class_balance_weights, label_histograms
+from .patches import PatchDataset, PatchSources, band_statistics, class_balance_weights, label_histograms
 from .errors import LearnError
+from .gaps import GapTarget, bank_from_blocks, days_since_epoch
 from .metrics import classification_scores, confusion_matrix, psnr, regression_scores
+from .normalisation import Normaliser
 from .split import BlockSplit
 
 
@@ -77,8 +80,8 @@ class Task:
         raise NotImplementedError
 
     def checkpoint(self) -> dict[str, Any]:
-        """``normaliser`` and ``meta`` of the checkpoint."""
-        return {"normaliser": None, "meta": {}}
+        """``meta`` of the checkpoint."""
+        return {"meta": {}}
 
     def fingerprint(self) -> dict[str, Any]:
         """The run's identity (:func:`eocube.learn.identity.run_fingerprint`), after :meth:`build`."""
@@ -97,60 +100,6 @@ class Task:
     def lower_is_better(self, key: str) -> bool:
         """Whether a lower value of ``key`` is better (selects ``best.pt``)."""
         return key in self.monitor_lower or key.endswith("loss")
-
-
-class GapfillTask(Task):
-    """Self-supervised gap filling, as before the other tasks came."""
-
-    name = "gapfill"
-
-    def build(self, source: Any, target: Any, world_size: int) -> None:
-        from .data import build_training_data, open_source
-
-        cube = open_source(source)
-        self.inputs = {"source": cube}
-        self.data = build_training_data(cube, self.cfg, world_size=world_size)
-        self.train, self.val = self.data.train, self.data.val
-        self._check_val()
-
-    def _check_val(self) -> None:
-        """Refuse a validation set with nothing to score (val loss 0 at every epoch, best.pt kept at epoch 1)."""
-        hidden = sum(int(self.val[i]["target_mask"].sum()) for i in range(len(self.val)))
-        if hidden == 0:
-            box = self.cfg.data["val_region"]
-            raise LearnError(
-                f"the validation set holds no hidden clear observation ({len(self.val)} window(s) of data.val_region "
-                f"{box}, train.val_windows={self.cfg.train['val_windows']}): every epoch would score val loss 0 and "
-                "best.pt would stay at epoch 1; give train.val_windows >= 1, a larger data.val_region, or a lower "
-                "sampler.min_clear_fraction"
-            )
-
-    def derived(self) -> dict[str, Any]:
-        return {"normalisation": self.data.normaliser.to_dict()}
-
-    def network(self) -> nn.Module:
-        from .network import GapFillNet, NetworkConfig
-
-        return GapFillNet(NetworkConfig(n_bands=len(self.cfg.data["bands"]), **self.cfg.network))
-
-    def loss(self, model: nn.Module, b: dict[str, torch.Tensor]) -> torch.Tensor:
-        from .trainer import masked_mse
-
-        return masked_mse(model(b["values"], b["valid"], b["days"]), b["values"], b["target_mask"])
-
-    def validate(self, net: nn.Module, loader: DataLoader, device: torch.device) -> dict[str, Any]:
-        total, count = 0.0, 0.0
-        with torch.no_grad():
-            for b in loader:
-                b = {k: v.to(device) for k, v in b.items()}
-                pred = net(b["values"], b["valid"], b["days"])
-                m = b["target_mask"].to(pred.dtype)
-                total += float(((pred - b["values"]) ** 2 * m).sum())
-                count += float(m.sum())
-        return {"val_loss": total / max(count, 1.0)}
-
-    def checkpoint(self) -> dict[str, Any]:
-        return {"normaliser": self.data.normaliser, "meta": {}}
 
 
 class PatchTask(Task):
@@ -186,7 +135,7 @@ class PatchTask(Task):
         cubes, bands, tcube, tbands = self._sources(source, target)
         self.inputs = {**{f"data.sources.{n}": c for n, c in cubes.items()}, "data.target": tcube}
         _check_fractions(sp.get("fractions", (0.7, 0.15, 0.15)))
-        self.ps = PatchSources(cubes, bands=bands, target=tcube, target_bands=tbands, time=d.get("time", 0),
+        self.ps = PatchSources(cubes, bands=bands, target=tcube, target_bands=tbands, time=self._time(),
                                reference=d.get("reference"), cache_chunks=int(d.get("cache_chunks", 16)))
         self._prepare_target(tcube)
         self.halo = int(self.network().halo)
@@ -198,7 +147,8 @@ class PatchTask(Task):
         self.size = size
         stride = s.get("stride") or max(1, size // 2)
         train_w = self.split.windows("train", size, halo=self.halo, stride=stride, multiple=self.ps.multiple)
-        val_w = self.split.windows("val", size, halo=self.halo, stride=size, multiple=self.ps.multiple)
+        val_w = self.split.windows("val", size, halo=self.halo, stride=s.get("val_stride") or size,
+                                   multiple=self.ps.multiple)
         if len(train_w) == 0 or len(val_w) == 0:
             raise LearnError(
                 f"no {'training' if len(train_w) == 0 else 'validation'} window of {size} px whose halo ({self.halo} px) "
@@ -207,6 +157,7 @@ class PatchTask(Task):
             )
         if t.get("val_windows"):
             val_w = val_w[np.sort(np.random.default_rng([seed, 5]).permutation(len(val_w))[: int(t["val_windows"])])]
+        train_w, val_w = self._keep(train_w, size, "training"), self._keep(val_w, size, "validation")
         self._check_targets(train_w, val_w, size)
         self.normalisers = band_statistics(self.ps, train_w, size, max_windows=int(s.get("norm_windows", 256)), seed=seed)
         weights = self._weights(train_w, size)
@@ -218,6 +169,14 @@ class PatchTask(Task):
 
     def _prepare_target(self, tcube: xr.DataArray) -> None:
         raise NotImplementedError
+
+    def _time(self) -> int | str | None:
+        """Date of per-date source cubes (``data.time``), or ``"all"`` to stack dates as channels."""
+        return self.cfg.data.get("time", 0)
+
+    def _keep(self, windows: np.ndarray, size: int, part: str) -> np.ndarray:
+        """The windows worth training or validating on (all of them here)."""
+        return windows
 
     target_what = "target pixels with a value"
     """What :meth:`_target_total` counts (for messages)."""
@@ -288,7 +247,7 @@ class PatchTask(Task):
                  "layout": "time_band" if s.n_dates > 1 else "band"} for s in self.ps.sources]
 
     def checkpoint(self) -> dict[str, Any]:
-        return {"normaliser": None, "meta": {
+        return {"meta": {
             "sources": self.sources_meta(), "reference": self.ps.reference, "multiple": self.ps.multiple,
             "normalisers": {k: v.to_dict() for k, v in self.normalisers.items()},
             "split": self.split.to_dict(), "halo": self.halo, "patch_size": self.size,
@@ -297,6 +256,121 @@ class PatchTask(Task):
 
     def _target_meta(self) -> dict[str, Any]:
         return {}
+
+
+class GapfillTask(PatchTask):
+    """Self-supervised gap filling: clear observations hidden under real cloud masks are the target.
+
+    The source cube's measurement bands (``data.bands``) are read with every date as channels
+    and their cloudy observations (:func:`eocube.masks.clear_from_cloud_band` with
+    ``data.cloud_band`` and ``data.data_band``) as NaN; windows whose clear fraction is below
+    ``sampler.min_clear_fraction`` are left out; the cloud masks that make the artificial gaps
+    come from the training blocks only (:class:`~eocube.learn.gaps.GapTarget`).
+    """
+
+    name = "gapfill"
+    target_what = "hidden clear observations"
+
+    def _sources(self, source: Any, target: Any) -> tuple[dict[str, xr.DataArray], dict[str, list], Any, list | None]:
+        from ..cube import select_bands, validate_cube
+        from ..masks import clear_from_cloud_band
+
+        d = self.cfg.data
+        if d.get("cloud_band") is None:
+            raise LearnError("data.cloud_band is null: artificial gaps are made of real cloud masks, so the training "
+                             "cube needs a cloud mask band (1 = cloud)")
+        if source is None or (isinstance(source, str) and source == "sample"):
+            from ..datasets import sentinel2_sample
+
+            source = sentinel2_sample()
+        cube = validate_cube(open_cube(source), name="source")
+        self.cube = cube
+        self.inputs = {"source": cube}
+        values = select_bands(cube, list(d["bands"])).astype("float32")
+        clear = clear_from_cloud_band(cube, d["cloud_band"], data_band=d.get("data_band"))
+        return {"input": values.where(clear)}, {}, None, None
+
+    def build(self, source: Any, target: Any, world_size: int) -> None:
+        super().build(source, target, world_size)
+        self.inputs = {"source": self.cube}
+        n = len(self.cfg.data["bands"])
+        norm = self.normalisers["input"]
+        self.normaliser = Normaliser(tuple(self.cfg.data["bands"]), norm.mean[:n], norm.std[:n])
+        self._check_val()
+
+    def _time(self) -> str:
+        return "all"
+
+    def _prepare_target(self, tcube: xr.DataArray) -> None:
+        self._gaps: GapTarget | None = None
+
+    def _keep(self, windows: np.ndarray, size: int, part: str) -> np.ndarray:
+        low = float(self.cfg.sampler.get("min_clear_fraction", 0.0))
+        frac = np.array([np.isfinite(self.ps.read(int(y0), int(x0), size)[0][0]).mean() for y0, x0 in windows])
+        kept = windows[frac >= low] if len(windows) else windows
+        if len(kept) == 0:
+            raise LearnError(
+                f"no {part} window of {size} px has a clear fraction >= sampler.min_clear_fraction={low} (best "
+                f"{frac.max() if len(frac) else 0:.2f} of {len(windows)} window(s)): lower sampler.min_clear_fraction, "
+                "or change the split (split.block_size, split.seed) or the area"
+            )
+        return kept
+
+    def _check_targets(self, train_w: np.ndarray, val_w: np.ndarray, size: int) -> None:
+        """Windows are checked by :meth:`_keep`, the hidden observations of validation by :meth:`_check_val`."""
+
+    def _target_kwargs(self) -> dict[str, Any]:
+        if self._gaps is None:
+            d, g = self.cfg.data, self.cfg.gaps
+            from ..cube import select_bands
+
+            cloud = select_bands(self.cube, d["cloud_band"]).isel(band=0).values
+            bank = bank_from_blocks(cloud, self.split.blocks("train"), min_fraction=float(g["min_cloud_fraction"]))
+            self._gaps = GapTarget(bank, float(g["p_date"]), days_since_epoch(self.cube["time"].values))
+        return {"target": "gaps", "gaps": self._gaps}
+
+    def _check_val(self) -> None:
+        """Refuse a validation set with nothing to score (val loss 0 at every epoch, best.pt kept at epoch 1)."""
+        hidden = sum(int(self.val[i]["target_mask"].sum()) for i in range(len(self.val)))
+        if hidden == 0:
+            raise LearnError(
+                f"the validation set holds no hidden clear observation ({len(self.val)} window(s) of the validation "
+                f"blocks, train.val_windows={self.cfg.train.get('val_windows')}): every epoch would score val loss 0 "
+                "and best.pt would stay at epoch 1; give train.val_windows >= 1, a larger split.block_size or "
+                "validation fraction, or a lower sampler.min_clear_fraction"
+            )
+
+    def sources_meta(self) -> list[dict[str, Any]]:
+        return [{"name": "input", "bands": list(self.cfg.data["bands"]), "channels": len(self.cfg.data["bands"]),
+                 "ratio": 1, "layout": "sequence"}]
+
+    def _target_meta(self) -> dict[str, Any]:
+        return {"normaliser": self.normaliser.to_dict(), "bands": list(self.cfg.data["bands"])}
+
+    def network(self) -> nn.Module:
+        from .networks import GapFillNet
+
+        return GapFillNet(n_bands=len(self.cfg.data["bands"]), **self.cfg.network)
+
+    def loss(self, model: nn.Module, b: dict[str, torch.Tensor]) -> torch.Tensor:
+        return masked_mse(model(b["values"], b["valid"], b["days"]), b["values"], b["target_mask"])
+
+    def validate(self, net: nn.Module, loader: DataLoader, device: torch.device) -> dict[str, Any]:
+        total, count = 0.0, 0.0
+        with torch.no_grad():
+            for b in loader:
+                b = {k: v.to(device) for k, v in b.items()}
+                pred = net(b["values"], b["valid"], b["days"])
+                m = b["target_mask"].to(pred.dtype)
+                total += float(((pred - b["values"]) ** 2 * m).sum())
+                count += float(m.sum())
+        return {"val_loss": total / max(count, 1.0)}
+
+
+def masked_mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean squared error over the hidden clear observations only."""
+    m = mask.to(pred.dtype)
+    return ((pred - target) ** 2 * m).sum() / m.sum().clamp_min(1.0)
 
 
 class SegmentationTask(PatchTask):
@@ -339,7 +413,7 @@ class SegmentationTask(PatchTask):
         return int(hist.sum())
 
     def _valid_target(self, tgt: np.ndarray) -> np.ndarray:
-        from .dataset import _class_index, _lookup
+        from .patches import _class_index, _lookup
 
         return _class_index(tgt[0], _lookup([c["value"] for c in self.classes])) >= 0
 
@@ -505,5 +579,5 @@ def make_task(cfg: TrainConfig) -> Task:
     return TASK_CLASSES[cfg.task](cfg)
 
 
-__all__ = ["GapfillTask", "PatchTask", "SegmentationTask", "SuperresTask", "TASK_CLASSES", "Task", "make_task",
+__all__ = ["GapfillTask", "PatchTask", "masked_mse", "SegmentationTask", "SuperresTask", "TASK_CLASSES", "Task", "make_task",
            "open_cube", "soft_dice_loss"]

@@ -58,12 +58,6 @@ class TrainResult:
     """Rank of this process (rank 0 holds the history and writes checkpoints)."""
 
 
-def masked_mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean squared error over the hidden clear observations only."""
-    m = mask.to(pred.dtype)
-    return ((pred - target) ** 2 * m).sum() / m.sum().clamp_min(1.0)
-
-
 def _lr(base: float, step: int, total: int, warmup: int) -> float:
     if step < warmup:
         return base * (step + 1) / warmup
@@ -150,7 +144,7 @@ def train(
     config
         A :class:`TrainConfig`, a YAML path, or None for the task's defaults.
     source
-        Gap filling: the cube (None for the bundled Sentinel-2 sample, a Zarr path, or a cube).
+        Gap filling: the cube (None for the bundled Sentinel-2 sample, a sample name, a Zarr path, or a cube).
         Segmentation, super-resolution: ``{name: cube or path}`` of the input sources (or one
         cube), None for the config's ``data.sources``.
     target
@@ -249,7 +243,7 @@ def _run(
     def save(path: Path, epoch: int, position: dict[str, Any] | None, with_optimizer: bool = True) -> None:
         part = task.checkpoint()
         meta = dict(part["meta"], position=position)
-        save_checkpoint(path, model=net, optimizer=optimizer if with_optimizer else None, normaliser=part["normaliser"],
+        save_checkpoint(path, model=net, optimizer=optimizer if with_optimizer else None,
                         config=cfg.to_dict(), epoch=epoch, history=history, task=task.name, meta=meta,
                         rng=torch.get_rng_state(), fingerprint=fingerprint, world_size=env.world_size)
 
@@ -301,7 +295,7 @@ def _run(
                      "" if monitor == "val_loss" else f", {monitor} {value:.4f}")
         distributed.barrier(env)
     done = max(start_epoch, stop)
-    if env.is_main and done >= epochs and t_cfg.get("export", False) and task.name != "gapfill":
+    if env.is_main and done >= epochs and t_cfg.get("export", False):
         from .export import export_run
 
         export_run(out)

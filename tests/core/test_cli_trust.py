@@ -139,7 +139,7 @@ def test_without_a_mask_integer_nodata_counts_as_never_observed(tmp_path):
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory) -> Path:
-    """A network trained for a few steps (seconds) with the default held-out test region (columns 64..)."""
+    """A network trained for a few steps (seconds) with the default split (one test block of 51 px)."""
     from eocube.learn.config import load_config
     from eocube.learn.trainer import train
 
@@ -162,8 +162,8 @@ def test_evaluate_model_scores_the_held_out_region_only(tiny_run):
     args = ["--methods", "linear", "--model", str(tiny_run), "--plot", "", "--fraction", "0.2"]
     result = CliRunner().invoke(evaluate, args)
     assert result.exit_code == 0, result.output
-    assert ("scored region: the test region held out by the network's training config, rows 0..100, cols 64..99 "
-            "(101 x 36 = 3,636 pixels; bbox ") in result.output
+    assert ("scored region: the 1 test block(s) of 51 px of the network's training split (2,601 pixels), never "
+            "read in training") in result.output
     rows = {line.split("|")[1].strip() for line in result.output.splitlines() if line.startswith("| ")}
     assert {"model", "linear"} <= rows
     everything = CliRunner().invoke(evaluate, [*args, "--all-pixels"])
@@ -171,7 +171,7 @@ def test_evaluate_model_scores_the_held_out_region_only(tiny_run):
     assert "WARNING: --all-pixels: scoring the whole cube, including the pixels the network was trained on" \
         in everything.stderr
     assert "scored region" not in everything.output
-    assert held_out(result.output) < 0.5 * held_out(everything.output)  # 36 of 100 columns
+    assert held_out(result.output) < 0.5 * held_out(everything.output)  # 2,601 of 10,100 pixels
 
 
 # Case 19: outputs that cannot be written are refused before anything starts

@@ -77,3 +77,28 @@ def test_cli_evaluate_prints_the_table_and_writes_plot_and_csv(tmp_path):
     assert list(pd.read_csv(csv).columns) == ["method", "band", "n", "unfilled", "rmse", "mae", "bias"]
     bad = CliRunner().invoke(evaluate, ["--methods", "linear,kriging", "--plot", ""])
     assert bad.exit_code != 0 and "kriging" in bad.output
+
+
+def test_where_scores_only_the_given_pixels_with_the_same_gaps_and_context(real):
+    cube, clear = real
+    nd = cube.sel(band=["NDVI"])
+    area = xr.DataArray(np.zeros((cube.sizes["y"], cube.sizes["x"]), bool), dims=("y", "x"),
+                        coords={"y": cube.y, "x": cube.x})
+    area[:, 64:] = True
+    seen = []
+
+    def spy(c, train):  # the filler sees the whole cube and the same gaps as without `where`
+        seen.append(train)
+        return fill_gaps(c, train, method="linear")
+
+    everywhere = evaluate_methods(nd, clear, methods=["linear"], seed=1, extra={"spy": spy})
+    part = evaluate_methods(nd, clear, methods=["linear"], seed=1, extra={"spy": spy}, where=area)
+    xr.testing.assert_equal(seen[0], seen[1])
+    _, held = artificial_gaps(clear, 0.2, 1)
+    held_area = int((held & area).sum())
+    rows = part[part["band"] == "all"].set_index("method")
+    assert rows.loc["linear", "n"] == held_area == part.attrs["held_out"]
+    assert 0 < held_area < int(held.sum()) == everywhere.attrs["held_out"]
+    assert rows.loc["spy", "rmse"] == pytest.approx(rows.loc["linear", "rmse"])
+    with pytest.raises(EvaluateError, match="where"):
+        evaluate_methods(nd, clear, methods=["linear"], where=area.astype(int))

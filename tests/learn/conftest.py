@@ -18,7 +18,7 @@ TINY = {
     "sampler": {"patch_size": 12, "min_clear_fraction": 0.3},
     "network": {"hidden": 8, "depth": 2, "kernel_t": 3},
     "train": {"epochs": 2, "steps_per_epoch": 3, "batch_size": 2, "val_windows": 4, "num_workers": 0,
-              "progress": False, "lr": 0.01},
+              "progress": False, "lr": 0.01, "export": False},
 }
 """A network and run small enough for a test (seconds on 2 cores)."""
 

@@ -23,9 +23,9 @@ def run(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
 
 def test_train_then_fill_and_evaluate_with_the_model(tmp_path, sample):
     config = tmp_path / "tiny.yaml"
-    config.write_text(yaml.safe_dump(TINY))
+    config.write_text(yaml.safe_dump({**TINY, "train": {**TINY["train"], "export": True}}))
     run("train", "--config", str(config), "--out", str(tmp_path / "run"))
-    assert (tmp_path / "run" / "last.pt").exists() and (tmp_path / "run" / "best.pt").exists()
+    assert all((tmp_path / "run" / f).exists() for f in ("last.pt", "best.pt", "model.pt2", "model.json"))
 
     out = tmp_path / "filled.zarr"
     proc = run("gapfill", "--method", "model", "--model", str(tmp_path / "run"), "--out", str(out),

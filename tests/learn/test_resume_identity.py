@@ -153,21 +153,19 @@ def test_a_mid_epoch_checkpoint_resumes_only_with_as_many_processes(tmp_path, sy
         train(cfg, source=src, target=lab, out=tmp_path, resume=True)
 
 
-# --- gap filling (build_training_data / GapDataset)
+# --- gap filling (the gaps target of the same patch dataset)
 
 def _gap(tiny, **sections):
     raw = tiny.to_dict()
     return load_config(overrides={**raw, **{k: {**raw[k], **v} for k, v in sections.items()}})
 
 
-def test_gapfill_resume_with_other_gaps_or_regions_is_refused_naming_them(tmp_path, sample, tiny_config):
+def test_gapfill_resume_with_other_gaps_or_split_is_refused_naming_them(tmp_path, sample, tiny_config):
     train(tiny_config, source=sample, out=tmp_path, until_epoch=1)
     with pytest.raises(LearnError, match=r"in gaps\.p_date \(0\.35 -> 0\.5\)"):
         train(_gap(tiny_config, gaps={"p_date": 0.5}), source=sample, out=tmp_path, resume=True)
-    moved = _gap(tiny_config, data={"val_region": {"y": [70, None], "x": [0, 64]},
-                                    "train_region": {"y": [0, 70], "x": [0, 64]}})
-    with pytest.raises(LearnError, match=r"data\.train_region\.y \(\[0, 76\] -> \[0, 70\]\), data\.val_region\.y .*"
-                                         r"normalisation"):
+    moved = _gap(tiny_config, split={"seed": 3})
+    with pytest.raises(LearnError, match=r"split\.seed \(0 -> 3\).*split blocks"):
         train(moved, source=sample, out=tmp_path, resume=True)
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from eocube.learn.dataset import (PatchDataset, PatchSources, WindowReader, band_statistics, class_balance_weights,
+from eocube.learn.patches import (PatchDataset, PatchSources, WindowReader, band_statistics, class_balance_weights,
                                   label_histograms)
 from eocube.learn.errors import LearnError
 from eocube.learn.split import BlockSplit

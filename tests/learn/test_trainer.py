@@ -10,10 +10,10 @@ from torch.utils.data import DataLoader
 from eocube.learn.checkpoint import load_checkpoint, load_model
 from eocube.learn.cli import train_command
 from eocube.learn.config import load_config
-from eocube.learn.data import build_training_data
 from eocube.learn.errors import LearnError
-from eocube.learn.network import GapFillNet, NetworkConfig
-from eocube.learn.trainer import masked_mse, resume_state, train
+from eocube.learn.networks import GapFillNet
+from eocube.learn.tasks import make_task, masked_mse
+from eocube.learn.trainer import resume_state, train
 
 
 def _val_loss(net, data):
@@ -30,8 +30,9 @@ def _val_loss(net, data):
 
 def test_a_few_steps_lower_the_loss(tmp_path, sample, tiny_config):
     cfg = load_config(overrides={**tiny_config.to_dict(), "train": {**tiny_config.train, "epochs": 3, "steps_per_epoch": 4}})
-    data = build_training_data(sample, cfg)
-    untrained = GapFillNet(NetworkConfig(n_bands=1, **cfg.network))  # = linear interpolation
+    data = make_task(cfg)
+    data.build(sample, None, 1)
+    untrained = GapFillNet(n_bands=1, **cfg.network)  # = linear interpolation
     result = train(cfg, source=sample, out=tmp_path)
     net, _ = load_model(tmp_path / "last.pt")
     before, after = _val_loss(untrained, data), _val_loss(net, data)
@@ -54,7 +55,7 @@ def test_resume_continues_from_saved_epoch_with_identical_state(tmp_path, sample
     assert saved["epoch"] == 1
 
     # the optimiser state put back by resume is the saved one, tensor for tensor
-    net = GapFillNet(NetworkConfig(n_bands=1, **tiny_config.network))
+    net = GapFillNet(n_bands=1, **tiny_config.network)
     opt = torch.optim.AdamW(net.parameters(), lr=0.1)
     epoch, history = resume_state(tmp_path / "b", net, opt, torch.device("cpu"))
     assert epoch == 1 and len(history) == 1
@@ -106,13 +107,7 @@ def test_config_errors_name_the_key(tmp_path):
         load_config(tmp_path / "bad.yaml")
     with pytest.raises(LearnError, match="no config file"):
         load_config(tmp_path / "missing.yaml")
-    with pytest.raises(LearnError, match="empty"):
-        load_config(overrides={"data": {"train_region": {"y": [50, 40], "x": [0, 10]}}}).region("train").slices(101, 100)
+    with pytest.raises(LearnError, match=r"'data.train_region' is from an earlier eocube.*split.block_size"):
+        load_config(overrides={"data": {"train_region": {"y": [50, 40], "x": [0, 10]}}})
 
 
-def test_region_overrides_merge_and_overlap_with_the_test_box_is_flagged(sample, tiny_config):
-    cfg = load_config(overrides={**tiny_config.to_dict(), "data": {"train_region": {"y": [0, 60]}}})
-    assert cfg.region("train").x == (0, 64)  # x kept from the defaults
-    leaky = load_config(overrides={**tiny_config.to_dict(), "data": {"train_region": {"x": [0, 80]}}})
-    with pytest.warns(UserWarning, match="not honest"):
-        build_training_data(sample, leaky)

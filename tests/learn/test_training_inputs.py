@@ -76,8 +76,8 @@ def test_split_fractions_without_test_part_train_with_a_warning(tmp_path, synth)
 
 def test_gapfill_validation_without_windows_is_refused(tmp_path, sample, tiny_config):
     raw = tiny_config.to_dict()
-    cfg = load_config(overrides={**raw, "train": {**raw["train"], "val_windows": 0}})
-    with pytest.raises(LearnError, match=r"the validation set holds no hidden clear observation \(0 window\(s\) of "
-                                         r"data.val_region .* train.val_windows=0\): .* val loss 0"):
+    cfg = load_config(overrides={**raw, "gaps": {**raw["gaps"], "p_date": 0.0}})  # nothing is ever hidden
+    with pytest.raises(LearnError, match=r"the validation set holds no hidden clear observation \(4 window\(s\) of "
+                                         r"the validation blocks, train.val_windows=4\): .* val loss 0"):
         train(cfg, source=sample, out=tmp_path)
     assert not (tmp_path / "last.pt").exists()

@@ -31,7 +31,7 @@ from torch import nn
 
 import eocube
 from eocube.learn.checkpoint import load_checkpoint, save_checkpoint
-from eocube.learn.network import GapFillNet, NetworkConfig
+from eocube.learn.networks import GapFillNet
 from eocube.models import ModelLoadError, from_state_dict, from_torchscript
 from eocube.models._loading import as_source, from_exported
 from eocube.models.card import export_model
@@ -91,8 +91,8 @@ def legit(tmp_path_factory) -> dict[str, Path]:
     files["ts"] = base / "net.ts"
     torch.save(net.state_dict(), base / "weights.pt")
     files["sd"] = base / "weights.pt"
-    gap = GapFillNet(NetworkConfig(n_bands=1, hidden=4, depth=1, kernel_t=3))
-    files["ckpt"] = save_checkpoint(base / "last.pt", model=gap, normaliser=None, config={"seed": 0}, epoch=1,
+    gap = GapFillNet(n_bands=1, hidden=4, depth=1, kernel_t=3)
+    files["ckpt"] = save_checkpoint(base / "last.pt", model=gap, config={"seed": 0}, epoch=1,
                                     optimizer=torch.optim.AdamW(gap.parameters()))
     return files
 

@@ -15,7 +15,7 @@ TINY = {
     "sampler": {"patch_size": 12, "min_clear_fraction": 0.3},
     "network": {"hidden": 8, "depth": 2, "kernel_t": 3},
     "train": {"epochs": 1, "steps_per_epoch": 2, "batch_size": 2, "val_windows": 4, "num_workers": 0,
-              "progress": False, "threads": 1},
+              "progress": False, "threads": 1, "export": False},
 }
 
 

@@ -14,8 +14,9 @@
 * :func:`band_statistics` and :func:`class_balance_weights` compute normalisation statistics
   and sampling weights from the **training windows only**.
 
-The self-supervised gap-filling examples (:class:`~eocube.learn.sampler.GapDataset`) read their
-windows through :class:`WindowReader` too.
+* The ``gaps`` target (gap filling, self-supervised): the source's dates stacked as channels,
+  cloudy observations NaN; clear observations hidden under real cloud masks become the target
+  (:class:`~eocube.learn.gaps.GapTarget`).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from torch.utils.data import Dataset
 
 from ..cube import select_bands
 from .errors import LearnError
+from .gaps import GapTarget
 from .normalisation import Normaliser
 
 
@@ -344,7 +346,8 @@ class PatchDataset(Dataset):
         ``{source: Normaliser}`` of the inputs.
     target
         ``"labels"`` (class indices, -1 where unlabelled), ``"values"`` (normalised with
-        ``target_normaliser``; a ``target_valid`` mask), or None.
+        ``target_normaliser``; a ``target_valid`` mask), ``"gaps"`` (``values``, ``valid``,
+        ``target_mask``, ``days`` of one source with its dates as channels; see ``gaps``), or None.
     class_values
         Label values of the classes (labels), in class-index order.
     target_normaliser
@@ -358,6 +361,8 @@ class PatchDataset(Dataset):
         Random flips and 90-degree rotations (training).
     seed
         Base seed.
+    gaps
+        How the ``gaps`` target hides clear observations.
     """
 
     def __init__(
@@ -374,7 +379,11 @@ class PatchDataset(Dataset):
         weights: np.ndarray | None = None,
         augment: bool = False,
         seed: int = 0,
+        gaps: GapTarget | None = None,
     ) -> None:
+        if target == "gaps" and (gaps is None or len(sources.sources) != 1):
+            raise LearnError("the gaps target needs one source and a GapTarget (gaps=)")
+        self.gaps = gaps
         if len(windows) == 0:
             raise LearnError("a dataset without windows: enlarge the area or lower sampler.patch_size / split.buffer")
         if size % sources.multiple:
@@ -418,6 +427,9 @@ class PatchDataset(Dataset):
         out: dict[str, Any] = {}
         if self.target == "labels":
             out["target"] = _class_index(tgt[0], self._lut)
+        elif self.target == "gaps":
+            out = self.gaps.example(raw[0], inputs.pop(0), rng)
+            days = out.pop("days")
         elif self.target == "values":
             ok = np.isfinite(tgt)
             if self.sources.target_nodata is not None:
@@ -431,6 +443,8 @@ class PatchDataset(Dataset):
             out = {key: _aug(v, k, flip) for key, v in out.items()}
         result = {f"x{j}": torch.from_numpy(np.ascontiguousarray(x)) for j, x in enumerate(inputs)}
         result.update({k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in out.items()})
+        if self.target == "gaps":
+            result["days"] = torch.from_numpy(days)
         result["corner"] = torch.tensor([y0, x0])
         return result
 
