@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from ..cube import DIMS
+from ..errors import StoreOptionError
 
 FEW_FILES = 1000
 """Up to this many write units, each dask chunk is its own unit (shard or chunk)."""
@@ -85,9 +86,9 @@ def choose_format(zarr_format: int | None, gdal_compatible: bool | None, *, remo
     """
     if zarr_format is not None:
         if zarr_format not in (2, 3):
-            raise ValueError(f"zarr_format must be 2 or 3, got {zarr_format!r}")
+            raise StoreOptionError(f"zarr_format must be 2 or 3, got {zarr_format!r}")
         if gdal_compatible and zarr_format == 3:
-            raise ValueError("gdal_compatible=True needs zarr_format=2 (GDAL up to 3.10 reads no Zarr format 3)")
+            raise StoreOptionError("gdal_compatible=True needs zarr_format=2 (GDAL up to 3.10 reads no Zarr format 3)")
         return zarr_format, "asked for"
     if gdal_compatible:
         return 2, "GDAL compatibility asked for"
@@ -123,15 +124,19 @@ def _dims_shape(spec: dict[str, int] | tuple[int, ...] | list[int], shape: tuple
     if isinstance(spec, dict):
         unknown = set(spec) - set(DIMS)
         if unknown:
-            raise ValueError(f"{what} has unknown dims {sorted(unknown)}; use {DIMS}")
+            raise StoreOptionError(f"{what} has unknown dims {sorted(unknown)}; use {DIMS}")
         values = [spec.get(d, s) for d, s in zip(DIMS, shape)]
     else:
         values = list(spec)
         if len(values) != len(shape):
-            raise ValueError(f"{what} needs {len(shape)} sizes {DIMS}, got {values}")
+            raise StoreOptionError(f"{what} needs {len(shape)} sizes {DIMS}, got {values}")
+    bad = [v for v in values if v is not None and (isinstance(v, (bool, np.bool_))
+                                                   or not isinstance(v, (int, np.integer)))]
+    if bad:
+        raise StoreOptionError(f"{what} sizes must be whole numbers >= 1 (or -1 for the whole axis), got {values}")
     out = tuple(s if (v is None or v == -1) else (min(int(v), s) if clip else int(v)) for v, s in zip(values, shape))
     if any(v < 1 for v in out):
-        raise ValueError(f"{what} sizes must be positive (or -1 for the whole axis), got {values}")
+        raise StoreOptionError(f"{what} sizes must be positive (or -1 for the whole axis), got {values}")
     return out
 
 
@@ -190,7 +195,7 @@ def choose_layout(
     """
     if zarr_format == 2:
         if shards is not None:
-            raise ValueError("shards need Zarr format 3 (zarr_format=3); format 2 stores one file per chunk")
+            raise StoreOptionError("shards need Zarr format 3 (zarr_format=3); format 2 stores one file per chunk")
         unit = _dims_shape(chunks, shape, "chunks") if chunks is not None else tuple(dask_chunks)
         return Layout(unit, unit, None, "format 2: one chunk per dask chunk" if chunks is None else "chunks asked for")
     budget = budget or memory_budget()
@@ -218,7 +223,7 @@ def choose_layout(
         inner = _dims_shape(chunks, unit, "chunks")
         bad = [d for d, u, c in zip(DIMS, unit, inner) if u % c]
         if bad:
-            raise ValueError(f"shards {dict(zip(DIMS, unit))} are not a multiple of chunks {dict(zip(DIMS, inner))} "
+            raise StoreOptionError(f"shards {dict(zip(DIMS, unit))} are not a multiple of chunks {dict(zip(DIMS, inner))} "
                              f"along {bad}: pick chunks that divide the shards")
         why += "; chunks asked for"
     elif unit != tuple(dask_chunks) and shards is None:  # grouped dask chunks: each stays a chunk (or is split)

@@ -230,9 +230,12 @@ def test_to_zarr_still_stores_attributes_json_holds(tmp_path):
 @pytest.mark.parametrize("kwargs, name", [({"memory_budget": "4 parsecs"}, "memory_budget"),
                                           ({"memory_budget": -1}, "memory_budget"),
                                           ({"compression_level": 99}, "compression_level"),
-                                          ({"compression_level": 2.5}, "compression_level")])
+                                          ({"compression_level": 2.5}, "compression_level"),
+                                          ({"chunks": {"y": 2.5}}, "chunks"), ({"chunks": {"y": 0}}, "chunks"),
+                                          ({"zarr_format": 4}, "zarr_format")])
 def test_to_zarr_refuses_meaningless_options(kwargs, name, tmp_path):
-    """f16d111: accepted silently (format 2 ignores memory_budget; zstd clamps level 99)."""
+    """f16d111: accepted silently (format 2 ignores memory_budget; zstd clamps level 99; chunks y=2.5 taken as 2),
+    or a builtins.ValueError (chunks y=0, zarr_format=4), not an eocube error."""
     with pytest.raises(EOCubeError, match=name):
         eocube.to_zarr(small(), tmp_path / "x.zarr", progress=False, **kwargs)
     assert not (tmp_path / "x.zarr").exists()
