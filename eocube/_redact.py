@@ -31,6 +31,9 @@ REDACTED = "REDACTED"
 SECRET_ENV = (
     "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_ACCESS_KEY_ID", "GOOGLE_SERVICE_ACCOUNT_KEY",
     "AZURE_STORAGE_ACCOUNT_KEY", "AZURE_STORAGE_SAS_KEY", "AZURE_CLIENT_SECRET",
+    # obstore reads these too (its Azure and GCS configuration keys)
+    "AZURE_STORAGE_ACCESS_KEY", "AZURE_STORAGE_MASTER_KEY", "AZURE_STORAGE_SAS_TOKEN", "AZURE_STORAGE_TOKEN",
+    "AZURE_STORAGE_CLIENT_SECRET", "GOOGLE_BEARER_TOKEN",
 )
 """Environment variables whose values never appear in a message (object-store credentials)."""
 

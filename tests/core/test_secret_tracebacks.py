@@ -284,3 +284,16 @@ def test_redact_exception_cleans_every_kind_of_chained_exception():
     assert isinstance(stand_in, RedactedError) and "CPLE_HttpResponseError: HTTP 403" in str(stand_in)
     assert stand_in.__traceback__ is not None  # the original's frames are kept
     assert isinstance(pickle.loads(pickle.dumps(stand_in)), RedactedError)
+
+
+@pytest.mark.parametrize("name", ["AZURE_STORAGE_SAS_TOKEN", "AZURE_STORAGE_ACCESS_KEY", "AZURE_STORAGE_MASTER_KEY",
+                                  "AZURE_STORAGE_TOKEN", "AZURE_STORAGE_CLIENT_SECRET", "GOOGLE_BEARER_TOKEN"])
+def test_every_credential_variable_obstore_reads_is_redacted(name, monkeypatch):
+    """obstore reads these variables as credentials: their values never appear in a redacted text."""
+    from eocube._redact import env_secrets, redact_text
+
+    secret = "s3cr3t-value-of-" + name.lower()
+    monkeypatch.setenv(name, secret)
+    text = redact_text(f"request failed with credential {secret} for az://box/out.zarr", env_secrets())
+    assert secret not in text
+    assert "az://box/out.zarr" in text
