@@ -161,6 +161,17 @@ def test_eocube_apply_on_a_source_without_dates_is_one_line(smoother, tmp_path):
     one_line_exit_2(proc, r"no dates")
 
 
+def test_eocube_gapfill_on_a_source_without_dates_is_one_line(tmp_path):
+    """f16d111: exit 1 and a traceback ending 'ValueError: NaTType does not support strftime'."""
+    from eocube.datasets import sentinel2_sample
+
+    empty = tmp_path / "nodates.zarr"
+    eocube.to_zarr(sentinel2_sample().isel(time=slice(0, 0)), empty, progress=False)
+    proc = cli("gapfill", "--source", str(empty), "--out", str(tmp_path / "o.zarr"), "--no-progress")
+    one_line_exit_2(proc, r"no dates")
+    assert not (tmp_path / "o.zarr").exists()
+
+
 # ============================================================================ to_zarr / open_zarr arguments
 
 
