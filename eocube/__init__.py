@@ -23,6 +23,7 @@ from .errors import (
     IncompleteStoreError,
     ResumeMismatchError,
     StoreError,
+    StoreLockedError,
     StoreNotFoundError,
 )
 
@@ -38,6 +39,7 @@ __all__ = [
     "IncompleteStoreError",
     "ResumeMismatchError",
     "StoreError",
+    "StoreLockedError",
     "StoreNotFoundError",
     "WriteReport",
     "__version__",

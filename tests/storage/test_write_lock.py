@@ -81,7 +81,13 @@ def _lock_path(store: Path) -> Path:
     return store.with_name(store.name + ".eocube-lock")
 
 
-def _wait_for(predicate, what: str, timeout: float = 120.0) -> None:
+WAIT = float(os.environ.get("EOCUBE_TEST_WAIT", "600"))
+"""Seconds any wait of these tests allows: a bound for a loaded CI machine, not a timing assertion (they
+return as soon as what they wait for happens). ``EOCUBE_TEST_WAIT`` lowers it to see quickly what the
+tests say about code that never does what they wait for."""
+
+
+def _wait_for(predicate, what: str, timeout: float = WAIT) -> None:
     """Wait (not a timing assertion: a generous bound for a loaded machine) until ``predicate()``."""
     end = time.monotonic() + timeout
     while not predicate():
@@ -105,10 +111,10 @@ def _two_writers(tmp_path: Path, store: str, *, gated: bool, delay: float = 0.0,
         go.touch()
         if gated:  # the winner holds the lock on the gate; the loser ends (refused) before it opens
             try:
-                _wait_for(lambda: any(p.poll() is not None for p in procs), "one writer to end", timeout=60)
+                _wait_for(lambda: any(p.poll() is not None for p in procs), "one writer to end")
             finally:
                 gate.touch()
-        out = [p.communicate(timeout=180) for p in procs]
+        out = [p.communicate(timeout=WAIT) for p in procs]
     finally:
         for p in procs:
             if p.poll() is None:
@@ -189,7 +195,7 @@ def test_a_lock_naming_a_dead_process_of_this_host_is_taken_over_with_a_warning(
 
 def test_a_reused_pid_does_not_keep_a_dead_writers_lock(tmp_path, caplog):
     store = tmp_path / "reused.zarr"
-    sleeper = subprocess.Popen(["sleep", "60"])  # alive, but not the process that took the lock
+    sleeper = subprocess.Popen(["sleep", "600"])  # alive, but not the process that took the lock
     try:
         _write_lock(_lock_path(store), pid=sleeper.pid, process_started="2020-01-01T00:00:00Z")
         with caplog.at_level(logging.WARNING, logger="eocube"):
@@ -205,7 +211,7 @@ def test_a_lock_held_by_a_live_process_of_this_host_is_refused_in_one_line(tmp_p
     import psutil
 
     store = tmp_path / "live.zarr"
-    holder = subprocess.Popen(["sleep", "60"])
+    holder = subprocess.Popen(["sleep", "600"])
     try:
         started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(psutil.Process(holder.pid).create_time()))
         data = _write_lock(_lock_path(store), pid=holder.pid, process_started=started)
@@ -287,7 +293,7 @@ def test_another_thread_of_this_process_is_refused_while_one_writes(tmp_path):
     release = threading.Event()
 
     def held(block: np.ndarray) -> np.ndarray:
-        release.wait(120)
+        release.wait(WAIT)
         return block
 
     cube = lock_cube()
@@ -306,7 +312,7 @@ def test_another_thread_of_this_process_is_refused_while_one_writes(tmp_path):
             eocube.to_zarr(cube, store, progress=False)
     finally:
         release.set()
-        writer.join(120)
+        writer.join(WAIT)
     assert outcome["report"].chunks_written == 8 and not _lock_path(store).exists()
 
 
@@ -371,7 +377,7 @@ def test_s3_a_lock_of_a_dead_process_is_taken_over_and_one_of_another_host_is_re
 def test_s3_a_live_holder_of_this_host_is_refused(moto, s3):
     import psutil
 
-    holder = subprocess.Popen(["sleep", "60"])
+    holder = subprocess.Popen(["sleep", "600"])
     try:
         started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(psutil.Process(holder.pid).create_time()))
         _put_lock(moto, s3, "c.zarr.eocube-lock", pid=holder.pid, process_started=started)
