@@ -832,6 +832,35 @@ def _in_process_refusal(loc: StoreLocation) -> StoreLockedError:
         "at a time; wait until that write ends and run again (a complete store is then reused)")
 
 
+_HEARTBEATS: dict[str, _Heartbeat] = {}
+"""The heartbeat of each store this process holds the lock of (by URL)."""
+
+
+def _lost_refusal(loc: StoreLocation, lock: _Backend, lost: str) -> StoreLockedError:
+    return StoreLockedError(
+        f"{loc.display}: this write lost its write lock {lock.where} while it ran ({lost}): "
+        "another writer may have written this store at the same time; when that writer has ended, run "
+        "again (mode='overwrite' if the store is refused)")
+
+
+def ensure_held(loc: StoreLocation) -> None:
+    """Raise now if this process's write lock on ``loc`` was taken from it (call before marking a store complete).
+
+    Parameters
+    ----------
+    loc
+        The store being written.
+
+    Raises
+    ------
+    StoreLockedError
+        The heartbeat found the lock replaced by another writer's.
+    """
+    heartbeat = _HEARTBEATS.get(loc.url)
+    if heartbeat is not None and heartbeat.lost is not None:
+        raise _lost_refusal(loc, heartbeat.lock, heartbeat.lost)
+
+
 @contextlib.contextmanager
 def write_lock(loc: StoreLocation) -> Iterator[None]:
     """Hold the store's write lock for the duration of the block, refreshing it (heartbeat) meanwhile.
@@ -869,15 +898,14 @@ def write_lock(loc: StoreLocation) -> Iterator[None]:
             with _stores.reworded(loc, "locking"):
                 record = _acquire(loc, lock, lock_id, timing)
             heartbeat = _Heartbeat(loc, lock, record, timing).start()
+            _HEARTBEATS[loc.url] = heartbeat
             try:
                 yield
             finally:
+                _HEARTBEATS.pop(loc.url, None)
                 heartbeat.stop()
             if heartbeat.lost is not None:
-                raise StoreLockedError(
-                    f"{loc.display}: this write lost its write lock {lock.where} while it ran ({heartbeat.lost}): "
-                    "another writer may have written this store at the same time; when that writer has ended, run "
-                    "again (mode='overwrite' if the store is refused)")
+                raise _lost_refusal(loc, lock, heartbeat.lost)
         finally:  # also after an interrupt inside _acquire; deletes the lock only if it is this write's
             _release(loc, lock, lock_id)
     finally:

@@ -244,6 +244,10 @@ def test_a_write_whose_lock_was_taken_from_it_says_so_and_leaves_the_new_holders
     message = str(outcome["error"])
     assert "\n" not in message and "this write lost its write lock" in message and OTHER_HOST in message, message
     assert lock.read_bytes() == theirs  # the new holder's lock is left alone
+    import zarr
+
+    status = zarr.open_group(str(store), mode="r").attrs["eocube_write"]["status"]
+    assert status != "complete", "a write that lost its lock must not mark the store complete"
 
 
 def test_a_lock_that_missed_beats_is_watched_and_refused_when_it_beats_again(tmp_path, caplog):
