@@ -263,6 +263,7 @@ def to_zarr(
     _ledger.prepare(loc, variable)
     tasks = _write_tasks(cube.data, pending, loc, variable, plan.record["fingerprint"])
     _run(tasks, pending, progress=progress, label=f"writing {loc.name}", loc=loc)
+    _lock.ensure_held(loc)  # a write whose lock was taken from it never marks the store complete
     _finalise(loc, plan.zarr_format, variable, nblocks)
     return report(len(pending))
 
