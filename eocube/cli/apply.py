@@ -36,6 +36,7 @@ from ._common import (
     compute_on,
     default_quicklook,
     friendly_errors,
+    overlap,
     shown_location,
     store_is_complete,
     zarr_options,
@@ -102,6 +103,9 @@ def apply(model: str, sources: tuple[str, ...], out: str, card_path: str | None,
     check_output_writable(out, what="--out")
     check_output_writable(png, what="the quicklook (--quicklook)", folder=False)
     card_file = _check_model(model, card_path, layout)
+    for path in (model, card_path):  # the PNG would replace the model file or its card
+        if path and overlap(png, path) == "same":
+            raise InputError(f"the quicklook (--quicklook) {png} is the file {path}: give the PNG another path")
     args = [parse_source(s) for s in sources]
     for arg in args:
         check_source_arg(arg)

@@ -31,14 +31,15 @@ ZSTD_LEVELS = (-131072, 22)
 0 is zstd's default level (3), negative levels its faster modes."""
 
 
-def check_variable(variable: str, coords: Any = ()) -> None:
+def check_variable(variable: str, coords: Any = (), *, from_name: bool = False) -> None:
     """A name Zarr stores as one array beside the cube's coordinates.
 
     Raises
     ------
     StoreOptionError
         Not a string, empty, with a ``/`` or ``\\`` (a nested path), starting with ``.`` (Zarr's own
-        metadata keys), or the name of one of the cube's coordinates.
+        metadata keys), or the name of one of the cube's coordinates. ``from_name``: the name
+        is the cube's (no ``variable=`` was given), which the message says.
     """
     why = None
     if not isinstance(variable, str) or not variable:
@@ -50,7 +51,8 @@ def check_variable(variable: str, coords: Any = ()) -> None:
     elif variable in {str(c) for c in coords}:
         why = f"it is the name of one of the cube's coordinates {sorted(str(c) for c in coords)}; give another name"
     if why:
-        raise StoreOptionError(f"variable={variable!r}: {why}")
+        what = f"the cube's name {variable!r} (the default variable=)" if from_name else f"variable={variable!r}"
+        raise StoreOptionError(f"{what}: {why}" + (", or pass variable=" if from_name else ""))
 
 
 def check_compression_level(level: Any) -> None:

@@ -301,11 +301,11 @@ def _plan(
 ) -> _Plan:
     validate_cube(cube)  # the time axis included (sorted, unique, no NaT)
     loc = _stores.resolve(store, storage_options, write=True)
-    variable = variable if variable is not None else (str(cube.name) if cube.name is not None else "cube")
+    given, variable = variable, variable if variable is not None else (str(cube.name) if cube.name is not None else "cube")
     if mode not in ("resume", "overwrite", "fail"):
         raise StoreOptionError(f"mode={mode!r}: give 'resume', 'overwrite' or 'fail'")
     # every argument checked before the store is looked at (issue 21 item 9)
-    _options.check_variable(variable, cube.coords)
+    _options.check_variable(variable, cube.coords, from_name=given is None and cube.name is not None)
     _options.check_compression_level(compression_level)
     budget_bytes = _options.parse_memory_budget(memory_budget)
     _options.check_attrs(redact_obj(dict(cube.attrs)))

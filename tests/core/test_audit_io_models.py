@@ -141,6 +141,18 @@ def test_eocube_apply_refuses_an_output_inside_its_source(smoother, source, tmp_
     assert not (inner / "out.zarr").exists()
 
 
+def test_eocube_apply_refuses_a_quicklook_that_would_replace_the_model_file(smoother, source, tmp_path):
+    """f16d111: exit 0, the model file replaced by the quicklook PNG."""
+    folder = tmp_path / "model"
+    shutil.copytree(smoother.parent, folder)
+    model = folder / smoother.name
+    before = model.read_bytes()
+    proc = cli("apply", str(model), "--source", str(source), "--out", str(tmp_path / "o.zarr"), "--quicklook",
+               str(model), "--no-progress")
+    one_line_exit_2(proc, r"quicklook.*is the file")
+    assert model.read_bytes() == before and not (tmp_path / "o.zarr").exists()
+
+
 def test_eocube_gapfill_refuses_to_overwrite_its_own_source(source, tmp_path):
     """f16d111: exit 0; the input deleted first, the 'filled' store all NaN ('100 % never observed')."""
     victim = tmp_path / "victim.zarr"
@@ -216,6 +228,8 @@ def test_to_zarr_refuses_a_variable_name_it_cannot_store_naming_it(variable, pat
         eocube.to_zarr(small(), tmp_path / "x.zarr", variable=variable, progress=False)
     assert "check the disk" not in str(info.value)
     assert not (tmp_path / "x.zarr").exists()
+    with pytest.raises(StoreOptionError, match=r"the cube's name .*pass variable="):  # the default variable=
+        eocube.to_zarr(small().rename(variable), tmp_path / "x.zarr", progress=False)
 
 
 @pytest.mark.parametrize("value", [pd.Timestamp("2020-01-01"), object(), {1, 2}])
