@@ -183,7 +183,8 @@ def plan_chunks(
     shape
         ``(time, band, y, x)`` of the loaded cube.
     dtype
-        dtype of the output written (the work is float32).
+        dtype of the output written (the work is float32): a numeric type (bool, integers,
+        floats, complex); object, string and date types are refused.
     worker_memory
         Memory limit of one worker (bytes or ``"16GB"``).
     threads_per_worker

@@ -43,7 +43,8 @@ def open_zarr(
         Name of the cube's array; by default the only array with dims
         ``(time, band, y, x)``.
     chunks
-        Dask chunks; by default the store's own chunks.
+        Dask chunks (dims of the cube -> a whole number >= 1, -1 for the whole
+        axis, None or ``"auto"``); by default the store's own chunks.
     allow_incomplete
         Open a store whose write has not finished, or a complete store some of
         whose written chunks were deleted since (those read as nodata). Off by
@@ -66,6 +67,8 @@ def open_zarr(
 
     Raises
     ------
+    StoreOptionError
+        ``chunks`` names a dim a cube lacks or a size below 1 (other than -1).
     StoreNotFoundError
         Nothing at ``store``.
     IncompleteStoreError

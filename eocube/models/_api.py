@@ -249,8 +249,11 @@ def apply_model(
     Raises
     ------
     SourceError
-        A source the model takes is missing from the call, one is not the model's, or a cube lacks
-        the bands the spec names.
+        A source the model takes is missing from the call, one is not the model's, a cube lacks
+        the bands the spec names, has no dates, or holds complex values.
+    OptionError
+        A run option or spec field out of range (``tile_size``, ``batch_size`` or ``size_multiple``
+        not a whole number >= 1, ``chunks`` with an unknown dim or a size below 1), named.
     GridError
         The sources' grids do not nest (the message says how to put them on nesting grids).
     ChannelMismatchError
