@@ -51,8 +51,10 @@ def connect(
     **settings
         Slurm settings (see ``eocube/cluster/eocube.yaml``): ``queue``, ``account``,
         ``walltime``, ``cores``, ``memory``, ``gpus``, ``gpu_type``, ``jobs``,
-        ``adapt_min``, ``adapt_max``, ``prologue``, ``local_directory``, ``interface``,
-        ``scheduler_host``, ``log_directory``, ``job_name``, ``job_extra_directives``,
+        ``adapt_min``, ``adapt_max``, ``prologue``, ``local_directory``, ``interface``
+        (of scheduler and workers, e.g. ``ib0``), ``scheduler_host`` (the address the
+        scheduler listens on; with neither, this host's address toward the partition's
+        nodes, see :func:`eocube.cluster.slurm.address_toward_nodes`), ``log_directory``, ``job_name``, ``job_extra_directives``,
         ``worker_extra_args``, ``death_timeout``, ``python``, ``tls`` (default True:
         scheduler, workers and client use TLS with per-run certificates; False: plain
         TCP, which lets anyone who reaches the scheduler run code as you),
@@ -174,5 +176,24 @@ def describe(client: Client) -> str:
         where += f" with Slurm worker jobs {', '.join(ids) or '(being submitted)'}"
     return (
         f"{where}: {len(workers)} workers, {threads} threads, "
-        f"{memory / 2**30:.1f} GiB; dashboard {client.dashboard_link}"
+        f"{memory / 2**30:.1f} GiB; dashboard {dashboard_link(client) or 'off'}"
     )
+
+
+def dashboard_link(client: Client) -> str:
+    """The dashboard's address where it really listens ("" without a dashboard).
+
+    dask builds ``client.dashboard_link`` from the scheduler's host, but a Slurm
+    scheduler listens on the address the compute nodes reach while its dashboard
+    stays on 127.0.0.1 (:data:`~eocube.cluster.config.DEFAULT_DASHBOARD`): for a
+    scheduler in this process, the address its dashboard server is bound to is used.
+    """
+    from distributed.utils import format_dashboard_link
+
+    server = getattr(getattr(getattr(client, "cluster", None), "scheduler", None), "http_server", None)
+    host, port = getattr(server, "address", None), getattr(server, "port", None)
+    if not host or not port:
+        return client.dashboard_link
+    if host in ("0.0.0.0", "::", ""):  # all interfaces: the scheduler's host is one of them
+        return client.dashboard_link
+    return format_dashboard_link(f"[{host}]" if ":" in host else host, port)

@@ -15,7 +15,11 @@ into dask-jobqueue arguments and adds what dask-jobqueue lacks:
   made for each run (``Security.temporary()``); the workers' certificate and key are
   written to a per-run 0700 folder the compute nodes see (``tls_directory``) and
   removed when the cluster closes. Without TLS anyone who reaches the scheduler's
-  port could run code as the user.
+  port could run code as the user;
+* a scheduler address the compute nodes reach: unless the user sets one (``interface``,
+  ``scheduler_host`` or dask-jobqueue's own settings), the scheduler listens on this
+  host's address toward the partition's nodes (:func:`address_toward_nodes`), not on
+  every interface with dask's guess (the route to the Internet, or loopback).
 """
 
 from __future__ import annotations
@@ -435,6 +439,91 @@ def _partitions() -> list[str]:
     return sorted({line.strip() for line in out.splitlines() if line.strip()})
 
 
+def _chooses_scheduler_address(settings: dict[str, Any], options: dict[str, Any]) -> bool:
+    """Whether the user set where the scheduler listens (eocube's or dask-jobqueue's settings)."""
+    return bool(settings["interface"] or settings["scheduler_host"] or "host" in options or "interface" in options
+                or dask.config.get("jobqueue.slurm.interface", None))
+
+
+def _node_addresses(queue: str | None) -> list[str]:
+    """The NodeAddr of the nodes of partition ``queue`` (all partitions when None), as ``sinfo`` lists them."""
+    cmd = ["sinfo", "-h", "-N", "-o", "%o"] + (["-p", queue] if queue else [])
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    return list(dict.fromkeys(line.strip() for line in out.splitlines() if line.strip()))
+
+
+def _local_addresses() -> set[str]:
+    """This host's own IP addresses (all interfaces)."""
+    import psutil
+
+    return {a.address.split("%")[0] for addrs in psutil.net_if_addrs().values() for a in addrs
+            if a.family in (socket.AF_INET, socket.AF_INET6)}
+
+
+def _source_toward(node: str) -> tuple[str, str] | None:
+    """(this host's address used to reach ``node``, the node's address), from a route lookup; None if unknown.
+
+    A UDP socket is connected, which only asks the kernel for the route: no packet is sent.
+    """
+    try:
+        family, _, _, _, sockaddr = socket.getaddrinfo(node, 6818, proto=socket.IPPROTO_UDP)[0]
+        with socket.socket(family, socket.SOCK_DGRAM) as sock:
+            sock.connect(sockaddr)
+            return sock.getsockname()[0], sockaddr[0]
+    except (OSError, UnicodeError, IndexError):
+        return None
+
+
+MAX_NODES_ASKED = 16
+"""Compute nodes (spread over the partition's list) whose route is looked up to choose the scheduler address."""
+
+
+def address_toward_nodes(queue: str | None) -> str | None:
+    """The address of this host that the compute nodes of ``queue`` reach it by, for the scheduler to listen on.
+
+    Looks up (without sending anything) the route from this host to the nodes' addresses
+    (``NodeAddr`` in ``sinfo``). Nodes that are this host itself are left aside; if no
+    other node remains (a single-node Slurm), the answer is ``127.0.0.1``. Otherwise it is
+    the source address of those routes (the most common one if they differ), e.g. the
+    login node's address on the cluster's internal network, rather than the address of
+    the route to the Internet that dask would use.
+
+    Parameters
+    ----------
+    queue
+        Partition of the worker jobs (None: all partitions).
+
+    Returns
+    -------
+    str or None
+        The address; None when the nodes or their routes are unknown.
+    """
+    nodes = _node_addresses(queue)
+    if len(nodes) > MAX_NODES_ASKED:
+        step = len(nodes) / MAX_NODES_ASKED
+        nodes = [nodes[int(i * step)] for i in range(MAX_NODES_ASKED)]
+    local = _local_addresses()
+    sources: list[str] = []
+    known = False
+    for node in nodes:
+        found = _source_toward(node)
+        if found is None:
+            continue
+        known = True
+        source, target = found
+        if target in local or target.startswith("127.") or target == "::1":
+            continue  # the node is this host
+        sources.append(source)
+    if not known:
+        return None
+    if not sources:
+        return "127.0.0.1"
+    return max(sorted(set(sources)), key=sources.count)
+
+
 def slurm_cluster(settings: dict[str, Any], dashboard_address: str | None = DEFAULT_DASHBOARD) -> EOCubeSLURMCluster:
     """Start a scheduler here and keep ``jobs`` (or adaptive min..max) Slurm worker jobs.
 
@@ -461,6 +550,19 @@ def slurm_cluster(settings: dict[str, Any], dashboard_address: str | None = DEFA
     """
     check_job(settings)
     kwargs = job_kwargs(settings, dashboard_address)
+    options = kwargs["scheduler_options"]
+    if not _chooses_scheduler_address(settings, options):
+        host = address_toward_nodes(settings["queue"])
+        if host is None:
+            logger.warning(
+                "cannot tell this host's address toward the compute nodes (sinfo gave no node address that "
+                "resolves): the scheduler listens on all interfaces and tells the workers dask's guess; set %s "
+                "(e.g. ib0) or %s to the address the nodes reach this host by",
+                setting_name("slurm", "interface"), setting_name("slurm", "scheduler_host"))
+        else:
+            options["host"] = host
+            logger.info("scheduler listens on %s, this host's address toward the compute nodes (set %s or %s to "
+                        "choose)", host, setting_name("slurm", "interface"), setting_name("slurm", "scheduler_host"))
     if settings["tls"]:
         run_directory = tls_run_directory(settings)
         kwargs.update(security=Security.temporary(), shared_temp_directory=str(run_directory),

@@ -221,3 +221,92 @@ def assert_same_as_reference(path: Path, reference: np.ndarray) -> None:
     result = open_zarr(path)
     assert result.rio.crs is not None and result.rio.crs.to_epsg() == 32633
     np.testing.assert_array_equal(result.values, reference)
+
+
+# --- the multi-node layout (scripts/slurm/multinode-start.sh) -----------------------------------------
+
+MULTI_DIR = Path(os.environ.get("EOCUBE_SLURM_MULTI_DIR", "/tmp/eocube-slurm-multi"))
+MULTI_EXEC = SCRIPTS / "multinode-exec.sh"
+
+
+@dataclass(frozen=True)
+class MultiNode:
+    """The running multi-node test Slurm: a login host and compute hosts, each a network namespace."""
+
+    conf: str
+    partition: str
+    dir: Path
+    computes: tuple[str, ...]
+    login_address: str
+
+    def command(self, host: str, args: list[str]) -> list[str]:
+        """``args`` run on ``host`` (its network namespace and hostname, SLURM_CONF set)."""
+        return ["bash", str(MULTI_EXEC), host, *args]
+
+    def run(self, host: str, args: list[str], timeout: float = 120, **kwargs) -> subprocess.CompletedProcess:
+        """Run ``args`` on ``host``, output captured."""
+        return subprocess.run(self.command(host, args), capture_output=True, text=True, timeout=timeout, **kwargs)
+
+    def eocube(self, args: list[str], cwd: Path, env: dict[str, str], timeout: float = 300) -> subprocess.CompletedProcess:
+        """``eocube ARGS`` run on the login host (this Python), output captured."""
+        cmd = [sys.executable, "-c", "from eocube.cli import main; main()", *args]
+        return self.run("login", cmd, timeout=timeout, cwd=cwd, env=env)
+
+    def eocube_popen(self, args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.Popen:
+        """``eocube ARGS`` started on the login host in the background, stdout+stderr to ``cwd/cli.log``."""
+        cmd = [sys.executable, "-c", "from eocube.cli import main; main()", *args]
+        log = open(cwd / "cli.log", "w")
+        return subprocess.Popen(self.command("login", cmd), cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT)
+
+    def jobs(self, name: str) -> dict[str, tuple[str, str]]:
+        """Jobs named ``name`` squeue lists now (pending, running, completing): id -> (state, node list)."""
+        out = self.run("login", ["squeue", "-h", "-n", name, "-o", "%i %T %N"]).stdout
+        rows = (line.split() for line in out.splitlines())
+        return {r[0]: (r[1], r[2] if len(r) > 2 else "") for r in rows if len(r) >= 2}
+
+    def restore(self) -> None:
+        """Start again what a test stopped (a compute host's slurmd) and put every host back in service."""
+        done = subprocess.run(["bash", str(SCRIPTS / "multinode-start.sh")], env=_multi_env(), capture_output=True,
+                              text=True, timeout=180)
+        assert done.returncode == 0, f"multinode-start.sh could not restore the cluster:\n{done.stdout}{done.stderr}"
+
+
+def _multi_env() -> dict[str, str]:
+    env = dict(os.environ, EOCUBE_SLURM_MULTI_DIR=str(MULTI_DIR), EOCUBE_SLURM_MULTI_PARTITION=PARTITION)
+    env.pop("SLURM_CONF", None)
+    return env
+
+
+@pytest.fixture(scope="session")
+def multinode() -> MultiNode:
+    """A Slurm of a login host and two compute hosts (network namespaces) for the session; torn down after it.
+
+    Adopted and torn down too when a session that is gone left it running (its owner file names a
+    dead process); left alone only while another live session owns it. Never skips: if the
+    layout cannot be made, the tests fail naming the missing step.
+    """
+    owner = MULTI_DIR / "owner"
+    ours = not _alive(MULTI_DIR / "slurmctld.pid") or not _alive(owner)
+    env = _multi_env()
+    try:
+        done = subprocess.run(["bash", str(SCRIPTS / "multinode-start.sh")], env=env, capture_output=True, text=True,
+                              timeout=180)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        subprocess.run(["bash", str(SCRIPTS / "multinode-stop.sh")], env=env, capture_output=True, timeout=120)
+        pytest.fail(f"could not run scripts/slurm/multinode-start.sh ({exc})", pytrace=False)
+    if done.returncode != 0:
+        pytest.fail(
+            "the multi-node test Slurm did not start; it needs root, scripts/slurm/install.sh (slurm-wlm, munge, "
+            "iproute2) and network namespaces (ip netns). multinode-start.sh said:\n" + done.stdout + done.stderr,
+            pytrace=False,
+        )
+    if ours:
+        owner.write_text(str(os.getpid()))
+    try:
+        yield MultiNode(conf=str(MULTI_DIR / "slurm.conf"), partition=PARTITION, dir=MULTI_DIR,
+                        computes=("cn1", "cn2"), login_address="10.77.0.1")
+    finally:
+        if ours:
+            subprocess.run(["bash", str(SCRIPTS / "multinode-stop.sh")], env=env, capture_output=True, text=True,
+                           timeout=180)
+            owner.unlink(missing_ok=True)
