@@ -33,7 +33,7 @@ import os
 import re
 import shutil
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -143,11 +143,22 @@ def resolve(store: str | os.PathLike[str] | StoreLocation, storage_options: dict
 
     Raises
     ------
-    ValueError
-        An unknown scheme, a read-only scheme for writing, or options for a local path.
+    StoreOptionError
+        (a ``ValueError``) Not a path or URL, an unknown scheme, a read-only scheme for writing, or
+        options for a local path.
     """
     if isinstance(store, StoreLocation):
         return store
+    if not isinstance(store, (str, os.PathLike)) or not os.fspath(store):
+        from ..errors import StoreOptionError
+
+        raise StoreOptionError(f"store={store!r}: give the store's local path (a folder such as out.zarr) or its "
+                               "URL (s3://bucket/out.zarr)")
+    if storage_options is not None and not isinstance(storage_options, Mapping):
+        from ..errors import StoreOptionError
+
+        raise StoreOptionError(f"storage_options={type(storage_options).__name__}: give a dict of the object "
+                               "store's options (endpoint, region, credentials)")
     options = dict(storage_options or {})
     if is_url(store):
         text = str(store)
@@ -157,7 +168,9 @@ def resolve(store: str | os.PathLike[str] | StoreLocation, storage_options: dict
         allowed = _WRITABLE if write else _READABLE
         if scheme not in allowed:
             what = "written to" if write else "read from"
-            raise ValueError(
+            from ..errors import StoreOptionError
+
+            raise StoreOptionError(
                 f"{redact(text)}: Zarr stores can be {what} local paths or {', '.join(s + '://' for s in allowed)} "
                 "URLs; http(s):// is for reading only" if scheme in _READABLE else
                 f"{redact(text)}: unknown URL scheme {scheme!r}; use a local path or one of "
@@ -165,7 +178,9 @@ def resolve(store: str | os.PathLike[str] | StoreLocation, storage_options: dict
             )
         return StoreLocation(text.rstrip("/"), scheme, tuple(sorted(options.items())))
     if options:
-        raise ValueError("storage_options are for object store URLs (s3://, gs://, ...), not for a local path")
+        from ..errors import StoreOptionError
+
+        raise StoreOptionError("storage_options are for object store URLs (s3://, gs://, ...), not for a local path")
     return StoreLocation(str(Path(store).absolute()), "file")
 
 

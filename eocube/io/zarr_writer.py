@@ -337,6 +337,9 @@ def _plan(
     _options.check_size(cube.shape, cube.dtype, None, math.prod(
         -(-n // u) if n else 0 for n, u in zip(cube.shape, layout.unit)))
     written = regular if layout.unit == dask_chunks else regular.chunk(dict(zip(regular.dims, layout.unit)))
+    if provenance is not None and not isinstance(provenance, dict):
+        raise StoreOptionError(f"provenance={provenance!r}: give a dict of what produced the cube (source, method, "
+                               "parameters), e.g. {'method': 'whittaker'}")
     provenance = redact_obj(dict(provenance or {}))
     storage = None if layout.chunks == layout.unit else {"chunks": list(layout.chunks),
                                                          "shards": list(layout.shards or [])}

@@ -266,6 +266,21 @@ def test_to_zarr_refuses_meaningless_options(kwargs, name, tmp_path):
     assert not (tmp_path / "x.zarr").exists()
 
 
+@pytest.mark.parametrize("call, pattern", [
+    (lambda p: eocube.to_zarr(small(), None, progress=False), r"store=None: give the store's local path"),
+    (lambda p: eocube.open_zarr(123), r"store=123"),
+    (lambda p: eocube.to_zarr(small(), p, provenance="job 7", progress=False), r"provenance='job 7': give a dict"),
+    (lambda p: eocube.to_zarr(small(), "s3://b/x.zarr", storage_options="key", progress=False),
+     r"storage_options=str: give a dict"),
+])
+def test_a_store_argument_of_the_wrong_type_is_named(call, pattern, tmp_path):
+    """f16d111: Python's TypeError 'expected str, bytes or os.PathLike object, not NoneType' and ValueError
+    'dictionary update sequence element #0 has length 1', naming no argument."""
+    with pytest.raises(EOCubeError, match=pattern):
+        call(tmp_path / "x.zarr")
+    assert not (tmp_path / "x.zarr").exists()
+
+
 @pytest.mark.parametrize("chunks, pattern", [({"y": 0}, r"chunks\['y'\]=0"), ({"z": 3}, r"chunks names the dim 'z'"),
                                              ({"x": 2.5}, r"chunks\['x'\]=2.5")])
 def test_open_zarr_refuses_chunks_it_cannot_take_naming_them(chunks, pattern, tmp_path):
