@@ -29,7 +29,7 @@ from ._layout import LAYOUTS, Layout, time_features
 from ._loading import ExportedProgramSource, as_source, get_model, settle_identity
 from ._probe import make_builder, probe_output, resolve_halo
 from ._scaling import check_scaling
-from ._sources import lcm, match_sources, nest_grids, pair_dates
+from ._sources import as_fraction, lcm, match_sources, nest_grids, pair_dates
 from ._spec import ModelSpec, RunOptions, SourceSpec
 from ._tiling import OutScale, aligned_chunks, output_chunks, round_up, source_chunks, windows
 
@@ -68,21 +68,31 @@ def _check_spec(spec: ModelSpec, run: RunOptions) -> None:
     """Values the spec and the run options may take (clear errors before anything else)."""
     for src in spec.sources:
         if src.layout not in LAYOUTS:
-            raise ValueError(f"layout must be one of {LAYOUTS}, got {src.layout!r}")
+            raise OptionError(f"layout must be one of {LAYOUTS}, got {src.layout!r}")
         if src.valid_input not in (None, "channel", "argument"):
-            raise ValueError(f"valid_input must be None, 'channel' or 'argument', got {src.valid_input!r}")
+            raise OptionError(f"valid_input must be None, 'channel' or 'argument', got {src.valid_input!r}")
     out = spec.output
     if out.mask not in (None, "any", "all"):
-        raise ValueError(f"mask_output must be None, 'any' or 'all', got {out.mask!r}")
+        raise OptionError(f"mask_output must be None, 'any' or 'all', got {out.mask!r}")
     if out.kind not in ("auto", "per_date", "map"):
-        raise ValueError(f"output must be 'auto', 'per_date' or 'map', got {out.kind!r}")
+        raise OptionError(f"output must be 'auto', 'per_date' or 'map', got {out.kind!r}")
     _check_counts(run, spec)
     _check_chunks(run.chunks)
+    _check_output(out)
+    for src in spec.sources:
+        try:
+            float(src.fill_value)
+        except (TypeError, ValueError):
+            raise OptionError(f"fill_value={src.fill_value!r} (source {src.name!r}) is not a number: give the value "
+                              "fed to the model where the input is nodata, e.g. 0") from None
+    if run.torch_threads is not None and (not _whole(run.torch_threads) or run.torch_threads < 1):
+        raise OptionError(f"torch_threads={run.torch_threads!r}: give a whole number >= 1, or None (the process's "
+                          "cores divided by its dask threads)")
     if spec.pairing not in ("same", "nearest", "previous"):
-        raise ValueError(f"pairing must be 'same', 'nearest' or 'previous', got {spec.pairing!r}")
+        raise OptionError(f"pairing must be 'same', 'nearest' or 'previous', got {spec.pairing!r}")
     temporal = {src.layout != "band" for src in spec.sources}
     if len(temporal) > 1:
-        raise ValueError(
+        raise OptionError(
             "the sources mix the per-date layout 'band' with temporal layouts: use 'band' for every source (dates "
             "paired across sources) or a temporal layout ('time_band', 'sequence') for every source"
         )
@@ -103,6 +113,36 @@ def _check_counts(run: RunOptions, spec: ModelSpec) -> None:
             continue
         if not _whole(value) or value < 1:
             raise OptionError(f"{name}={value!r}: give a whole number >= 1{none}")
+
+
+def _check_output(out: Any) -> None:
+    """``out_dtype`` a numeric type, ``out_nodata`` a value it holds, ``scale`` a positive ratio."""
+    if out.dtype is not None:
+        try:
+            dtype = np.dtype(out.dtype)
+        except TypeError:
+            raise OptionError(f"out_dtype={out.dtype!r} is not a numpy dtype: give one such as 'float32' or "
+                              "'uint8'") from None
+        if dtype.kind not in "biuf":
+            raise OptionError(f"out_dtype={out.dtype!r}: the output holds numbers; give a numeric dtype such as "
+                              f"'float32' or 'uint8', not {dtype}")
+    if out.nodata is not None:
+        dtype = np.dtype(out.dtype) if out.dtype is not None else None
+        try:
+            value = float(out.nodata)
+        except (TypeError, ValueError):
+            raise OptionError(f"out_nodata={out.nodata!r} is not a number: give the output's nodata value, e.g. "
+                              "NaN for floats or 255 for uint8") from None
+        if dtype is not None and dtype.kind in "iu" and not (
+                value.is_integer() and np.iinfo(dtype).min <= value <= np.iinfo(dtype).max):
+            info = np.iinfo(dtype)
+            raise OptionError(f"out_nodata={out.nodata!r} cannot be held by out_dtype {dtype} (whole numbers "
+                              f"{info.min}..{info.max}): give a value in that range")
+    if out.scale not in ("probe", None):
+        ratio = as_fraction(out.scale)  # OptionError when it is not a ratio
+        if ratio <= 0:
+            raise OptionError(f"scale={out.scale!r}: output pixels per reference pixel must be > 0 (4 for x4 "
+                              "super-resolution, '1/4' for a stride-4 model)")
 
 
 def _check_chunks(chunks: Any) -> None:

@@ -9,7 +9,7 @@ from typing import Any, ContextManager, Iterator
 
 import torch
 
-from ._errors import DeviceError
+from ._errors import DeviceError, OptionError
 
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "bfloat16": torch.bfloat16, "fp16": torch.float16, "float16": torch.float16}
 _DEVICE_LOCKS: dict[str, threading.Lock] = {}
@@ -90,7 +90,7 @@ def gpu_resources(device: str, resources: dict[str, float] | str | None) -> dict
     if resources is None or isinstance(resources, dict):
         return resources
     if resources != "auto":
-        raise ValueError(f"resources must be 'auto', None or a dict like {{'GPU': 1}}, got {resources!r}")
+        raise OptionError(f"resources must be 'auto', None or a dict like {{'GPU': 1}}, got {resources!r}")
     if str(device).startswith("cpu"):
         return None
     client = _distributed_client()
@@ -193,4 +193,4 @@ def autocast_context(device: torch.device, autocast: str | None) -> ContextManag
 def check_autocast(autocast: str | None) -> None:
     """Raise a clear error for an unknown autocast name."""
     if autocast is not None and autocast not in AUTOCAST_DTYPES:
-        raise ValueError(f"autocast must be None, 'bf16' or 'fp16', got {autocast!r}")
+        raise OptionError(f"autocast must be None, 'bf16' or 'fp16', got {autocast!r}")

@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ._errors import OutputShapeError
+from ._errors import OptionError, OutputShapeError
 
 LAYOUTS = ("band", "time_band", "sequence")
 LayoutName = Literal["band", "time_band", "sequence"]
@@ -160,7 +160,7 @@ def time_features(
                 "one entry per date"
             )
         return values
-    raise ValueError(f"time_input must be None, 'days', 'doy' or a callable, got {encoding!r}")
+    raise OptionError(f"time_input must be None, 'days', 'doy' or a callable, got {encoding!r}")
 
 
 def resolve_output(
@@ -240,4 +240,4 @@ def postprocess(y: torch.Tensor, how: str | Callable[[torch.Tensor], torch.Tenso
         return torch.sigmoid(y.float())
     if callable(how):
         return how(y)
-    raise ValueError(f"postprocess must be None, 'argmax', 'softmax', 'sigmoid' or a callable, got {how!r}")
+    raise OptionError(f"postprocess must be None, 'argmax', 'softmax', 'sigmoid' or a callable, got {how!r}")

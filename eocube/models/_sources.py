@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from ._errors import GridError, SourceError
+from ._errors import GridError, OptionError, SourceError
 from ._spec import ModelSpec
 
 _FIX = (
@@ -233,7 +233,17 @@ def lcm(*values: int) -> int:
 
 
 def as_fraction(value: Any) -> Fraction:
-    """A scale as an exact fraction (``4``, ``0.25``, ``"1/4"``, ``Fraction(1, 4)``)."""
-    if isinstance(value, float):
-        return Fraction(value).limit_denominator(1024)
-    return Fraction(value)
+    """A scale as an exact fraction (``4``, ``0.25``, ``"1/4"``, ``Fraction(1, 4)``).
+
+    Raises
+    ------
+    OptionError
+        Not a ratio (``"abc"``, NaN, infinity, None).
+    """
+    try:
+        if isinstance(value, float):
+            return Fraction(value).limit_denominator(1024)
+        return Fraction(value)
+    except (TypeError, ValueError, OverflowError, ZeroDivisionError):
+        raise OptionError(f"scale={value!r} is not a ratio: give output pixels per reference pixel, e.g. 4, '1/4' "
+                          "or Fraction(1, 4)") from None

@@ -327,6 +327,23 @@ def test_apply_model_names_the_run_option_that_is_not_positive(name, value):
         eocube.apply_model(small(), _net(), layout="band", **{name: value})
 
 
+@pytest.mark.parametrize("kwargs, pattern", [
+    ({"out_dtype": object}, r"out_dtype=.*numeric dtype"),       # f16d111: an object-dtype output, nodata -1
+    ({"out_dtype": "floaty"}, r"out_dtype='floaty' is not a numpy dtype"),  # numpy TypeError
+    ({"out_dtype": "uint8", "out_nodata": -1}, r"out_nodata=-1 cannot be held by out_dtype uint8"),  # OverflowError
+    ({"out_nodata": "x"}, r"out_nodata='x' is not a number"),    # ValueError from float()
+    ({"scale": "abc"}, r"scale='abc' is not a ratio"),           # ValueError 'Invalid literal for Fraction'
+    ({"scale": 0}, r"must be > 0"),                              # "the spec declares x0: fix the card's scale"
+    ({"torch_threads": -1}, r"torch_threads=-1"),                # RuntimeError from torch in the first task
+    ({"fill_value": "x"}, r"fill_value='x'"),                    # ValueError from float()
+    ({"postprocess": "max"}, r"postprocess must be"),            # builtins.ValueError, not an eocube error
+    ({"autocast": "int8"}, r"autocast must be"),
+])
+def test_apply_model_names_an_output_or_run_option_it_cannot_take(kwargs, pattern):
+    with pytest.raises(EOCubeError, match=pattern):
+        eocube.apply_model(small(), _net(), layout="band", **kwargs).compute()
+
+
 def test_apply_model_refuses_complex_input():
     """f16d111: the imaginary part dropped; only numpy's ComplexWarning said so, and the output was written."""
     from eocube.models import SourceError
