@@ -25,6 +25,8 @@ from .errors import (
     StoreError,
     StoreLockedError,
     StoreNotFoundError,
+    StoreOptionError,
+    TargetIsInputError,
 )
 
 __all__ = [
@@ -41,6 +43,8 @@ __all__ = [
     "StoreError",
     "StoreLockedError",
     "StoreNotFoundError",
+    "StoreOptionError",
+    "TargetIsInputError",
     "WriteReport",
     "__version__",
     "apply_model",
