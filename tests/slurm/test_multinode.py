@@ -206,14 +206,15 @@ def test_gapfill_across_hosts_survives_losing_a_host(multinode: MultiNode, refer
     try:
         _wait(on_both_hosts, 400, "workers of both compute hosts joined and two chunks written", proc)
         before = dict(placed)
+        # What slurmctld does once it misses a host (after SlurmdTimeout), done at once and first, so no
+        # replacement job can be placed on cn1 (ReturnToService=1 keeps it DOWN); then the host dies.
+        subprocess.run(multinode.command("login", ["scontrol", "update", "nodename=cn1", "state=down",
+                                                   "reason=test: host lost"]), check=True, capture_output=True)
         for pid in _netns_pids("eocube-mn-cn1"):  # slurmd, job steps, the worker: the host is gone
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-        # what slurmctld does once it misses the host (after SlurmdTimeout), done at once
-        subprocess.run(multinode.command("login", ["scontrol", "update", "nodename=cn1", "state=down",
-                                                   "reason=test: host lost"]), check=True, capture_output=True)
         end = time.monotonic() + 500
         while proc.poll() is None and time.monotonic() < end:
             seen()
