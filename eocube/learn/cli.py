@@ -11,7 +11,7 @@ import logging
 
 import click
 
-from .errors import LearnError
+from ..errors import EOCubeError
 
 
 class TrainInputError(click.ClickException):
@@ -37,7 +37,7 @@ class TrainInputError(click.ClickException):
 @click.option("--out", default="eocube-train", show_default=True, type=click.Path(file_okay=False),
               help="Output folder: last.pt (resume) and best.pt (lowest validation loss).")
 @click.option("--resume", is_flag=True, help="Continue from OUT/last.pt (epoch, model, optimiser state).")
-@click.option("--until-epoch", type=int, default=None,
+@click.option("--until-epoch", type=click.IntRange(min=1), default=None,
               help="Stop after this epoch (to fit a job's time limit; continue later with --resume).")
 def train_command(config_arg: str | None, task: str | None, config: str | None, source: str | None, out: str,
                   resume: bool, until_epoch: int | None) -> None:
@@ -49,7 +49,7 @@ def train_command(config_arg: str | None, task: str | None, config: str | None, 
         raise TrainInputError(f"two configs given ({config_arg} and --config {config}): give one")
     try:
         result = train(config or config_arg, source=source, out=out, resume=resume, until_epoch=until_epoch, task=task)
-    except LearnError as exc:
+    except EOCubeError as exc:  # LearnError and the io/cube errors of a source: one line, exit 2
         raise TrainInputError(str(exc)) from exc
     if result.rank == 0 and result.history:
         last = result.history[-1]

@@ -28,6 +28,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from .config import TrainConfig
 from .patches import PatchDataset, PatchSources, band_statistics, class_balance_weights, label_histograms
+from ..errors import BandError
 from .errors import LearnError
 from .gaps import GapTarget, bank_from_blocks, days_since_epoch
 from .metrics import classification_scores, confusion_matrix, psnr, regression_scores
@@ -135,8 +136,11 @@ class PatchTask(Task):
         cubes, bands, tcube, tbands = self._sources(source, target)
         self.inputs = {**{f"data.sources.{n}": c for n, c in cubes.items()}, "data.target": tcube}
         _check_fractions(sp.get("fractions", (0.7, 0.15, 0.15)))
-        self.ps = PatchSources(cubes, bands=bands, target=tcube, target_bands=tbands, time=self._time(),
-                               reference=d.get("reference"), cache_chunks=int(d.get("cache_chunks", 16)))
+        try:
+            self.ps = PatchSources(cubes, bands=bands, target=tcube, target_bands=tbands, time=self._time(),
+                                   reference=d.get("reference"), cache_chunks=int(d.get("cache_chunks", 16)))
+        except BandError as exc:
+            raise LearnError(f"{exc.args[0]}: fix the bands of data.sources or data.target in the config") from None
         self._prepare_target(tcube)
         self.halo = int(self.network().halo)
         buffer = self.halo if sp.get("buffer", "auto") == "auto" else int(sp["buffer"])
@@ -284,6 +288,13 @@ class GapfillTask(PatchTask):
 
             source = sentinel2_sample()
         cube = validate_cube(open_cube(source), name="source")
+        available = [str(b) for b in cube["band"].values]
+        for key in ("bands", "cloud_band", "data_band"):
+            wanted = d.get(key)
+            missing = [b for b in ([wanted] if isinstance(wanted, str) else wanted or []) if b not in available]
+            if missing:
+                raise LearnError(f"config data.{key}: {wanted!r} names band(s) {missing} that the source does not "
+                                 f"hold: give band(s) of {available} (case-sensitive)")
         self.cube = cube
         self.inputs = {"source": cube}
         values = select_bands(cube, list(d["bands"])).astype("float32")

@@ -184,6 +184,8 @@ def train(
     t_cfg = cfg.train
     out = Path(out)
     env = distributed.detect()
+    if t_cfg.get("device") == "cuda" and not torch.cuda.is_available():
+        raise LearnError("config train.device: 'cuda' but this machine has no CUDA device: give auto or cpu")
     device = distributed.pick_device(str(t_cfg.get("device", "auto")), env)
     if t_cfg.get("threads"):
         torch.set_num_threads(int(t_cfg["threads"]))
