@@ -43,7 +43,7 @@ import dask
 import torch
 from torch import nn
 
-from ._archive import ArchiveFormat, UnsafeArchiveError, archive_names, check_archive
+from ._archive import ArchiveFormat, UnsafeArchiveError, archive_names, check_archive, detect_format
 from ._errors import ModelIdentityError, ModelLoadError
 from ._guards import SizeLimit, export_size_limits
 from ._identity import (
@@ -469,15 +469,8 @@ def model_file_format(path: str | os.PathLike[str]) -> ModelFormat:
         or ``"unknown"``.
     """
     names = _archive_names(Path(path))
-    if names is None:
-        return "unknown"
-    if "archive_format" in names and any(n.startswith("models/") for n in names):
-        return "torch.export"
-    if "constants.pkl" in names or any(n.startswith("code/") for n in names):
-        return "torchscript"
-    if "data.pkl" in names:
-        return "torch.save"
-    return "unknown"
+    found = detect_format(names) if names is not None else None
+    return found if found is not None else "unknown"
 
 
 def _dynamic_problems(program: Any) -> list[str]:
