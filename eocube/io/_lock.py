@@ -444,7 +444,8 @@ class _FileLock(_Backend):
 
     def __init__(self, loc: StoreLocation) -> None:
         self.loc = loc
-        self.path = Path(loc.url + LOCK_SUFFIX)
+        store = Path(loc.url).resolve()  # one lock whatever symlinks spell the store's path
+        self.path = store.with_name(store.name + LOCK_SUFFIX)
         self.where = str(self.path)
         self.made: list[Path] = []
 

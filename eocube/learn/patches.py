@@ -32,6 +32,7 @@ import xarray as xr
 from torch.utils.data import Dataset
 
 from ..cube import select_bands
+from ..fill._nodata import cube_nodata
 from .errors import LearnError
 from .gaps import GapTarget
 from .normalisation import Normaliser
@@ -220,9 +221,9 @@ class PatchSources:
 
 
 def _nodata(cube: xr.DataArray) -> float | None:
-    """The cube's ``rio.nodata`` other than NaN (NaN is nodata in float cubes anyway), else None."""
-    raw = cube.rio.nodata if hasattr(cube, "rio") else None
-    return None if raw is None or np.isnan(raw) else float(raw)
+    """The cube's nodata other than NaN (encoded nodata first, as the engine reads it), else None."""
+    value = cube_nodata(cube)
+    return None if value is None else float(value)
 
 
 def _float_nan(cube: xr.DataArray, nodata: float | None) -> xr.DataArray:

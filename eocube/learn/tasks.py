@@ -29,6 +29,7 @@ from torch.utils.data import DataLoader, Dataset
 from .config import TrainConfig
 from .patches import PatchDataset, PatchSources, band_statistics, class_balance_weights, label_histograms
 from ..errors import BandError
+from ..fill._nodata import cube_nodata
 from .errors import LearnError
 from .gaps import GapTarget, bank_from_blocks, days_since_epoch
 from .metrics import classification_scores, confusion_matrix, psnr, regression_scores
@@ -397,7 +398,7 @@ class SegmentationTask(PatchTask):
     def _prepare_target(self, tcube: xr.DataArray) -> None:
         self._hists: dict[int, np.ndarray] = {}
         attrs = dict(tcube.attrs)
-        nodata = tcube.rio.nodata if hasattr(tcube, "rio") else None
+        nodata = cube_nodata(tcube)
         values = attrs.get("class_values")
         if values is None:
             u = np.unique(np.asarray(self.ps.target.read(slice(0, self.ps.shape[0]), slice(0, self.ps.shape[1]))))

@@ -18,6 +18,7 @@ import contextlib
 import itertools
 import logging
 import os
+import socket
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -375,15 +376,15 @@ def nan_counts(run_name: str) -> tuple[int, int, int]:
     """
     with _NAN_LOCK:
         nan, total, _ = _NAN_COUNTS.get(run_name, (0, 0, 0))
-    return os.getpid(), nan, total
+    return (socket.gethostname(), os.getpid()), nan, total
 
 
 def run_nan_counts(run_name: str) -> tuple[int, int]:
     """NaN pixels from finite inputs and pixels computed for one run, in this process and on the workers of
     the current distributed client (if any), each process counted once."""
     per_process = {}
-    pid, nan, total = nan_counts(run_name)
-    per_process[pid] = (nan, total)
+    key, nan, total = nan_counts(run_name)  # (host, pid): pids repeat across the hosts of a cluster
+    per_process[key] = (nan, total)
     try:
         from distributed import default_client
 
@@ -391,8 +392,8 @@ def run_nan_counts(run_name: str) -> tuple[int, int]:
     except (ImportError, ValueError):
         client = None
     if client is not None:
-        for wpid, wnan, wtotal in client.run(nan_counts, run_name).values():
-            per_process[wpid] = (wnan, wtotal)
+        for wkey, wnan, wtotal in client.run(nan_counts, run_name).values():
+            per_process[tuple(wkey)] = (wnan, wtotal)
     return sum(n for n, _ in per_process.values()), sum(t for _, t in per_process.values())
 
 

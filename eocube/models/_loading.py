@@ -619,6 +619,7 @@ def from_exported(path: str | os.PathLike[str]) -> ExportedProgramSource:
         Not a ``.pt2`` program, unsafe content, or static sizes (the message says how to export).
     """
     p = _check_file(path, "torch.export program")
+    digest = sha256_file(p)  # before the checks: build() then loads only the file they passed
     program = _load_program(p, str(path))
     problems = _dynamic_problems(program)
     if problems:
@@ -626,7 +627,7 @@ def from_exported(path: str | os.PathLike[str]) -> ExportedProgramSource:
             f"the torch.export program {str(path)!r} was exported with static sizes ({'; '.join(problems)}), "
             f"but eocube runs it on batches and tiles of varying size. {EXPORT_ADVICE}"
         )
-    return ExportedProgramSource(path=str(p), sha256=sha256_file(p), content=_program_digest(p),
+    return ExportedProgramSource(path=str(p), sha256=digest, content=_program_digest(p),
                                  size_limits=export_size_limits(program))
 
 

@@ -386,3 +386,15 @@ def test_s3_a_live_holder_of_this_host_is_refused(moto, s3):
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_a_store_spelled_through_a_symlink_has_the_same_lock(tmp_path):
+    """Two spellings of one store (one through a symlinked folder) share one lock file."""
+    from eocube.io import _lock, _stores
+
+    real = tmp_path / "real"
+    real.mkdir()
+    (tmp_path / "link").symlink_to(real)
+    direct = _lock._FileLock(_stores.resolve(str(real / "out.zarr")))
+    linked = _lock._FileLock(_stores.resolve(str(tmp_path / "link" / "out.zarr")))
+    assert direct.path == linked.path == real / ("out.zarr" + _lock.LOCK_SUFFIX)
