@@ -151,14 +151,15 @@ class PatchTask(Task):
         size, seed = int(s["patch_size"]), int(t["seed"])
         self.size = size
         stride = s.get("stride") or max(1, size // 2)
-        train_w = self.split.windows("train", size, halo=self.halo, stride=stride, multiple=self.ps.multiple)
-        val_w = self.split.windows("val", size, halo=self.halo, stride=s.get("val_stride") or size,
+        self.window_halo = window_halo(s.get("halo", "inside"), self.halo)
+        train_w = self.split.windows("train", size, halo=self.window_halo, stride=stride, multiple=self.ps.multiple)
+        val_w = self.split.windows("val", size, halo=self.window_halo, stride=s.get("val_stride") or size,
                                    multiple=self.ps.multiple)
         if len(train_w) == 0 or len(val_w) == 0:
             raise LearnError(
-                f"no {'training' if len(train_w) == 0 else 'validation'} window of {size} px whose halo ({self.halo} px) "
-                f"and buffer ({buffer} px) stay inside its blocks of {sp['block_size']} px: enlarge split.block_size "
-                "or lower sampler.patch_size"
+                f"no {'training' if len(train_w) == 0 else 'validation'} window of {size} px whose halo "
+                f"({self.window_halo} px) and buffer ({buffer} px) stay inside its blocks of {sp['block_size']} px: "
+                "enlarge split.block_size or lower sampler.patch_size"
             )
         if t.get("val_windows"):
             val_w = val_w[np.sort(np.random.default_rng([seed, 5]).permutation(len(val_w))[: int(t["val_windows"])])]
@@ -564,6 +565,38 @@ class SuperresTask(PatchTask):
         return row
 
 
+HALO_MODES = ("edge", "inside")
+"""Values of ``sampler.halo`` (see :func:`window_halo`)."""
+
+
+def window_halo(mode: str, halo: int) -> int:
+    """Context in pixels that a training or validation window must keep inside its block.
+
+    A window is read alone (nothing around it) and the network pads its own borders, so a
+    window's edge is to the network what a scene edge is at inference (``apply_model`` reads no
+    pixel beyond the scene and the model's own padding applies there).
+
+    Parameters
+    ----------
+    mode
+        ``"edge"``: a window may reach its block's edge; the context beyond it, which is never
+        read, is the network's padding, as at a scene edge (0 px kept). ``"inside"``: the
+        window grown by the network's halo must stay inside the block (``halo`` px kept; fewer
+        windows, less ground covered on small blocks).
+    halo
+        The network's receptive field beyond a pixel.
+
+    Returns
+    -------
+    int
+        The halo passed to :meth:`~eocube.learn.split.BlockSplit.windows` (the split's buffer
+        comes on top in both modes).
+    """
+    if mode not in HALO_MODES:
+        raise LearnError(f"config sampler.halo: {mode!r} is not accepted: give one of {list(HALO_MODES)}")
+    return 0 if mode == "edge" else int(halo)
+
+
 def _check_fractions(fractions: Any) -> None:
     """Refuse split fractions without a validation part; warn when there is no test part."""
     try:
@@ -591,5 +624,5 @@ def make_task(cfg: TrainConfig) -> Task:
     return TASK_CLASSES[cfg.task](cfg)
 
 
-__all__ = ["GapfillTask", "PatchTask", "masked_mse", "SegmentationTask", "SuperresTask", "TASK_CLASSES", "Task", "make_task",
-           "open_cube", "soft_dice_loss"]
+__all__ = ["GapfillTask", "HALO_MODES", "PatchTask", "masked_mse", "SegmentationTask", "SuperresTask", "TASK_CLASSES", "Task", "make_task",
+           "open_cube", "soft_dice_loss", "window_halo"]
