@@ -1,4 +1,6 @@
-"""Honest accuracy of gap filling: the artificial-gap protocol, metrics, table and plot.
+"""Honest accuracy: the artificial-gap protocol of gap filling (metrics, table, plot), scores of
+super-resolved bands (:func:`superres_scores`, fixed data range, nodata never scored) and the
+multi-seed harness that compares a network with its baselines on the same pixels (:func:`run_seeds`).
 
 >>> train, held = artificial_gaps(clear, fraction=0.2, seed=0)
 >>> filled = my_filler(cube, train)
@@ -9,6 +11,8 @@ from .metrics import format_table, score
 from .plot import plot_scores
 from .protocol import EvaluateError, artificial_gaps
 from .run import DEFAULT_METHODS, evaluate_methods
+from .seeds import SeedScores, collect, run_seeds
+from .superres import scorable, superres_scores
 
 __all__ = ["artificial_gaps", "score", "format_table", "evaluate_methods", "plot_scores",
-           "DEFAULT_METHODS", "EvaluateError"]
+           "DEFAULT_METHODS", "EvaluateError", "SeedScores", "collect", "run_seeds", "scorable", "superres_scores"]
