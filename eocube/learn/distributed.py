@@ -1,13 +1,26 @@
-"""Multi-process training set-up: torchrun or Slurm (one task per GPU), gloo on CPU, NCCL on GPU."""
+"""Multi-process training set-up: torchrun or Slurm (one task per GPU or per node), gloo on CPU, NCCL on GPU.
+
+Across hosts: the rendezvous is ``MASTER_ADDR:MASTER_PORT`` (under Slurm, the job's first host
+and a port derived from the job id, unless given); gloo listens on the interface that routes
+toward that address when this host's own name resolves to a loopback address (as Debian's
+``127.0.1.1 <hostname>`` line makes it: other hosts could not reach it); and the loss of a step
+is the mean over the whole global batch (:func:`global_batch_loss`), so that N processes with
+batch B train as one process with batch N x B does.
+"""
 
 from __future__ import annotations
 
+import ipaddress
+import logging
 import os
 import re
+import socket
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -96,11 +109,139 @@ def pick_device(preference: str, env: DistEnv) -> torch.device:
     return torch.device("cuda", index)
 
 
+def _is_loopback(address: str) -> bool:
+    try:
+        return ipaddress.ip_address(address.split("%")[0]).is_loopback
+    except ValueError:
+        return False
+
+
+def interface_toward(address: str) -> str | None:
+    """Name of this host's network interface that routes toward ``address`` (a host name or an IP).
+
+    The route is looked up by connecting a UDP socket (no packet is sent); the interface is
+    the one holding the route's source address.
+
+    Parameters
+    ----------
+    address
+        The rendezvous host (``MASTER_ADDR``).
+
+    Returns
+    -------
+    str or None
+        E.g. ``"eth0"`` or ``"ib0"``; ``"lo"`` toward this host itself by a loopback address;
+        None when the address does not resolve or has no route.
+    """
+    import psutil
+
+    try:
+        family, _, _, _, sockaddr = socket.getaddrinfo(address, 29500, proto=socket.IPPROTO_UDP)[0]
+        with socket.socket(family, socket.SOCK_DGRAM) as sock:
+            sock.connect(sockaddr)
+            source = sock.getsockname()[0]
+    except (OSError, UnicodeError, IndexError):
+        return None
+    for name, addrs in psutil.net_if_addrs().items():
+        if any(a.family == family and a.address.split("%")[0] == source for a in addrs):
+            return name
+    return None
+
+
+def gloo_interface(environ: dict[str, str] | None = None, hostname: str | None = None) -> str | None:
+    """The interface gloo must listen on, when its default (this host's name) cannot work across hosts.
+
+    gloo binds the address this host's name resolves to; where that is a loopback address
+    (``127.0.1.1 <hostname>`` in ``/etc/hosts``) and the rendezvous host is another host,
+    the processes of other hosts could not connect to this one. Then the interface routing
+    toward ``MASTER_ADDR`` is the answer; otherwise None (gloo's default, or the user's
+    ``GLOO_SOCKET_IFNAME``, is kept).
+
+    Parameters
+    ----------
+    environ
+        The environment (``os.environ`` by default).
+    hostname
+        This host's name (``socket.gethostname()`` by default).
+
+    Returns
+    -------
+    str or None
+        An interface name for ``GLOO_SOCKET_IFNAME``, or None to leave gloo's choice.
+    """
+    env = os.environ if environ is None else environ
+    master = env.get("MASTER_ADDR")
+    if env.get("GLOO_SOCKET_IFNAME") or not master:
+        return None
+    try:
+        own = {info[4][0] for info in socket.getaddrinfo(hostname or socket.gethostname(), None)}
+        targets = {info[4][0] for info in socket.getaddrinfo(master, None)}
+    except (OSError, UnicodeError):
+        return None
+    if not own or not all(_is_loopback(a) for a in own) or all(_is_loopback(a) for a in targets):
+        return None  # the name gives a reachable address, or every process is on this host
+    return interface_toward(master)
+
+
 def init(env: DistEnv, device: torch.device) -> None:
-    """Join the process group (gloo on CPU, NCCL on GPU) when several processes train."""
+    """Join the process group (gloo on CPU, NCCL on GPU) when several processes train.
+
+    With gloo, ``GLOO_SOCKET_IFNAME`` is set from :func:`gloo_interface` when this host's
+    name resolves to a loopback address and the rendezvous host is another one.
+    """
     if env.distributed and not dist.is_initialized():
         backend = "nccl" if device.type == "cuda" else "gloo"
+        if backend == "gloo":
+            iface = gloo_interface()
+            if iface:
+                log.info("gloo: this host's name resolves to a loopback address; listening on %s, the interface "
+                         "toward %s (set GLOO_SOCKET_IFNAME to choose another)", iface, os.environ["MASTER_ADDR"])
+                os.environ["GLOO_SOCKET_IFNAME"] = iface
         dist.init_process_group(backend, init_method="env://", rank=env.rank, world_size=env.world_size)
+
+
+def hosts(env: DistEnv) -> list[str]:
+    """Host name of every process, by rank (this host's alone when one process trains)."""
+    me = socket.gethostname()
+    if not (env.distributed and dist.is_initialized()):
+        return [me]
+    names: list[str] = [""] * env.world_size
+    dist.all_gather_object(names, me)
+    return names
+
+
+def global_batch_loss(loss: torch.Tensor, count: torch.Tensor, env: DistEnv) -> tuple[torch.Tensor, float]:
+    """The loss to back-propagate in this process, and the mean loss of the global batch.
+
+    A task's loss is a mean over what this process's batch holds (``count``: labelled or
+    hidden pixels, examples), which differs between processes. DDP averages the gradients
+    of the processes, which would weigh each process's mean equally; scaling each loss by
+    ``world_size * count / total count`` makes that average the gradient of the mean over the
+    global batch, as one process with the whole batch computes it.
+
+    Parameters
+    ----------
+    loss
+        This process's mean loss.
+    count
+        What that mean is taken over in this process (a sum of weights).
+    env
+        The process group.
+
+    Returns
+    -------
+    tuple
+        ``(loss to back-propagate, mean loss of the global batch)``; alone: ``(loss, loss.item())``.
+    """
+    if not (env.distributed and dist.is_initialized()):
+        return loss, float(loss.item())
+    c = count.detach().to(device=loss.device, dtype=torch.float64)
+    stats = torch.stack([c, loss.detach().to(torch.float64) * c])
+    dist.all_reduce(stats)
+    total, summed = (float(v) for v in stats.tolist())
+    if total <= 0:  # nothing to learn from anywhere: every loss is zero
+        return loss, 0.0
+    return loss * (env.world_size * float(c) / total), summed / total
 
 
 def shutdown(env: DistEnv) -> None:

@@ -77,6 +77,10 @@ class Task:
         """Training loss of a batch (already on the device)."""
         raise NotImplementedError
 
+    def loss_count(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """What :meth:`loss` is a mean over in ``batch`` (by default its examples); DDP weighs the processes by it."""
+        return torch.tensor(float(len(next(iter(batch.values())))))
+
     def validate(self, net: nn.Module, loader: DataLoader, device: torch.device) -> dict[str, Any]:
         """Scores of the network on a loader; ``val_loss`` among them."""
         raise NotImplementedError
@@ -368,6 +372,9 @@ class GapfillTask(PatchTask):
     def loss(self, model: nn.Module, b: dict[str, torch.Tensor]) -> torch.Tensor:
         return masked_mse(model(b["values"], b["valid"], b["days"]), b["values"], b["target_mask"])
 
+    def loss_count(self, b: dict[str, torch.Tensor]) -> torch.Tensor:
+        return b["target_mask"].sum(dtype=torch.float64)
+
     def validate(self, net: nn.Module, loader: DataLoader, device: torch.device) -> dict[str, Any]:
         total, count = 0.0, 0.0
         with torch.no_grad():
@@ -465,6 +472,12 @@ class SegmentationTask(PatchTask):
             loss = loss + dice * soft_dice_loss(logits, y)
         return loss
 
+    def loss_count(self, b: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Labelled pixels (their class weights with ``loss.class_weights``); the Dice term is per process."""
+        y = b["target"].long()
+        w = self._ce_weight(y.device)
+        return (y >= 0).sum(dtype=torch.float64) if w is None else w[y[y >= 0]].sum(dtype=torch.float64)
+
     def validate(self, net: nn.Module, loader: DataLoader, device: torch.device) -> dict[str, Any]:
         k = len(self.classes)
         cm = np.zeros((k, k), dtype="int64")
@@ -541,6 +554,9 @@ class SuperresTask(PatchTask):
         pred = model(*self._xs(b)).float()
         m = b["target_valid"].to(pred.dtype)
         return float(self.cfg.loss.get("l1", 1.0)) * ((pred - b["target"]).abs() * m).sum() / m.sum().clamp_min(1.0)
+
+    def loss_count(self, b: dict[str, torch.Tensor]) -> torch.Tensor:
+        return b["target_valid"].sum(dtype=torch.float64)
 
     def validate(self, net: nn.Module, loader: DataLoader, device: torch.device) -> dict[str, Any]:
         preds, truths, cubic, total, count = [], [], [], 0.0, 0.0

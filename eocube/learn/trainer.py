@@ -1,7 +1,9 @@
 """The training loop of every task: validation, checkpoints, resume, DDP, AMP, export.
 
 One function, :func:`train`, runs alone or as one rank of a multi-process job
-(torchrun, or Slurm with one task per GPU; gloo on CPU, NCCL on GPU; bf16 autocast on GPU).
+(torchrun, or Slurm with one task per GPU or per node; gloo on CPU, NCCL on GPU; bf16 autocast on GPU).
+N processes with batch B train as one process with batch N x B: each step's loss is the mean
+over the global batch (:func:`eocube.learn.distributed.global_batch_loss`).
 What depends on the task (data, network, loss, scores, export) is in :mod:`eocube.learn.tasks`.
 Rank 0 validates every epoch, writes checkpoints (``last.pt`` each epoch, and every
 ``train.checkpoint_every`` steps with the position in the epoch; ``best.pt`` at the best
@@ -56,6 +58,8 @@ class TrainResult:
     """Device of this process."""
     rank: int = 0
     """Rank of this process (rank 0 holds the history and writes checkpoints)."""
+    hosts: list[str] = field(default_factory=list)
+    """Host name of each process, by rank."""
 
 
 def _lr(base: float, step: int, total: int, warmup: int) -> float:
@@ -209,6 +213,11 @@ def _run(
 ) -> TrainResult:
     t_cfg = cfg.train
     started = time.perf_counter()
+    hosts = distributed.hosts(env)
+    if env.distributed and env.is_main:
+        log.info("%d processes (%s, %s), rendezvous %s:%s: %s", env.world_size, env.launcher,
+                 "nccl" if device.type == "cuda" else "gloo", os.environ.get("MASTER_ADDR", "?"),
+                 os.environ.get("MASTER_PORT", "?"), ", ".join(f"rank {r} on {h}" for r, h in enumerate(hosts)))
     task = make_task(cfg)
     task.build(source, target, env.world_size)
     monitor = str(t_cfg.get("monitor", "val_loss"))
@@ -228,7 +237,8 @@ def _run(
         if ckpt.get("rng") is not None:
             torch.set_rng_state(ckpt["rng"].cpu())
         log.info("resuming from %s at epoch %d, step %d", out / LAST, start_epoch, start_step)
-    model: torch.nn.Module = DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None) if env.distributed else net
+    model: torch.nn.Module = (
+        DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None) if env.distributed else net)
     bs, workers = int(t_cfg["batch_size"]), int(t_cfg.get("num_workers", 0))
     val_loader = DataLoader(task.val, batch_size=bs, num_workers=0)
     epochs = int(t_cfg["epochs"])
@@ -264,11 +274,12 @@ def _run(
             b = {k: v.to(device, non_blocking=True) for k, v in b.items()}
             with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
                 loss = task.loss(model, b)
+            loss, value = distributed.global_batch_loss(loss, task.loss_count(b), env)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
-            running, seen = running + loss.item(), seen + 1
+            running, seen = running + value, seen + 1
             if show:
                 bar.set_postfix(loss=f"{running / seen:.4f}")
             if every and env.is_main and (i + 1) % every == 0 and i + 1 < steps:
@@ -302,7 +313,8 @@ def _run(
 
         export_run(out)
     distributed.barrier(env)
-    return TrainResult(out, start_epoch, done, history, time.perf_counter() - started, env.world_size, str(device), env.rank)
+    return TrainResult(out, start_epoch, done, history, time.perf_counter() - started, env.world_size, str(device), env.rank,
+                       hosts)
 
 
 def write_metrics(out: Path, history: list[dict[str, Any]]) -> Path:

@@ -6,16 +6,36 @@ import os
 import subprocess
 import sys
 
+import pytest
 import torch
 import yaml
 
 from eocube.learn.checkpoint import load_checkpoint
-from eocube.learn.distributed import DistEnv, detect, first_slurm_host
+from eocube.learn.config import load_config
+from eocube.learn.distributed import DistEnv, detect, first_slurm_host, gloo_interface
+from eocube.learn.trainer import train
+
+TOLERANCE = 1e-5
+"""Largest difference allowed between the weights of N processes x batch B and 1 process x batch N*B: each
+tensor's largest absolute difference and its relative difference in norm. The two runs add the same numbers in
+another order (each process reduces its half of the batch, then the gradients are summed), so the last bits
+differ and a few optimiser steps carry that along (1e-6 seen); before the global-batch loss the processes'
+masked means were averaged with equal weights and the weights differed by 1e-1."""
 
 
-def test_ddp_trains_with_two_gloo_processes(tmp_path, tiny_config):
+def assert_same_weights(a: dict, b: dict, tolerance: float = TOLERANCE) -> None:
+    """Every tensor of state dict ``a`` equals ``b``'s within ``tolerance`` (absolute, and relative in norm)."""
+    assert a.keys() == b.keys()
+    for k in a:
+        x, y = a[k].double(), b[k].double()
+        worst = float((x - y).abs().max())
+        rel = float((x - y).norm() / y.norm().clamp_min(1e-12))
+        assert worst <= tolerance and rel <= tolerance, f"{k}: max |diff| {worst:.2e}, relative (norm) {rel:.2e}"
+
+
+def test_ddp_with_two_gloo_processes_trains_as_one_process_with_their_global_batch(tmp_path, tiny_config):
     cfg = tiny_config.to_dict()
-    cfg["train"].update({"epochs": 1, "steps_per_epoch": 2, "threads": 1})
+    cfg["train"].update({"epochs": 1, "steps_per_epoch": 2, "threads": 1, "device": "cpu"})
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "WORLD_SIZE", "RANK", "MASTER_"))}
     env["OMP_NUM_THREADS"] = "1"
@@ -30,6 +50,23 @@ def test_ddp_trains_with_two_gloo_processes(tmp_path, tiny_config):
     assert ckpt["history"][-1]["world_size"] == 2
     assert all(torch.isfinite(v).all() for v in ckpt["model"].values())
     assert "2 process(es)" in proc.stdout + proc.stderr
+    assert "2 processes (torchrun, gloo)" in proc.stderr and "rank 1 on " in proc.stderr
+    # one process with the global batch (2 x 2 examples): the same weights, the same mean loss
+    cfg["train"]["batch_size"] *= 2
+    threads = torch.get_num_threads()
+    try:
+        one = train(load_config(overrides=cfg), out=tmp_path / "one")
+    finally:
+        torch.set_num_threads(threads)
+    assert_same_weights(ckpt["model"], load_checkpoint(tmp_path / "one")["model"])
+    assert ckpt["history"][-1]["train_loss"] == pytest.approx(one.history[-1]["train_loss"], rel=TOLERANCE)
+
+
+def test_gloo_keeps_its_default_unless_the_host_name_is_loopback_and_the_rendezvous_is_elsewhere():
+    assert gloo_interface({"MASTER_ADDR": "127.0.0.1"}, hostname="localhost") is None  # all on this host
+    assert gloo_interface({"MASTER_ADDR": "10.1.2.3", "GLOO_SOCKET_IFNAME": "ib0"}, hostname="localhost") is None
+    assert gloo_interface({}, hostname="localhost") is None
+    # (a host name that resolves to a reachable address keeps gloo's default: tests/slurm/test_multinode_ddp.py)
 
 
 def test_torchrun_and_slurm_environments_are_recognised():
