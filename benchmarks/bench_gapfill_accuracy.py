@@ -11,7 +11,9 @@ run's held-out test part (never read in training) are scored; pooled over seeds.
 
 Prints the training time, the hardware, an RMSE table and the ratio
 ``model RMSE / linear RMSE`` (acceptance: <= 0.85). With ``--plot FILE`` also
-draws a few held-out series.
+draws a few held-out series. ``--area Y0:Y1,X0:X1`` scores a box of the test blocks only (the
+like-for-like comparison with the pixel-box runs before the one training path: ``0:51,64:100``
+with ``split: {seed: 1}``).
 """
 
 from __future__ import annotations
@@ -42,8 +44,23 @@ def _test_area(cube, run: Path):
     return held_out_area(run, cube)[0]
 
 
-def _scores(cube, run: Path, seeds: int):
-    """eocube.evaluate's protocol on the whole cube, scored on the held-out area, pooled over seeds."""
+def _box(text: str | None, shape: tuple[int, int]) -> np.ndarray | None:
+    """``(y, x)`` boolean of a pixel box ``"Y0:Y1,X0:X1"`` (``[start, stop)``, rows then columns), or None."""
+    if not text:
+        return None
+    try:
+        (y0, y1), (x0, x1) = ([int(v) for v in part.split(":")] for part in text.split(","))
+    except ValueError:
+        raise SystemExit(f"--area {text!r}: give rows and columns as Y0:Y1,X0:X1, e.g. 0:51,64:100") from None
+    box = np.zeros(shape, bool)
+    box[y0:y1, x0:x1] = True
+    if not box.any():
+        raise SystemExit(f"--area {text!r} holds no pixel of the {shape[0]} x {shape[1]} px cube")
+    return box
+
+
+def _scores(cube, run: Path, seeds: int, box: np.ndarray | None = None):
+    """eocube.evaluate's protocol on the whole cube, scored on the held-out area (or a box of it), pooled over seeds."""
     import pandas as pd
 
     from eocube.cube import select_bands
@@ -54,6 +71,12 @@ def _scores(cube, run: Path, seeds: int):
     spec_bands = ["NDVI"]
     clear = clear_from_cloud_band(cube, "CLM", data_band="IS_DATA").compute()
     area = _test_area(cube, run)
+    if box is not None:
+        if (box & ~area.values).any():
+            raise SystemExit(f"--area: {int((box & ~area.values).sum()):,} of its pixels are not in the run's test "
+                             "blocks (they may have been read in training): pick a box inside them, or train with "
+                             "another split.seed")
+        area = area.copy(data=box)
     filler = model_filler(run, device="cpu")
     tables = [evaluate_methods(select_bands(cube, spec_bands), clear, seed=seed, where=area,
                                extra={"model": filler}).assign(seed=seed) for seed in range(seeds)]
@@ -107,6 +130,10 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3, help="draws of artificial gaps")
     parser.add_argument("--plot", default=None, help="PNG file for a few held-out series")
     parser.add_argument("--json", default=None, help="write the numbers here")
+    parser.add_argument("--area", default=None,
+                        help="score only this box of the run's test blocks, Y0:Y1,X0:X1 (e.g. 0:51,64:100: the pixels "
+                             "that the pixel-box runs before the one training path held out too; train with "
+                             "split.seed 1 to hold them out)")
     args = parser.parse_args()
 
     from eocube.datasets import sentinel2_sample
@@ -126,11 +153,11 @@ def main() -> None:
     if not (run / MODEL_FILE).exists():
         export_run(run)
     t0 = time.perf_counter()
-    scores, n, pixels = _scores(cube, run, args.seeds)
+    scores, n, pixels = _scores(cube, run, args.seeds, _box(args.area, (cube.sizes["y"], cube.sizes["x"])))
     eval_s = time.perf_counter() - t0
     ref = scores["linear"]
     print(f"\neocube.evaluate protocol (artificial_gaps, donor dates, fraction 0.2, seeds 0..{args.seeds - 1}) over the "
-          f"whole cube, scored on the {pixels:,} held-out pixels: {n:,} hidden clear NDVI observations "
+          f"whole cube, scored on the {pixels:,} held-out pixels{' of ' + args.area if args.area else ''}: {n:,} hidden clear NDVI observations "
           f"(scored in {eval_s:.1f} s)")
     print(f"{'method':<18}{'RMSE':>10}{'vs linear':>12}")
     for name, value in sorted(scores.items(), key=lambda kv: kv[1]):
@@ -142,7 +169,7 @@ def main() -> None:
     if args.json:
         Path(args.json).write_text(json.dumps(
             {"rmse": scores, "ratio_model_over_linear": ratio, "n_hidden": n, "train_seconds": train_s,
-             "hardware": _hardware(), "run": str(run)}, indent=2))
+             "hardware": _hardware(), "run": str(run), "area": args.area, "pixels": pixels}, indent=2))
 
 
 if __name__ == "__main__":
