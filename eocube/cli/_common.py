@@ -139,6 +139,40 @@ def store_is_complete(store: str | os.PathLike[str]) -> bool:
     return True
 
 
+def source_stamp(spec: str) -> list[Any] | None:
+    """A stamp of what a bundled sample, a scene group or a Zarr store (path or URL) holds (None: none can be made).
+
+    See :func:`eocube.io._complete.store_stamp`: one listing of the store's objects, nothing opened.
+    """
+    from ..datasets import SAMPLES, SCENES
+    from ..io._complete import path_stamp, store_stamp
+
+    scene, _, group = spec.partition(":")
+    if spec in SAMPLES:
+        return store_stamp(SAMPLES[spec].path)
+    if group and scene in SCENES:
+        return path_stamp(SCENES[scene].path)
+    return store_stamp(spec if is_url(spec) else Path(spec).expanduser())
+
+
+def complete_outputs(outputs: list[tuple[str, str | None]]) -> list[str] | None:
+    """The report lines when every ``(store, request key)`` is complete and made by that request, else None.
+
+    Asked before any cube is built (see :mod:`eocube.io._complete`); a key of None (no key could be
+    made) or any store not known complete gives None: the command then takes its full path, which
+    checks the fingerprint and resumes or refuses.
+    """
+    from ..io._complete import already_complete
+
+    lines = []
+    for store, key in outputs:
+        report = already_complete(store, key) if key is not None else None
+        if report is None:
+            return None
+        lines.append(str(report))
+    return lines
+
+
 def default_quicklook(out: str | os.PathLike[str]) -> Path:
     """The quicklook's default path: ``<out>.png`` beside a local store, ``./<name>.png`` for a store at a URL."""
     name = os.fspath(out).rstrip("/" + os.sep)
@@ -435,6 +469,21 @@ def choose_compute(cluster: dict[str, Any], nbytes: int) -> tuple[str, str]:
                            "(eocube.cluster.threads-below)")
     return "threads", (f"compute: {_threads(cluster)} dask threads in this process: the job's arrays ({size}) are "
                        f"under {_size(limit)} (eocube.cluster.threads-below); --cluster local starts a Dask cluster")
+
+
+@contextlib.contextmanager
+def local_checks() -> Iterator[None]:
+    """Run the computes of a command's checks (a sample of the mask band) on dask's threads.
+
+    No cluster exists before :func:`compute_on` starts one, and dask, given no scheduler or a
+    scheduler's name, imports ``distributed`` to look for a client (0.2-0.3 s); given the threaded
+    scheduler's function it does not, so a rerun whose output is already complete ends without it.
+    """
+    import dask
+    import dask.threaded
+
+    with dask.config.set(scheduler=dask.threaded.get):
+        yield
 
 
 @contextlib.contextmanager

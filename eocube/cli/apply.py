@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from ..errors import EOCubeError
 from ._apply_sources import (
     SourceArg,
     bind_sources,
@@ -33,11 +34,13 @@ from ._common import (
     check_out_not_source,
     check_output_writable,
     cluster_options,
+    complete_outputs,
     compute_on,
     default_quicklook,
     friendly_errors,
     overlap,
     shown_location,
+    source_stamp,
     store_is_complete,
     zarr_options,
 )
@@ -116,6 +119,13 @@ def apply(model: str, sources: tuple[str, ...], out: str, card_path: str | None,
 
     if model_version is not None and not model_version.strip():
         raise InputError("--model-version is empty: give a name for this version of the model's code, e.g. v2")
+    request = _request(model, card_path, args, factory, model_version, layout, postprocess, tile, chunk, batch_size,
+                       device, autocast, zarr)
+    done = complete_outputs([(out, request)]) if request and not overwrite else None
+    if done is not None and png.exists():  # no torch, no model, no cube, no cluster
+        click.echo(f"model: {shown_location(model)}\ncompute: nothing (the output is already complete: no cluster "
+                   f"started)\n{done[0]}\nquicklook: {png.resolve()}\nzarr: {shown_location(out)}")
+        return
     spec, card, described = _model_spec(model, card_file, layout, postprocess, args)
     if model_version is not None:
         spec = spec.replace(version=model_version)
@@ -130,7 +140,42 @@ def apply(model: str, sources: tuple[str, ...], out: str, card_path: str | None,
     result = _build(cubes, source, spec, run)
     provenance = _provenance(model, card, spec, bound, run)
     _write(result, cubes, bound, spec, source, run, out, png, zarr, overwrite, progress, provenance,
-           cluster)
+           cluster, request)
+
+
+def _request(model: str, card_path: str | None, args: list[SourceArg], factory: str | None, model_version: str | None,
+             layout: str | None, postprocess: str | None, tile: int | None, chunk: int | None, batch_size: int | None,
+             device: str | None, autocast: str | None, zarr: dict) -> str | None:
+    """The request key of the output (:func:`eocube.io._complete.request_key`), made without torch.
+
+    Every option that decides the output, and the stamps of the model file, of every card that
+    may describe it (``--card`` and those beside the model) and of every source. None (the full
+    path decides, loading the model) for a STAC search (its items may change between runs), a
+    source over plain HTTP, and a state_dict with ``--factory`` but no ``--model-version``: the
+    factory's code is then identified by importing it, which needs torch.
+    """
+    from ..io._complete import path_stamp, request_key
+
+    if factory is not None and model_version is None:
+        return None
+    path = Path(model).expanduser()
+    cards = [Path(card_path).expanduser()] if card_path else []
+    cards += [path.with_name(n.format(name=path.name, stem=path.stem)) for n in CARD_NAMES]
+    try:
+        inputs: dict[str, Any] = {"model": path_stamp(path), "cards": [path_stamp(c) for c in cards if c.is_file()]}
+        for i, arg in enumerate(args):
+            if arg.kind == "stac-search":
+                return None
+            inputs[f"source {i}"] = path_stamp(arg.spec) if arg.kind == "stac-items" else source_stamp(arg.spec)
+    except (OSError, ValueError, EOCubeError):
+        return None  # the full path says what is wrong with the input
+    if any(stamp is None for stamp in inputs.values()):
+        return None
+    options = {"sources": [(a.name, a.provenance(), a.kind) for a in args], "card": bool(card_path),
+               "factory": factory, "model_version": model_version, "layout": layout, "postprocess": postprocess,
+               "tile": tile, "chunk": chunk, "batch_size": batch_size, "device": device, "autocast": autocast,
+               "zarr": zarr}
+    return request_key("eocube apply", options, inputs)
 
 
 def _check_model(model: str, card_path: str | None, layout: str | None) -> Path | None:
@@ -259,7 +304,7 @@ def _info(cube: xr.DataArray) -> str:
 
 def _write(result: xr.DataArray, cubes: dict[str, xr.DataArray], bound: dict[str, SourceArg], spec: ModelSpec,
            source: Any, run: RunOptions, out: str, png: Path, zarr: dict, overwrite: bool, progress: bool,
-           provenance: dict[str, Any], cluster: dict) -> None:
+           provenance: dict[str, Any], cluster: dict, request: str | None = None) -> None:
     """Check the target, then write the result where :func:`compute_on` says (or end early if complete)."""
     from ..io import check_target, to_zarr
 
@@ -278,7 +323,7 @@ def _write(result: xr.DataArray, cubes: dict[str, xr.DataArray], bound: dict[str
             if where == "cluster":  # rebuilt with the client: GPU workers get the GPU=1 resource annotation
                 result = _build(cubes, source, spec, run)
             click.echo(str(to_zarr(result, out, **zarr, provenance=provenance, mode=mode,
-                                   progress=progress)))
+                                   progress=progress, request=request)))
             _report_nan(result)
     if overwrite or not png.exists():
         _write_quicklook(out, cubes, spec, png)

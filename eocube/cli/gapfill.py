@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from ..errors import EOCubeError
 from ..fill import METHOD_NAMES
 from ._common import (
     InputError,
@@ -23,14 +24,17 @@ from ._common import (
     check_output_writable,
     check_source,
     cluster_options,
+    complete_outputs,
     compute_on,
     default_quicklook,
     friendly_errors,
+    local_checks,
     open_source,
     resolve_bands,
     resolve_mask_band,
     same_location,
     shown_location,
+    source_stamp,
     store_is_complete,
     zarr_options,
 )
@@ -99,8 +103,17 @@ def gapfill(source: str, out: str, bands: str | None, cloud_band: str | None, da
     png = Path(quicklook) if quicklook else default_quicklook(out)
     _check_outputs(out, quality, png)
     _check_method(method, model_path, time_grid)
-    check_source(source)
+    shown = source if check_source(source) else shown_location(source)
     check_cluster(cluster)
+    requests = _requests(source, shown, bands, cloud_band, data_band, mask_kind, threshold, snow, dilate, method,
+                         model_path, time_grid, quality, tile, zarr)
+    done = None
+    if requests and not overwrite:
+        done = complete_outputs([(out, requests[0]), *([(quality, requests[1])] if quality else [])])
+    if done is not None and png.exists():  # nothing opened, built or started
+        click.echo(f"source: {shown}\ncompute: nothing (the output is already complete: no cluster started)")
+        click.echo("\n".join(done) + f"\nquicklook: {png.resolve()}\nzarr: {shown_location(out)}")
+        return
     from ..cube import cube_info, select_bands
     from ..io import check_target, to_zarr
     from ..masks import check_mask_band
@@ -111,7 +124,8 @@ def gapfill(source: str, out: str, bands: str | None, cloud_band: str | None, da
     band_list, cloud_band, data_band = resolve_bands(cube, sample, bands, cloud_band, data_band)
     click.echo(f"source: {source if sample else shown_location(source)}\n{cube_info(cube)}\n{tile_line}")
     if cloud_band:
-        check_mask_band(cube, cloud_band, mask_kind, threshold=threshold)  # a sample of the mask band only
+        with local_checks():
+            check_mask_band(cube, cloud_band, mask_kind, threshold=threshold)  # a sample of the mask band only
     click.echo(mask_line + (f", cloudy at >= {threshold:g}" if mask_kind == "probability" and cloud_band else ""))
     clear = _clear_mask(cube, mask_kind, cloud_band, data_band, threshold, snow, dilate)
     observed = select_bands(cube, band_list)
@@ -154,15 +168,41 @@ def gapfill(source: str, out: str, bands: str | None, cloud_band: str | None, da
     read = [*band_list, *[b for b in (cloud_band, data_band) if b and b not in band_list]]
     nbytes = select_bands(cube, read).nbytes + filled.nbytes + (q_cube.nbytes if q_cube is not None else 0)
     with compute_on(cluster, nbytes):
-        report = to_zarr(filled, out, **zarr, provenance=provenance, mode=write_mode, progress=progress)
+        report = to_zarr(filled, out, **zarr, provenance=provenance, mode=write_mode, progress=progress,
+                         request=requests[0] if requests else None)
         if q_cube is not None:
-            click.echo(str(to_zarr(q_cube, quality, **zarr, provenance=q_provenance,
-                                   mode=write_mode, progress=progress)))
+            click.echo(str(to_zarr(q_cube, quality, **zarr, provenance=q_provenance, mode=write_mode,
+                                   progress=progress, request=requests[1] if requests else None)))
         never, pixels = _never_observed(clear, observed)
     click.echo(str(report))
     _report_never_observed(never, pixels, warn_never_observed, method)
     _write_quicklook(observed, clear, out, png)
     click.echo(f"zarr: {shown_location(out)}")
+
+
+def _requests(source: str, shown: str, bands: str | None, cloud_band: str | None, data_band: str | None, mask_kind: str,
+              threshold: float, snow: bool, dilate: int, method: str, model_path: str | None, time_grid: str | None,
+              quality: str | None, tile: int | None, zarr: dict) -> tuple[str, str] | None:
+    """The request keys of the output and of the quality store (:func:`eocube.io._complete.request_key`).
+
+    Every option that decides the stores' content, and the stamps of the source and the model;
+    None where a stamp cannot be made (a source over plain HTTP): the full path then decides.
+    """
+    from ..io._complete import path_stamp, request_key
+
+    try:
+        inputs = {"source": source_stamp(source)}
+        if method == "model" and model_path:
+            inputs["model"] = path_stamp(model_path)
+    except (OSError, ValueError, EOCubeError):
+        return None  # the full path says what is wrong with the input
+    if any(stamp is None for stamp in inputs.values()):
+        return None
+    options = {"source": shown, "bands": bands, "cloud_band": cloud_band, "data_band": data_band, "mask": mask_kind,
+               "threshold": threshold, "snow": snow, "dilate": dilate, "method": method, "time_grid": time_grid,
+               "quality": bool(quality), "tile": tile, "zarr": zarr}
+    return (request_key("eocube gapfill", options, inputs),
+            request_key("eocube gapfill --quality", options, inputs))
 
 
 def _tile(source: str, tile: int | None) -> tuple[int, str]:

@@ -17,11 +17,31 @@ def as_block(values: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
     return np.concatenate(values, axis=1) if isinstance(values, (list, tuple)) else values
 
 
+def kernel_nodata(dtype: np.dtype, nodata: float | int | None) -> np.generic | None:
+    """``nodata`` as a scalar of ``dtype`` for the compiled kernels, or None where no value of that
+    dtype can equal it (None, NaN, or a value the dtype cannot hold exactly, e.g. -9999 for uint16)."""
+    if nodata is None:
+        return None
+    dtype = np.dtype(dtype)
+    try:
+        value = float(nodata)
+    except (TypeError, ValueError):
+        return None
+    if value != value:
+        return None
+    with np.errstate(over="ignore", invalid="ignore"):
+        if np.issubdtype(dtype, np.integer):
+            info = np.iinfo(dtype)
+            if not (info.min <= value <= info.max) or value != int(value):
+                return None
+            return dtype.type(int(value))
+        cast = dtype.type(value)
+    return cast if float(cast) == value else None
+
+
 def is_nodata(values: np.ndarray, nodata: float | int | None) -> np.ndarray | np.bool_:
     """True where ``values`` equal the nodata value (compared in the values' own dtype, as the
     compiled kernels do; False everywhere for None, NaN, or a value the dtype cannot hold)."""
-    from ._fast_common import kernel_nodata
-
     value = kernel_nodata(values.dtype, nodata)
     return np.False_ if value is None else values == value
 
@@ -74,7 +94,7 @@ def check_engine(engine: str) -> None:
 
 
 def finish(model: np.ndarray, flat: np.ndarray, ok: np.ndarray, shape: tuple[int, ...], dtype: np.dtype,
-           keep_observed: bool, bound: "Bound | None" = None, return_bounded: bool = False
+           keep_observed: bool, bound: Bound | None = None, return_bounded: bool = False
            ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """Put observed values back where usable (unless smoothing) and restore the block shape.
 

@@ -81,6 +81,8 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic, overload
 
+from ._common import kernel_nodata  # noqa: F401 - numba-free, re-exported for the kernels
+
 BLOCK = 512  # pixels per block of the 2-D fallback kernels
 WHITTAKER_TILE = 512  # pixels per Whittaker tile (whole image rows): best of 256/512/1024/2048 here
 _opts = dict(nopython=True, nogil=True, cache=True, fastmath=False, error_model="numpy")
@@ -288,28 +290,6 @@ def _is_data_compiled(v, nodata):  # pragma: no cover - compiled
     if isinstance(nodata, (types.NoneType, types.Omitted)):
         return lambda v, nodata: v - v == 0
     return lambda v, nodata: (v - v == 0) & (v != nodata)
-
-
-def kernel_nodata(dtype: np.dtype, nodata: float | int | None) -> np.generic | None:
-    """``nodata`` as a scalar of ``dtype`` for the compiled kernels, or None where no value of that
-    dtype can equal it (None, NaN, or a value the dtype cannot hold exactly, e.g. -9999 for uint16)."""
-    if nodata is None:
-        return None
-    dtype = np.dtype(dtype)
-    try:
-        value = float(nodata)
-    except (TypeError, ValueError):
-        return None
-    if value != value:
-        return None
-    with np.errstate(over="ignore", invalid="ignore"):
-        if np.issubdtype(dtype, np.integer):
-            info = np.iinfo(dtype)
-            if not (info.min <= value <= info.max) or value != int(value):
-                return None
-            return dtype.type(int(value))
-        cast = dtype.type(value)
-    return cast if float(cast) == value else None
 
 
 @numba.jit(**_opts)

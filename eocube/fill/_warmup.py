@@ -51,8 +51,8 @@ def _cube(dtype: str, nodata: float | None, contiguous: bool = True, bands: int 
     cube = cube.chunk({"time": -1, "band": 1, "y": h, "x": w})
     clear = clear.chunk({"time": -1, "y": h, "x": w})
     if contiguous:
-        cube = cube.copy(data=cube.data.map_blocks(np.ascontiguousarray))
-        clear = clear.copy(data=clear.data.map_blocks(np.ascontiguousarray))
+        cube = cube.copy(data=cube.data.map_blocks(np.ascontiguousarray, meta=np.empty((0,) * 4, cube.dtype)))
+        clear = clear.copy(data=clear.data.map_blocks(np.ascontiguousarray, meta=np.empty((0,) * 3, bool)))
     return cube, clear
 
 

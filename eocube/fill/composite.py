@@ -103,6 +103,7 @@ def composite(
     out = da.map_blocks(
         _composite_block, data, valid, groups=groups, stat=stat, nodata=nodata,
         chunks=((len(starts),),) + data.chunks[1:], dtype=np.result_type(cube.dtype, np.float32),
+        meta=np.empty((0,) * 4, np.result_type(cube.dtype, np.float32)),
         name="eocube-composite-" + da.core.tokenize(data, valid, freq, stat, nodata),
     )
     result = xr.DataArray(out, dims=cube.dims, coords={**{k: v for k, v in cube.coords.items() if "time" not in v.dims},

@@ -64,7 +64,7 @@ def usable_mask(cube: xr.DataArray, clear: xr.DataArray | None = None) -> xr.Dat
         Boolean clear mask (time, y, x) or (time, band, y, x), or None (every observation clear).
     """
     from ..masks import align_mask
-    from ._fast_common import kernel_nodata
+    from ._common import kernel_nodata
 
     present = cube.notnull() if np.issubdtype(cube.dtype, np.floating) else xr.ones_like(cube, dtype=bool)
     value = kernel_nodata(cube.dtype, cube_nodata(cube))
@@ -115,7 +115,8 @@ def days_to_clear(clear: xr.DataArray | None, *, time_grid: TimeGrid = None,
     days = days_since(pd.DatetimeIndex(clear["time"].values), times[0])
     data = clear.data if isinstance(clear.data, da.Array) else da.from_array(clear.values)
     data = data.rechunk({0: -1})
-    out = da.map_blocks(distance_to_clear, data, days, dtype="float32", name="eocube-days-to-clear-" + da.core.tokenize(data, days))
+    out = da.map_blocks(distance_to_clear, data, days, dtype="float32", meta=np.empty((0,) * data.ndim, "float32"),
+                        name="eocube-days-to-clear-" + da.core.tokenize(data, days))
     result = clear.copy(data=out)
     if target is not None:
         result = result.sel(time=target)

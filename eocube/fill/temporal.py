@@ -186,7 +186,8 @@ def fill_gaps(
         filled, bounded = (_pick_blocks(both, data.chunks, dtype, f"{name}-{part}", part)
                            for part, dtype in ((0, out_dtype), (1, np.dtype(bool))))
     else:
-        filled = da.map_blocks(_fill_block, data, valid, dtype=out_dtype, name=name, **kwargs)
+        filled = da.map_blocks(_fill_block, data, valid, dtype=out_dtype, meta=np.empty((0,) * 4, out_dtype), name=name,
+                               **kwargs)
         bounded = None
     result = work.copy(data=filled)
     if target is not None:
@@ -360,7 +361,7 @@ def _valid_array(cube: xr.DataArray, clear: xr.DataArray | None, chunks: tuple) 
         # 7.8x instead of 4.1x the memory pass, nearest 85x instead of 4.3x).
         ones = da.ones((cube.sizes["time"], 1, cube.sizes["y"], cube.sizes["x"]), dtype=bool,
                        chunks=(chunks[0], 1, chunks[2], chunks[3]))
-        return ones.map_blocks(np.ascontiguousarray, dtype=bool)
+        return ones.map_blocks(np.ascontiguousarray, dtype=bool, meta=np.empty((0,) * 4, bool))
     if clear.ndim == 3:
         clear = clear.expand_dims(band=1).transpose("time", "band", "y", "x")
         band_chunks: tuple = (1,)

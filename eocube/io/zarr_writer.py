@@ -60,6 +60,7 @@ from . import _chunkread, _fingerprint, _layout, _ledger, _manifest, _options, _
 from ._stores import StoreLocation
 from . import _lock  # one writer at a time (the store's write lock)
 from ._overlap import refuses_input_target
+from ._report import WriteReport
 
 log = logging.getLogger(__name__)
 
@@ -84,44 +85,6 @@ DEFAULT_CHUNKS = {"time": -1, "band": 1, "y": 512, "x": 512}
 Mode = Literal["resume", "overwrite", "fail"]
 
 
-@dataclass(frozen=True)
-class WriteReport:
-    """What a call to :func:`to_zarr` did."""
-
-    path: str
-    """The store written."""
-    variable: str
-    """Name of the cube's array in the store."""
-    chunks_total: int
-    """Number of write units (shards where sharded, else chunks) of the cube."""
-    chunks_written: int
-    """Units computed and written by this call."""
-    chunks_skipped: int
-    """Units found already written (resumed write) and not recomputed."""
-    seconds: float
-    """Wall-clock time of the call."""
-    note: str = ""
-    """Anything the caller should know (e.g. an unfinished creation was started over)."""
-    zarr_format: int = 2
-    """Format of the store."""
-    unit: str = "chunks"
-    """What a write unit is: ``"shards"`` or ``"chunks"``."""
-
-    def __str__(self) -> str:
-        note = f" ({self.note})" if self.note else ""
-        if self.chunks_total == 0:
-            return (f"{self.path} [{self.variable}] holds an empty cube (no dates or no bands): metadata and "
-                    f"coordinates only, no {self.unit} (Zarr format {self.zarr_format}){note}")
-        if self.chunks_written == 0 and self.chunks_skipped == self.chunks_total:
-            return (f"{self.path} [{self.variable}] is already complete ({self.chunks_total} {self.unit}) "
-                    f"and was made by the same computation: nothing to compute{note}")
-        resumed = f", {self.chunks_skipped} already done (resumed)" if self.chunks_skipped else ""
-        return (
-            f"wrote {self.path} [{self.variable}]: {self.chunks_written} of {self.chunks_total} {self.unit} "
-            f"computed{resumed} in {self.seconds:.1f} s (Zarr format {self.zarr_format}){note}"
-        )
-
-
 @refuses_input_target  # a store the cube reads is never the target (checked before the lock is taken)
 @_lock.one_writer  # holds the store's write lock from before the store is looked at to the end
 def to_zarr(
@@ -139,6 +102,7 @@ def to_zarr(
     shards: dict[str, int] | None = None,
     memory_budget: int | str | None = None,
     storage_options: dict[str, Any] | None = None,
+    request: str | None = None,
 ) -> WriteReport:
     """Write a cube to a Zarr store chunk by chunk, resumably.
 
@@ -191,6 +155,11 @@ def to_zarr(
         Options of the object store (endpoint, region, credentials); by
         default credentials come from the environment (``AWS_*``, ...) and the
         AWS config files. Never stored, logged or shown in messages.
+    request
+        A key of what the caller was asked to do, from which the cube was built (its options and
+        the stamps of what it reads, :func:`eocube.io._complete.request_key`): recorded with the
+        write when it completes, so that a rerun of the same request finds the store complete
+        without building the cube again (:func:`eocube.io._complete.already_complete`).
 
     Returns
     -------
@@ -264,7 +233,7 @@ def to_zarr(
     tasks = _write_tasks(cube.data, pending, loc, variable, plan.record["fingerprint"])
     _run(tasks, pending, progress=progress, label=f"writing {loc.name}", loc=loc)
     _lock.ensure_held(loc)  # a write whose lock was taken from it never marks the store complete
-    _finalise(loc, plan.zarr_format, variable, nblocks)
+    _finalise(loc, plan.zarr_format, variable, nblocks, request=request)
     return report(len(pending))
 
 
@@ -736,7 +705,7 @@ def _located(exc: BaseException, index: tuple[int, ...], loc: StoreLocation | No
 
 
 def _finalise(loc: StoreLocation, zarr_format: int, variable: str | None = None,
-              nblocks: tuple[int, ...] | None = None) -> None:
+              nblocks: tuple[int, ...] | None = None, *, request: str | None = None) -> None:
     """Check every unit is stored, write the manifest, mark the store complete, consolidate, drop the ledger."""
     group = zarr.open_group(loc.zarr_store(), mode="r+")
     state = dict(group.attrs[WRITE_ATTR])
@@ -745,6 +714,10 @@ def _finalise(loc: StoreLocation, zarr_format: int, variable: str | None = None,
         with _stores.reworded(loc, "completing"):
             state["manifest"] = _manifest.finish(loc, variable, array.metadata.encode_chunk_key, nblocks, state)
         state.pop("repairing", None)
+    if request is not None and variable is not None:  # every request key recorded made this fingerprint
+        prior = state.get("request")
+        keys = [k for k in prior.get("keys", []) if isinstance(k, str)] if isinstance(prior, dict) else []
+        state["request"] = {"keys": sorted({*keys, request}), "variable": variable}
     state["status"] = "complete"
     state["completed"] = datetime.now(UTC).isoformat(timespec="seconds")
     group.attrs[WRITE_ATTR] = state

@@ -49,7 +49,7 @@ def dilate_clouds(clear: xr.DataArray, pixels: int) -> xr.DataArray:
     if isinstance(clear.data, da.Array):
         depth = {clear.ndim - 2: int(pixels), clear.ndim - 1: int(pixels)}
         data = clear.data.map_overlap(_shrink_block, depth=depth, boundary="none", structure=structure,
-                                      dtype=bool, name="eocube-dilate")
+                                      dtype=bool, meta=np.empty((0,) * clear.ndim, bool), name="eocube-dilate")
     else:
         data = _shrink_block(np.asarray(clear.values), structure)
     out = clear.copy(data=data)
