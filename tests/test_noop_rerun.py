@@ -24,7 +24,6 @@ from pathlib import Path
 import pytest
 
 HEAVY = ("distributed", "numba", "torch")
-ROOT = Path(__file__).resolve().parents[1]
 
 WRAPPER = """
 import json, sys
@@ -186,11 +185,14 @@ DASK_BUILDERS = {"map_blocks", "blockwise", "map_overlap"}
 def test_every_dask_block_function_eocube_calls_is_given_meta():
     """Without ``meta=`` dask calls the function on empty blocks to infer the output type: a
     kernel, numba and its compilation at graph build time."""
+    import eocube
+
+    package = Path(eocube.__file__).parent
     missing = []
-    for path in sorted((ROOT / "eocube").rglob("*.py")):
+    for path in sorted(package.rglob("*.py")):
         for node in ast.walk(ast.parse(path.read_text(), str(path))):
             if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
                     and node.func.attr in DASK_BUILDERS
                     and not any(k.arg == "meta" for k in node.keywords)):
-                missing.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.func.attr}")
+                missing.append(f"{path.relative_to(package.parent)}:{node.lineno} {node.func.attr}")
     assert not missing, f"calls without meta=: {missing}"
