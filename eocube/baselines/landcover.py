@@ -91,7 +91,7 @@ def classify_pixels(
     seed
         Seed of the sample and of the classifier.
     n_jobs
-        Parallel jobs of the forest.
+        Parallel jobs of the forest, OpenMP threads of the boosting.
     fill
         Value of the pixels outside ``where``.
 
@@ -118,10 +118,14 @@ def classify_pixels(
     else:
         clf = ens.HistGradientBoostingClassifier(max_iter=n_estimators, early_stopping=False,
                                                  random_state=seed)
-    clf.fit(flat[:, pick].T, lab.ravel()[pick])
     out = np.full(lab.shape, fill, dtype=lab.dtype)
     sel = np.ones(lab.size, bool) if where is None else np.asarray(where, bool).ravel()
-    out.reshape(-1)[sel] = clf.predict(flat[:, sel].T)
+    from threadpoolctl import threadpool_limits  # a scikit-learn dependency
+
+    # gradient boosting runs OpenMP threads: held to n_jobs (all cores spin-wait badly on a busy machine)
+    with threadpool_limits(limits=max(int(n_jobs), 1), user_api="openmp"):
+        clf.fit(flat[:, pick].T, lab.ravel()[pick])
+        out.reshape(-1)[sel] = clf.predict(flat[:, sel].T)
     return out
 
 
