@@ -194,7 +194,7 @@ def gpu_busy_fraction(run: Callable[[], object]) -> tuple[float, float]:
     return min(1.0, busy / 1e6 / wall), wall
 
 
-def gpu_feeding(cube: "eocube.xr.DataArray", model: nn.Module, args: argparse.Namespace) -> None:  # type: ignore[name-defined]
+def gpu_feeding(cube: eocube.xr.DataArray, model: nn.Module, args: argparse.Namespace) -> None:  # type: ignore[name-defined]
     """GPU busy / wall of apply_model with and without prefetching the next batch (issue 14, deliverable 6)."""
     if not torch.cuda.is_available():
         print("[cuda] GPU feeding (busy / wall, prefetch on and off): skipped, no CUDA device visible to torch")
@@ -203,7 +203,7 @@ def gpu_feeding(cube: "eocube.xr.DataArray", model: nn.Module, args: argparse.Na
         lazy = apply_model(cube, model, device="cuda", batch_size=args.batch, tile_size=args.chunk, prefetch=prefetch)
         with dask.config.set(scheduler="threads"):
             lazy.isel(time=slice(0, args.batch)).compute()  # warm-up: model cached on the device, kernels chosen
-            best = max((gpu_busy_fraction(lambda: lazy.values) for _ in range(args.repeats)), key=lambda r: r[0])
+            best = max((gpu_busy_fraction(lambda: lazy.values) for _ in range(args.repeats)), key=lambda r: r[0])  # noqa: B023 - called within this iteration
         print(f"[cuda] GPU busy / wall with prefetch={prefetch!s:5}: {best[0]:.3f}  ({best[1]:.2f} s)")
 
 

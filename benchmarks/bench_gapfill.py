@@ -34,7 +34,6 @@ from scipy import ndimage
 from eocube.cube import make_cube
 from eocube.fill import composite, days_to_clear, fill_gaps
 
-
 TARGETS = {"linear": 3, "whittaker": 10, "harmonic": 10}
 """Issue 6's targets, in multiples of the memory pass (other methods: none set)."""
 

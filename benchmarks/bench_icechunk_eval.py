@@ -210,10 +210,10 @@ def main() -> None:
         local: dict[str, float] = {}
         with dask.config.set(scheduler="threads"):
             for i in range(args.repeat):
-                _timed(local, "zarr", lambda: _zarr_direct(data, str(tmp / f"z{i}.zarr")), expected)
-                _timed(local, "eocube", lambda: _eocube(cube, str(tmp / f"e{i}.zarr"), args.tile, None), expected)
+                _timed(local, "zarr", lambda: _zarr_direct(data, str(tmp / f"z{i}.zarr")), expected)  # noqa: B023 - called within this iteration
+                _timed(local, "eocube", lambda: _eocube(cube, str(tmp / f"e{i}.zarr"), args.tile, None), expected)  # noqa: B023 - called within this iteration
                 _timed(local, "icechunk", lambda: _icechunk(data, icechunk.local_filesystem_storage(
-                    str(tmp / f"i{i}.icechunk"))), expected)
+                    str(tmp / f"i{i}.icechunk"))), expected)  # noqa: B023 - called within this iteration
         _print("local disk:", local, nbytes)
         print("conflicts, local file system (icechunk warns: 'The LocalFileSystem storage is not safe for "
               "concurrent commits'):")
@@ -230,10 +230,10 @@ def main() -> None:
 
                         s3 = S3Store(bucket, prefix=f"z{i}.zarr", endpoint=url, client_options={"allow_http": True},
                                      access_key_id=KEY, secret_access_key=SECRET, region="us-east-1")
-                        _timed(remote, "zarr", lambda: _zarr_direct(data, ObjectStore(s3)), expected)
-                        _timed(remote, "eocube", lambda: _eocube(cube, f"s3://{bucket}/e{i}.zarr", args.tile, None),
+                        _timed(remote, "zarr", lambda: _zarr_direct(data, ObjectStore(s3)), expected)  # noqa: B023 - called within this iteration
+                        _timed(remote, "eocube", lambda: _eocube(cube, f"s3://{bucket}/e{i}.zarr", args.tile, None),  # noqa: B023 - called within this iteration
                                expected)
-                        _timed(remote, "icechunk", lambda: _icechunk(data, _s3_storage(url, bucket, f"i{i}")),
+                        _timed(remote, "icechunk", lambda: _icechunk(data, _s3_storage(url, bucket, f"i{i}")),  # noqa: B023 - called within this iteration
                                expected)
                 _print("S3 (moto on localhost):", remote, nbytes)
                 print("conflicts, S3 (moto):")

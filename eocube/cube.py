@@ -416,7 +416,7 @@ def _check_nodata(obj: xr.DataArray, name: str) -> None:
             f"keep one, e.g. {name}.rio.write_nodata(value) after deleting the others from {name}.attrs"
         )
     try:
-        obj.rio.nodata
+        _ = obj.rio.nodata
     except (OverflowError, ValueError, TypeError) as exc:
         if obj.rio.encoded_nodata is not None:  # an integer cube read without decoding: its encoded value counts
             return

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from .errors import EOCubeError
-from .io._layout import SHARD_BYTES, inner_chunks, parse_bytes
+from .io.shared import SHARD_BYTES, inner_chunks, parse_bytes
 
 TARGET = 0.6
 """Share of a worker thread's memory a task may use (dask's ``distributed.worker.memory.target``)."""

@@ -271,7 +271,8 @@ def _check_slurm(s: dict[str, Any]) -> dict[str, Any]:
     s["jobs"] = _positive_int(s["jobs"], "slurm", "jobs", minimum=0)
     s["death_timeout"] = _positive_int(s["death_timeout"], "slurm", "death_timeout", allow_none=True)
     if s["processes"] is not None and isinstance(s["processes"], bool):
-        raise ClusterConfigError(f"{setting_name('slurm', 'processes')} is a number of worker processes per job, not {s['processes']}")
+        raise ClusterConfigError(
+            f"{setting_name('slurm', 'processes')} is a number of worker processes per job, not {s['processes']}")
     s["processes"] = _positive_int(s["processes"], "slurm", "processes", allow_none=True)
     if s["gpus"]:
         if s["processes"] not in (None, 1, s["gpus"]):
@@ -292,7 +293,8 @@ def _check_slurm(s: dict[str, Any]) -> dict[str, Any]:
         raise ClusterConfigError(f"{setting_name('slurm', 'memory')} is not set: give the memory per job, e.g. 4GB")
     memory = _bytes(s["memory"], "slurm", "memory")
     if memory < 2**20 * s["processes"]:
-        raise ClusterConfigError(f"{setting_name('slurm', 'memory')}={s['memory']!r} is too small for {s['processes']} worker(s): give e.g. 4GB")
+        raise ClusterConfigError(
+            f"{setting_name('slurm', 'memory')}={s['memory']!r} is too small for {s['processes']} worker(s): give e.g. 4GB")
     if s["walltime"] is not None:
         s["walltime"] = str(s["walltime"])
         if not _WALLTIME.match(s["walltime"]):
@@ -311,8 +313,8 @@ def _check_slurm(s: dict[str, Any]) -> dict[str, Any]:
     for key in ("prologue", "job_extra_directives", "worker_extra_args"):
         s[key] = _str_list(s[key], key)
     s["job_extra_directives"] = [_directive(d) for d in s["job_extra_directives"]]
-    for key in ("queue", "account", "gpu_type", "qos", "constraint", "interface", "scheduler_host", "local_directory", "log_directory", "job_name", "python",
-                "tls_directory"):
+    for key in ("queue", "account", "gpu_type", "qos", "constraint", "interface", "scheduler_host", "local_directory",
+                "log_directory", "job_name", "python", "tls_directory"):
         if s[key] is not None:
             s[key] = str(s[key])
             if not s[key].strip():

@@ -8,7 +8,7 @@ from typing import Any
 from distributed import Client
 
 from ..errors import ClusterError
-from .config import DEFAULT_DASHBOARD, ClusterConfigError, resolve
+from .config import DEFAULT_DASHBOARD, resolve
 from .local import QuietEOCubeErrorsPlugin, local_cluster, machine_size
 
 

@@ -38,10 +38,10 @@ from typing import Any
 
 import dask
 from dask.utils import parse_timedelta
-from distributed.core import Status
-from distributed.security import Security
 from dask_jobqueue import SLURMCluster
 from dask_jobqueue.slurm import SLURMJob
+from distributed.core import Status
+from distributed.security import Security
 
 from .config import DEFAULT_DASHBOARD, ClusterConfigError, is_default, setting_name
 
@@ -421,7 +421,8 @@ def check_job(settings: dict[str, Any]) -> None:
     elif "account" in lowered:
         hint = f"check {setting_name('slurm', 'account')}={settings['account']!r} ('sacctmgr show assoc user=$USER')"
     elif "time limit" in lowered:
-        hint = f"{setting_name('slurm', 'walltime')}={settings['walltime']!r} exceeds the partition's limit ('sinfo -o \"%P %l\"')"
+        hint = (f"{setting_name('slurm', 'walltime')}={settings['walltime']!r} exceeds the partition's limit "
+                "('sinfo -o \"%P %l\"')")
     elif "node configuration is not available" in lowered or "memory" in lowered or "gres" in lowered:
         hint = (f"no node of the partition has {setting_name('slurm', 'cores')}={settings['cores']}, "
                 f"{setting_name('slurm', 'memory')}={settings['memory']!r}, "

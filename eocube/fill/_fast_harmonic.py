@@ -10,8 +10,21 @@ import numpy as np
 if TYPE_CHECKING:
     from ._bound import Bound
 
-from ._fast_common import (BLOCK, HARMONIC_TILE, _opts, _row, _small_matmul, cholesky_packed, is_data, kernel_nodata,
-                           observed_bounds, prefetch_tile, result_dtype, solve_packed, weighted_if_same, weights_tile)
+from ._fast_common import (
+    BLOCK,
+    HARMONIC_TILE,
+    _opts,
+    _row,
+    _small_matmul,
+    cholesky_packed,
+    is_data,
+    kernel_nodata,
+    observed_bounds,
+    prefetch_tile,
+    solve_packed,
+    weighted_if_same,
+    weights_tile,
+)
 
 
 @numba.jit(**_opts)

@@ -5,8 +5,17 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from ._fast_common import LINEAR_TILE, _flat_at, _opts, _prefetch_rows, _row, is_data, kernel_nodata, result_dtype, tile_rows
-
+from ._fast_common import (
+    LINEAR_TILE,
+    _flat_at,
+    _opts,
+    _prefetch_rows,
+    _row,
+    is_data,
+    kernel_nodata,
+    result_dtype,
+    tile_rows,
+)
 
 LINEAR, PREVIOUS, NEXT, NEAREST = 0, 1, 2, 3
 RULES = {"linear": LINEAR, "previous": PREVIOUS, "next": NEXT, "nearest": NEAREST}

@@ -16,8 +16,19 @@ import numpy as np
 if TYPE_CHECKING:
     from ._bound import Bound
 
-from ._fast_common import (SAVGOL_TILE, _opts, _row, _small_matmul, cholesky_packed, is_data, kernel_nodata, observed_bounds,
-                           solve_packed, tile_rows, weights_tile)
+from ._fast_common import (
+    SAVGOL_TILE,
+    _opts,
+    _row,
+    _small_matmul,
+    cholesky_packed,
+    is_data,
+    kernel_nodata,
+    observed_bounds,
+    solve_packed,
+    tile_rows,
+    weights_tile,
+)
 
 
 @numba.jit(**_opts)

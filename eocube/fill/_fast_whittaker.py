@@ -10,9 +10,21 @@ import numpy as np
 if TYPE_CHECKING:
     from ._bound import Bound
 
-from ._fast_common import (BLOCK, WHITTAKER_TILE, _opts, _row, _unowned, bounded_or, finish_bounds, is_data, kernel_nodata,
-                           range_row,
-                           observed_or, result_dtype, tile_rows, weighted_if_same)
+from ._fast_common import (
+    BLOCK,
+    WHITTAKER_TILE,
+    _opts,
+    _row,
+    _unowned,
+    bounded_or,
+    finish_bounds,
+    is_data,
+    kernel_nodata,
+    observed_or,
+    range_row,
+    tile_rows,
+    weighted_if_same,
+)
 
 
 @numba.jit(**_opts)

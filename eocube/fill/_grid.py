@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Sequence, Union
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
 
 from ._errors import FillError
 
-TimeGrid = Union[str, Sequence, pd.DatetimeIndex, np.ndarray, None]
+TimeGrid = str | Sequence | pd.DatetimeIndex | np.ndarray | None
 """``None`` (the observed dates), a pandas frequency (``"10D"``, ``"MS"``, ``"monthly"``) or dates."""
 
 ALIASES = {"monthly": "MS", "weekly": "7D", "daily": "D"}
@@ -46,8 +46,8 @@ def target_times(times: pd.DatetimeIndex, grid: TimeGrid) -> pd.DatetimeIndex | 
         try:  # dates with a time zone or an offset are converted to UTC (the cube's dates are naive UTC)
             out = pd.DatetimeIndex(pd.to_datetime(list(grid), utc=True)).tz_localize(None)
         except (ValueError, TypeError, OverflowError) as exc:
-            raise FillError(f"time grid {grid!r} holds a value that is not a date ({str(exc).splitlines()[0]}): pass dates such as "
-                            "'2020-06-01', or a pandas frequency such as '10D'") from None
+            raise FillError(f"time grid {grid!r} holds a value that is not a date ({str(exc).splitlines()[0]}): "
+                            "pass dates such as '2020-06-01', or a pandas frequency such as '10D'") from None
         if out.hasnans:
             raise FillError(f"time grid {grid!r} holds {int(out.isna().sum())} missing date(s) (None or NaT): "
                             "pass dates only")

@@ -17,7 +17,7 @@ pixels (0 by default, 255 if a class is 0).
 
 from __future__ import annotations
 
-from ..models._spec import ClassInfo
+from ..models import ClassInfo
 from ._burn import burn_polygons
 from ._classes import (
     OSM_LANDUSE_CLASSES,

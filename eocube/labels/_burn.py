@@ -22,7 +22,7 @@ import xarray as xr
 from affine import Affine
 
 from ..cube import make_cube, validate_cube
-from ..models._spec import ClassInfo
+from ..models import ClassInfo
 from ._classes import ClassLike, class_attrs
 from ._errors import FieldError, LabelError
 from ._table import (

@@ -24,7 +24,7 @@ from typing import Any
 
 import xarray as xr
 
-from ..models._spec import ClassInfo
+from ..models import ClassInfo
 from ._errors import LabelError
 
 _HEX = re.compile(r"^#?([0-9a-fA-F]{6})$")

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from ..models._spec import ClassInfo
+from ..models import ClassInfo
 from ._classes import ClassLike, _is_int, as_classes
 from ._errors import LabelError
 

@@ -23,13 +23,13 @@ Imports flow one way: cli -> trainer -> tasks -> (patches, gaps, split, networks
 
 from .checkpoint import load_checkpoint, load_model, save_checkpoint
 from .config import TrainConfig, load_config
-from .patches import PatchDataset, PatchSources, WindowReader
-from .export import export_run
 from .errors import CheckpointError, LearnError
+from .export import export_run
 from .gaps import GapTarget, MaskBank
 from .inference import fill_cube, held_out_area, model_file
 from .networks import GapFillNet, NetConfig, SegNet, SuperResNet
 from .normalisation import Normaliser
+from .patches import PatchDataset, PatchSources, WindowReader
 from .split import BlockSplit
 from .trainer import TrainResult, train
 

@@ -32,9 +32,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..models._archive import UnsafeArchiveError, check_archive
-from ..models._errors import ModelLoadError
-from ..models._loading import safe_cause, weights_only_failure
+from ..models import ModelLoadError
+from ..models.shared import UnsafeArchiveError, check_archive, safe_cause, weights_only_failure
 from .errors import CheckpointError
 from .networks import GapFillNet, build_network
 from .normalisation import Normaliser
@@ -193,7 +192,7 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.devi
         ) from None
     try:
         ckpt = torch.load(p, map_location=map_location, weights_only=True)
-    except Exception as exc:  # pickle errors, truncated files, foreign objects
+    except Exception as exc:  # noqa: BLE001 - pickle errors, truncated files, foreign objects
         raise CheckpointError(
             f"cannot read checkpoint {p} safely with torch.load(weights_only=True) ({weights_only_failure(exc)}): "
             "a checkpoint holds tensors and plain values only, and eocube never unpickles other objects "

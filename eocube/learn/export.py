@@ -29,7 +29,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..models._spec import ClassInfo, ModelSpec, OutputSpec, Scaling, SourceSpec
+from ..models import ClassInfo, ModelSpec, OutputSpec, Scaling, SourceSpec
 from .checkpoint import load_checkpoint
 from .errors import CheckpointError
 from .networks import build_network

@@ -88,7 +88,7 @@ def cube_identity(cube: xr.DataArray) -> str:
     str
         sha256 hex digest.
     """
-    from ..io._fingerprint import computation_token
+    from ..io.shared import computation_token
 
     h = hashlib.sha256(computation_token(cube).encode())
     for dim in cube.dims:
@@ -195,7 +195,7 @@ def check_resume(
     if not differ:
         return
     why = ""
-    from ..io._fingerprint import nondeterminism
+    from ..io.shared import nondeterminism
 
     for name, cube in (inputs or {}).items():
         if f"content of {name}" in old and old.get(f"content of {name}") != new.get(f"content of {name}"):

@@ -7,7 +7,6 @@ from dataclasses import dataclass
 import numpy as np
 
 
-
 @dataclass(frozen=True)
 class Normaliser:
     """Per-band mean and standard deviation (of the training windows: :func:`~eocube.learn.patches.band_statistics`).

@@ -32,7 +32,7 @@ import xarray as xr
 from torch.utils.data import Dataset
 
 from ..cube import select_bands
-from ..fill._nodata import cube_nodata
+from ..nodata import cube_nodata
 from .errors import LearnError
 from .gaps import GapTarget
 from .normalisation import Normaliser
@@ -170,7 +170,7 @@ class PatchSources:
         reference: str | None = None,
         cache_chunks: int = 16,
     ) -> None:
-        from ..models._sources import nest_grids
+        from ..models.shared import nest_grids
 
         if not sources:
             raise LearnError("no input source: give data.sources (name -> cube)")

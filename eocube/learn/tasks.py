@@ -29,7 +29,7 @@ from torch.utils.data import DataLoader, Dataset
 from .config import TrainConfig
 from .patches import PatchDataset, PatchSources, band_statistics, class_balance_weights, label_histograms
 from ..errors import BandError
-from ..fill._nodata import cube_nodata
+from ..nodata import cube_nodata
 from .errors import LearnError
 from .gaps import GapTarget, bank_from_blocks, days_since_epoch
 from .metrics import classification_scores, confusion_matrix, psnr, regression_scores

@@ -19,7 +19,7 @@ import numpy as np
 import xarray as xr
 
 from ..cube import select_bands, validate_cube
-from ..fill._nodata import cube_nodata
+from ..nodata import cube_nodata
 from ._errors import MaskError
 
 MASK_KINDS: tuple[str, ...] = ("boolean", "scl", "qa_pixel", "probability")

@@ -18,7 +18,7 @@ import xarray as xr
 from dask.base import tokenize
 
 from ..cube import check_time_axis, select_bands, validate_cube
-from ..fill._nodata import cube_nodata
+from ..nodata import cube_nodata
 from ._device import check_autocast, check_device_early, gpu_resources
 from ._engine import BlockPlan, SourcePlan, forward_canonical, identified, run_block
 from ._errors import GridError, HaloError, OptionError, OutputShapeError, SourceError
@@ -31,7 +31,8 @@ from ._probe import make_builder, probe_output, resolve_halo
 from ._scaling import check_scaling
 from ._sources import as_fraction, lcm, match_sources, nest_grids, pair_dates
 from ._spec import ModelSpec, RunOptions, SourceSpec
-from ._tiling import OutScale, aligned_chunks, output_chunks, round_up, source_chunks, windows
+from ._tile_windows import tile_windows
+from ._tiling import OutScale, aligned_chunks, output_chunks, round_up, source_chunks
 
 DEFAULT_SPATIAL_CHUNK = 512
 
@@ -453,7 +454,7 @@ def apply_model(
     tile = None if run.tile_size is None else round_up(int(run.tile_size) * rsrc.ratio, align)
     if isinstance(source, ExportedProgramSource) and source.size_limits:
         check_size_limits(source.size_limits, _fed_sizes(srcs, ychunks, xchunks, h, tile, multiple, run.batch_size,
-                                                         temporal, tchunks_ref),
+                                                         temporal, tchunks_ref, align),
                           source.path, run.tile_size, h, int(run.batch_size))
     plan = BlockPlan(
         sources=tuple(plans), reference=ref, base=nesting.base, out_kind=kind, n_out=k, n_final=k_final, halo=h,
@@ -484,7 +485,8 @@ def apply_model(
 
 
 def _fed_sizes(srcs: list[_Source], ychunks: tuple[int, ...], xchunks: tuple[int, ...], halo: int, tile: int | None,
-               multiple: int, batch_size: int, temporal: bool, tchunks: tuple[int, ...]) -> list[FedSizes]:
+               multiple: int, batch_size: int, temporal: bool, tchunks: tuple[int, ...],
+               align: int = 1) -> list[FedSizes]:
     """The batch and spatial sizes the chunk tasks will feed each tensor argument of the model (as :mod:`._engine` cuts them)."""
     size = tile or max(max(ychunks), max(xchunks))
     spans = set()
@@ -492,7 +494,7 @@ def _fed_sizes(srcs: list[_Source], ychunks: tuple[int, ...], xchunks: tuple[int
         for i, core in enumerate(chunks):
             lead = halo if i > 0 else 0
             block = core + lead + (halo if i < len(chunks) - 1 else 0)
-            spans |= {w1 - w0 for _, _, w0, w1 in windows(core, lead, block, halo, size)}
+            spans |= {w1 - w0 for _, _, w0, w1 in tile_windows(core, lead, block, halo, size, align)}
     # samples of one window shape in a chunk: its dates (layout "band") times its tiles; batches of up to batch_size
     tiles = -(-max(ychunks) // size) * -(-max(xchunks) // size)
     most = min(batch_size, tiles * (1 if temporal else max(tchunks)))

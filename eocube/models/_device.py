@@ -98,7 +98,7 @@ def gpu_resources(device: str, resources: dict[str, float] | str | None) -> dict
         return None
     try:
         workers = client.scheduler_info().get("workers", {})
-    except Exception:  # a client that cannot reach its scheduler: no annotation
+    except Exception:  # noqa: BLE001 - a client that cannot reach its scheduler: no annotation
         return None
     if any("GPU" in (w.get("resources") or {}) for w in workers.values()):
         return {"GPU": 1}

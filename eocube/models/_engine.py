@@ -5,11 +5,14 @@ of each neighbour, in the source's own pixels; nothing beyond the image border) 
 the output block for the block's own pixels. Tiles are cut on the base (finest) grid: their
 origins, sizes and the halo are multiples of the alignment (:mod:`._tiling`), so each tile's
 window in a coarser source covers exactly its base footprint and its output pixels start on
-an output pixel corner. Tiles of equal shape are stacked with the dates (layout ``"band"``)
-into batches of ``batch_size`` samples, fed to the device (:mod:`._feed`), and each output
-tile is cropped back to its own pixels. Since every output pixel sees either its full halo or
-the true image border, the result equals one forward pass over the whole image whenever
-``halo`` covers the receptive field.
+an output pixel corner. A tile on the image's edge or a short last tile gets a window slid
+inward to the common length (:mod:`._tile_windows`), so that all tiles of a chunk have one
+shape; they are stacked with the dates (layout ``"band"``) into full batches of ``batch_size``
+samples, fed to the device (:mod:`._feed`), and each output tile's own pixels are written into
+the chunk's output (a chunk made of one tile and one batch returns a view of the model's output:
+no copy at all). Since every output pixel sees either its full halo or the true image border,
+the result equals one forward pass over the whole image whenever ``halo`` covers the receptive
+field.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import logging
+import math
 import os
 import socket
 import threading
@@ -42,8 +46,8 @@ from ._layout import Layout, OutputKind, canonical, postprocess
 from ._loading import ModelSource, get_model, model_token
 from ._scaling import apply_scaling
 from ._spec import Scaling
-from ._tiling import SAME_GRID, OutScale, round_up, scale_mask, source_window, windows
-
+from ._tile_windows import tile_windows
+from ._tiling import SAME_GRID, OutScale, round_up, scale_mask, source_window
 
 log = logging.getLogger("eocube.models")
 
@@ -276,14 +280,12 @@ def _run(
     scale = plan.scale
     out_h, out_w = scale.length(geo.rows), scale.length(geo.cols)
     t_out = tb if not layout.temporal else (layout.n_time if plan.out_kind == "per_date" else 1)
-    out = np.empty((t_out, plan.n_final, out_h, out_w), dtype=plan.out_dtype)
+    shape = (t_out, plan.n_final, out_h, out_w)
 
     # dates run through the model (layout "band" with several sources: those with a partner in each)
     dates = np.arange(tb)
     if plan.paired is not None and not layout.temporal:
         dates = np.flatnonzero(plan.paired[t0:t0 + tb])
-        if len(dates) < tb:
-            out[:] = plan.out_nodata
 
     xs: list[np.ndarray] = []
     invalids: list[np.ndarray | None] = []
@@ -304,11 +306,16 @@ def _run(
             tf = tf[t0:t0 + tb][dates]
         tfs.append(tf)
 
-    # output pixels where the model returned NaN (any channel, before postprocess)
-    nan = np.zeros((t_out, out_h, out_w), dtype=bool)
+    # output pixels where the model returned NaN (any channel, before postprocess); None: nowhere
+    nan: np.ndarray | None = None
     if len(dates):
-        _forward_tiles(xs, invalids, tfs, model, device, plan, where, geo, out, dates, nan)
-    nan_rows = nan if layout.temporal or len(dates) == tb else nan[dates]
+        out, nan = _forward_tiles(xs, invalids, tfs, model, device, plan, where, geo, shape, dates,
+                                  blocks, whole=layout.temporal or len(dates) == tb)
+    else:
+        out = np.empty(shape, dtype=plan.out_dtype)
+    if not layout.temporal and len(dates) < tb:
+        out[np.setdiff1d(np.arange(tb), dates)] = plan.out_nodata
+    nan_rows = None if nan is None else (nan if layout.temporal or len(dates) == tb else nan[dates])
 
     invalid = invalids[plan.reference]
     if plan.mask_output and invalid is not None:
@@ -326,9 +333,11 @@ def _run(
         target[np.broadcast_to(mask[:, None], target.shape)] = plan.out_nodata
         if target is not out:
             out[dates] = target
-        nan_rows = nan_rows & ~np.broadcast_to(mask, nan_rows.shape)  # nodata input there: not the model's doing
+        if nan_rows is not None:  # nodata input there: not the model's doing
+            nan_rows = nan_rows & ~np.broadcast_to(mask, nan_rows.shape)
     if len(dates):
-        _count_nan(plan, where, int(nan_rows.sum()), int(nan_rows.size))
+        total = (out_h * out_w * (t_out if layout.temporal else len(dates)))
+        _count_nan(plan, where, 0 if nan_rows is None else int(nan_rows.sum()), total)
     return out
 
 
@@ -406,22 +415,28 @@ def _forward_tiles(
     plan: BlockPlan,
     where: str,
     geo: _Geometry,
-    out: np.ndarray,
+    shape: tuple[int, int, int, int],
     dates: np.ndarray,
-    nan: np.ndarray,
-) -> None:
-    """Cut the tiles, batch them, run the model and write each tile's core into ``out`` (its NaN pixels into ``nan``)."""
+    blocks: Sequence[np.ndarray],
+    whole: bool,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Cut the tiles, batch them, run the model and write each tile's core into the chunk's output.
+
+    Returns the output block of ``shape`` (rows of dates not in ``dates`` left unset unless
+    ``whole``) and the map of output pixels where the model returned NaN (None: nowhere).
+    """
     ref = plan.sources[plan.reference]
     layout = ref.layout
     base = xs[plan.base]
     hb, wb = base.shape[-2:]
     halo, scale = plan.halo, plan.scale
     tile = plan.tile_size or max(geo.rows, geo.cols)
+    align = math.lcm(*(sp.ratio for sp in plan.sources), scale.scale.denominator)
 
-    # tiles grouped by window shape, so that equal shapes share batches
+    # windows of one shape per axis where the block allows (._tile_windows); tiles grouped by shape
     groups: dict[tuple[int, int], list[tuple[int, int, int, int, int, int, int, int]]] = {}
     for (ra, rb, wr0, wr1), (ca, cb, wc0, wc1) in itertools.product(
-        windows(geo.rows, geo.top, hb, halo, tile), windows(geo.cols, geo.left, wb, halo, tile)
+        tile_windows(geo.rows, geo.top, hb, halo, tile, align), tile_windows(geo.cols, geo.left, wb, halo, tile, align)
     ):
         groups.setdefault((wr1 - wr0, wc1 - wc0), []).append((ra, rb, wr0, wr1, ca, cb, wc0, wc1))
 
@@ -445,6 +460,8 @@ def _forward_tiles(
         n = args[0].shape[0]
         jobs.extend((tiles, args, s0, min(n, s0 + plan.batch_size)) for s0 in range(0, n, plan.batch_size))
 
+    out: np.ndarray | None = None
+    nan: np.ndarray | None = None
     feeder = Feeder(device, plan.prefetch)
     with torch.inference_mode():
         staged = feeder.stage([a[jobs[0][2]:jobs[0][3]] for a in jobs[0][1]]) if jobs else None
@@ -454,7 +471,7 @@ def _forward_tiles(
                 batch = feeder.ready(staged)
                 with device_lock(device), autocast_context(device, plan.autocast):
                     raw = canonical_output(model, batch, layout, plan.out_kind, plan.n_out)
-                    nan_dev = torch.isnan(raw).any(dim=2) if raw.is_floating_point() else None
+                    nan_dev = _nan_map(raw)
                     y_dev = postprocess(raw, plan.postprocess)
                 if j + 1 < len(jobs):  # stage the next batch while the device computes this one
                     nxt = jobs[j + 1]
@@ -468,25 +485,63 @@ def _forward_tiles(
                     f"the model raised {type(exc).__name__} on {where}, batch of {s1 - s0} sample(s) of shape "
                     f"{tuple(args[0][s0:s1].shape)} on {device}: {exc}"
                 ) from exc
+            if nan_y is not None and nan is None:
+                nan = np.zeros((shape[0], shape[2], shape[3]), dtype=bool)
             for s in range(s0, s1):
                 ra, rb, wr0, _, ca, cb, wc0, _ = tiles[s // per_window]
                 r_off, c_off = scale.length(geo.top + ra - wr0), scale.length(geo.left + ca - wc0)
                 o_ra, o_rb = scale.length(ra), scale.length(rb)
                 o_ca, o_cb = scale.length(ca), scale.length(cb)
-                piece = y[s - s0, :, :, r_off:r_off + o_rb - o_ra, c_off:c_off + o_cb - o_ca]
-                if piece.shape[-2:] != (o_rb - o_ra, o_cb - o_ca):
+                if y.shape[-2] < r_off + o_rb - o_ra or y.shape[-1] < c_off + o_cb - o_ca:
                     raise OutputShapeError(
                         f"the model returned {tuple(y.shape[-2:])} px for a tile of {tuple(args[0].shape[-2:])} px "
                         f"but {r_off + o_rb - o_ra} x {c_off + o_cb - o_ca} were expected from the probed scale "
                         f"{scale.scale} [{where}]"
                     )
-                nan_piece = None if nan_y is None else nan_y[s - s0, :, r_off:r_off + o_rb - o_ra,
-                                                             c_off:c_off + o_cb - o_ca]
+                rows, cols = slice(r_off, r_off + o_rb - o_ra), slice(c_off, c_off + o_cb - o_ca)
+                if out is None and len(jobs) == 1 and len(tiles) == 1 and whole and device.type == "cpu" and \
+                        (o_rb - o_ra, o_cb - o_ca) == shape[2:] and y.dtype == np.dtype(plan.out_dtype) and \
+                        _owned(y, y_dev, [*blocks, *xs], batch, model):
+                    # one tile and one batch make the whole chunk: its output is a view of the model's
+                    out = y[0, :, :, rows, cols] if layout.temporal else y[:, 0, :, rows, cols]
+                    if nan_y is not None:
+                        nan = nan_y[0, :, rows, cols] if layout.temporal else nan_y[:, 0, rows, cols]
+                    break
+                if out is None:
+                    out = np.empty(shape, dtype=plan.out_dtype)
                 if layout.temporal:
-                    out[:, :, o_ra:o_rb, o_ca:o_cb] = piece
-                    if nan_piece is not None:
-                        nan[:, o_ra:o_rb, o_ca:o_cb] = nan_piece
+                    out[:, :, o_ra:o_rb, o_ca:o_cb] = y[s - s0, :, :, rows, cols]
+                    if nan_y is not None:
+                        nan[:, o_ra:o_rb, o_ca:o_cb] = nan_y[s - s0, :, rows, cols]
                 else:
-                    out[dates[s % per_window], :, o_ra:o_rb, o_ca:o_cb] = piece[0]
-                    if nan_piece is not None:
-                        nan[dates[s % per_window], o_ra:o_rb, o_ca:o_cb] = nan_piece[0]
+                    out[dates[s % per_window], :, o_ra:o_rb, o_ca:o_cb] = y[s - s0, 0, :, rows, cols]
+                    if nan_y is not None:
+                        nan[dates[s % per_window], o_ra:o_rb, o_ca:o_cb] = nan_y[s - s0, 0, rows, cols]
+    assert out is not None
+    return out, nan
+
+
+def _nan_map(raw: torch.Tensor) -> torch.Tensor | None:
+    """Where a canonical output ``(N, t, K, H, W)`` is NaN in any channel; None when it is NaN nowhere.
+
+    One summing pass decides (a sum is NaN whenever a term is; a NaN sum from infinities of both
+    signs alone only costs the full map), so the usual all-finite output costs no mask.
+    """
+    if not raw.is_floating_point() or not bool(torch.isnan(raw.sum())):
+        return None
+    nan = torch.isnan(raw).any(dim=2)
+    return nan if bool(nan.any()) else None
+
+
+def _owned(y: np.ndarray, y_dev: torch.Tensor, arrays: Sequence[np.ndarray], batch: Sequence[torch.Tensor],
+           model: torch.nn.Module) -> bool:
+    """Whether the model's output ``y`` (on the CPU) is memory of its own: not an input's, a parameter's or a buffer's.
+
+    Only then may the chunk's output be a view of it: the nodata mask is written into the chunk's
+    output, and a dask block must not alias another.
+    """
+    if not y.flags.writeable or any(np.may_share_memory(y, a) for a in arrays):
+        return False
+    ptr = y_dev.untyped_storage().data_ptr()
+    others = itertools.chain(batch, model.parameters(), model.buffers())
+    return all(t.untyped_storage().data_ptr() != ptr for t in others)

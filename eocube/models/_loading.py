@@ -37,7 +37,7 @@ from collections import Counter, OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal, Union
+from typing import Any, Literal
 
 import dask
 import torch
@@ -131,7 +131,7 @@ def _holds_only_weights(path: Path) -> bool:
     try:
         check_archive(path, "torch.save")
         torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception:
+    except Exception:  # noqa: BLE001 - any failure of the safe probe means "not weights only"
         return False
     return True
 
@@ -398,7 +398,7 @@ class StateDictSource:
         checked_archive(path, self.path, "torch.save")
         try:
             state = torch.load(str(path), map_location="cpu", weights_only=True)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - any torch.load failure becomes one ModelLoadError
             raise ModelLoadError(
                 f"{self.path!r} could not be loaded with torch.load(weights_only=True) "
                 f"({weights_only_failure(exc)}): eocube only loads tensors and plain containers, never "
@@ -507,7 +507,7 @@ def _load_program(path: Path, shown: str) -> Any:
     try:
         with open(path, "rb") as f:  # a file object: torch warns about names not ending in .pt2
             return torch.export.load(f)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - any torch.export.load failure becomes one ModelLoadError
         raise ModelLoadError(
             f"{shown!r} could not be loaded with torch.export.load ({type(exc).__name__}: {first_line(exc)}); "
             "it may come from another torch version: export it again with this one"
@@ -563,7 +563,7 @@ class ExportedProgramSource:
         return f"torch.export program {self.path} (sha256 {self.sha256[:12]})"
 
 
-ModelSource = Union[ModuleSource, ExportedProgramSource, TorchScriptSource, StateDictSource]
+ModelSource = ModuleSource | ExportedProgramSource | TorchScriptSource | StateDictSource
 """Any of the four sources."""
 
 

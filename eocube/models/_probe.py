@@ -183,8 +183,8 @@ def probe_output(
             f"the model's output scale is not an integer ratio: it returned shape {tuple(y1.shape)} for an input of "
             f"shape {tuple(x.shape)}, {tuple(ys[0].shape[-2:])} for {sizes[0]} x {sizes[0]} px and "
             f"{tuple(ys[1].shape[-2:])} for {sizes[1]} x {sizes[1]} px; the engine needs the same batch size "
-            f"({x.shape[0]}) and spatial size back, or an output k or 1/k times the reference's size (x2, x4, /2, /4, ...) at every "
-            "size that is a multiple of the stride: pad or crop inside forward"
+            f"({x.shape[0]}) and spatial size back, or an output k or 1/k times the reference's size (x2, x4, /2, /4, ...) "
+            "at every size that is a multiple of the stride: pad or crop inside forward"
         )
     if declared_scale is not None and declared_scale != s_ref:
         raise OutputShapeError(

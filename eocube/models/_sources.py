@@ -118,7 +118,7 @@ def nest_grids(
     b = grids[base]
     ratios: list[int] = []
     out: list[xr.DataArray] = []
-    for i, (g, n, cube) in enumerate(zip(grids, names, cubes)):
+    for g, n, cube in zip(grids, names, cubes):
         rx = _integer(g.res_x / b.res_x, f"the pixel width of source {n!r} ({g.res_x:g}) / the finest ({b.res_x:g})")
         ry = _integer(g.res_y / b.res_y, f"the pixel height of source {n!r} ({g.res_y:g}) / the finest ({b.res_y:g})")
         if rx != ry or rx < 1:

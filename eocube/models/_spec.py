@@ -139,7 +139,7 @@ class ModelSpec:
                 return src
         raise KeyError(f"the model has no source {name!r}; its sources are {[s.name for s in self.sources]}")
 
-    def replace(self, **changes: Any) -> "ModelSpec":
+    def replace(self, **changes: Any) -> ModelSpec:
         """A copy with some fields changed (``dataclasses.replace``)."""
         return replace(self, **changes)
 

@@ -24,7 +24,7 @@ import xarray as xr
 from matplotlib.colors import BoundaryNorm, ListedColormap
 from matplotlib.patches import Patch
 
-from ..fill._nodata import cube_nodata
+from ..nodata import cube_nodata
 
 RGB_NAMES = (("B04", "B03", "B02"), ("red", "green", "blue"), ("R", "G", "B"))
 """Band names taken as red, green, blue (first match wins)."""

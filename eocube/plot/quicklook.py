@@ -8,10 +8,10 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")  # headless: the CLI runs on clusters without a display
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import xarray as xr  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import xarray as xr
 
 
 def pick_cloudy_date(clear: np.ndarray) -> int:
@@ -113,7 +113,8 @@ def gapfill_quicklook(
         ax_ts.plot(filled_times, fil, color=f"C{k}", lw=1.2, marker="." if on_grid else None,
                    label=f"pixel (row {row}, col {col}) filled" + (" on the time grid" if on_grid else ""))
         ax_ts.plot(times[ok], obs[ok], "o", color=f"C{k}", ms=5, label="clear observation" if k == 0 else None)
-        ax_ts.plot(times[~ok], obs[~ok], "x", color=f"C{k}", ms=6, alpha=0.6, label="cloudy observation (discarded)" if k == 0 else None)
+        ax_ts.plot(times[~ok], obs[~ok], "x", color=f"C{k}", ms=6, alpha=0.6,
+                   label="cloudy observation (discarded)" if k == 0 else None)
     ax_ts.axvline(when, color="0.5", ls="--", lw=1)
     ax_ts.set_ylabel(band)
     ax_ts.legend(loc="upper left", fontsize=8, ncols=2)

@@ -41,7 +41,7 @@ class Grid:
         left, top = self.transform.c, self.transform.f
         return (left, top + self.transform.e * h, left + self.transform.a * w, top)
 
-    def window(self, row0: int, row1: int, col0: int, col1: int) -> "Grid":
+    def window(self, row0: int, row1: int, col0: int, col1: int) -> Grid:
         """The sub-grid of rows ``row0:row1`` and columns ``col0:col1``."""
         return Grid(self.crs, self.transform @ Affine.translation(col0, row0), (row1 - row0, col1 - col0))
 
@@ -113,7 +113,8 @@ def choose_crs(items: Sequence[ParsedItem], crs: Any) -> CRS:
         info.crs.to_string() for it in items for info in it.bands.values() if info is not None and info.crs is not None
     )
     if not counts:
-        raise GridError("the items carry no projection metadata (proj:epsg/proj:code) and no crs= was given: pass crs='EPSG:xxxx'")
+        raise GridError("the items carry no projection metadata (proj:epsg/proj:code) and no crs= was given: "
+                        "pass crs='EPSG:xxxx'")
     if len(counts) > 1:
         common = counts.most_common(1)[0][0]
         listing = ", ".join(f"{c} ({n} assets)" for c, n in counts.most_common())
@@ -196,7 +197,8 @@ def choose_grid(
         except (TypeError, ValueError):
             raise GridError(f"bounds={bounds!r} is not four numbers: give (left, bottom, right, top) in the target CRS") from None
         if not all(map(math.isfinite, (left, bottom, right, top))):
-            raise GridError(f"bounds={tuple(bounds)!r} holds NaN or inf: give finite (left, bottom, right, top) in the target CRS")
+            raise GridError(f"bounds={tuple(bounds)!r} holds NaN or inf: "
+                            "give finite (left, bottom, right, top) in the target CRS")
         if left >= right or bottom >= top:
             raise GridError(f"bounds {bounds} are empty: give (left, bottom, right, top) with left < right, bottom < top")
         if left >= union[2] or right <= union[0] or bottom >= union[3] or top <= union[1]:

@@ -129,7 +129,8 @@ def _resolve_eo_indices(meta: Mapping[str, Any], item_bands: Sequence[Any]) -> M
     return {**meta, "eo:bands": [b if isinstance(b, Mapping) else {} for b in resolved]}
 
 
-def item_assets_of(item: Mapping[str, Any], item_assets: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, Mapping[str, Any]]:
+def item_assets_of(item: Mapping[str, Any],
+                   item_assets: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, Mapping[str, Any]]:
     """An item's assets over its collection's ``item_assets``, with ``eo:bands`` indices resolved.
 
     Parameters

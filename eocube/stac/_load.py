@@ -432,13 +432,13 @@ def _graph(groups, bands, grid: Grid, plans, opts: ReadOptions, out_dtype: str, 
             for iy, (y0, y1) in enumerate(ysp):
                 for ix, (x0, x1) in enumerate(xsp):
                     sub = grid.window(y0, y1, x0, x1)
-                    l, bo, r, to = sub.bounds
+                    le, bo, r, to = sub.bounds
                     srcs = tuple(
                         tuple(
                             tuple(
                                 it.bands[band] for it in groups[t][1]
                                 if it.bands.get(band) is not None
-                                and (f := feet[id(it.bands[band])])[0] < r and f[2] > l and f[1] < to and f[3] > bo
+                                and (f := feet[id(it.bands[band])])[0] < r and f[2] > le and f[1] < to and f[3] > bo
                             )
                             for band in bands[b0:b1]
                         )
@@ -470,7 +470,8 @@ def _time_coords(groups) -> dict[str, tuple[str, np.ndarray]]:
     clouds = [[i.properties.get("eo:cloud_cover") for i in g] for _, g in groups]
     if any(v is not None for c in clouds for v in c):
         coords["cloud_cover"] = (
-            "time", np.array([np.mean([v for v in c if v is not None]) if any(v is not None for v in c) else np.nan for c in clouds]))
+            "time",
+            np.array([np.mean([v for v in c if v is not None]) if any(v is not None for v in c) else np.nan for c in clouds]))
     platforms = [join([i.properties.get("platform") for i in g]) for _, g in groups]
     if any(platforms):
         coords["platform"] = ("time", np.array(platforms, dtype=str))

@@ -104,14 +104,14 @@ class _GDALCredentials(Session):
         self._options = dict(options)
 
     @classmethod
-    def hascreds(cls, config: Mapping[str, Any]) -> bool:  # noqa: D102
+    def hascreds(cls, config: Mapping[str, Any]) -> bool:
         return True
 
     @property
-    def credentials(self) -> dict[str, Any]:  # noqa: D102
+    def credentials(self) -> dict[str, Any]:
         return dict(self._options)
 
-    def get_credential_options(self) -> dict[str, Any]:  # noqa: D102
+    def get_credential_options(self) -> dict[str, Any]:
         return dict(self._options)
 
 
@@ -133,7 +133,7 @@ def gdal_path(href: str) -> str:
     return href
 
 
-def _cache() -> "OrderedDict[str, Any]":
+def _cache() -> OrderedDict[str, Any]:
     cache = getattr(_local, "datasets", None)
     if cache is None:
         cache = _local.datasets = OrderedDict()
@@ -283,7 +283,8 @@ def read_band(
     filled = np.zeros(grid.shape, dtype=bool)
     for info in sources:
         try:
-            got = _with_retries(info.href, opts, lambda ds: _read_one(ds, grid, plan, opts, info.band))
+            got = _with_retries(info.href, opts, lambda ds: _read_one(ds, grid, plan, opts, info.band))  # noqa: B023 - called within this iteration
+
         except AssetReadError as exc:
             if opts.on_error != "nodata":
                 raise

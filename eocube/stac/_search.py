@@ -67,7 +67,7 @@ def search_items(
     }
     params = {k: v for k, v in params.items() if v is not None}
     search = client.search(**params)
-    items = [it for it in search.items_as_dicts()]
+    items = list(search.items_as_dicts())
     if not items:
         shown = ", ".join(f"{k}={v!r}" for k, v in params.items()) or "no parameters"
         raise EmptySearchError(
@@ -81,7 +81,7 @@ def search_items(
             item_assets[cid] = dict(coll.extra_fields.get("item_assets") or {})
             if not item_assets[cid] and hasattr(coll, "item_assets"):
                 item_assets[cid] = {k: v.to_dict() for k, v in (coll.item_assets or {}).items()}
-        except Exception:  # a collection document is optional metadata
+        except Exception:  # noqa: BLE001 - a collection document is optional metadata
             item_assets[cid] = {}
     return items, item_assets
 
@@ -107,7 +107,8 @@ def items_from_source(source: Any) -> list[dict]:
     if isinstance(source, (str, PathLike)):
         path = Path(source)
         if not path.exists():
-            raise StacError(f"STAC file {str(path)!r} does not exist: pass a path to an item, a FeatureCollection or a catalog.json")
+            raise StacError(f"STAC file {str(path)!r} does not exist: "
+                            "pass a path to an item, a FeatureCollection or a catalog.json")
         try:
             doc = json.loads(path.read_text())
         except json.JSONDecodeError as exc:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import xarray as xr
 
 import eocube
 from eocube.cube import coords_from_transform, transform_from_coords

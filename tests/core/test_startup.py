@@ -121,7 +121,7 @@ def test_a_completed_output_ends_the_command_without_starting_a_cluster(tmp_path
 def test_small_jobs_run_on_threads_larger_ones_and_asked_for_ones_on_a_cluster():
     from eocube.cli._common import CLUSTER_OPTIONS, choose_compute, threads_below
 
-    none = {key: None for key in CLUSTER_OPTIONS.values()}
+    none = dict.fromkeys(CLUSTER_OPTIONS.values())
     limit = threads_below()
     assert limit == 256 * 2**20
     assert choose_compute(none, 10 * 2**20)[0] == "threads"
@@ -137,7 +137,7 @@ def test_the_configured_kind_decides_when_no_cluster_is_given(monkeypatch):
 
     from eocube.cli._common import CLUSTER_OPTIONS, choose_compute
 
-    none = {key: None for key in CLUSTER_OPTIONS.values()}
+    none = dict.fromkeys(CLUSTER_OPTIONS.values())
     with dask.config.set({"eocube.cluster.kind": "local"}):
         assert choose_compute(none, 1)[0] == "cluster"
     with dask.config.set({"eocube.cluster.threads-below": "1KiB"}):

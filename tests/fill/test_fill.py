@@ -12,8 +12,8 @@ import eocube
 from eocube.errors import CubeError
 from eocube.fill import METHODS, FillError, composite, days_to_clear, fill_gaps
 from eocube.fill._harmonic import harmonic_fill
-from eocube.fill._neighbours import nearest_fill, next_fill, previous_fill
 from eocube.fill._linear import linear_fill
+from eocube.fill._neighbours import nearest_fill, next_fill, previous_fill
 from eocube.fill._savgol import savgol_fill
 from eocube.fill._whittaker import whittaker_fill
 from eocube.masks import MaskError, clear_from_cloud_band
@@ -155,7 +155,7 @@ def test_regular_time_grid_and_quality():
     quality = days_to_clear(mask)
     q = quality.values
     assert (q[clear] == 0).all() and (q[~clear] > 0).all()
-    t, j = np.argwhere(~clear[:, 0, 0])[0][0], 0
+    t = np.argwhere(~clear[:, 0, 0])[0][0]
     clear_days = DAYS[clear[:, 0, 0]]
     assert q[t, 0, 0] == pytest.approx(np.min(np.abs(clear_days - DAYS[t])))
     assert days_to_clear(mask, time_grid="10D").sizes["time"] == len(grid)

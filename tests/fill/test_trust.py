@@ -210,9 +210,9 @@ def test_non_smoothers_report_no_bound_and_bad_bound_options_fail():
     filled, bounded = fill_gaps(cube, clear, method="linear", return_bounded=True)
     assert bounded.shape == filled.shape and not bounded.values.any()
     with pytest.raises(ValueError, match="bound"):
-        fill_gaps(cube, clear, method="whittaker", bound="minmax").values
+        _ = fill_gaps(cube, clear, method="whittaker", bound="minmax").values
     with pytest.raises(ValueError, match="valid_range"):
-        fill_gaps(cube, clear, method="whittaker", bound="valid_range").values
+        _ = fill_gaps(cube, clear, method="whittaker", bound="valid_range").values
     with pytest.raises(eocube.fill.FillError, match="nodata"):
         fill_gaps(cube, clear, method="linear", nodata=5)
 

@@ -64,7 +64,8 @@ def test_class_band_mapping_merges_codes_and_reads_lazily(h):
         reads.append(block.shape)
         return block
 
-    lazy = cube.copy(data=da.from_array(cube.values, chunks=(1, 1, 50, 50)).map_blocks(read, dtype="float32", meta=np.empty((0, 0, 0, 0), "float32")))
+    lazy = cube.copy(data=da.from_array(cube.values, chunks=(1, 1, 50, 50)).map_blocks(
+        read, dtype="float32", meta=np.empty((0, 0, 0, 0), "float32")))
     lab = labels_from_band(lazy, "LULC", time=1, mapping={1: "open", 3: "open", 4: "open", 2: "forest"},
                            classes=[(1, "forest", "054907"), (2, "open", "FFA500")])
     assert reads == [] and lab.time.values[0] == cube.time.values[1]

@@ -76,7 +76,7 @@ def test_the_exported_program_gives_the_network_s_values(tmp_path, sample, tiny_
     values = sub.sel(band=["NDVI"]).values
     ok = clear.values[:, None] & np.isfinite(values)
     x = torch.from_numpy(np.where(ok, (values - 0.6) / 0.2, 0).astype("float32"))[None]
-    days = torch.from_numpy(((sub.time.values - np.datetime64("1970-01-01")) / np.timedelta64(1, "D")))[None]
+    days = torch.from_numpy((sub.time.values - np.datetime64("1970-01-01")) / np.timedelta64(1, "D"))[None]
     with torch.no_grad():
         whole = (net.eval()(x, torch.from_numpy(ok)[None], days)[0] * 0.2 + 0.6).numpy()
     expect = np.where(ok, values, whole)

@@ -59,7 +59,10 @@ def test_untrained_network_is_linear_interpolation():
 def test_size_is_configurable_and_checked():
     small = GapFillNet(hidden=8, depth=2)
     big = GapFillNet(hidden=32, depth=6)
-    count = lambda m: sum(p.numel() for p in m.parameters())
+
+    def count(m: torch.nn.Module) -> int:
+        return sum(p.numel() for p in m.parameters())
+
     assert count(big) > 10 * count(small)
     assert big.halo == 6
     with pytest.raises(ValueError, match="odd"):

@@ -6,9 +6,15 @@ import numpy as np
 import pytest
 import torch
 
-from eocube.learn.patches import (PatchDataset, PatchSources, WindowReader, band_statistics, class_balance_weights,
-                                  label_histograms)
 from eocube.learn.errors import LearnError
+from eocube.learn.patches import (
+    PatchDataset,
+    PatchSources,
+    WindowReader,
+    band_statistics,
+    class_balance_weights,
+    label_histograms,
+)
 from eocube.learn.split import BlockSplit
 
 

@@ -100,7 +100,7 @@ class SqueueLog:
                     previous = rows
                 self._stop.wait(self.interval)
 
-    def __enter__(self) -> "SqueueLog":
+    def __enter__(self) -> SqueueLog:
         self._thread.start()
         return self
 

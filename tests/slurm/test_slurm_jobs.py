@@ -25,8 +25,18 @@ from distributed.security import Security
 from eocube.cluster import ClusterConfigError, close, connect
 from eocube.io._ledger import done_chunks
 
-from .conftest import (SqueueLog, assert_same_as_reference, cli, cli_popen, gapfill_args, job_name, queued,
-                       slurm_args, wait_until_gone, worker_registered)
+from .conftest import (
+    SqueueLog,
+    assert_same_as_reference,
+    cli,
+    cli_popen,
+    gapfill_args,
+    job_name,
+    queued,
+    slurm_args,
+    wait_until_gone,
+    worker_registered,
+)
 
 CHUNKS = 16  # the sample's data band in 32-px tiles: 4 x 4 chunks
 pytestmark = pytest.mark.timeout(600)

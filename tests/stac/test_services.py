@@ -6,7 +6,6 @@ import copy
 
 import numpy as np
 import pytest
-import rasterio
 from affine import Affine
 
 from eocube.stac import AssetReadError, AssetReadWarning, EmptySearchError, open_stac

@@ -31,7 +31,7 @@ def doubled(cube: xr.DataArray) -> xr.DataArray:
     return cube.copy(data=data)
 
 
-class kill_after:
+class kill_after:  # noqa: N801 - a context manager, named as one is used: `with kill_after(n):`
     """Within the block, the N+1-th block computed raises :class:`Killed`."""
 
     def __init__(self, n: int) -> None:

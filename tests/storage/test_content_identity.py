@@ -183,7 +183,9 @@ def test_a_complete_store_with_a_deleted_unit_is_refused_by_open_zarr_and_repair
     shard = next(p for p in sorted((store / "synthetic" / "c").rglob("*")) if p.is_file())
     shard.unlink()
     key = shard.relative_to(store / "synthetic").as_posix()
-    with pytest.raises(CorruptChunkError, match=rf"1 of 4 objects \({key}\) of 'synthetic' that its writer stored are missing.*allow_incomplete=True"):
+    with pytest.raises(CorruptChunkError,
+                       match=rf"1 of 4 objects \({key}\) of 'synthetic' that its writer stored are missing"
+                             r".*allow_incomplete=True"):
         eocube.open_zarr(store)
     with caplog.at_level(logging.WARNING, logger="eocube"):
         holes = eocube.open_zarr(store, allow_incomplete=True)  # looked at anyway: said

@@ -123,7 +123,8 @@ def test_a_store_is_read_over_http(tmp_path_factory, make_cube, assert_same_cube
             eocube.open_zarr(f"{svc.url}/missing.zarr")
     finally:
         services.stop(svc.proc)
-    with pytest.raises(eocube.StoreError, match=r"h.zarr, variable synthetic, chunk key c/\d/\d/\d/\d cannot be read \(GenericError[^\n]*\): check"):
+    with pytest.raises(eocube.StoreError,
+                       match=r"h.zarr, variable synthetic, chunk key c/\d/\d/\d/\d cannot be read \(GenericError[^\n]*\): check"):
         back.compute()  # the server is gone: a read error naming the object, not "damaged"
 
 
