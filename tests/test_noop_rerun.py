@@ -5,7 +5,7 @@ complete output must say "already complete", exit 0, leave the store as it was, 
 neither ``distributed`` (no cluster check through it), numba (no kernel called to infer a
 block's type: every ``map_blocks`` of eocube gives ``meta=``) nor torch (the model is not
 loaded: the request key stamps the model file, its card and the sources, see
-:mod:`eocube.io._complete`). What the rerun imports is read from ``sys.modules`` in the rerun's
+:mod:`eocube.io.complete`). What the rerun imports is read from ``sys.modules`` in the rerun's
 own process (a wrapper that runs the CLI, then prints them); no time is asserted.
 
 And the shortcut never hides a change: another option, an input edited in place, or a unit of

@@ -142,10 +142,10 @@ def store_is_complete(store: str | os.PathLike[str]) -> bool:
 def source_stamp(spec: str) -> list[Any] | None:
     """A stamp of what a bundled sample, a scene group or a Zarr store (path or URL) holds (None: none can be made).
 
-    See :func:`eocube.io._complete.store_stamp`: one listing of the store's objects, nothing opened.
+    See :func:`eocube.io.complete.store_stamp`: one listing of the store's objects, nothing opened.
     """
     from ..datasets import SAMPLES, SCENES
-    from ..io._complete import path_stamp, store_stamp
+    from ..io.complete import path_stamp, store_stamp
 
     scene, _, group = spec.partition(":")
     if spec in SAMPLES:
@@ -158,11 +158,11 @@ def source_stamp(spec: str) -> list[Any] | None:
 def complete_outputs(outputs: list[tuple[str, str | None]]) -> list[str] | None:
     """The report lines when every ``(store, request key)`` is complete and made by that request, else None.
 
-    Asked before any cube is built (see :mod:`eocube.io._complete`); a key of None (no key could be
+    Asked before any cube is built (see :mod:`eocube.io.complete`); a key of None (no key could be
     made) or any store not known complete gives None: the command then takes its full path, which
     checks the fingerprint and resumes or refuses.
     """
-    from ..io._complete import already_complete
+    from ..io.complete import already_complete
 
     lines = []
     for store, key in outputs:
@@ -613,7 +613,7 @@ def resolve_mask_band(cube: xr.DataArray, sample: str | None, kind: str,
         chosen = name if name in bands else None
         where = "the cube"
         if kind == "boolean":
-            from ..nodata import cube_nodata
+            from ..fill._nodata import cube_nodata
 
             nodata = cube_nodata(cube)
             also = "" if nodata is None else f", and values equal to the cube's nodata value {nodata}"

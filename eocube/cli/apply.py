@@ -146,7 +146,7 @@ def apply(model: str, sources: tuple[str, ...], out: str, card_path: str | None,
 def _request(model: str, card_path: str | None, args: list[SourceArg], factory: str | None, model_version: str | None,
              layout: str | None, postprocess: str | None, tile: int | None, chunk: int | None, batch_size: int | None,
              device: str | None, autocast: str | None, zarr: dict) -> str | None:
-    """The request key of the output (:func:`eocube.io._complete.request_key`), made without torch.
+    """The request key of the output (:func:`eocube.io.complete.request_key`), made without torch.
 
     Every option that decides the output, and the stamps of the model file, of every card that
     may describe it (``--card`` and those beside the model) and of every source. None (the full
@@ -154,7 +154,7 @@ def _request(model: str, card_path: str | None, args: list[SourceArg], factory: 
     source over plain HTTP, and a state_dict with ``--factory`` but no ``--model-version``: the
     factory's code is then identified by importing it, which needs torch.
     """
-    from ..io._complete import path_stamp, request_key
+    from ..io.complete import path_stamp, request_key
 
     if factory is not None and model_version is None:
         return None
@@ -278,7 +278,7 @@ def _build(cubes: dict[str, xr.DataArray], source: Any, spec: ModelSpec, run: Ru
 def _provenance(model: str, card: Path | None, spec: ModelSpec, bound: dict[str, SourceArg],
                 run: RunOptions) -> dict[str, Any]:
     """What produced the output: the model file and its hash, the card and its hash, the sources, the run."""
-    from ..models.shared import sha256_file
+    from ..models._loading import sha256_file
 
     path = Path(model).expanduser().resolve()
     return {
@@ -334,7 +334,7 @@ def _write(result: xr.DataArray, cubes: dict[str, xr.DataArray], bound: dict[str
 
 def _report_nan(result: xr.DataArray) -> None:
     """Print the share of output pixels the model returned as NaN from finite inputs (nothing when none)."""
-    from ..models.shared import run_nan_counts
+    from ..models._engine import run_nan_counts
 
     nan, total = run_nan_counts(str(result.data.name))
     if nan:

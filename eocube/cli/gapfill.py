@@ -183,12 +183,12 @@ def gapfill(source: str, out: str, bands: str | None, cloud_band: str | None, da
 def _requests(source: str, shown: str, bands: str | None, cloud_band: str | None, data_band: str | None, mask_kind: str,
               threshold: float, snow: bool, dilate: int, method: str, model_path: str | None, time_grid: str | None,
               quality: str | None, tile: int | None, zarr: dict) -> tuple[str, str] | None:
-    """The request keys of the output and of the quality store (:func:`eocube.io._complete.request_key`).
+    """The request keys of the output and of the quality store (:func:`eocube.io.complete.request_key`).
 
     Every option that decides the stores' content, and the stamps of the source and the model;
     None where a stamp cannot be made (a source over plain HTTP): the full path then decides.
     """
-    from ..io._complete import path_stamp, request_key
+    from ..io.complete import path_stamp, request_key
 
     try:
         inputs = {"source": source_stamp(source)}

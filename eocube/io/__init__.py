@@ -2,7 +2,7 @@
 
 The names are imported on first use, so that the light modules of this package (the write
 record, manifest and lock of a store: what says that an output is already complete, see
-:mod:`eocube.io._complete`) are imported without xarray's readers and writers.
+:mod:`eocube.io.complete`) are imported without xarray's readers and writers.
 """
 
 from __future__ import annotations

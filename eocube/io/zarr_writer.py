@@ -157,9 +157,9 @@ def to_zarr(
         AWS config files. Never stored, logged or shown in messages.
     request
         A key of what the caller was asked to do, from which the cube was built (its options and
-        the stamps of what it reads, :func:`eocube.io._complete.request_key`): recorded with the
+        the stamps of what it reads, :func:`eocube.io.complete.request_key`): recorded with the
         write when it completes, so that a rerun of the same request finds the store complete
-        without building the cube again (:func:`eocube.io._complete.already_complete`).
+        without building the cube again (:func:`eocube.io.complete.already_complete`).
 
     Returns
     -------
