@@ -1,5 +1,5 @@
 """What a write did: :class:`WriteReport` (a module of its own, so that saying that an output is
-already complete, :mod:`eocube.io._complete`, imports no writer)."""
+already complete, :mod:`eocube.io.complete`, imports no writer)."""
 
 from __future__ import annotations
 
