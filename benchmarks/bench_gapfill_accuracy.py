@@ -157,7 +157,8 @@ def main() -> None:
     eval_s = time.perf_counter() - t0
     ref = scores["linear"]
     print(f"\neocube.evaluate protocol (artificial_gaps, donor dates, fraction 0.2, seeds 0..{args.seeds - 1}) over the "
-          f"whole cube, scored on the {pixels:,} held-out pixels{' of ' + args.area if args.area else ''}: {n:,} hidden clear NDVI observations "
+          f"whole cube, scored on the {pixels:,} held-out pixels{' of ' + args.area if args.area else ''}: "
+          f"{n:,} hidden clear NDVI observations "
           f"(scored in {eval_s:.1f} s)")
     print(f"{'method':<18}{'RMSE':>10}{'vs linear':>12}")
     for name, value in sorted(scores.items(), key=lambda kv: kv[1]):

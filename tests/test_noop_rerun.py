@@ -25,15 +25,15 @@ import pytest
 
 HEAVY = ("distributed", "numba", "torch")
 
-WRAPPER = """
+WRAPPER = f"""
 import json, sys
 sys.argv = ["eocube", *sys.argv[1:]]
 from eocube.cli import main
 try:
     main()
 finally:
-    print("HEAVY=" + json.dumps(sorted(m for m in {heavy!r} if m in sys.modules)))
-""".format(heavy=HEAVY)
+    print("HEAVY=" + json.dumps(sorted(m for m in {HEAVY!r} if m in sys.modules)))
+"""
 """Runs the CLI, then prints which heavy modules this process imported."""
 
 

@@ -56,7 +56,8 @@ TILE_RANGE = (16, 2048)
               help="A bundled sample or the path of a Zarr cube.")
 @click.option("--out", "out", default="eocube-output/gapfilled.zarr", show_default=True, type=click.Path(),
               help="Zarr store to write (resumed if it holds an unfinished write of the same job).")
-@click.option("--bands", default=None, help="Comma-separated bands to fill (sample default: its data bands; else all but the mask bands).")
+@click.option("--bands", default=None,
+              help="Comma-separated bands to fill (sample default: its data bands; else all but the mask bands).")
 @click.option("--cloud-band", default=None,
               help="Band the --mask kind reads (sample default: CLM for boolean, CLP for probability; "
                    "Zarr cube: SCL, QA_PIXEL or CLP when present for those kinds).")

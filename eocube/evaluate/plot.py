@@ -8,9 +8,9 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
 
 
 def plot_scores(table: pd.DataFrame, path: str | os.PathLike[str], *, title: str | None = None) -> Path:
@@ -46,7 +46,8 @@ def plot_scores(table: pd.DataFrame, path: str | os.PathLike[str], *, title: str
     axes[0].legend(title="band", fontsize=8)
     attrs = table.attrs
     fig.suptitle(title or (f"artificial gaps: {attrs.get('held_out', '?')} held-out observations, "
-                           f"fraction {attrs.get('fraction', '?')}, donor {attrs.get('donor', '?')}, seed {attrs.get('seed', '?')}"))
+                           f"fraction {attrs.get('fraction', '?')}, donor {attrs.get('donor', '?')}, "
+                           f"seed {attrs.get('seed', '?')}"))
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=110)

@@ -167,7 +167,8 @@ def locate_damage(array: zarr.Array, store: str | StoreLocation, variable: str, 
     return None
 
 
-def input_token(store: str | os.PathLike[str] | StoreLocation, variable: str, array: zarr.Array, group_attrs: dict[str, Any]) -> str:
+def input_token(store: str | os.PathLike[str] | StoreLocation, variable: str, array: zarr.Array,
+                group_attrs: dict[str, Any]) -> str:
     """A token of a store array's content, the same in every process.
 
     See :func:`input_identity`.
@@ -237,7 +238,7 @@ def input_identity(store: str | os.PathLike[str] | StoreLocation, variable: str,
             for key in _metadata_keys(variable):
                 try:
                     stamps.append((key, _stores.head(loc, key)))
-                except Exception:  # noqa: BLE001, S112 - e.g. HTTP servers without HEAD: the metadata alone
+                except Exception:  # noqa: BLE001 - e.g. HTTP servers without HEAD: the metadata alone
                     continue
             record = {"record": record, "metadata_stamps": stamps}
     meta = json.dumps(array.metadata.to_dict(), sort_keys=True, default=str)

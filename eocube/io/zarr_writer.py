@@ -56,11 +56,10 @@ from .._redact import redact_obj
 from .._version import __version__
 from ..cube import validate_cube
 from ..errors import CorruptChunkError, ResumeMismatchError, StoreError, StoreOptionError
-from . import _chunkread, _fingerprint, _layout, _ledger, _manifest, _options, _stores
-from ._stores import StoreLocation
-from . import _lock  # one writer at a time (the store's write lock)
+from . import _chunkread, _fingerprint, _layout, _ledger, _lock, _manifest, _options, _stores  # _lock: one writer
 from ._overlap import refuses_input_target
 from ._report import WriteReport
+from ._stores import StoreLocation
 
 log = logging.getLogger(__name__)
 
@@ -372,7 +371,8 @@ def _mismatch_message(loc: StoreLocation, cube: xr.DataArray, state: dict[str, A
         if changed:
             words[differ.index("computation")] = changed
         what = "; ".join(words)
-        return f"{path} holds a store written by a different computation (it differs in: {what}), so it cannot be resumed or reused: {todo}"
+        return (f"{path} holds a store written by a different computation (it differs in: {what}), "
+                f"so it cannot be resumed or reused: {todo}")
     return (
         f"{path} holds a store written by a different computation (other source, parameters, grid or chunks, "
         f"or an older eocube), so it cannot be resumed or reused: {todo}"
@@ -537,7 +537,8 @@ def _creation_problem(loc: StoreLocation, variable: str, cube: xr.DataArray, sta
 def _coords_problem(loc: StoreLocation, variable: str, cube: xr.DataArray) -> str | None:
     """What is missing or different in a store's array and coordinates (None if all is there)."""
     try:
-        ds = xr.open_zarr(loc.zarr_store(read_only=True), chunks=None, consolidated=False, decode_coords="all", mask_and_scale=False)
+        ds = xr.open_zarr(loc.zarr_store(read_only=True), chunks=None, consolidated=False, decode_coords="all",
+                          mask_and_scale=False)
     except Exception as exc:  # noqa: BLE001 - an unreadable store is the answer
         return f"the store cannot be opened ({type(exc).__name__}: {_stores.scrub(str(exc), loc)})"
     if variable not in ds.data_vars:
@@ -571,7 +572,8 @@ def _write_tasks(
     tasks = []
     for idx in pending:
         region = tuple(slice(int(s[i]), int(s[i + 1])) for s, i in zip(starts, idx))
-        tasks.append(write(blocks[idx], loc, variable, region, idx, fingerprint, dask_key_name=f"eocube-write-{variable}-{_ledger.chunk_key(idx)}-{os.urandom(4).hex()}"))
+        key_name = f"eocube-write-{variable}-{_ledger.chunk_key(idx)}-{os.urandom(4).hex()}"
+        tasks.append(write(blocks[idx], loc, variable, region, idx, fingerprint, dask_key_name=key_name))
     return tasks
 
 

@@ -414,7 +414,8 @@ class PatchDataset(Dataset):
             y0, x0 = self.windows[int(i)]
             return int(y0), int(x0), rng
         rng = np.random.default_rng([self.seed, self.epoch + 1, int(i)])
-        k = int(rng.choice(len(self.windows), p=self.weights)) if self.weights is not None else int(rng.integers(len(self.windows)))
+        k = (int(rng.choice(len(self.windows), p=self.weights)) if self.weights is not None
+             else int(rng.integers(len(self.windows))))
         y0, x0 = self.windows[k]
         return int(y0), int(x0), rng
 

@@ -26,14 +26,14 @@ from torch import nn
 from torch.nn import functional as F
 from torch.utils.data import DataLoader, Dataset
 
-from .config import TrainConfig
-from .patches import PatchDataset, PatchSources, band_statistics, class_balance_weights, label_histograms
 from ..errors import BandError
 from ..nodata import cube_nodata
+from .config import TrainConfig
 from .errors import LearnError
 from .gaps import GapTarget, bank_from_blocks, days_since_epoch
 from .metrics import classification_scores, confusion_matrix, psnr, regression_scores
 from .normalisation import Normaliser
+from .patches import PatchDataset, PatchSources, band_statistics, class_balance_weights, label_histograms
 from .split import BlockSplit
 
 
@@ -640,5 +640,5 @@ def make_task(cfg: TrainConfig) -> Task:
     return TASK_CLASSES[cfg.task](cfg)
 
 
-__all__ = ["GapfillTask", "HALO_MODES", "PatchTask", "masked_mse", "SegmentationTask", "SuperresTask", "TASK_CLASSES", "Task", "make_task",
-           "open_cube", "soft_dice_loss", "window_halo"]
+__all__ = ["GapfillTask", "HALO_MODES", "PatchTask", "masked_mse", "SegmentationTask", "SuperresTask", "TASK_CLASSES",
+           "Task", "make_task", "open_cube", "soft_dice_loss", "window_halo"]
