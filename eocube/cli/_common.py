@@ -613,7 +613,7 @@ def resolve_mask_band(cube: xr.DataArray, sample: str | None, kind: str,
         chosen = name if name in bands else None
         where = "the cube"
         if kind == "boolean":
-            from ..fill._nodata import cube_nodata
+            from ..nodata import cube_nodata
 
             nodata = cube_nodata(cube)
             also = "" if nodata is None else f", and values equal to the cube's nodata value {nodata}"

@@ -278,7 +278,7 @@ def _build(cubes: dict[str, xr.DataArray], source: Any, spec: ModelSpec, run: Ru
 def _provenance(model: str, card: Path | None, spec: ModelSpec, bound: dict[str, SourceArg],
                 run: RunOptions) -> dict[str, Any]:
     """What produced the output: the model file and its hash, the card and its hash, the sources, the run."""
-    from ..models._loading import sha256_file
+    from ..models.shared import sha256_file
 
     path = Path(model).expanduser().resolve()
     return {
@@ -334,7 +334,7 @@ def _write(result: xr.DataArray, cubes: dict[str, xr.DataArray], bound: dict[str
 
 def _report_nan(result: xr.DataArray) -> None:
     """Print the share of output pixels the model returned as NaN from finite inputs (nothing when none)."""
-    from ..models._engine import run_nan_counts
+    from ..models.shared import run_nan_counts
 
     nan, total = run_nan_counts(str(result.data.name))
     if nan:
