@@ -7,10 +7,11 @@ origins, sizes and the halo are multiples of the alignment (:mod:`._tiling`), so
 window in a coarser source covers exactly its base footprint and its output pixels start on
 an output pixel corner. A tile on the image's edge or a short last tile gets a window slid
 inward to the common length (:mod:`._tile_windows`), so that all tiles of a chunk have one
-shape; they are stacked with the dates (layout ``"band"``) into full batches of ``batch_size``
-samples, fed to the device (:mod:`._feed`), and each output tile's own pixels are written into
-the chunk's output (a chunk made of one tile and one batch returns a view of the model's output:
-no copy at all). Since every output pixel sees either its full halo or the true image border,
+shape; they are stacked with the dates (layout ``"band"``) into as few batches of at most
+``batch_size`` samples as there can be, of near-equal sizes (no batch of one beside larger ones:
+PyTorch's CPU convolutions round a batch of one differently), fed to the device
+(:mod:`._feed`), and each output tile's own pixels are written into the chunk's output (a chunk
+made of one tile and one batch returns a view of the model's output: no copy at all). Since every output pixel sees either its full halo or the true image border,
 the result equals one forward pass over the whole image whenever ``halo`` covers the receptive
 field.
 """
@@ -458,7 +459,8 @@ def _forward_tiles(
             args.extend(pad_to(a[0] if len(tiles) == 1 else np.concatenate(a, axis=0), size)
                         for a in zip(*parts, strict=True))
         n = args[0].shape[0]
-        jobs.extend((tiles, args, s0, min(n, s0 + plan.batch_size)) for s0 in range(0, n, plan.batch_size))
+        nb = -(-n // plan.batch_size)
+        jobs.extend((tiles, args, i * n // nb, (i + 1) * n // nb) for i in range(nb))
 
     out: np.ndarray | None = None
     nan: np.ndarray | None = None
