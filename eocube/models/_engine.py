@@ -11,9 +11,9 @@ shape; they are stacked with the dates (layout ``"band"``) into as few batches o
 ``batch_size`` samples as there can be, of near-equal sizes (no batch of one beside larger ones:
 PyTorch's CPU convolutions round a batch of one differently), fed to the device
 (:mod:`._feed`), and each output tile's own pixels are written into the chunk's output (a chunk
-made of one tile and one batch returns a view of the model's output: no copy at all). Since every output pixel sees either its full halo or the true image border,
-the result equals one forward pass over the whole image whenever ``halo`` covers the receptive
-field.
+made of one tile and one batch returns a view of the model's output: no copy at all). Since
+every output pixel sees either its full halo or the true image border, the result equals one
+forward pass over the whole image whenever ``halo`` covers the receptive field.
 """
 
 from __future__ import annotations
