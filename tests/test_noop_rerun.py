@@ -126,6 +126,7 @@ def test_apply_rerun_into_a_complete_output_does_not_import_torch(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # TorchScript is deprecated in torch 2.13
         torch.jit.trace(torch.nn.Conv2d(1, 2, 3, padding=1).eval(), torch.rand(2, 1, 8, 8)).save(str(model))
+    torch.jit.load(str(model)).save(str(model))  # as saved from a loaded model (below: the same size)
     card = write_card(ModelSpec(sources=(SourceSpec(name="s2", bands=("NDVI",)),), output=OutputSpec(bands=("a", "b")),
                                 name="noop"), model)
     out = tmp_path / "applied.zarr"
@@ -140,11 +141,23 @@ def test_apply_rerun_into_a_complete_output_does_not_import_torch(tmp_path):
     assert heavy == [], f"a complete rerun imported {heavy}"
     assert snapshot(out) == before
 
-    # the card edited: not the same request; the full path loads the model and decides
-    card.write_text(card.read_text())
-    edited, heavy = rerun(*args, cwd=tmp_path)
-    assert edited.returncode == 0, edited.stderr
-    assert "already complete" in edited.stdout and "torch" in heavy
+    # the card named with --card: another request; the full path loads the model and finds the same computation
+    named, heavy = rerun(*args, "--card", card, cwd=tmp_path)
+    assert named.returncode == 0, named.stderr
+    assert "already complete" in named.stdout and "torch" in heavy
+
+    # other weights in a file of the same size and mtime: the model's content is checked, not its stamp
+    stat = model.stat()
+    net = torch.jit.load(str(model))
+    with torch.no_grad():
+        next(net.parameters()).add_(1.0)
+    net.save(str(model))
+    os.utime(model, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert model.stat().st_size == stat.st_size and model.stat().st_mtime_ns == stat.st_mtime_ns
+    other, _ = rerun(*args, cwd=tmp_path)
+    assert other.returncode == 2, other.stdout + other.stderr
+    assert "different computation" in other.stderr
+    assert snapshot(out) == before
 
 
 SAME_WORK_IN_PYTHON = """
@@ -196,3 +209,44 @@ def test_every_dask_block_function_eocube_calls_is_given_meta():
                     and not any(k.arg == "meta" for k in node.keywords)):
                 missing.append(f"{path.relative_to(package.parent)}:{node.lineno} {node.func.attr}")
     assert not missing, f"calls without meta=: {missing}"
+
+
+@pytest.mark.parametrize("zarr_format, shards", [(2, None), (3, None), (3, {"time": 6, "band": 1, "y": 8, "x": 10})])
+def test_already_complete_reads_the_record_and_the_units_of_either_format(tmp_path, zarr_format, shards):
+    from tests.conftest import synthetic_cube
+
+    import eocube
+    from eocube.io.complete import already_complete
+
+    cube = synthetic_cube(chunks={"time": -1, "band": 1, "y": 4, "x": 5})
+    store = tmp_path / "cube.zarr"
+    kwargs = {"chunks": {"time": -1, "band": 1, "y": 4, "x": 5}, "shards": shards} if shards else {}
+    written = eocube.to_zarr(cube, store, zarr_format=zarr_format, request="key-a", progress=False, **kwargs)
+    report = already_complete(store, "key-a")
+    assert report is not None and report.chunks_total == written.chunks_total and report.chunks_written == 0
+    assert "already complete" in str(report) and report.zarr_format == zarr_format
+    assert already_complete(store, "key-b") is None  # another request: the full path decides
+    assert already_complete(tmp_path / "nothing.zarr", "key-a") is None
+    unit = next(p for p in sorted((store / "synthetic").rglob("*")) if p.is_file() and p.name[0] in "0123456789c"
+                and p.name not in ("zarr.json",))
+    unit.unlink()
+    assert already_complete(store, "key-a") is None  # a unit deleted: recomputed by the full path, not skipped
+
+
+def test_the_chunk_keys_read_from_the_metadata_are_zarrs(tmp_path):
+    import itertools
+
+    import zarr
+
+    from eocube.io.complete import chunk_key_encoder
+
+    layouts = [(2, None), (2, {"name": "v2", "separator": "/"}), (3, None), (3, {"name": "v2", "separator": "."}),
+               (3, {"name": "default", "separator": "."})]
+    for i, (fmt, encoding) in enumerate(layouts):
+        extra = {"chunk_key_encoding": encoding} if encoding else {}
+        array = zarr.create_array(str(tmp_path / f"a{i}"), shape=(4, 3, 5, 5), chunks=(2, 1, 2, 2), dtype="f4",
+                                  zarr_format=fmt, **extra)
+        meta = json.loads((tmp_path / f"a{i}" / (".zarray" if fmt == 2 else "zarr.json")).read_text())
+        encode = chunk_key_encoder(meta)
+        for index in itertools.product(range(2), range(3), range(3), range(3)):
+            assert encode(index) == array.metadata.encode_chunk_key(index), (fmt, encoding, index)

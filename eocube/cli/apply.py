@@ -4,7 +4,9 @@ The model card beside the model file (a STAC MLM item, :mod:`eocube.models.card`
 feed the model and what it returns, so ``eocube apply model.pt2 --source SPEC --out out.zarr``
 needs no other option. Only click and light modules are imported at the top (see
 :mod:`eocube.cli`): outputs, the model file, the card's presence, every ``--source`` and the
-cluster settings are checked first; then torch and the model engine are imported, the card
+cluster settings are checked first; an output already complete for the same request (options,
+the model's and cards' SHA-256, the sources' stamps: :mod:`eocube.io.complete`) ends the command
+there, without torch; otherwise torch and the model engine are imported, the card
 read, the sources opened and bound to the card's sources, and the lazy graph built (which
 checks bands, grids and the model's output scale); a completed output ends the command; only
 then does a cluster start and the work run.
@@ -148,8 +150,9 @@ def _request(model: str, card_path: str | None, args: list[SourceArg], factory: 
              device: str | None, autocast: str | None, zarr: dict) -> str | None:
     """The request key of the output (:func:`eocube.io.complete.request_key`), made without torch.
 
-    Every option that decides the output, and the stamps of the model file, of every card that
-    may describe it (``--card`` and those beside the model) and of every source. None (the full
+    Every option that decides the output, the SHA-256 of the model file and of every card that
+    may describe it (``--card`` and those beside the model; what the full path checks of a .pt2
+    or TorchScript model is also its content), and the stamps of the sources. None (the full
     path decides, loading the model) for a STAC search (its items may change between runs), a
     source over plain HTTP, and a state_dict with ``--factory`` but no ``--model-version``: the
     factory's code is then identified by importing it, which needs torch.
@@ -162,7 +165,8 @@ def _request(model: str, card_path: str | None, args: list[SourceArg], factory: 
     cards = [Path(card_path).expanduser()] if card_path else []
     cards += [path.with_name(n.format(name=path.name, stem=path.stem)) for n in CARD_NAMES]
     try:
-        inputs: dict[str, Any] = {"model": path_stamp(path), "cards": [path_stamp(c) for c in cards if c.is_file()]}
+        inputs: dict[str, Any] = {"model": path_stamp(path, content=True),
+                                  "cards": [path_stamp(c, content=True) for c in cards if c.is_file()]}
         for i, arg in enumerate(args):
             if arg.kind == "stac-search":
                 return None

@@ -1,9 +1,11 @@
 """``eocube gapfill``: source -> cloud mask -> temporal gap filling -> Zarr (+ quicklook PNG).
 
 Only click and light modules are imported at the top (see :mod:`eocube.cli`): the arguments,
-outputs, source and cluster settings are checked first, then the cube is opened and the job
-built, a completed output ends the command, and only then does the work start: on dask's
-threads in this process for a small job, on a cluster for a larger one (``compute_on``).
+outputs, source and cluster settings are checked first; an output already complete for the same
+request (options, source and model stamps: :mod:`eocube.io.complete`) ends the command there,
+before the cube is opened (no dask.array, numba, distributed); otherwise the cube is opened and
+the job built, a completed output ends the command, and only then does the work start: on
+dask's threads in this process for a small job, on a cluster for a larger one (``compute_on``).
 """
 
 from __future__ import annotations
@@ -194,7 +196,7 @@ def _requests(source: str, shown: str, bands: str | None, cloud_band: str | None
     try:
         inputs = {"source": source_stamp(source)}
         if method == "model" and model_path:
-            inputs["model"] = path_stamp(model_path)
+            inputs["model"] = path_stamp(model_path, content=True)
     except (OSError, ValueError, EOCubeError):
         return None  # the full path says what is wrong with the input
     if any(stamp is None for stamp in inputs.values()):

@@ -1,6 +1,6 @@
 """The content of a stored array: checksums of its write units, its manifest, and checks against one listing.
 
-What eocube's writer stores, it records (:class:`RecordingStore`): the size and
+What eocube's writer stores, it records (:class:`eocube.io._recording.RecordingStore`): the size and
 CRC32C of each write unit's object as it goes to the store (one pass over
 bytes already in memory), or that zarr stored no object because the unit is
 all nodata. The unit's ledger marker carries that record in its name
@@ -34,7 +34,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from zarr.storage import WrapperStore
 
 from . import _ledger, _stores
 from ._ledger import Marker, Unit
@@ -65,45 +64,6 @@ except ImportError:  # pragma: no cover - zarr 3.0 without google-crc32c
 def checksum(data: bytes | np.ndarray) -> str:
     """``"crc32c-<8 hex>"`` of ``data`` (bytes or a uint8 array)."""
     return f"{CHECKSUM}-{_crc(data):08x}"
-
-
-class RecordingStore(WrapperStore):  # type: ignore[type-arg]
-    """A zarr store that records the size and checksum of every object it stores, and the keys it deletes.
-
-    Zarr writes a whole write unit (a shard, or a chunk) with one ``set`` and
-    deletes its key instead when the unit is all fill value; the writer reads
-    what was recorded with :meth:`take` right after the unit is written.
-    """
-
-    def __init__(self, store: Any, written: dict[str, Unit] | None = None) -> None:
-        super().__init__(store)
-        self.written: dict[str, Unit] = {} if written is None else written
-
-    def _with_store(self, store: Any) -> RecordingStore:
-        return type(self)(store, self.written)
-
-    async def set(self, key: str, value: Any) -> None:
-        data = value.as_numpy_array()
-        unit = Unit(int(data.nbytes), checksum(data))
-        await self._store.set(key, value)
-        self.written[key] = unit
-
-    async def delete(self, key: str) -> None:
-        await self._store.delete(key)
-        self.written[key] = Unit(0)
-
-    def take(self, key: str) -> Unit | None:
-        """What was stored under ``key`` since the last call (None: nothing recorded)."""
-        return self.written.pop(key, None)
-
-
-def recording_store(loc: StoreLocation) -> RecordingStore:
-    """A :class:`RecordingStore` on the location's zarr store."""
-    if loc.is_local:
-        from zarr.storage import LocalStore
-
-        return RecordingStore(LocalStore(loc.url))
-    return RecordingStore(loc.zarr_store())
 
 
 def manifest_key(variable: str) -> str:

@@ -21,6 +21,7 @@ and recomputes what is missing. Nothing here imports xarray's readers, dask.arra
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -40,11 +41,12 @@ WRITE_ATTR = "eocube_write"
 """Group attribute holding the write record (as :data:`eocube.io.zarr_writer.WRITE_ATTR`)."""
 
 
-def path_stamp(path: str | os.PathLike[str]) -> list[Any]:
+def path_stamp(path: str | os.PathLike[str], *, content: bool = False) -> list[Any]:
     """A stamp of a local file or folder: what changes when it is edited, replaced or moved.
 
-    A file: its absolute path, size and modification time (ns). A folder: its absolute path and
-    the digest of every file under it with its size and modification time.
+    A file: its absolute path, size and modification time (ns), or with ``content`` its
+    SHA-256 (a model file: what the full path checks is its content). A folder: its absolute
+    path and the digest of every file under it with its size and modification time.
 
     Raises
     ------
@@ -54,6 +56,9 @@ def path_stamp(path: str | os.PathLike[str]) -> list[Any]:
     p = Path(path).expanduser().resolve()
     if p.is_dir():
         return [str(p), _manifest.listing_digest(_stores.list_objects(_stores.resolve(p), ""))]
+    if content:
+        with p.open("rb") as f:
+            return [str(p), hashlib.file_digest(f, "sha256").hexdigest()]
     st = p.stat()
     return [str(p), st.st_size, st.st_mtime_ns]
 
@@ -75,8 +80,24 @@ def store_stamp(store: str | os.PathLike[str], storage_options: dict[str, Any] |
     return [where, _manifest.listing_digest(objects)] if objects else None
 
 
+@functools.cache
+def code_stamp() -> str:
+    """SHA-256 of eocube's own code and configuration files (``*.py``, ``*.yaml``), as installed.
+
+    Part of every request key, so that an edited checkout (an editable install whose version
+    did not change) never finds an output complete that older code made. About 2 MB read once.
+    """
+    root = Path(__file__).resolve().parents[1]
+    h = hashlib.sha256()
+    for path in sorted(p for p in root.rglob("*") if p.suffix in (".py", ".yaml", ".yml") and p.is_file()
+                       and "__pycache__" not in p.parts):
+        h.update(f"{path.relative_to(root).as_posix()}\n".encode())
+        h.update(hashlib.sha256(path.read_bytes()).digest())
+    return h.hexdigest()
+
+
 def request_key(command: str, options: dict[str, Any], inputs: dict[str, Any]) -> str:
-    """The key of one request: a SHA-256 of the command, its options, the stamps of its inputs and eocube's version.
+    """The key of one request: a SHA-256 of the command, its options, the stamps of its inputs and of eocube's code.
 
     Parameters
     ----------
@@ -92,8 +113,8 @@ def request_key(command: str, options: dict[str, Any], inputs: dict[str, Any]) -
     str
         Hex digest.
     """
-    text = json.dumps({"scheme": SCHEME, "eocube": __version__, "command": command, "options": options,
-                       "inputs": inputs}, sort_keys=True, default=str)
+    text = json.dumps({"scheme": SCHEME, "eocube": __version__, "code": code_stamp(), "command": command,
+                       "options": options, "inputs": inputs}, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -142,23 +163,88 @@ def already_complete(store: str | os.PathLike[str], key: str, *,
 
 def _check(loc: _stores.StoreLocation, key: str) -> tuple[str, int, int, str] | None:
     """(variable, units, Zarr format, unit word) of a complete store made by ``key`` and intact; else None."""
-    import zarr
-
-    record = dict(zarr.open_group(loc.zarr_store(read_only=True), mode="r").attrs).get(WRITE_ATTR)
+    meta = _metadata(loc)
+    if meta is None:
+        return None
+    zarr_format, attrs, array_meta = meta
+    record = attrs.get(WRITE_ATTR)
     if not isinstance(record, dict) or record.get("status") != "complete":
         return None
     request, layout = record.get("request"), record.get("layout")
     if not isinstance(request, dict) or key not in (request.get("keys") or []) or not isinstance(layout, dict):
         return None
     variable = str(request["variable"])
-    array = zarr.open_array(loc.zarr_store(read_only=True), path=variable, mode="r")
-    nblocks = tuple(-(-int(n) // int(u)) if n else 0 for n, u in zip(array.shape, layout["unit"]))
+    array = array_meta(variable)
+    encode = chunk_key_encoder(array) if array is not None else None
+    if array is None or encode is None:
+        return None
+    shape = [int(n) for n in array["shape"]]
+    nblocks = tuple(-(-n // int(u)) if n else 0 for n, u in zip(shape, layout["unit"]))
     total = math.prod(nblocks)
-    if len(nblocks) != array.ndim or total != record.get("chunks_total"):
+    if len(nblocks) != len(shape) or total != record.get("chunks_total"):
         return None
     with _stores.reworded(loc, "checking"):
-        check = _manifest.resume_check(loc, variable, array.metadata.encode_chunk_key, nblocks, record)
+        check = _manifest.resume_check(loc, variable, encode, nblocks, record)
     if check.bad or len(check.good) != total:
         return None
-    return variable, total, int(layout.get("zarr_format") or array.metadata.zarr_format), \
-        "shards" if layout.get("shards") else "chunks"
+    return variable, total, zarr_format, "shards" if layout.get("shards") else "chunks"
+
+
+def _json(loc: _stores.StoreLocation, key: str) -> dict[str, Any] | None:
+    data = _stores.get_bytes(loc, key)
+    value = json.loads(data) if data is not None else None
+    return value if isinstance(value, dict) else None
+
+
+def _metadata(loc: _stores.StoreLocation) -> tuple[int, dict[str, Any], Any] | None:
+    """The store's Zarr format, group attributes, and a reader of an array's metadata (None: not a Zarr group).
+
+    The metadata documents are read as the Zarr specifications lay them out (format 2:
+    ``.zattrs`` and ``<array>/.zarray``; format 3: ``zarr.json``), without zarr-python, whose
+    import costs about as much as the rest of such a rerun.
+    """
+    group = _json(loc, "zarr.json")
+    if group is not None and group.get("zarr_format") == 3 and group.get("node_type") == "group":
+        attrs = group.get("attributes") or {}
+
+        def array3(variable: str) -> dict[str, Any] | None:
+            meta = _json(loc, f"{variable}/zarr.json")
+            return meta if meta and meta.get("zarr_format") == 3 and meta.get("node_type") == "array" else None
+
+        return 3, attrs, array3
+    if _stores.get_bytes(loc, ".zgroup") is None:
+        return None
+
+    def array2(variable: str) -> dict[str, Any] | None:
+        meta = _json(loc, f"{variable}/.zarray")
+        return meta if meta and meta.get("zarr_format") == 2 else None
+
+    return 2, _json(loc, ".zattrs") or {}, array2
+
+
+def chunk_key_encoder(meta: dict[str, Any]) -> Any:
+    """The function from a chunk's grid index to its key under the array's folder, from the array's metadata.
+
+    As the Zarr specifications define it: format 2, the indices joined by the array's
+    ``dimension_separator`` (``.`` by default; ``0`` for a 0-d array); format 3, the ``default``
+    encoding (``c`` then the indices, each after the separator, ``/`` by default) or the ``v2``
+    encoding (as format 2, separator ``.`` by default). None for any other encoding (the caller
+    then takes the full path).
+
+    Parameters
+    ----------
+    meta
+        The array's metadata document (``.zarray`` or ``zarr.json``).
+    """
+    if meta.get("zarr_format") == 2:
+        name, sep = "v2", meta.get("dimension_separator") or "."
+    else:
+        encoding = meta.get("chunk_key_encoding") or {}
+        name = encoding.get("name") if isinstance(encoding, dict) else encoding
+        config = (encoding.get("configuration") or {}) if isinstance(encoding, dict) else {}
+        sep = config.get("separator") or ("/" if name == "default" else ".")
+    if sep not in ("/", ".") or name not in ("default", "v2"):
+        return None
+    if name == "default":
+        return lambda index: sep.join(["c", *map(str, index)])
+    return lambda index: sep.join(map(str, index)) if index else "0"

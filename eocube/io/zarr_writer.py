@@ -56,7 +56,7 @@ from .._redact import redact_obj
 from .._version import __version__
 from ..cube import validate_cube
 from ..errors import CorruptChunkError, ResumeMismatchError, StoreError, StoreOptionError
-from . import _chunkread, _fingerprint, _layout, _ledger, _lock, _manifest, _options, _stores  # _lock: one writer
+from . import _chunkread, _fingerprint, _layout, _ledger, _lock, _manifest, _options, _recording, _stores  # _lock: one writer
 from ._overlap import refuses_input_target
 from ._report import WriteReport
 from ._stores import StoreLocation
@@ -589,7 +589,7 @@ def _target(loc: StoreLocation, variable: str, fingerprint: str) -> zarr.Array:
             if len(_ARRAYS) > 64:
                 _ARRAYS.clear()
             # through a RecordingStore: the size and checksum of each unit stored go to its marker
-            _ARRAYS[key] = zarr.open_array(_manifest.recording_store(loc), path=variable, mode="r+")
+            _ARRAYS[key] = zarr.open_array(_recording.recording_store(loc), path=variable, mode="r+")
         return _ARRAYS[key]
 
 
@@ -611,7 +611,7 @@ def _make_durable(loc: StoreLocation, target: zarr.Array, variable: str, index: 
 def _recorded(target: zarr.Array, index: tuple[int, ...]) -> _ledger.Unit | None:
     """Size and checksum of the object zarr just stored for unit ``index`` (0 bytes: none, all nodata)."""
     store = target.store
-    if not isinstance(store, _manifest.RecordingStore):
+    if not isinstance(store, _recording.RecordingStore):
         return None
     return store.take(f"{target.store_path.path}/{target.metadata.encode_chunk_key(index)}".lstrip("/"))
 
