@@ -213,10 +213,9 @@ def test_every_dask_block_function_eocube_calls_is_given_meta():
 
 @pytest.mark.parametrize("zarr_format, shards", [(2, None), (3, None), (3, {"time": 6, "band": 1, "y": 8, "x": 10})])
 def test_already_complete_reads_the_record_and_the_units_of_either_format(tmp_path, zarr_format, shards):
-    from tests.conftest import synthetic_cube
-
     import eocube
     from eocube.io.complete import already_complete
+    from tests.conftest import synthetic_cube
 
     cube = synthetic_cube(chunks={"time": -1, "band": 1, "y": 4, "x": 5})
     store = tmp_path / "cube.zarr"

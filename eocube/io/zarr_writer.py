@@ -56,7 +56,7 @@ from .._redact import redact_obj
 from .._version import __version__
 from ..cube import validate_cube
 from ..errors import CorruptChunkError, ResumeMismatchError, StoreError, StoreOptionError
-from . import _chunkread, _fingerprint, _layout, _ledger, _lock, _manifest, _options, _recording, _stores  # _lock: one writer
+from . import _chunkread, _fingerprint, _layout, _ledger, _lock, _manifest, _options, _recording, _stores
 from ._overlap import refuses_input_target
 from ._report import WriteReport
 from ._stores import StoreLocation
