@@ -141,7 +141,8 @@ def test_pt2_whose_guards_refuse_the_tile_size_is_refused_before_compute(tmp_pat
     path = tmp_path / "small.pt2"
     net = _bounded_export(path)
     cube = make_unit_cube(t=1, h=160, w=160, chunks={"y": 160, "x": 160})
-    with pytest.raises(EOCubeError, match=r"refuses the sizes.*size\(\)\[2\] <= 64.*does not accept 129.*--tile"):
+    # both windows are 128 + 2 x 1 px (the edge tile's slides inward over the image: one shape per chunk)
+    with pytest.raises(EOCubeError, match=r"refuses the sizes.*size\(\)\[2\] <= 64.*does not accept 130.*--tile"):
         apply_model(cube, path, tile_size=128, halo=1)
     out = apply_model(cube, path, tile_size=32, halo=1)  # 32 + 2 x 1 px of halo fit
     with torch.no_grad():
