@@ -1,6 +1,6 @@
 """Gap-filling training windows (``sampler.halo``): where they may lie, what they read, how their edges are padded.
 
-With ``sampler.halo: edge`` (the default) a training window may reach the edge of its block: it is
+With ``sampler.halo: edge`` (``inside``, the default, keeps the halo inside the block) a training window may reach the edge of its block: it is
 read alone, so the context beyond it is the network's own padding, exactly what ``apply_model``
 gives at a scene edge; nothing outside the window, hence nothing outside its block, is read.
 """
@@ -27,6 +27,7 @@ POISON = 1.0e4
 
 
 def _task(source, **sections):
+    sections = {**sections, "sampler": {"halo": "edge", **sections.get("sampler", {})}}
     over = {k: {**TINY.get(k, {}), **v} for k, v in sections.items()}
     task = make_task(load_config(overrides={**TINY, **over}))
     task.build(source, None, 1)
