@@ -8,7 +8,8 @@ first host (``MASTER_ADDR`` from ``scontrol show hostnames``), each rank reading
 written in the middle of an epoch (a test hook in the job's Python: it waits there until killed),
 cancelled, then resumed with ``--resume``; its final weights must equal those of a 1 node x 1 rank
 job with the same global batch (2 ranks x 2 examples = 1 rank x 4), for gap filling and
-segmentation.
+segmentation. The segmentation job sets ``MASTER_ADDR``/``MASTER_PORT`` in its script; the gap-filling job
+leaves them to eocube (the first host of ``SLURM_JOB_NODELIST``, a port from the job id).
 
 Equal within :data:`TOLERANCE`, not bit for bit: the two jobs add the same numbers in another
 order (each rank reduces its half of the batch, then the gradients are summed), so the last bits
@@ -57,8 +58,7 @@ SBATCH = """#!/bin/bash
 #SBATCH --output={folder}/slurm-%j.out
 # eocube train with DDP: one rank per node (srun), gloo on CPU, the rendezvous on the job's first host
 set -euo pipefail
-export MASTER_ADDR="$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)"
-export MASTER_PORT=$(( 20000 + SLURM_JOB_ID % 20000 ))
+{rendezvous}
 export OMP_NUM_THREADS=1
 srun --label --kill-on-bad-exit=1 {python} {entry} train --config {config} --out {out} "$@"
 """
@@ -87,6 +87,13 @@ from eocube.cli import main
 sys.argv[0] = "eocube"
 main()
 '''
+
+RENDEZVOUS = {
+    "scontrol": 'export MASTER_ADDR="$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)"\n'
+                "export MASTER_PORT=$(( 20000 + SLURM_JOB_ID % 20000 ))",
+    "eocube": "# MASTER_ADDR, MASTER_PORT unset: eocube takes the job's first host and a port from the job id",
+}
+"""The script's rendezvous lines: set as on most clusters' recipes, or left to eocube.learn.distributed.detect."""
 
 DDP_LINE = re.compile(r"^0: (\d+) processes \(slurm, gloo\), rendezvous ([\w.-]+):(\d+): (.*)$", re.M)
 
@@ -132,12 +139,13 @@ def scene(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _sbatch(mn: MultiNode, folder: Path, *, nodes: int, config: Path, out: Path, name: str, entry: str = "-m eocube",
-            args: tuple[str, ...] = (), wait: bool = True, env: dict[str, str] | None = None) -> str:
+            args: tuple[str, ...] = (), wait: bool = True, env: dict[str, str] | None = None,
+            rendezvous: str = "scontrol") -> str:
     """Submit the job script from the login host; with ``wait``, until the job ends (it must succeed). Its id."""
     folder.mkdir(parents=True, exist_ok=True)
     script = folder / f"train-{len(list(folder.glob('train-*.sh')))}.sh"
     script.write_text(SBATCH.format(name=name, partition=mn.partition, nodes=nodes, folder=folder, python=sys.executable,
-                                    entry=entry, config=config, out=out))
+                                    entry=entry, config=config, out=out, rendezvous=RENDEZVOUS[rendezvous]))
     cmd = ["sbatch", "--parsable", *(["--wait"] if wait else []), str(script), *args]
     env = {k: v for k, v in (env or os.environ).items() if not k.startswith(("WORLD_SIZE", "RANK", "LOCAL_RANK",
                                                                                "MASTER_", "GLOO_", "SLURM_"))}
@@ -198,9 +206,9 @@ def test_gloo_listens_toward_the_rendezvous_host(multinode: MultiNode) -> None:
         assert done.stdout.split() == expected.split(), f"on {host}: {done.stdout}{done.stderr[-2000:]}"
 
 
-@pytest.mark.parametrize("task", ["gapfill", "segmentation"])
+@pytest.mark.parametrize(("task", "rendezvous"), [("segmentation", "scontrol"), ("gapfill", "eocube")])
 def test_ddp_on_two_hosts_killed_and_resumed_ends_as_one_host_with_the_global_batch(
-        multinode: MultiNode, scene: Path, task: str, tmp_path: Path) -> None:
+        multinode: MultiNode, scene: Path, task: str, rendezvous: str, tmp_path: Path) -> None:
     one, two = tmp_path / "one.yaml", tmp_path / "two.yaml"
     one.write_text(yaml.safe_dump(_config(task, scene, batch=4)))
     two.write_text(yaml.safe_dump(_config(task, scene, batch=2)))
@@ -219,7 +227,7 @@ def test_ddp_on_two_hosts_killed_and_resumed_ends_as_one_host_with_the_global_ba
     script.write_text(HOLD)
     env = dict(os.environ, EOCUBE_TEST_HOLD_AT=str(HOLD_AT), EOCUBE_TEST_HOLD_MARKS=str(marks))
     held = _sbatch(multinode, folder, nodes=2, config=two, out=out, name=f"{name}-2", entry=str(script), wait=False,
-                   env=env)
+                   env=env, rendezvous=rendezvous)
     try:
         _wait_for(lambda: len(list(marks.glob("held-rank?"))) == 2, "both ranks held", multinode, f"{name}-2")
     finally:
@@ -229,15 +237,16 @@ def test_ddp_on_two_hosts_killed_and_resumed_ends_as_one_host_with_the_global_ba
     assert sorted(held_on.values()) == ["cn1", "cn2"], held_on  # one rank on each host
     mid = load_checkpoint(out)
     assert (mid["epoch"], mid["meta"]["position"]["step"], mid["world_size"]) == (1, EVERY, 2), mid["meta"]["position"]
-    rendezvous, ranks = _ddp_hosts(folder / f"slurm-{held}.out")
-    assert rendezvous == ranks[0] and sorted(ranks.values()) == ["cn1", "cn2"], (rendezvous, ranks)
+    master, ranks = _ddp_hosts(folder / f"slurm-{held}.out")
+    assert master == ranks[0] and sorted(ranks.values()) == ["cn1", "cn2"], (master, ranks)
 
     # resumed from last.pt on 2 nodes x 1 rank: ends with the weights of the 1-node run
-    resumed = _sbatch(multinode, folder, nodes=2, config=two, out=out, name=f"{name}-3", args=("--resume",))
+    resumed = _sbatch(multinode, folder, nodes=2, config=two, out=out, name=f"{name}-3", args=("--resume",),
+                      rendezvous=rendezvous)
     log = (folder / f"slurm-{resumed}.out").read_text(errors="replace")
     assert f"resuming from {out / 'last.pt'} at epoch 1, step {EVERY}" in log, log[-3000:]
-    rendezvous, ranks = _ddp_hosts(folder / f"slurm-{resumed}.out")
-    assert rendezvous == ranks[0] and sorted(ranks.values()) == ["cn1", "cn2"], (rendezvous, ranks)
+    master, ranks = _ddp_hosts(folder / f"slurm-{resumed}.out")
+    assert master == ranks[0] and sorted(ranks.values()) == ["cn1", "cn2"], (master, ranks)
     final = load_checkpoint(out)
     assert final["epoch"] == EPOCHS and final["world_size"] == 2 and final["meta"]["position"] is None
     _assert_same_weights(final["model"], ref["model"])
