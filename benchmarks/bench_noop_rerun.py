@@ -51,10 +51,15 @@ write_card(ModelSpec(sources=(SourceSpec(name="s2", bands=("NDVI",)),), output=O
 """A small TorchScript model and its card beside it (one band in, two out, per date)."""
 
 
+WORK = Path(tempfile.gettempdir())
+"""Where the commands run (not a checkout: ``python -m`` puts the current folder first on the path)."""
+
+
 def run(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, str]:
     """Seconds to run ``cmd`` to completion, and its output; it must exit 0."""
     start = time.perf_counter()
-    proc = subprocess.run(cmd, env={**os.environ, **(env or {})}, capture_output=True, text=True, check=False)
+    proc = subprocess.run(cmd, env={**os.environ, **(env or {})}, capture_output=True, text=True, check=False,
+                          cwd=WORK)
     seconds = time.perf_counter() - start
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} exited {proc.returncode}:\n{proc.stdout[-1500:]}\n{proc.stderr[-2000:]}")
@@ -89,7 +94,8 @@ def main() -> None:
     parser.add_argument("--old-tree", default=None, help="another eocube checkout to time beside this one")
     args = parser.parse_args()
 
-    work = Path(tempfile.mkdtemp(prefix="eocube-bench-noop-"))
+    global WORK
+    work = WORK = Path(tempfile.mkdtemp(prefix="eocube-bench-noop-"))
     try:
         trees = {"": None} if args.old_tree is None else {"": None, " (old)": str(Path(args.old_tree).resolve())}
         try:
