@@ -73,9 +73,12 @@ def detect(environ: dict[str, str] | None = None) -> DistEnv:
     """Read the launcher's environment variables.
 
     torchrun sets ``WORLD_SIZE``/``RANK``/``LOCAL_RANK`` (and the rendezvous
-    address); ``srun`` sets ``SLURM_NTASKS``/``SLURM_PROCID``/``SLURM_LOCALID``,
-    from which ``MASTER_ADDR`` (first host of the job) and ``MASTER_PORT``
-    (derived from the job id) are filled in when not given.
+    address); ``srun`` sets ``SLURM_STEP_NUM_TASKS`` (or ``SLURM_NTASKS``)/``SLURM_PROCID``/
+    ``SLURM_LOCALID`` and ``SLURM_STEP_ID``, from which ``MASTER_ADDR`` (first host of the job)
+    and ``MASTER_PORT`` (derived from the job id) are filled in when not given. The batch
+    script of a job of several tasks has ``SLURM_NTASKS`` and ``SLURM_PROCID=0`` but no step
+    id: a process started there without ``srun`` trains alone (with a warning) instead of
+    waiting for ranks that nothing starts.
 
     Parameters
     ----------
@@ -90,7 +93,11 @@ def detect(environ: dict[str, str] | None = None) -> DistEnv:
     env = os.environ if environ is None else environ
     if "WORLD_SIZE" in env and "RANK" in env:
         return DistEnv(int(env["RANK"]), int(env.get("LOCAL_RANK", "0")), int(env["WORLD_SIZE"]), "torchrun")
-    ntasks = int(env.get("SLURM_NTASKS", "1") or 1)
+    ntasks = int(env.get("SLURM_STEP_NUM_TASKS") or env.get("SLURM_NTASKS") or 1)
+    if ntasks > 1 and "SLURM_PROCID" in env and "SLURM_STEP_ID" not in env:
+        log.warning("this Slurm job has %d tasks, but this process was not started by srun (no SLURM_STEP_ID): "
+                    "training in this one process; for one DDP rank per task, run `srun eocube train ...`", ntasks)
+        return DistEnv()
     if ntasks > 1 and "SLURM_PROCID" in env:
         env.setdefault("MASTER_ADDR", first_slurm_host(env.get("SLURM_JOB_NODELIST", env.get("SLURM_NODELIST", "127.0.0.1"))))
         env.setdefault("MASTER_PORT", str(20000 + int(env.get("SLURM_JOB_ID", "0")) % 20000))

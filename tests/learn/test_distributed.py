@@ -15,12 +15,12 @@ from eocube.learn.config import load_config
 from eocube.learn.distributed import DistEnv, detect, first_slurm_host, gloo_interface
 from eocube.learn.trainer import train
 
-TOLERANCE = 1e-5
+TOLERANCE = 1e-4
 """Largest difference allowed between the weights of N processes x batch B and 1 process x batch N*B: each
 tensor's largest absolute difference and its relative difference in norm. The two runs add the same numbers in
 another order (each process reduces its half of the batch, then the gradients are summed), so the last bits
-differ and a few optimiser steps carry that along (1e-6 seen); before the global-batch loss the processes'
-masked means were averaged with equal weights and the weights differed by 1e-1."""
+differ and Adam's steps carry that along (1e-7 to 5e-6 seen); before the global-batch loss the processes'
+masked means were averaged with equal weights and the weights differed by 1e-2."""
 
 
 def assert_same_weights(a: dict, b: dict, tolerance: float = TOLERANCE) -> None:
@@ -73,10 +73,23 @@ def test_torchrun_and_slurm_environments_are_recognised():
     assert detect({}) == DistEnv()
     assert detect({"WORLD_SIZE": "4", "RANK": "3", "LOCAL_RANK": "1"}) == DistEnv(3, 1, 4, "torchrun")
     env = {"SLURM_NTASKS": "8", "SLURM_PROCID": "5", "SLURM_LOCALID": "1", "SLURM_JOB_ID": "123456",
-           "SLURM_JOB_NODELIST": "gpu[07-08,11],login1"}
+           "SLURM_JOB_NODELIST": "gpu[07-08,11],login1", "SLURM_STEP_ID": "0", "SLURM_STEP_NUM_TASKS": "8"}
     assert detect(env) == DistEnv(5, 1, 8, "slurm")
     assert env["MASTER_ADDR"] == "gpu07" and env["MASTER_PORT"] == str(20000 + 123456 % 20000)
     single = {"SLURM_NTASKS": "1", "SLURM_PROCID": "0"}
     assert detect(single) == DistEnv()  # one task: no process group
     assert first_slurm_host("node1") == "node1"
+    # a step of 2 tasks in a job of 8: the step's count
+    assert detect({**env, "SLURM_STEP_NUM_TASKS": "2", "SLURM_PROCID": "1"}).world_size == 2
+
+
+def test_the_batch_script_of_a_job_of_several_tasks_trains_alone(caplog):
+    """What sbatch gives its script (seen on the multi-node test Slurm): SLURM_NTASKS=2 and SLURM_PROCID=0 but no
+    step id; eocube train started there without srun used to wait for a rank 1 that nothing starts."""
+    batch = {"SLURM_NTASKS": "2", "SLURM_PROCID": "0", "SLURM_LOCALID": "0", "SLURM_JOB_ID": "253",
+             "SLURM_JOB_NODELIST": "cn[1-2]", "SLURM_NTASKS_PER_NODE": "1"}
+    with caplog.at_level("WARNING"):
+        assert detect(batch) == DistEnv()
+    assert "not started by srun" in caplog.text and "srun eocube train" in caplog.text
+    assert "MASTER_ADDR" not in batch
     assert first_slurm_host("a[3-4]") == "a3"

@@ -13,7 +13,7 @@ leaves them to eocube (the first host of ``SLURM_JOB_NODELIST``, a port from the
 
 Equal within :data:`TOLERANCE`, not bit for bit: the two jobs add the same numbers in another
 order (each rank reduces its half of the batch, then the gradients are summed), so the last bits
-of the weights differ (about 1e-6 after 8 steps). A resumed run itself is bit-identical to an
+of the weights differ (up to 5e-6 after 8 steps). A resumed run itself is bit-identical to an
 uninterrupted one of as many ranks (tests/learn/test_tasks.py, one process). Nothing waits on
 a timing: the test waits for files (checkpoint, hold marks) and for Slurm's job states.
 """
@@ -37,10 +37,11 @@ from .conftest import MultiNode, job_name, processes_in
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow, pytest.mark.timeout(900)]
 
-TOLERANCE = 1e-5
+TOLERANCE = 1e-4
 """Largest difference allowed between the two jobs' weights, per tensor: the largest absolute difference and the
-relative difference in norm (1e-6 seen; the runs' processes averaging their masked means with equal weights,
-before the global-batch loss, left them 1e-2 apart)."""
+relative difference in norm (6e-8 seen for segmentation, 5e-6 for gap filling, whose Adam steps carry the last
+bits further; a batch skipped or repeated on resume, or the ranks' masked means averaged with equal weights as
+before the global-batch loss, move them by 1e-2)."""
 
 EPOCHS, STEPS, EVERY = 2, 4, 2
 HOLD_AT = STEPS + EVERY + 1
