@@ -1,7 +1,7 @@
 """Gap-filling training windows (``sampler.halo``): where they may lie, what they read, how their edges are padded.
 
-With ``sampler.halo: edge`` (``inside``, the default, keeps the halo inside the block) a training window may reach the edge of its block: it is
-read alone, so the context beyond it is the network's own padding, exactly what ``apply_model``
+With ``sampler.halo: edge`` (``inside``, the default, keeps the halo inside the block) a training window may
+reach the edge of its block: it is read alone, so the context beyond it is the network's own padding, exactly what ``apply_model``
 gives at a scene edge; nothing outside the window, hence nothing outside its block, is read.
 """
 
