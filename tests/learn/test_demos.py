@@ -26,7 +26,8 @@ pytest.importorskip("sklearn")
 def _run(script: str, tmp_path: Path) -> str:
     out, plots = tmp_path / "out", tmp_path / "plots"
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / script), "--quick", "--out", str(out), "--plot-dir", str(plots)],
+        [sys.executable, str(ROOT / "benchmarks" / script), "--quick", "--seeds", "1", "--out", str(out),
+         "--plot-dir", str(plots)],
         check=False, capture_output=True, text=True, timeout=600, cwd=ROOT,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -45,6 +46,7 @@ def test_superres_demo_quick(tmp_path):
     for band in ("B05", "B06", "B07", "B8A", "B11", "B12", "mean"):
         assert f"| {band} |" in text
     assert "SAM (degrees): bicubic" in text and "mean PSNR gain over bicubic" in text
+    assert "| method (1 seed: 0) |" in text  # the multi-seed table (eocube.evaluate.run_seeds)
     scores = json.loads((tmp_path / "out" / "scores.json").read_text())
     assert scores["quick"] and len(scores["network"]["psnr"]) == 7
     result = open_zarr(tmp_path / "out" / "superres_10m.zarr")
@@ -67,6 +69,7 @@ def test_landcover_demo_quick(tmp_path):
     for row in ("| overall accuracy |", "| macro-F1 |", "| mIoU |", "| F1 forest", "| F1 farm", "| F1 meadow"):
         assert row in text
     assert "macro-F1: network" in text
+    assert "| method (1 seed: 0) |" in text  # the multi-seed table (eocube.evaluate.run_seeds)
     scores = json.loads((tmp_path / "out" / "scores.json").read_text())
     names = scores["classes"]
     assert {"forest", "farm", "meadow"} <= set(names)
