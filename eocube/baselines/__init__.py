@@ -8,6 +8,9 @@ Gap filling's classical baselines are :mod:`eocube.fill`'s methods.
 
 >>> pred = context_forest(bands, labels, train_mask, classes=[1, 2, 3], where=test_mask)
 >>> sr = guided_highpass(b20, b10)     # 20 m bands to 10 m, guided by the 10 m bands
+
+Place among the package floors (README, Architecture): floor 1; it may import errors (scikit-learn
+on first use), and no other package's private modules (tests/test_import_structure.py checks it).
 """
 
 from ._errors import BaselineError, MissingDependencyError

@@ -18,6 +18,10 @@ as fast as ``python -c "import xarray"`` (``benchmarks/bench_startup.py`` measur
   from ``_common``, keep torch and friends inside the function, and add one line to
   :data:`COMMANDS`. ``tests/core/test_startup.py`` checks that ``eocube --help`` still
   imports no command module, torch, matplotlib nor numba.
+
+Place among the package floors (README, Architecture): floor 6; it may import every package below it
+(each command's modules on first use), and no other package's private modules
+(tests/test_import_structure.py checks it).
 """
 
 from __future__ import annotations

@@ -5,6 +5,10 @@ that becomes the default scheduler, so every ``compute``/``to_zarr`` after it
 runs on that cluster. Settings come from ``eocube.yaml`` merged into
 ``dask.config`` (``eocube.cluster.*``), environment variables, a config file
 and keyword arguments (see :mod:`eocube.cluster.config`).
+
+Place among the package floors (README, Architecture): floor 1; it may import errors (distributed
+and dask-jobqueue on first use), and no other package's private modules
+(tests/test_import_structure.py checks it).
 """
 
 from __future__ import annotations

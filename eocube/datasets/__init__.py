@@ -8,6 +8,9 @@ folder with ``cube.zarr`` and ``PROVENANCE.md`` plus one entry in
 Multi-source samples (:data:`SCENES`) are image files read lazily into several
 cubes, one per group of bands on its own grid (e.g. the 10, 20 and 60 m bands of
 a Sentinel-2 scene); ``open_sample("sentinel2_l1c:20m")`` opens one group.
+
+Place among the package floors (README, Architecture): floor 3; it may import cube, errors, io, and
+no other package's private modules (tests/test_import_structure.py checks it).
 """
 
 from __future__ import annotations

@@ -5,6 +5,9 @@ multi-seed harness that compares a network with its baselines on the same pixels
 >>> train, held = artificial_gaps(clear, fraction=0.2, seed=0)
 >>> filled = my_filler(cube, train)
 >>> score(filled, cube, held, method="mine")
+
+Place among the package floors (README, Architecture): floor 5; it may import cube, errors, fill,
+learn, and no other package's private modules (tests/test_import_structure.py checks it).
 """
 
 from .metrics import format_table, score

@@ -6,6 +6,9 @@ rioxarray or the compiled kernels. The public names below are imported on first 
 the compiled (numba) kernels (``_fast_*.py``) are imported only inside the kernels that
 run them, i.e. in the dask tasks, on the workers that compute (see :mod:`eocube.fill._warmup`
 for compiling them ahead of time).
+
+Place among the package floors (README, Architecture): floor 3; it may import cube, errors, masks,
+nodata, and no other package's private modules (tests/test_import_structure.py checks it).
 """
 
 from __future__ import annotations

@@ -3,6 +3,10 @@
 The names are imported on first use, so that the light modules of this package (the write
 record, manifest and lock of a store: what says that an output is already complete, see
 :mod:`eocube.io.complete`) are imported without xarray's readers and writers.
+
+Place among the package floors (README, Architecture): floor 2; it may import cube, errors and the
+core helpers _redact, _version, and no other package's private modules
+(tests/test_import_structure.py checks it).
 """
 
 from __future__ import annotations

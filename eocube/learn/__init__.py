@@ -19,6 +19,10 @@ Typical use::
 
 Imports flow one way: cli -> trainer -> tasks -> (patches, gaps, split, networks, normalisation)
 -> errors; checkpoint, export and inference sit beside them (no cycle: tests/learn/test_layout.py).
+
+Place among the package floors (README, Architecture): floor 4; it may import cube, datasets,
+errors, io, masks, models, nodata, and no other package's private modules
+(tests/test_import_structure.py checks it).
 """
 
 from .checkpoint import load_checkpoint, load_model, save_checkpoint

@@ -4,6 +4,9 @@ Every builder returns a lazy boolean ``(time, y, x)`` DataArray; combine them wi
 ``&`` and grow clouds with :func:`dilate_clouds`. The builders read nothing;
 :func:`check_mask_band` reads a sample of a mask band and refuses values its mask
 kind cannot hold (a 0/1 cloud mask given as SCL classes, say).
+
+Place among the package floors (README, Architecture): floor 2; it may import cube, errors, nodata,
+and no other package's private modules (tests/test_import_structure.py checks it).
 """
 
 from ._errors import MaskError
