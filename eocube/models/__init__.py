@@ -15,6 +15,7 @@ from ._api import apply_model
 from ._errors import (
     ChannelMismatchError,
     DeviceError,
+    ExportError,
     GridError,
     HaloError,
     ModelError,
@@ -25,6 +26,7 @@ from ._errors import (
     OutputShapeError,
     SourceError,
     TileSizeError,
+    UnknownSourceError,
 )
 from ._loading import clear_cache, from_state_dict, from_torchscript, load_counts
 from ._sources import pair_dates
@@ -34,6 +36,7 @@ __all__ = [
     "ChannelMismatchError",
     "ClassInfo",
     "DeviceError",
+    "ExportError",
     "GridError",
     "HaloError",
     "ModelError",
@@ -49,6 +52,7 @@ __all__ = [
     "SourceError",
     "SourceSpec",
     "TileSizeError",
+    "UnknownSourceError",
     "apply_model",
     "clear_cache",
     "from_state_dict",

@@ -45,6 +45,17 @@ class GridError(SourceError):
     """The sources' grids do not nest (other CRS, non-integer resolution ratio, misaligned origin)."""
 
 
+class UnknownSourceError(SourceError, KeyError):
+    """A source name the model does not have (also a ``KeyError``: a name looked up)."""
+
+    def __str__(self) -> str:  # KeyError quotes its message; keep it readable
+        return str(self.args[0]) if self.args else ""
+
+
+class ExportError(ModelError, ValueError):
+    """A module cannot be exported to a ``.pt2`` program (example inputs, dynamic sizes, a result that differs)."""
+
+
 class ModelIdentityError(ModelError, ValueError):
     """The model's code cannot be read, so a store it wrote cannot be told from one an edited model wrote."""
 

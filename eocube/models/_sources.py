@@ -199,7 +199,7 @@ def pair_dates(
         int64, one entry per reference date.
     """
     if how not in ("same", "nearest", "previous"):
-        raise ValueError(f"pairing must be 'same', 'nearest' or 'previous', got {how!r}")
+        raise SourceError(f"pairing must be 'same', 'nearest' or 'previous', got {how!r}")
     if len(other) == 0:
         return np.full(len(reference), -1, np.int64)
     ref = reference.values.astype("datetime64[ns]").astype(np.int64)
