@@ -7,6 +7,7 @@ and from the built-in exception a Python user would expect.
 from __future__ import annotations
 
 from ..errors import EOCubeError
+from ..errors import GridError as GridError  # the one grid error (eocube.errors), importable from here too
 
 
 class ModelError(EOCubeError):
@@ -39,10 +40,6 @@ class ModelRuntimeError(ModelError, RuntimeError):
 
 class SourceError(ModelError, ValueError):
     """A source of the model is missing from the call, unexpected, or lacks the bands the model needs."""
-
-
-class GridError(SourceError):
-    """The sources' grids do not nest (other CRS, non-integer resolution ratio, misaligned origin)."""
 
 
 class UnknownSourceError(SourceError, KeyError):
