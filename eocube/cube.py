@@ -185,6 +185,11 @@ def transform_from_coords(x: np.ndarray, y: np.ndarray) -> Affine:
     affine.Affine
         The transform mapping (col, row) of the pixel's upper-left corner to CRS units.
     """
+    if len(x) < 2 or len(y) < 2:
+        raise CubeError(
+            f"cannot derive a transform from a grid of {len(y)} x {len(x)} pixels: "
+            "a cube needs at least 2 pixels along y and x, or an explicit transform (make_cube(..., transform=...))"
+        )
     return Grid.from_coords(y, x).transform
 
 
@@ -203,7 +208,10 @@ def coords_from_transform(transform: Affine, height: int, width: int) -> tuple[n
     tuple of numpy.ndarray
         ``y`` (length ``height``) and ``x`` (length ``width``).
     """
-    return Grid(None, transform, (height, width)).coords
+    grid = Grid(None, transform, (height, width))
+    if not grid.axis_aligned:
+        raise CubeError("rotated or sheared grids are not supported: reproject to a north-up grid first")
+    return grid.coords
 
 
 def validate_cube(obj: Any, *, name: str = "cube", require_crs: bool = True) -> xr.DataArray:

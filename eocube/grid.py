@@ -9,7 +9,10 @@ coordinate and extent is computed here, once.
 Conventions (rasterio's and rioxarray's): ``transform`` maps (column, row) of a pixel's upper-left
 corner to CRS coordinates; ``shape`` is (rows, columns); coordinates of a cube are pixel centres.
 
-Part of the core: it imports no other eocube package (rasterio only where a CRS is reprojected).
+Part of the core, on its lowest floor: it imports nothing of eocube (rasterio only where bounds are
+reprojected). Its methods raise ``ValueError``/``TypeError`` for arguments no grid can take (a
+programming error); the rules a user meets, with their messages, are the callers' (the cube
+convention in :mod:`eocube.cube`, the loader's and the engine's :class:`~eocube.errors.GridError`).
 """
 
 from __future__ import annotations
@@ -21,8 +24,6 @@ from typing import Any
 
 import numpy as np
 from affine import Affine
-
-from .errors import CubeError, GridError
 
 Bounds = tuple[float, float, float, float]
 """(left, bottom, right, top) in CRS units."""
@@ -65,14 +66,11 @@ class Grid:
 
         Raises
         ------
-        CubeError
+        ValueError
             Fewer than two coordinates along y or x (no pixel size to read).
         """
         if len(x) < 2 or len(y) < 2:
-            raise CubeError(
-                f"cannot derive a transform from a grid of {len(y)} x {len(x)} pixels: a cube needs at least 2 "
-                "pixels along y and x, or an explicit transform (make_cube(..., transform=...))"
-            )
+            raise ValueError(f"a grid of {len(y)} x {len(x)} pixel centres gives no pixel size: give two or more each")
         dx = float(x[1] - x[0])
         dy = float(y[1] - y[0])
         return cls(crs, Affine(dx, 0.0, float(x[0]) - dx / 2, 0.0, dy, float(y[0]) - dy / 2), (len(y), len(x)))
@@ -139,7 +137,7 @@ class Grid:
     @property
     def pixel_size(self) -> tuple[float, float]:
         """(x, y) pixel size, both positive."""
-        return (abs(float(self.transform.a)), abs(float(self.transform.e)))
+        return pixel_size(self.transform)
 
     @property
     def axis_aligned(self) -> bool:
@@ -173,12 +171,12 @@ class Grid:
 
         Raises
         ------
-        CubeError
+        ValueError
             A rotated or sheared grid (no 1-D coordinates).
         """
         t, (h, w) = self.transform, self.shape
         if not self.axis_aligned:
-            raise CubeError("rotated or sheared grids are not supported: reproject to a north-up grid first")
+            raise ValueError(f"a rotated or sheared grid {tuple(t)[:6]} has no 1-D pixel-centre coordinates")
         x = t.c + t.a * (np.arange(w) + 0.5)
         y = t.f + t.e * (np.arange(h) + 0.5)
         return y, x
@@ -195,8 +193,8 @@ class Grid:
             raise TypeError(f"index a Grid with two slices, grid[rows, cols], not {index!r}")
         (r0, r1, rs), (c0, c1, cs) = (s.indices(n) for s, n in zip(index, self.shape))
         if rs != 1 or cs != 1:
-            raise GridError(f"grid[{index!r}]: a grid window takes every pixel (step 1); "
-                            "use Grid.scaled for coarser pixels")
+            raise ValueError(f"grid[{index!r}]: a grid window takes every pixel (step 1); "
+                             "use Grid.scaled for coarser pixels")
         return self.window(r0, max(r1, r0), c0, max(c1, c0))
 
     def scaled(self, factor: int | float | Fraction, shape: tuple[int, int] | None = None) -> Grid:
@@ -211,7 +209,7 @@ class Grid:
         """
         f = float(factor)
         if not (f > 0 and math.isfinite(f)):
-            raise GridError(f"scale factor {factor!r} is not a finite positive number: give e.g. 2, 0.5 or '1/4'")
+            raise ValueError(f"scale factor {factor!r} is not a finite positive number: give e.g. 2, 0.5 or 1/4")
         if shape is None:
             exact = Fraction(factor) if isinstance(factor, (int, Fraction)) else Fraction(f)
             shape = (math.ceil(self.shape[0] * exact), math.ceil(self.shape[1] * exact))
@@ -247,6 +245,11 @@ class Grid:
         crs = "no CRS" if self.crs is None else (self.crs.to_string() if hasattr(self.crs, "to_string") else str(self.crs))
         rx, ry = self.pixel_size
         return f"Grid {self.height} x {self.width} px of {rx:g} x {ry:g} in {crs}, bounds {self.bounds}"
+
+
+def pixel_size(transform: Affine) -> tuple[float, float]:
+    """(x, y) pixel size of an axis-aligned ``transform``, both positive."""
+    return (abs(float(transform.a)), abs(float(transform.e)))
 
 
 def reproject_bounds(bounds: Bounds, src_crs: Any, dst_crs: Any, densify_pts: int = 21) -> Bounds:

@@ -325,4 +325,4 @@ def label_cube(data: Any, like: xr.DataArray, *, time: Any, nodata: int, attrs: 
         raise LabelError("like has no dates, so the label cube has none to take: pass time= (e.g. time='2021-06-01')")
     when = like["time"].values[0] if time is None else pd.Timestamp(time).to_datetime64()
     return make_cube(data, time=[when], band=["label"], y=like["y"].values, x=like["x"].values,
-                     crs=like.rio.crs, nodata=nodata, name="labels", attrs=attrs, transform=like.rio.transform())
+                     crs=like.rio.crs, nodata=nodata, name="labels", attrs=attrs, transform=Grid.of(like).transform)

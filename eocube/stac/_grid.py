@@ -14,7 +14,7 @@ from typing import Any, Sequence
 from rasterio.crs import CRS
 
 from ..errors import GridError
-from ..grid import Grid, reproject_bounds
+from ..grid import Grid, pixel_size, reproject_bounds
 from ._errors import MixedCRSError
 from ._items import AssetInfo, ParsedItem
 
@@ -98,7 +98,7 @@ def choose_crs(items: Sequence[ParsedItem], crs: Any) -> CRS:
 
 def _native_res(infos: Sequence[AssetInfo], crs: CRS) -> list[tuple[float, float]]:
     """(x, y) pixel sizes of the assets natively in ``crs`` (x and y apart: pixels need not be square)."""
-    return [(abs(i.transform.a), abs(i.transform.e)) for i in infos if i.crs == crs and i.transform is not None]
+    return [pixel_size(i.transform) for i in infos if i.crs == crs and i.transform is not None]
 
 
 def _resolution(infos: Sequence[AssetInfo], crs: CRS, resolution: float | tuple[float, float] | None) -> tuple[float, float]:
@@ -125,7 +125,7 @@ def _resolution(infos: Sequence[AssetInfo], crs: CRS, resolution: float | tuple[
 def _anchor(infos: Sequence[AssetInfo], crs: CRS, rx: float, ry: float) -> tuple[float, float]:
     """A corner of the items' own pixel grid in ``crs`` (an asset at this resolution first), else (0, 0)."""
     same_crs = [i for i in infos if i.crs == crs and i.transform is not None]
-    same_res = [i for i in same_crs if math.isclose(abs(i.transform.a), rx) and math.isclose(abs(i.transform.e), ry)]
+    same_res = [i for i in same_crs if all(map(math.isclose, pixel_size(i.transform), (rx, ry)))]
     if same_res or same_crs:
         t = (same_res or same_crs)[0].transform
         return t.c, t.f

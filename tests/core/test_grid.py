@@ -26,6 +26,7 @@ from rasterio.crs import CRS
 from rasterio.warp import transform_bounds
 
 import eocube
+from eocube.cube import coords_from_transform, transform_from_coords
 from eocube.errors import CubeError, EOCubeError, GridError
 from eocube.grid import Grid, reproject_bounds
 
@@ -68,10 +69,19 @@ def test_coordinates_round_trip_and_a_cube_tells_its_grid():
     assert Grid.of(cube) == GRID
     assert Grid.of(cube).resolution == (10.0, -10.0) and Grid.of(cube).pixel_size == (10.0, 10.0)
     assert eocube.cube_info(cube).transform == GRID.transform
-    with pytest.raises(CubeError, match="at least 2 pixels"):
+    assert transform_from_coords(x, y) == GRID.transform
+    for got, want in zip(coords_from_transform(GRID.transform, *GRID.shape), GRID.coords):
+        np.testing.assert_array_equal(got, want)
+    # a grid refuses what no grid can be with ValueError; the cube convention says it to the user
+    with pytest.raises(ValueError, match="no pixel size"):
         Grid.from_coords(y[:1], x)
-    with pytest.raises(CubeError, match="rotated"):
-        _ = Grid(UTM, Affine(10.0, 1.0, 0.0, 0.0, -10.0, 0.0), (2, 2)).coords
+    with pytest.raises(CubeError, match="at least 2 pixels"):
+        transform_from_coords(x, y[:1])
+    rotated = Affine(10.0, 1.0, 0.0, 0.0, -10.0, 0.0)
+    with pytest.raises(ValueError, match="rotated"):
+        _ = Grid(UTM, rotated, (2, 2)).coords
+    with pytest.raises(CubeError, match="rotated or sheared grids are not supported"):
+        coords_from_transform(rotated, 2, 2)
 
 
 def test_bounds_and_extent_of_north_up_and_south_up_grids():
@@ -125,7 +135,7 @@ def test_windows_equal_rasterio_and_odc_geo():
     with _quiet():
         ref = _geobox(GRID)[7:19, 30:41]
     assert sub.transform == ref.affine and sub.shape == tuple(ref.shape)
-    with pytest.raises(GridError, match="step 1"):
+    with pytest.raises(ValueError, match="step 1"):
         _ = GRID[::2, :]
 
 
@@ -154,7 +164,7 @@ def test_scaled_grids_equal_odc_geo_zoom_and_nest(factor):
 def test_scaled_to_a_given_shape_and_bad_factors():
     assert GRID.scaled(Fraction(1, 3), shape=(66, 41)).shape == (66, 41)
     for bad in (0, -2, float("nan"), float("inf")):
-        with pytest.raises(GridError, match="finite positive"):
+        with pytest.raises(ValueError, match="finite positive"):
             GRID.scaled(bad)
 
 
@@ -217,3 +227,13 @@ def _classes_named(name: str) -> list[str]:
 def test_the_package_defines_one_grid_and_one_grid_error(name, home):
     found = _classes_named(name)
     assert len(found) == 1 and found[0].startswith(home + ":"), found
+
+
+def test_the_grid_module_imports_nothing_of_eocube():
+    """grid.py stands on the lowest floor beside errors.py, so cube.py (which uses it) stays on floor 1."""
+    path = Path(importlib.util.find_spec("eocube.grid").origin)
+    tree = ast.parse(path.read_text())
+    imported = [n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
+    imported += [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
+    assert not [m for m in imported if m.startswith(("eocube", ".")) or m == ""], imported
+    assert not [n for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.level], "relative imports"
