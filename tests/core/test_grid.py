@@ -109,6 +109,16 @@ def test_snapped_grid_equals_odc_geo_from_bbox(bbox):
     assert bottom <= bbox[1] < bottom + 10 and top - 10 < bbox[3] <= top
 
 
+def test_an_edge_just_past_a_pixel_edge_keeps_its_pixel_unlike_odc_geo():
+    """odc-geo drops up to 1 % of a pixel (its tol); eocube's loader keeps every pixel the bbox reaches
+    beyond 1e-6 px, as it always has (so a grid, and a store's coordinates, do not change)."""
+    bbox = (0.0, 0.0, 100.05, 100.0)
+    assert Grid.from_bbox(bbox, UTM, resolution=(10.0, 10.0)).shape == (10, 11)
+    geobox = pytest.importorskip("odc.geo.geobox")
+    with _quiet():
+        assert tuple(geobox.GeoBox.from_bbox(bbox, UTM, resolution=10).shape) == (10, 10)
+
+
 def test_snapped_grid_on_an_anchor_and_an_exact_fit():
     grid = Grid.from_bbox((3.0, 0.0, 25.0, 10.0), resolution=(10.0, 5.0), anchor=(1.0, 2.0))
     assert grid.transform == Affine(10.0, 0.0, 1.0, 0.0, -5.0, 12.0) and grid.shape == (3, 3)
