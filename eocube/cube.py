@@ -29,7 +29,6 @@ import xarray as xr
 from affine import Affine
 
 from .errors import BandError, CubeError
-from .grid import Grid
 
 DIMS: tuple[str, str, str, str] = ("time", "band", "y", "x")
 """The dimension order of every cube."""
@@ -173,7 +172,7 @@ def utc_times(time: Sequence[Any]) -> pd.DatetimeIndex:
 
 
 def transform_from_coords(x: np.ndarray, y: np.ndarray) -> Affine:
-    """Affine transform of a grid given by pixel-centre coordinates (:meth:`eocube.grid.Grid.from_coords`).
+    """Affine transform of a grid given by pixel-centre coordinates.
 
     Parameters
     ----------
@@ -190,11 +189,13 @@ def transform_from_coords(x: np.ndarray, y: np.ndarray) -> Affine:
             f"cannot derive a transform from a grid of {len(y)} x {len(x)} pixels: "
             "a cube needs at least 2 pixels along y and x, or an explicit transform (make_cube(..., transform=...))"
         )
-    return Grid.from_coords(y, x).transform
+    dx = float(x[1] - x[0])
+    dy = float(y[1] - y[0])
+    return Affine(dx, 0.0, float(x[0]) - dx / 2, 0.0, dy, float(y[0]) - dy / 2)
 
 
 def coords_from_transform(transform: Affine, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
-    """Pixel-centre ``(y, x)`` coordinates of a grid (:attr:`eocube.grid.Grid.coords`).
+    """Pixel-centre ``(y, x)`` coordinates of a grid.
 
     Parameters
     ----------
@@ -208,10 +209,11 @@ def coords_from_transform(transform: Affine, height: int, width: int) -> tuple[n
     tuple of numpy.ndarray
         ``y`` (length ``height``) and ``x`` (length ``width``).
     """
-    grid = Grid(None, transform, (height, width))
-    if not grid.axis_aligned:
+    if transform.b != 0 or transform.d != 0:
         raise CubeError("rotated or sheared grids are not supported: reproject to a north-up grid first")
-    return grid.coords
+    x = transform.c + transform.a * (np.arange(width) + 0.5)
+    y = transform.f + transform.e * (np.arange(height) + 0.5)
+    return y, x
 
 
 def validate_cube(obj: Any, *, name: str = "cube", require_crs: bool = True) -> xr.DataArray:
@@ -504,7 +506,7 @@ def cube_info(cube: xr.DataArray) -> CubeInfo:
     validate_cube(cube, require_crs=False)
     crs = cube.rio.crs
     epsg = crs.to_epsg() if crs is not None else None
-    grid = Grid.of(cube)
+    transform = cube.rio.transform()
     times = pd.DatetimeIndex(cube["time"].values)
     return CubeInfo(
         shape=tuple(int(s) for s in cube.shape),  # type: ignore[arg-type]
@@ -512,8 +514,8 @@ def cube_info(cube: xr.DataArray) -> CubeInfo:
         start=times.min() if len(times) else pd.NaT,
         end=times.max() if len(times) else pd.NaT,
         crs=f"EPSG:{epsg}" if epsg else (crs.to_wkt() if crs is not None else "none"),
-        transform=grid.transform,
-        resolution=grid.resolution,
+        transform=transform,
+        resolution=(transform.a, transform.e),
         nodata=cube.rio.nodata,
         dtype=cube.dtype,
         chunks=cube.chunks,

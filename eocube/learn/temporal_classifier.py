@@ -15,6 +15,8 @@ Helpers around it:
   normalisation computed from the training pixels only and kept in the model, the best epoch on
   the validation pixels (macro-F1) kept.
 * :func:`predict_series`: class indices of ``(pixels, time, bands)`` series.
+* :func:`temporal_features`: per-pixel harmonic and summary features of the series, the input of
+  the classic forest baseline (as the harmonic regression of CCDC or the phenology metrics of sits).
 
 Scores come from :mod:`eocube.learn.metrics` (confusion matrix, OA, macro-F1, per-class F1, mIoU).
 """
@@ -267,4 +269,57 @@ def predict_series(model: TempCNN, x: np.ndarray, *, batch_size: int = 4096, pro
     return out.softmax(1).numpy() if proba else out.argmax(1).numpy()
 
 
-__all__ = ["FitResult", "TempCNN", "fit_temporal_classifier", "pixel_series", "predict_series", "split_pixels"]
+def temporal_features(series: np.ndarray, times, *, harmonics: int = 2,
+                      quantiles: tuple[float, ...] = (0.05, 0.25, 0.5, 0.75, 0.95)) -> tuple[np.ndarray, list[str]]:
+    """Per-pixel harmonic and summary features of ``(N, T, C)`` series, for a classic classifier.
+
+    Per band: the least-squares fit of ``c0 + c1 t + sum_k (a_k cos 2 pi k t + b_k sin 2 pi k t)``
+    (``t`` in years; ``k = 1 .. harmonics``: annual, semi-annual, ...), the amplitude of each
+    harmonic, the RMS residual of the fit, the series' standard deviation and its quantiles.
+
+    Parameters
+    ----------
+    series
+        ``(N, T, C)`` series without NaN (filled onto a time grid).
+    times
+        ``(T,)`` dates (``numpy.datetime64`` or anything :class:`numpy.datetime64` takes).
+    harmonics
+        Harmonics per year fitted.
+    quantiles
+        Quantiles of each series taken.
+
+    Returns
+    -------
+    features : numpy.ndarray
+        ``(N, F)`` float32.
+    names : list of str
+        The ``F`` feature names (``band<i>_<name>``).
+    """
+    x = np.asarray(series, dtype="float64")
+    if x.ndim != 3 or not np.isfinite(x).all():
+        raise LearnError(f"need (N, T, C) series without NaN (fill the gaps first), got shape {x.shape}")
+    t = np.asarray(times, dtype="datetime64[s]")
+    if t.shape != (x.shape[1],):
+        raise LearnError(f"need one date per step of the series ({x.shape[1]}), got {t.shape}")
+    years = (t - t[0]).astype("float64") / (365.25 * 86400)
+    cols, basis = [np.ones_like(years), years - years.mean()], ["c0", "trend"]
+    for k in range(1, harmonics + 1):
+        cols += [np.cos(2 * np.pi * k * years), np.sin(2 * np.pi * k * years)]
+        basis += [f"cos{k}", f"sin{k}"]
+    design = np.stack(cols, 1)  # (T, P)
+    if np.linalg.matrix_rank(design) < design.shape[1]:
+        raise LearnError(f"{len(years)} dates cannot fit {design.shape[1]} harmonic terms: use fewer harmonics")
+    feats, names = [], []
+    for c in range(x.shape[2]):
+        y = x[:, :, c].T  # (T, N)
+        coef, *_ = np.linalg.lstsq(design, y, rcond=None)  # (P, N)
+        resid = y - design @ coef
+        amps = [np.hypot(coef[2 + 2 * k], coef[3 + 2 * k]) for k in range(harmonics)]
+        feats += [*coef, *amps, np.sqrt((resid ** 2).mean(0)), y.std(0), *np.quantile(y, quantiles, axis=0)]
+        names += [f"band{c}_{n}" for n in [*basis, *(f"amp{k}" for k in range(1, harmonics + 1)), "rms_resid",
+                                           "std", *(f"q{round(q * 100):02d}" for q in quantiles)]]
+    return np.stack(feats, 1).astype("float32"), names
+
+
+__all__ = ["FitResult", "TempCNN", "fit_temporal_classifier", "pixel_series", "predict_series", "split_pixels",
+           "temporal_features"]

@@ -19,6 +19,7 @@ from eocube.learn.temporal_classifier import (
     pixel_series,
     predict_series,
     split_pixels,
+    temporal_features,
 )
 
 # the same TestEOPatch LULC array the label tests use (tests/labels/data/PROVENANCE.md)
@@ -124,3 +125,31 @@ def test_tempcnn_input_errors():
         fit_temporal_classifier(x, y, 2, epochs=1)
     with pytest.raises(LearnError, match=r"need series \(N, T, C\)"):
         fit_temporal_classifier(x[..., 0], y, 3, epochs=1)
+
+
+def test_temporal_features_recover_a_known_harmonic_series():
+    """Trend, annual and semi-annual terms of a known series come back exactly; quantiles and spread as numpy's."""
+    times = np.datetime64("2016-01-01") + np.arange(0, 3 * 365, 16).astype("timedelta64[D]")
+    years = (times - times[0]).astype("float64") / 365.25
+    truth = {"c0": 0.5, "trend": 0.03, "cos1": 0.2, "sin1": -0.1, "cos2": 0.05, "sin2": 0.02}
+    a = np.stack([truth["c0"] + truth["trend"] * (years - years.mean())
+                  + truth["cos1"] * np.cos(2 * np.pi * years) + truth["sin1"] * np.sin(2 * np.pi * years)
+                  + truth["cos2"] * np.cos(4 * np.pi * years) + truth["sin2"] * np.sin(4 * np.pi * years),
+                  (years > 1.3).astype("float64")], 1)  # band 0 harmonic, band 1 a step
+    series = np.stack([a, 2 * a + 1])  # two pixels
+    feats, names = temporal_features(series, times)
+    assert feats.shape == (2, len(names)) and feats.dtype == np.float32 and len(names) == 2 * 15
+    f = dict(zip(names, feats[0]))
+    for k, v in truth.items():
+        assert f[f"band0_{k}"] == pytest.approx(v, abs=1e-5), k
+    assert f["band0_amp1"] == pytest.approx(np.hypot(0.2, -0.1), abs=1e-5)
+    assert f["band0_rms_resid"] == pytest.approx(0, abs=1e-5) and f["band1_rms_resid"] > 0.01
+    assert f["band1_q50"] == pytest.approx(np.quantile(a[:, 1], 0.5), abs=1e-6)
+    assert f["band0_std"] == pytest.approx(a[:, 0].std(), abs=1e-6)
+    assert dict(zip(names, feats[1]))["band0_cos1"] == pytest.approx(0.4, abs=1e-5)  # scaled series, scaled terms
+    with pytest.raises(LearnError, match="fill the gaps first"):
+        temporal_features(np.where(np.arange(len(times))[None, :, None] == 3, np.nan, series), times)
+    with pytest.raises(LearnError, match="one date per step"):
+        temporal_features(series, times[:-1])
+    with pytest.raises(LearnError, match="use fewer harmonics"):
+        temporal_features(series[:, :4], times[:4], harmonics=2)
