@@ -1,8 +1,9 @@
 """One patch dataset for every task: lazy windows of nested sources plus a target.
 
-* :class:`WindowReader` reads ``(..., y, x)`` windows of a (lazy) array, computing only the
-  dask chunks a window touches and keeping the last few in a small LRU cache (per process: a
-  DataLoader worker gets an empty cache of its own).
+* :class:`~eocube.learn.windows.WindowReader` reads ``(..., y, x)`` windows of a (lazy) array,
+  computing only the dask chunks a batch of windows touches (one compute) and keeping them in a
+  small LRU cache; :meth:`PatchSources.stage` keeps the chunks of the training and validation
+  windows in memory for good when they fit (what the tasks do before training).
 * :class:`PatchSources` holds one or several cubes whose grids nest (as ``apply_model`` takes
   them: pixel sizes integer multiples of the finest, corners on pixel corners). Windows are
   cut on the reference (finest) grid and each source is read in its own pixels.
@@ -21,8 +22,8 @@
 
 from __future__ import annotations
 
+import logging
 import math
-from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
@@ -36,73 +37,9 @@ from ..nodata import cube_nodata
 from .errors import LearnError
 from .gaps import GapTarget
 from .normalisation import Normaliser
+from .windows import WindowReader, stage_budget
 
-
-class WindowReader:
-    """Lazy ``(..., y, x)`` windows of an array with a small LRU cache of chunks.
-
-    Parameters
-    ----------
-    array
-        A DataArray (or array) whose last two dims are ``y, x``; dask-backed arrays are read
-        chunk by chunk, in-memory ones sliced directly.
-    cache_chunks
-        Chunks kept in memory per process.
-    """
-
-    def __init__(self, array: xr.DataArray | np.ndarray, cache_chunks: int = 16) -> None:
-        data = array.data if isinstance(array, xr.DataArray) else array
-        self.data = data
-        self.shape = tuple(data.shape)
-        self.cache_chunks = int(cache_chunks)
-        chunks = getattr(data, "chunks", None)
-        self.lazy = chunks is not None and not isinstance(data, np.ndarray)
-        if self.lazy:
-            self._bounds = [np.concatenate([[0], np.cumsum(c)]) for c in data.chunks[-2:]]
-        self._cache: OrderedDict[tuple[int, int], np.ndarray] = OrderedDict()
-        self.reads = 0
-        """Chunks computed by this process (a test counts them)."""
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = self.__dict__.copy()
-        state["_cache"] = OrderedDict()  # each worker process starts with an empty cache
-        return state
-
-    def _chunk(self, iy: int, ix: int) -> np.ndarray:
-        key = (iy, ix)
-        if key in self._cache:
-            self._cache.move_to_end(key)
-            return self._cache[key]
-        by, bx = self._bounds
-        lead = (slice(None),) * (len(self.shape) - 2)
-        block = np.asarray(self.data[lead + (slice(by[iy], by[iy + 1]), slice(bx[ix], bx[ix + 1]))]
-                           .compute(scheduler="synchronous"))
-        self.reads += 1
-        self._cache[key] = block
-        while len(self._cache) > self.cache_chunks:
-            self._cache.popitem(last=False)
-        return block
-
-    def read(self, ys: slice, xs: slice) -> np.ndarray:
-        """The window ``[..., ys, xs]`` as a NumPy array (only its chunks are computed)."""
-        if not self.lazy:
-            return np.asarray(self.data[..., ys, xs])
-        by, bx = self._bounds
-        out = None
-        iy0, iy1 = np.searchsorted(by, ys.start, "right") - 1, np.searchsorted(by, ys.stop, "left")
-        ix0, ix1 = np.searchsorted(bx, xs.start, "right") - 1, np.searchsorted(bx, xs.stop, "left")
-        for iy in range(iy0, iy1):
-            for ix in range(ix0, ix1):
-                block = self._chunk(iy, ix)
-                y0, y1 = max(ys.start, by[iy]), min(ys.stop, by[iy + 1])
-                x0, x1 = max(xs.start, bx[ix]), min(xs.stop, bx[ix + 1])
-                if out is None:
-                    out = np.empty(self.shape[:-2] + (ys.stop - ys.start, xs.stop - xs.start), dtype=block.dtype)
-                out[..., y0 - ys.start:y1 - ys.start, x0 - xs.start:x1 - xs.start] = \
-                    block[..., y0 - by[iy]:y1 - by[iy], x0 - bx[ix]:x1 - bx[ix]]
-        if out is None:
-            raise LearnError(f"window y={ys}, x={xs} is outside the {self.shape[-2:]} px array")
-        return out
+log = logging.getLogger(__name__)
 
 
 def select_date(cube: xr.DataArray, time: int | str | None) -> xr.DataArray:
@@ -156,7 +93,8 @@ class PatchSources:
     reference
         Source whose grid windows are cut on (default: the finest).
     cache_chunks
-        Chunks kept per source and per process.
+        Chunks kept in the LRU cache per source and per process, or ``"auto"`` (from the memory
+        available and the chunk size, see :class:`~eocube.learn.windows.WindowReader`).
     """
 
     def __init__(
@@ -168,7 +106,7 @@ class PatchSources:
         target_bands: Sequence[str] | None = None,
         time: int | str | None = 0,
         reference: str | None = None,
-        cache_chunks: int = 16,
+        cache_chunks: int | str = "auto",
     ) -> None:
         from ..models.shared import nest_grids
 
@@ -212,12 +150,69 @@ class PatchSources:
 
     def read(self, y0: int, x0: int, size: int) -> tuple[list[np.ndarray], np.ndarray | None]:
         """Raw float32 inputs (one ``(C, size/r, size/r)`` per source) and the raw target window."""
-        xs = []
-        for s in self.sources:
-            r = s.ratio
-            xs.append(s.reader.read(slice(y0 // r, (y0 + size) // r), slice(x0 // r, (x0 + size) // r)))
-        tgt = self.target.read(slice(y0, y0 + size), slice(x0, x0 + size)) if self.target is not None else None
-        return xs, tgt
+        xs, tgt = self.read_many([(y0, x0)], size)
+        return [x[0] for x in xs], None if tgt is None else tgt[0]
+
+    def _boxes(self, corners: Sequence[tuple[int, int]], size: int) -> list[tuple[WindowReader, list]]:
+        """Each reader with the windows of ``corners`` in its own pixels."""
+        out = [(s.reader, [(slice(y0 // s.ratio, (y0 + size) // s.ratio), slice(x0 // s.ratio, (x0 + size) // s.ratio))
+                           for y0, x0 in corners]) for s in self.sources]
+        if self.target is not None:
+            out.append((self.target, [(slice(y0, y0 + size), slice(x0, x0 + size)) for y0, x0 in corners]))
+        return out
+
+    def read_many(self, corners: Sequence[tuple[int, int]], size: int) -> tuple[list[list[np.ndarray]],
+                                                                                 list[np.ndarray] | None]:
+        """:meth:`read` of many windows: per source the list of windows, and the target windows (or None).
+
+        The chunks the windows touch that are not in memory are computed in one go per source.
+        """
+        corners = [(int(y0), int(x0)) for y0, x0 in corners]
+        got = [reader.read_many(boxes) for reader, boxes in self._boxes(corners, size)]
+        return (got[:-1], got[-1]) if self.target is not None else (got, None)
+
+    def stage(self, windows: np.ndarray, size: int, *, budget: int | None = None) -> str:
+        """Keep the chunks the windows touch in memory for good when they fit; says what was chosen and why.
+
+        Parameters
+        ----------
+        windows
+            ``(n, 2)`` window corners (the training and validation windows).
+        size
+            Window edge in reference pixels.
+        budget
+            Bytes the staged chunks may take; default :func:`~eocube.learn.windows.stage_budget`
+            (a quarter of the memory available now).
+
+        Returns
+        -------
+        str
+            What was chosen (logged at INFO level): staged, not staged (over the budget or over
+            ``cache_chunks``), or nothing to stage (in-memory sources).
+        """
+        plan = [(r, boxes, r.keys(boxes)) for r, boxes in self._boxes([tuple(w) for w in np.asarray(windows)], size)]
+        plan = [(r, boxes, keys) for r, boxes, keys in plan if r.lazy]
+        if not plan:
+            return "nothing to stage: the sources are in memory"
+        need = sum(len(keys) * r.chunk_bytes() for r, _, keys in plan)
+        budget = stage_budget() if budget is None else int(budget)
+        mib = 2 ** 20
+        lru = ", ".join(str(r.cache_chunks) for r, _, _ in plan)
+        if need > budget:
+            why = f"{need / mib:.0f} MiB of chunks over the staging budget of {budget / mib:.0f} MiB"
+        elif any(len(keys) > r.cache_chunks for r, _, keys in plan):
+            why = f"more chunks than data.cache_chunks ({lru} per source)"
+        else:
+            for r, boxes, _ in plan:
+                r.stage(boxes)
+            msg = (f"staged {sum(len(k) for _, _, k in plan)} chunks ({need / mib:.1f} MiB) of {len(windows)} windows "
+                   f"in memory (within the budget of {budget / mib:.0f} MiB): epochs compute no chunk")
+            log.info(msg)
+            return msg
+        msg = (f"not staged ({why}): windows are read in batches, one compute per batch and source, with an LRU "
+               f"cache of {lru} chunks per source and worker")
+        log.info(msg)
+        return msg
 
 
 def _nodata(cube: xr.DataArray) -> float | None:
@@ -397,6 +392,16 @@ class PatchDataset(Dataset):
         self.target_normaliser = target_normaliser
         self.length = None if length is None else int(length)
         self.weights = None if weights is None else np.asarray(weights, dtype="float64")
+        self._cdf = None
+        if self.weights is not None:
+            if self.weights.shape != (len(self.windows),) or not np.isfinite(self.weights).all() or \
+                    (self.weights < 0).any() or self.weights.sum() <= 0:
+                raise LearnError(f"weights: give one finite, non-negative weight per window ({len(self.windows)}) "
+                                 "with a positive sum")
+            cdf = self.weights.cumsum()  # what Generator.choice(p=weights) computes on every call
+            self._cdf = cdf / cdf[-1]
+        self._scale = {n: (np.asarray(v.mean, "float32")[:, None, None], np.asarray(v.std, "float32")[:, None, None])
+                       for n, v in self.normalisers.items()}
         self.augment, self.seed = bool(augment), int(seed)
         self.epoch = 0
 
@@ -408,24 +413,35 @@ class PatchDataset(Dataset):
         return len(self.windows) if self.length is None else self.length
 
     def window(self, i: int) -> tuple[int, int, np.random.Generator]:
-        """Corner of example ``i`` of the current epoch and its random generator."""
+        """Corner of example ``i`` of the current epoch and its random generator.
+
+        The draw is that of ``rng.choice(len(windows), p=weights)`` (the same window for the same
+        ``(seed, epoch, i)``), from cumulative weights computed once.
+        """
         if self.length is None:
             rng = np.random.default_rng([self.seed, 0, int(i)])
             y0, x0 = self.windows[int(i)]
             return int(y0), int(x0), rng
         rng = np.random.default_rng([self.seed, self.epoch + 1, int(i)])
-        k = (int(rng.choice(len(self.windows), p=self.weights)) if self.weights is not None
+        k = (int(self._cdf.searchsorted(rng.random(), "right")) if self._cdf is not None
              else int(rng.integers(len(self.windows))))
         y0, x0 = self.windows[k]
         return int(y0), int(x0), rng
 
     def __getitem__(self, i: int) -> dict[str, Any]:
-        y0, x0, rng = self.window(i)
-        raw, tgt = self.sources.read(y0, x0, self.size)
-        inputs = []
-        for s, x in zip(self.sources.sources, raw):
-            norm = self.normalisers[s.name].normalise(np.where(np.isfinite(x), x, 0.0).astype("float32"), band_axis=0)
-            inputs.append(np.where(np.isfinite(x), norm, 0.0).astype("float32"))
+        return self.__getitems__([i])[0]
+
+    def __getitems__(self, indices: Sequence[int]) -> list[dict[str, Any]]:
+        """Examples of many indices (a DataLoader batch): the windows' chunks are read in one go per source."""
+        picks = [self.window(i) for i in indices]
+        raws, tgts = self.sources.read_many([(y0, x0) for y0, x0, _ in picks], self.size)
+        return [self._example(pick, [r[j] for r in raws], None if tgts is None else tgts[j])
+                for j, pick in enumerate(picks)]
+
+    def _example(self, pick: tuple[int, int, np.random.Generator], raw: list[np.ndarray],
+                 tgt: np.ndarray | None) -> dict[str, Any]:
+        y0, x0, rng = pick
+        inputs = [_zscore(x, *self._scale[s.name], ~np.isfinite(x)) for s, x in zip(self.sources.sources, raw)]
         out: dict[str, Any] = {}
         if self.target == "labels":
             out["target"] = _class_index(tgt[0], self._lut)
@@ -436,8 +452,9 @@ class PatchDataset(Dataset):
             ok = np.isfinite(tgt)
             if self.sources.target_nodata is not None:
                 ok &= tgt != self.sources.target_nodata
-            norm = self.target_normaliser.normalise(np.where(ok, tgt, 0.0).astype("float32"), band_axis=0)
-            out["target"] = np.where(ok, norm, 0.0).astype("float32")
+            tn = self.target_normaliser
+            out["target"] = _zscore(tgt, np.asarray(tn.mean, "float32")[:, None, None],
+                                    np.asarray(tn.std, "float32")[:, None, None], ~ok)
             out["target_valid"] = ok
         if self.augment:
             k, flip = int(rng.integers(4)), bool(rng.integers(2))
@@ -449,6 +466,14 @@ class PatchDataset(Dataset):
             result["days"] = torch.from_numpy(days)
         result["corner"] = torch.tensor([y0, x0])
         return result
+
+
+def _zscore(x: np.ndarray, mean: np.ndarray, std: np.ndarray, bad: np.ndarray) -> np.ndarray:
+    """``(x - mean) / std`` in float32 (as :meth:`Normaliser.normalise`), 0 where ``bad``; one pass, no temporaries."""
+    out = np.subtract(x, mean, dtype="float32")
+    out /= std
+    np.copyto(out, 0.0, where=bad)
+    return out
 
 
 def _aug(a: np.ndarray, k: int, flip: bool) -> np.ndarray:

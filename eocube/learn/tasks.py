@@ -143,7 +143,7 @@ class PatchTask(Task):
         _check_fractions(sp.get("fractions", (0.7, 0.15, 0.15)))
         try:
             self.ps = PatchSources(cubes, bands=bands, target=tcube, target_bands=tbands, time=self._time(),
-                                   reference=d.get("reference"), cache_chunks=int(d.get("cache_chunks", 16)))
+                                   reference=d.get("reference"), cache_chunks=_cache_chunks(d.get("cache_chunks", "auto")))
         except BandError as exc:
             raise LearnError(f"{exc.args[0]}: fix the bands of data.sources or data.target in the config") from None
         self._prepare_target(tcube)
@@ -167,6 +167,7 @@ class PatchTask(Task):
             )
         if t.get("val_windows"):
             val_w = val_w[np.sort(np.random.default_rng([seed, 5]).permutation(len(val_w))[: int(t["val_windows"])])]
+        self.staging = self.ps.stage(np.concatenate([train_w, val_w]), size)
         train_w, val_w = self._keep(train_w, size, "training"), self._keep(val_w, size, "validation")
         self._check_targets(train_w, val_w, size)
         self.normalisers = band_statistics(self.ps, train_w, size, max_windows=int(s.get("norm_windows", 256)), seed=seed)
@@ -611,6 +612,11 @@ def window_halo(mode: str, halo: int) -> int:
     if mode not in HALO_MODES:
         raise LearnError(f"config sampler.halo: {mode!r} is not accepted: give one of {list(HALO_MODES)}")
     return 0 if mode == "edge" else int(halo)
+
+
+def _cache_chunks(value: Any) -> int | str:
+    """``data.cache_chunks``: ``"auto"`` or an integer."""
+    return value if value == "auto" else int(value)
 
 
 def _check_fractions(fractions: Any) -> None:
