@@ -322,6 +322,8 @@ def _lookup(class_values: Sequence[int]) -> np.ndarray:
 
 def _class_index(labels: np.ndarray, lut: np.ndarray) -> np.ndarray:
     lab = np.asarray(labels)
+    if lab.dtype == np.uint8:  # every value is a valid index of the 256-entry table
+        return lut[lab]
     ok = np.isfinite(lab) if lab.dtype.kind == "f" else np.ones(lab.shape, bool)
     ok &= (lab >= 0) & (lab < 256)
     return np.where(ok, lut[np.where(ok, lab, 0).astype("int64")], -1)
@@ -432,40 +434,47 @@ class PatchDataset(Dataset):
         return self.__getitems__([i])[0]
 
     def __getitems__(self, indices: Sequence[int]) -> list[dict[str, Any]]:
-        """Examples of many indices (a DataLoader batch): the windows' chunks are read in one go per source."""
-        picks = [self.window(i) for i in indices]
-        raws, tgts = self.sources.read_many([(y0, x0) for y0, x0, _ in picks], self.size)
-        return [self._example(pick, [r[j] for r in raws], None if tgts is None else tgts[j])
-                for j, pick in enumerate(picks)]
+        """Examples of many indices (a DataLoader batch), the same as ``[self[i] for i in indices]``.
 
-    def _example(self, pick: tuple[int, int, np.random.Generator], raw: list[np.ndarray],
-                 tgt: np.ndarray | None) -> dict[str, Any]:
-        y0, x0, rng = pick
-        inputs = [_zscore(x, *self._scale[s.name], ~np.isfinite(x)) for s, x in zip(self.sources.sources, raw)]
-        out: dict[str, Any] = {}
+        The windows' chunks are read in one go per source, and the batch is normalised (and its
+        labels looked up) at once.
+        """
+        picks = [self.window(i) for i in indices]
+        corners = np.array([(y0, x0) for y0, x0, _ in picks], dtype="int64").reshape(-1, 2)
+        raws, tgts = self.sources.read_many(corners.tolist(), self.size)
+        stacks = [np.stack(r) for r in raws]
+        inputs = [_zscore(x, *self._scale[s.name], ~np.isfinite(x)) for s, x in zip(self.sources.sources, stacks)]
+        extra: dict[str, np.ndarray] = {}
         if self.target == "labels":
-            out["target"] = _class_index(tgt[0], self._lut)
-        elif self.target == "gaps":
-            out = self.gaps.example(raw[0], inputs.pop(0), rng)
-            days = out.pop("days")
+            extra["target"] = _class_index(np.stack([t[0] for t in tgts]), self._lut)
         elif self.target == "values":
+            tgt = np.stack(tgts)
             ok = np.isfinite(tgt)
             if self.sources.target_nodata is not None:
                 ok &= tgt != self.sources.target_nodata
             tn = self.target_normaliser
-            out["target"] = _zscore(tgt, np.asarray(tn.mean, "float32")[:, None, None],
-                                    np.asarray(tn.std, "float32")[:, None, None], ~ok)
-            out["target_valid"] = ok
-        if self.augment:
-            k, flip = int(rng.integers(4)), bool(rng.integers(2))
-            inputs = [_aug(x, k, flip) for x in inputs]
-            out = {key: _aug(v, k, flip) for key, v in out.items()}
-        result = {f"x{j}": torch.from_numpy(np.ascontiguousarray(x)) for j, x in enumerate(inputs)}
-        result.update({k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in out.items()})
-        if self.target == "gaps":
-            result["days"] = torch.from_numpy(days)
-        result["corner"] = torch.tensor([y0, x0])
-        return result
+            extra["target"] = _zscore(tgt, np.asarray(tn.mean, "float32")[:, None, None],
+                                      np.asarray(tn.std, "float32")[:, None, None], ~ok)
+            extra["target_valid"] = ok
+        corner = torch.from_numpy(corners)
+        out = []
+        for j, (_, _, rng) in enumerate(picks):
+            xs = [x[j] for x in inputs]
+            more = {k: v[j] for k, v in extra.items()}
+            if self.target == "gaps":
+                more = self.gaps.example(raws[0][j], xs.pop(0), rng)
+                days = more.pop("days")
+            if self.augment:
+                k, flip = int(rng.integers(4)), bool(rng.integers(2))
+                xs = [_aug(x, k, flip) for x in xs]
+                more = {key: _aug(v, k, flip) for key, v in more.items()}
+            result = {f"x{i}": torch.from_numpy(np.ascontiguousarray(x)) for i, x in enumerate(xs)}
+            result.update({key: torch.from_numpy(np.ascontiguousarray(v)) for key, v in more.items()})
+            if self.target == "gaps":
+                result["days"] = torch.from_numpy(days)
+            result["corner"] = corner[j]
+            out.append(result)
+        return out
 
 
 def _zscore(x: np.ndarray, mean: np.ndarray, std: np.ndarray, bad: np.ndarray) -> np.ndarray:
@@ -477,7 +486,13 @@ def _zscore(x: np.ndarray, mean: np.ndarray, std: np.ndarray, bad: np.ndarray) -
 
 
 def _aug(a: np.ndarray, k: int, flip: bool) -> np.ndarray:
-    a = np.rot90(a, k, axes=(-2, -1))
+    """``np.rot90(a, k, axes=(-2, -1))``, then flipped along x when ``flip`` (views, without rot90's overhead)."""
+    if k == 1:
+        a = a[..., ::-1].swapaxes(-2, -1)
+    elif k == 2:
+        a = a[..., ::-1, ::-1]
+    elif k == 3:
+        a = a[..., ::-1, :].swapaxes(-2, -1)
     return a[..., ::-1] if flip else a
 
 

@@ -167,6 +167,41 @@ def test_normalisation_is_the_normalisers_with_nodata_as_zero():
     assert nodata > 0  # nodata (uint16 0 of s10, NaN of s20) was among the windows
 
 
+def _example_as_before(ds, i):
+    """Example ``i`` the way every earlier version made it: one window, ``rng.choice``, np.where, np.rot90."""
+    rng = np.random.default_rng([ds.seed, ds.epoch + 1, i])
+    y0, x0 = (int(v) for v in ds.windows[int(rng.choice(len(ds.windows), p=ds.weights))])
+    raw, tgt = ds.sources.read(y0, x0, ds.size)
+    xs = []
+    for s, x in zip(ds.sources.sources, raw):
+        norm = ds.normalisers[s.name].normalise(np.where(np.isfinite(x), x, 0.0).astype("float32"), band_axis=0)
+        xs.append(np.where(np.isfinite(x), norm, 0.0).astype("float32"))
+    lut = np.full(256, -1, "int64")
+    lut[list(ds.class_values)] = np.arange(len(ds.class_values))
+    lab = tgt[0]
+    ok = (lab >= 0) & (lab < 256)
+    out = {f"x{j}": x for j, x in enumerate(xs)}
+    out["target"] = np.where(ok, lut[np.where(ok, lab, 0).astype("int64")], -1)
+    k, flip = int(rng.integers(4)), bool(rng.integers(2))
+    out = {key: np.rot90(v, k, axes=(-2, -1)) for key, v in out.items()}
+    out = {key: v[..., ::-1] if flip else v for key, v in out.items()}
+    out["corner"] = np.array([y0, x0])
+    return out
+
+
+def test_examples_are_those_of_before_for_the_same_seed():
+    ds, _, _ = _dataset(True, True)
+    for epoch in (0, 3):
+        ds.set_epoch(epoch)
+        got = ds.__getitems__(list(range(len(ds))))
+        for i, ex in enumerate(got):
+            want = _example_as_before(ds, i)
+            assert ex.keys() == want.keys()
+            for key, v in want.items():
+                assert ex[key].dtype == torch.from_numpy(np.ascontiguousarray(v)).dtype, key
+                np.testing.assert_array_equal(ex[key].numpy(), v, err_msg=key)
+
+
 def test_dataset_refuses_bad_weights():
     from eocube.learn.errors import LearnError
 
