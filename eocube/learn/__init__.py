@@ -3,8 +3,10 @@
 Pipeline, in the order of the modules (every task)::
 
     config (default.yaml, segmentation.yaml, superres.yaml)
-    -> patches (PatchSources/PatchDataset: nested sources, lazy chunk reads; targets: labels,
-       values, or gaps = clear observations hidden under real cloud masks, see gaps)
+    -> windows + sources (WindowReader, PatchSources: nested sources, batched chunk reads, the
+       training windows' chunks staged in memory when they fit)
+    -> patches (PatchDataset; targets: labels, values, or gaps = clear observations hidden under
+       real cloud masks, see gaps)
        + split (BlockSplit with buffer) + normalisation
     -> tasks (datasets, network, loss, scores) + networks (SegNet, SuperResNet, GapFillNet)
     -> trainer (DDP, AMP, checkpoint, resume checked by identity) -> export (model.pt2 + card)
@@ -17,7 +19,7 @@ Typical use::
     train("my.yaml", source="cube.zarr", out="run")   # gap filling; or: eocube train --config my.yaml
     filled = fill_cube(cube, "run", clear)             # apply_model(cube.where(clear), "run/model.pt2")
 
-Imports flow one way: cli -> trainer -> tasks -> (patches, gaps, split, networks, normalisation)
+Imports flow one way: cli -> trainer -> tasks -> (patches -> sources -> windows, gaps, split, networks, normalisation)
 -> errors; checkpoint, export and inference sit beside them (no cycle: tests/learn/test_layout.py).
 
 Place among the package floors (README, Architecture): floor 4; it may import cube, datasets,
