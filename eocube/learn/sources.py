@@ -19,7 +19,7 @@ import xarray as xr
 from ..cube import select_bands
 from ..nodata import cube_nodata
 from .errors import LearnError
-from .windows import WindowReader, stage_budget
+from .windows import WindowReader, stage_budget, stage_readers
 
 log = logging.getLogger(__name__)
 
@@ -185,11 +185,10 @@ class PatchSources:
         lru = ", ".join(str(r.cache_chunks) for r, _, _ in plan)
         if need > budget:
             why = f"{need / mib:.0f} MiB of chunks over the staging budget of {budget / mib:.0f} MiB"
-        elif any(len(keys) > r.cache_chunks for r, _, keys in plan):
+        elif any(len(keys) > r.cache_chunks and not r.auto for r, _, keys in plan):
             why = f"more chunks than data.cache_chunks ({lru} per source)"
         else:
-            for r, boxes, _ in plan:
-                r.stage(boxes)
+            stage_readers([(r, boxes) for r, boxes, _ in plan])  # one compute for every source and the target
             msg = (f"staged {sum(len(k) for _, _, k in plan)} chunks ({need / mib:.1f} MiB) of {len(windows)} windows "
                    f"in memory (within the budget of {budget / mib:.0f} MiB): epochs compute no chunk")
             log.info(msg)

@@ -13,7 +13,7 @@
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 import xarray as xr
@@ -26,7 +26,42 @@ STAGE_MEMORY_FRACTION = 0.25
 AUTO_CACHE_MIN = 16
 """Fewest chunks an ``"auto"`` LRU cache keeps."""
 
+AUTO_CACHE_SHARE = 8
+"""An ``"auto"`` LRU cache (per reader and process) takes at most 1/8 of the staging budget (1/32 of the memory)."""
+
 Box = tuple[slice, slice]
+
+
+def stage_readers(plan: Sequence[tuple[WindowReader, Sequence[Box]]], *, scheduler: str = "threads") -> int:
+    """:meth:`WindowReader.stage` of several readers in **one** dask compute; returns the chunks computed.
+
+    Parameters
+    ----------
+    plan
+        ``(reader, windows)`` pairs.
+    scheduler
+        Dask scheduler of the compute.
+    """
+    import dask
+
+    requests = []
+    for reader, boxes in plan:
+        missing = [k for k in reader.keys(boxes) if k not in reader._pinned]
+        cached = {k: reader._cache.pop(k) for k in missing if k in reader._cache}
+        reader._pinned.update(cached)
+        todo = [k for k in missing if k not in cached]
+        if todo:
+            requests.append((reader, todo, *reader._request(todo)))
+    if not requests:
+        return 0
+    got = dask.compute(*[p for _, _, parts, _ in requests for p in parts], scheduler=scheduler)
+    start = 0
+    for reader, todo, parts, unpack in requests:
+        reader._pinned.update(unpack(got[start:start + len(parts)]))
+        start += len(parts)
+        reader.reads += len(todo)
+        reader.computes += 1
+    return sum(len(todo) for _, todo, _, _ in requests)
 
 
 def stage_budget() -> int:
@@ -45,8 +80,8 @@ class WindowReader:
         A DataArray (or array) whose last two dims are ``y, x``; dask-backed arrays are read
         chunk by chunk, in-memory ones sliced directly.
     cache_chunks
-        Chunks kept in the LRU cache per process, or ``"auto"``: as many as
-        :func:`stage_budget` holds (at least :data:`AUTO_CACHE_MIN`).
+        Chunks kept in the LRU cache per process, or ``"auto"``: as many as 1/:data:`AUTO_CACHE_SHARE`
+        of :func:`stage_budget` holds (at least :data:`AUTO_CACHE_MIN`, at most the chunk count).
     """
 
     def __init__(self, array: xr.DataArray | np.ndarray, cache_chunks: int | str = "auto") -> None:
@@ -59,9 +94,11 @@ class WindowReader:
         self._cache: OrderedDict[tuple[int, int], np.ndarray] = OrderedDict()
         if self.lazy:
             self._bounds = [np.concatenate([[0], np.cumsum(c)]) for c in data.chunks[-2:]]
-        if cache_chunks == "auto":
-            self.cache_chunks = max(AUTO_CACHE_MIN, stage_budget() // max(self.chunk_bytes(), 1)) if self.lazy \
-                else AUTO_CACHE_MIN
+        self.auto = cache_chunks == "auto"
+        """Whether the LRU size came from the memory (``"auto"``); staging is then bounded by bytes only."""
+        if self.auto:
+            per = stage_budget() // (AUTO_CACHE_SHARE * max(self.chunk_bytes(), 1)) if self.lazy else 0
+            self.cache_chunks = int(min(max(AUTO_CACHE_MIN, per), max(self.n_chunks, AUTO_CACHE_MIN)))
         else:
             self.cache_chunks = int(cache_chunks)
         self.reads = 0
@@ -106,32 +143,39 @@ class WindowReader:
                     out[(int(iy), int(ix))] = None
         return list(out)
 
+    def _request(self, keys: Sequence[tuple[int, int]]) -> tuple[list[Any], Callable[[Sequence[Any]], dict]]:
+        """Dask arrays that hold the chunks ``keys``, and how to turn their values into ``{key: chunk}``.
+
+        All the chunks of the array: the array itself (no slicing tasks), cut into read-only views.
+        """
+        by, bx = self._bounds
+        lead = (slice(None),) * (len(self.shape) - 2)
+
+        def box(iy: int, ix: int) -> tuple[slice, ...]:
+            return lead + (slice(by[iy], by[iy + 1]), slice(bx[ix], bx[ix + 1]))
+
+        def frozen(a: Any) -> np.ndarray:
+            a = np.asarray(a)
+            a.flags.writeable = False  # windows of one chunk are views of it: nobody may change it in place
+            return a
+
+        if len(keys) == self.n_chunks > 1:
+            return [self.data], lambda got: {k: frozen(got[0])[box(*k)] for k in keys}
+        return [self.data[box(*k)] for k in keys], lambda got: {k: frozen(b) for k, b in zip(keys, got)}
+
     def _compute(self, keys: Sequence[tuple[int, int]], scheduler: str) -> dict[tuple[int, int], np.ndarray]:
         """The chunks ``keys`` as NumPy arrays, computed in one dask compute."""
         import dask
 
-        by, bx = self._bounds
-        lead = (slice(None),) * (len(self.shape) - 2)
-        parts = [self.data[lead + (slice(by[iy], by[iy + 1]), slice(bx[ix], bx[ix + 1]))] for iy, ix in keys]
-        blocks = dask.compute(*parts, scheduler=scheduler)
+        parts, unpack = self._request(keys)
+        out = unpack(dask.compute(*parts, scheduler=scheduler))
         self.reads += len(keys)
         self.computes += 1
-        out = {}
-        for k, b in zip(keys, blocks):
-            block = np.asarray(b)
-            block.flags.writeable = False  # windows of one chunk are views of it: nobody may change it in place
-            out[k] = block
         return out
 
     def stage(self, boxes: Iterable[Box], *, scheduler: str = "threads") -> int:
         """Keep the chunks the windows touch in memory for good (one compute); returns the chunks staged."""
-        missing = [k for k in self.keys(boxes) if k not in self._pinned]
-        if missing:
-            have = {k: self._cache.pop(k) for k in missing if k in self._cache}
-            todo = [k for k in missing if k not in have]
-            self._pinned.update(have)
-            if todo:
-                self._pinned.update(self._compute(todo, scheduler))
+        stage_readers([(self, list(boxes))], scheduler=scheduler)
         return len(self._pinned)
 
     def read(self, ys: slice, xs: slice) -> np.ndarray:
@@ -188,4 +232,5 @@ class WindowReader:
         return block
 
 
-__all__ = ["AUTO_CACHE_MIN", "STAGE_MEMORY_FRACTION", "WindowReader", "stage_budget"]
+__all__ = ["AUTO_CACHE_MIN", "AUTO_CACHE_SHARE", "STAGE_MEMORY_FRACTION", "WindowReader", "stage_budget",
+           "stage_readers"]

@@ -218,6 +218,8 @@ def test_stage_says_what_it_chose():
     assert all(s.reader.staged == 0 for s in ps.sources)
     msg = ps.stage(windows, 16)
     assert msg.startswith("staged ") and all(s.reader.staged > 0 for s in ps.sources) and ps.target.staged == 2
+    few = PatchSources({"s10": s10}, cache_chunks=1)  # a chunk count given by the user bounds staging too
+    assert "data.cache_chunks" in few.stage(windows, 16) and few.sources[0].reader.staged == 0
     mem = PatchSources({"s10": _scene(False)[0]})
     assert mem.stage(windows, 16).startswith("nothing to stage")
 
