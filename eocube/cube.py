@@ -29,6 +29,7 @@ import xarray as xr
 from affine import Affine
 
 from .errors import BandError, CubeError
+from .grid import Grid
 
 DIMS: tuple[str, str, str, str] = ("time", "band", "y", "x")
 """The dimension order of every cube."""
@@ -172,7 +173,7 @@ def utc_times(time: Sequence[Any]) -> pd.DatetimeIndex:
 
 
 def transform_from_coords(x: np.ndarray, y: np.ndarray) -> Affine:
-    """Affine transform of a grid given by pixel-centre coordinates.
+    """Affine transform of a grid given by pixel-centre coordinates (:meth:`eocube.grid.Grid.from_coords`).
 
     Parameters
     ----------
@@ -189,13 +190,11 @@ def transform_from_coords(x: np.ndarray, y: np.ndarray) -> Affine:
             f"cannot derive a transform from a grid of {len(y)} x {len(x)} pixels: "
             "a cube needs at least 2 pixels along y and x, or an explicit transform (make_cube(..., transform=...))"
         )
-    dx = float(x[1] - x[0])
-    dy = float(y[1] - y[0])
-    return Affine(dx, 0.0, float(x[0]) - dx / 2, 0.0, dy, float(y[0]) - dy / 2)
+    return Grid.from_coords(y, x).transform
 
 
 def coords_from_transform(transform: Affine, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
-    """Pixel-centre ``(y, x)`` coordinates of a grid.
+    """Pixel-centre ``(y, x)`` coordinates of a grid (:attr:`eocube.grid.Grid.coords`).
 
     Parameters
     ----------
@@ -209,11 +208,10 @@ def coords_from_transform(transform: Affine, height: int, width: int) -> tuple[n
     tuple of numpy.ndarray
         ``y`` (length ``height``) and ``x`` (length ``width``).
     """
-    if transform.b != 0 or transform.d != 0:
+    grid = Grid(None, transform, (height, width))
+    if not grid.axis_aligned:
         raise CubeError("rotated or sheared grids are not supported: reproject to a north-up grid first")
-    x = transform.c + transform.a * (np.arange(width) + 0.5)
-    y = transform.f + transform.e * (np.arange(height) + 0.5)
-    return y, x
+    return grid.coords
 
 
 def validate_cube(obj: Any, *, name: str = "cube", require_crs: bool = True) -> xr.DataArray:
@@ -506,7 +504,7 @@ def cube_info(cube: xr.DataArray) -> CubeInfo:
     validate_cube(cube, require_crs=False)
     crs = cube.rio.crs
     epsg = crs.to_epsg() if crs is not None else None
-    transform = cube.rio.transform()
+    grid = Grid.of(cube)
     times = pd.DatetimeIndex(cube["time"].values)
     return CubeInfo(
         shape=tuple(int(s) for s in cube.shape),  # type: ignore[arg-type]
@@ -514,8 +512,8 @@ def cube_info(cube: xr.DataArray) -> CubeInfo:
         start=times.min() if len(times) else pd.NaT,
         end=times.max() if len(times) else pd.NaT,
         crs=f"EPSG:{epsg}" if epsg else (crs.to_wkt() if crs is not None else "none"),
-        transform=transform,
-        resolution=(transform.a, transform.e),
+        transform=grid.transform,
+        resolution=grid.resolution,
         nodata=cube.rio.nodata,
         dtype=cube.dtype,
         chunks=cube.chunks,

@@ -24,6 +24,15 @@ class CubeError(EOCubeError, ValueError):
     """An array does not follow the cube conventions (dims, coords, CRS)."""
 
 
+class GridError(EOCubeError, ValueError):
+    """A pixel grid cannot be made or used: no resolution or footprint to derive it from, a bbox outside
+    the items, sources whose grids do not nest (another CRS, a resolution ratio that is no integer, an
+    origin off the pixel corners), a rotated grid where a north-up one is needed.
+
+    The one grid error of eocube: ``eocube.stac.GridError`` and ``eocube.models.GridError`` are this class.
+    """
+
+
 class BandError(EOCubeError, KeyError):
     """A band name was asked for that the cube does not have."""
 

@@ -14,8 +14,8 @@ A label cube follows the cube convention: dims ``(time, band, y, x)`` with one d
 ``"label"``, an integer dtype (uint8 unless class values need more), ``rio.nodata`` for unlabelled
 pixels (0 by default, 255 if a class is 0).
 
-Place among the package floors (README, Architecture): floor 3; it may import cube, errors, models,
-and no other package's private modules (tests/test_import_structure.py checks it).
+Place among the package floors (README, Architecture): floor 3; it may import cube, errors, grid,
+models, and no other package's private modules (tests/test_import_structure.py checks it).
 """
 
 from __future__ import annotations

@@ -19,9 +19,9 @@ import numpy as np
 import pandas as pd
 import shapely
 import xarray as xr
-from affine import Affine
 
 from ..cube import make_cube, validate_cube
+from ..grid import Grid
 from ..models import ClassInfo
 from ._classes import ClassLike, class_attrs
 from ._errors import FieldError, LabelError
@@ -221,7 +221,7 @@ def _polygonal(geom: Any) -> Any:
 
 def _warn_if_outside(polys: Polygons, like: xr.DataArray) -> None:
     """Warn when no polygon meets the grid of ``like`` (every label would be nodata)."""
-    left, bottom, right, top = like.rio.bounds()
+    left, bottom, right, top = Grid.of(like).bounds
     grid = shapely.box(left, bottom, right, top)
     if len(polys) and not shapely.intersects(polys.geometry, grid).any():
         span = np.round(shapely.total_bounds(polys.geometry), 3).tolist()
@@ -272,27 +272,24 @@ class Burner:
             self._tree = shapely.STRtree(self.geoms)
         return self._tree
 
-    def burn(self, transform: Affine, shape: tuple[int, int], nodata: int, dtype: np.dtype) -> np.ndarray:
-        """The labels of a window: ``transform`` its upper-left corner, ``shape`` (rows, cols)."""
+    def burn(self, grid: Grid, nodata: int, dtype: np.dtype) -> np.ndarray:
+        """The labels of the pixels of ``grid`` (a window of the label grid)."""
         from rasterio.features import rasterize
 
-        out = np.full(shape, nodata, dtype=dtype)
+        out = np.full(grid.shape, nodata, dtype=dtype)
         if not len(self.geoms):
             return out
-        x0, y0 = transform.c, transform.f  # north-up grids only (validate_cube's transform)
-        x1, y1 = x0 + transform.a * shape[1], y0 + transform.e * shape[0]
-        hits = np.sort(self.tree.query(shapely.box(min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1))))
+        hits = np.sort(self.tree.query(shapely.box(*grid.bounds)))
         if not len(hits):
             return out
-        return rasterize(zip(self.geoms[hits], self.values[hits].tolist()), out_shape=shape, out=out,
-                         transform=transform, all_touched=self.all_touched, dtype=dtype)
+        return rasterize(zip(self.geoms[hits], self.values[hits].tolist()), out_shape=grid.shape, out=out,
+                         transform=grid.transform, all_touched=self.all_touched, dtype=dtype)
 
 
-def _burn_block(burner: Burner, transform: tuple[float, ...], nodata: int, out_dtype: str,
+def _burn_block(burner: Burner, grid: Grid, nodata: int, out_dtype: str,
                 block_info: dict[Any, Any] | None = None) -> np.ndarray:
     (r0, r1), (c0, c1) = block_info[None]["array-location"][2:]
-    window = Affine(*transform) @ Affine.translation(c0, r0)
-    return burner.burn(window, (r1 - r0, c1 - c0), nodata, np.dtype(out_dtype))[None, None]
+    return burner.burn(grid.window(r0, r1, c0, c1), nodata, np.dtype(out_dtype))[None, None]
 
 
 def burn_lazy(burner: Burner, like: xr.DataArray, *, nodata: int, dtype: np.dtype,
@@ -312,10 +309,11 @@ def burn_lazy(burner: Burner, like: xr.DataArray, *, nodata: int, dtype: np.dtyp
     else:
         size = (chunks, chunks) if isinstance(chunks, int) else tuple(chunks)
         ychunks, xchunks = da.core.normalize_chunks(size, (ny, nx))
-    transform = tuple(like.rio.transform())[:6]
+    grid = Grid.of(like)
+    transform = tuple(grid.transform)[:6]
     token = dask.base.tokenize(burner.token, transform, nodata, str(dtype), ychunks, xchunks)
     return da.map_blocks(_burn_block, burner=dask.delayed(burner, pure=True, name=f"label-polygons-{burner.token}"),
-                         transform=transform, nodata=nodata, out_dtype=str(np.dtype(dtype)),
+                         grid=grid, nodata=nodata, out_dtype=str(np.dtype(dtype)),
                          dtype=np.dtype(dtype), name=f"burn-polygons-{token}",
                          chunks=((1,), (1,), tuple(ychunks), tuple(xchunks)),
                          meta=np.empty((0, 0, 0, 0), dtype=dtype))
@@ -327,4 +325,4 @@ def label_cube(data: Any, like: xr.DataArray, *, time: Any, nodata: int, attrs: 
         raise LabelError("like has no dates, so the label cube has none to take: pass time= (e.g. time='2021-06-01')")
     when = like["time"].values[0] if time is None else pd.Timestamp(time).to_datetime64()
     return make_cube(data, time=[when], band=["label"], y=like["y"].values, x=like["x"].values,
-                     crs=like.rio.crs, nodata=nodata, name="labels", attrs=attrs, transform=like.rio.transform())
+                     crs=like.rio.crs, nodata=nodata, name="labels", attrs=attrs, transform=Grid.of(like).transform)

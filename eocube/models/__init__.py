@@ -7,14 +7,15 @@ as a ``torch.nn.Module``, a TorchScript file, or a factory plus a ``state_dict``
 (:func:`from_state_dict`); :func:`load_counts` tells how often each model was built in a
 process (once per worker process is the contract).
 
-Place among the package floors (README, Architecture): floor 2; it may import cube, errors, nodata,
-and no other package's private modules (tests/test_import_structure.py checks it).
+Place among the package floors (README, Architecture): floor 2; it may import cube, errors, grid,
+nodata, and no other package's private modules (tests/test_import_structure.py checks it).
 """
 
 from ._api import apply_model
 from ._errors import (
     ChannelMismatchError,
     DeviceError,
+    ExportError,
     GridError,
     HaloError,
     ModelError,
@@ -25,6 +26,7 @@ from ._errors import (
     OutputShapeError,
     SourceError,
     TileSizeError,
+    UnknownSourceError,
 )
 from ._loading import clear_cache, from_state_dict, from_torchscript, load_counts
 from ._sources import pair_dates
@@ -34,6 +36,7 @@ __all__ = [
     "ChannelMismatchError",
     "ClassInfo",
     "DeviceError",
+    "ExportError",
     "GridError",
     "HaloError",
     "ModelError",
@@ -49,6 +52,7 @@ __all__ = [
     "SourceError",
     "SourceSpec",
     "TileSizeError",
+    "UnknownSourceError",
     "apply_model",
     "clear_cache",
     "from_state_dict",

@@ -18,10 +18,12 @@ import xarray as xr
 from dask.base import tokenize
 
 from ..cube import check_time_axis, select_bands, validate_cube
+from ..errors import GridError
+from ..grid import Grid
 from ..nodata import cube_nodata
 from ._device import check_autocast, check_device_early, gpu_resources
 from ._engine import BlockPlan, SourcePlan, forward_canonical, identified, run_block
-from ._errors import GridError, HaloError, OptionError, OutputShapeError, SourceError
+from ._errors import HaloError, OptionError, OutputShapeError, SourceError
 from ._guards import FedSizes, check_size_limits
 from ._identity import unreadable_message
 from ._keywords import declared_scale, resolve
@@ -185,8 +187,7 @@ def _select(cube: xr.DataArray, src: SourceSpec) -> xr.DataArray:
         check_time_axis(cube, name=f"source {src.name!r}")
     check_scaling(src.scaling, cube.sizes["band"], src.name)
     if src.resolution is not None:
-        t = cube.rio.transform()
-        got = (abs(float(t.a)), abs(float(t.e)))
+        got = Grid.of(cube).pixel_size
         if any(abs(g - w) > 1e-6 * abs(w) for g, w in zip(got, src.resolution)):
             raise GridError(
                 f"source {src.name!r}: the model expects pixels of {src.resolution[0]:g} x {src.resolution[1]:g}, the "
@@ -576,16 +577,12 @@ def _label(
         out_times = pd.DatetimeIndex([pd.Timestamp(out.time) if out.time is not None else rsrc.times[-1]])
     else:
         out_times = rsrc.times
-    transform = bcube.rio.transform()
-    ny, nx = data.shape[2:]
+    grid = Grid.of(bcube)
     if scale.scale == 1:
         ys, xs = bcube["y"].values, bcube["x"].values
-        out_transform = transform
     else:
-        f = float(scale.scale)
-        out_transform = transform * transform.scale(1 / f, 1 / f)
-        xs = out_transform.c + out_transform.a * (np.arange(nx) + 0.5)
-        ys = out_transform.f + out_transform.e * (np.arange(ny) + 0.5)
+        grid = grid.scaled(scale.scale, shape=data.shape[2:])
+        ys, xs = grid.coords
     layouts = "; ".join(f"{s.spec.name}: {s.layout.describe()}" if len(srcs) > 1 else s.layout.describe()  # type: ignore[union-attr]
                         for s in srcs)
     attrs: dict[str, Any] = {"model": described, "model_layout": layouts, "model_output": kind, "model_halo": halo,
@@ -604,5 +601,5 @@ def _label(
                 "y": ys, "x": xs},
         name=run.name or "prediction", attrs=attrs,
     )
-    result = result.rio.write_crs(bcube.rio.crs).rio.write_transform(out_transform)
+    result = result.rio.write_crs(bcube.rio.crs).rio.write_transform(grid.transform)
     return result.rio.write_nodata(nodata, encoded=False)

@@ -7,6 +7,7 @@ and from the built-in exception a Python user would expect.
 from __future__ import annotations
 
 from ..errors import EOCubeError
+from ..errors import GridError as GridError  # the one grid error (eocube.errors), importable from here too
 
 
 class ModelError(EOCubeError):
@@ -41,8 +42,15 @@ class SourceError(ModelError, ValueError):
     """A source of the model is missing from the call, unexpected, or lacks the bands the model needs."""
 
 
-class GridError(SourceError):
-    """The sources' grids do not nest (other CRS, non-integer resolution ratio, misaligned origin)."""
+class UnknownSourceError(SourceError, KeyError):
+    """A source name the model does not have (also a ``KeyError``: a name looked up)."""
+
+    def __str__(self) -> str:  # KeyError quotes its message; keep it readable
+        return str(self.args[0]) if self.args else ""
+
+
+class ExportError(ModelError, ValueError):
+    """A module cannot be exported to a ``.pt2`` program (example inputs, dynamic sizes, a result that differs)."""
 
 
 class ModelIdentityError(ModelError, ValueError):

@@ -155,7 +155,7 @@ def time_features(
     if callable(encoding):
         values = np.asarray(encoding(times), dtype="float32")
         if values.ndim not in (1, 2) or values.shape[0] != len(times):
-            raise ValueError(
+            raise OptionError(
                 f"time_input callable returned shape {values.shape}; expected ({len(times)},) or ({len(times)}, k): "
                 "one entry per date"
             )

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from ._errors import OptionError
 from ._spec import Scaling
 
 
@@ -19,14 +20,14 @@ def check_scaling(scaling: Sequence[Scaling], n_bands: int, source: str) -> None
     from .card import scaling_problem
 
     if len(scaling) not in (0, 1, n_bands):
-        raise ValueError(
+        raise OptionError(
             f"source {source!r} has {len(scaling)} value scalings for {n_bands} bands: give one for all bands or one "
             "per band"
         )
     for i, s in enumerate(scaling):
         problem = scaling_problem(s)
         if problem:
-            raise ValueError(f"source {source!r}, value scaling {i}: {problem}")
+            raise OptionError(f"source {source!r}, value scaling {i}: {problem}")
 
 
 def apply_scaling(x: np.ndarray, scaling: Sequence[Scaling]) -> np.ndarray:

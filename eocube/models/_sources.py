@@ -24,7 +24,9 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from ._errors import GridError, OptionError, SourceError
+from ..errors import GridError
+from ..grid import Grid
+from ._errors import OptionError, SourceError
 from ._spec import ModelSpec
 
 _FIX = (
@@ -34,29 +36,15 @@ _FIX = (
 )
 
 
-@dataclass(frozen=True)
-class Grid:
-    """The raster grid of one cube: CRS, pixel size and top-left corner (north-up only)."""
-
-    crs: Any
-    res_x: float
-    res_y: float
-    """Pixel height, positive (rows go south)."""
-    x0: float
-    y0: float
-    ny: int
-    nx: int
-
-    @classmethod
-    def of(cls, cube: xr.DataArray, name: str) -> Grid:
-        """The grid of ``cube`` (a clear error for rotated or south-up grids)."""
-        t = cube.rio.transform()
-        if t.b != 0 or t.d != 0 or t.e >= 0 or t.a <= 0:
-            raise GridError(
-                f"source {name!r} has a rotated or south-up grid (transform {tuple(t)[:6]}): the engine needs "
-                f"north-up grids; {_FIX}"
-            )
-        return cls(cube.rio.crs, float(t.a), float(-t.e), float(t.c), float(t.f), cube.sizes["y"], cube.sizes["x"])
+def _grid_of(cube: xr.DataArray, name: str) -> Grid:
+    """The grid of ``cube`` (a clear error for rotated or south-up grids)."""
+    grid = Grid.of(cube)
+    if not grid.north_up:
+        raise GridError(
+            f"source {name!r} has a rotated or south-up grid (transform {tuple(grid.transform)[:6]}): the engine "
+            f"needs north-up grids; {_FIX}"
+        )
+    return grid
 
 
 @dataclass(frozen=True)
@@ -102,7 +90,7 @@ def nest_grids(
         a corner of the base grid that is not on a pixel corner of a coarser grid, or a source that
         does not cover the base grid.
     """
-    grids = [Grid.of(c, n) for c, n in zip(cubes, names, strict=True)]
+    grids = [_grid_of(c, n) for c, n in zip(cubes, names, strict=True)]
     first = 0 if reference is None else reference
     ref = grids[first]
     for g, n in zip(grids, names):
@@ -112,34 +100,37 @@ def nest_grids(
                 f"share the CRS; reproject it with cube.rio.reproject_match(ref) or open it with open_stac(..., "
                 f"crs=...); {_FIX}"
             )
-    finest = min(g.res_x for g in grids)
-    candidates = [i for i, g in enumerate(grids) if abs(g.res_x - finest) <= 1e-9 * finest]
+    finest = min(g.pixel_size[0] for g in grids)
+    candidates = [i for i, g in enumerate(grids) if abs(g.pixel_size[0] - finest) <= 1e-9 * finest]
     base = reference if reference in candidates else candidates[0]
     b = grids[base]
+    (bx, by), (bny, bnx) = b.pixel_size, b.shape
     ratios: list[int] = []
     out: list[xr.DataArray] = []
     for g, n, cube in zip(grids, names, cubes):
-        rx = _integer(g.res_x / b.res_x, f"the pixel width of source {n!r} ({g.res_x:g}) / the finest ({b.res_x:g})")
-        ry = _integer(g.res_y / b.res_y, f"the pixel height of source {n!r} ({g.res_y:g}) / the finest ({b.res_y:g})")
+        (gx, gy), (gny, gnx) = g.pixel_size, g.shape
+        rx = _integer(gx / bx, f"the pixel width of source {n!r} ({gx:g}) / the finest ({bx:g})")
+        ry = _integer(gy / by, f"the pixel height of source {n!r} ({gy:g}) / the finest ({by:g})")
         if rx != ry or rx < 1:
             raise GridError(
-                f"source {n!r} has pixels of {g.res_x:g} x {g.res_y:g} against {b.res_x:g} x {b.res_y:g} for the finest "
+                f"source {n!r} has pixels of {gx:g} x {gy:g} against {bx:g} x {by:g} for the finest "
                 f"source {names[base]!r}: the ratios ({rx} and {ry}) must be equal; {_FIX}"
             )
-        ox = _integer((b.x0 - g.x0) / g.res_x, f"the column of the finest grid's left edge in source {n!r}")
-        oy = _integer((g.y0 - b.y0) / g.res_y, f"the row of the finest grid's top edge in source {n!r}")
-        need_y, need_x = -(-b.ny // rx), -(-b.nx // rx)
-        if ox < 0 or oy < 0 or g.ny - oy < need_y or g.nx - ox < need_x:
+        row, col = g.offset_to(b)
+        ox = _integer(col, f"the column of the finest grid's left edge in source {n!r}")
+        oy = _integer(row, f"the row of the finest grid's top edge in source {n!r}")
+        need_y, need_x = -(-bny // rx), -(-bnx // rx)
+        if ox < 0 or oy < 0 or gny - oy < need_y or gnx - ox < need_x:
             raise GridError(
                 f"source {n!r} does not cover the grid of the finest source {names[base]!r}: it needs {need_y} x "
-                f"{need_x} pixels of {g.res_x:g} from the finest grid's top-left corner, it has {g.ny - oy} x "
-                f"{g.nx - ox} (offset {oy} rows, {ox} columns); clip the sources to one extent; {_FIX}"
+                f"{need_x} pixels of {gx:g} from the finest grid's top-left corner, it has {gny - oy} x "
+                f"{gnx - ox} (offset {oy} rows, {ox} columns); clip the sources to one extent; {_FIX}"
             )
-        if (oy, ox, need_y, need_x) != (0, 0, g.ny, g.nx):
+        if (oy, ox, need_y, need_x) != (0, 0, gny, gnx):
             cube = cube.isel(y=slice(oy, oy + need_y), x=slice(ox, ox + need_x))
         ratios.append(rx)
         out.append(cube)
-    return Nesting(base=base, ratios=tuple(ratios), shape=(b.ny, b.nx)), out
+    return Nesting(base=base, ratios=tuple(ratios), shape=(bny, bnx)), out
 
 
 def match_sources(sources: Any, spec: ModelSpec) -> list[xr.DataArray]:
@@ -199,7 +190,7 @@ def pair_dates(
         int64, one entry per reference date.
     """
     if how not in ("same", "nearest", "previous"):
-        raise ValueError(f"pairing must be 'same', 'nearest' or 'previous', got {how!r}")
+        raise SourceError(f"pairing must be 'same', 'nearest' or 'previous', got {how!r}")
     if len(other) == 0:
         return np.full(len(reference), -1, np.int64)
     ref = reference.values.astype("datetime64[ns]").astype(np.int64)

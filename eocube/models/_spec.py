@@ -19,6 +19,8 @@ from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from typing import Any, Literal
 
+from ._errors import UnknownSourceError
+
 LayoutName = Literal["band", "time_band", "sequence"]
 OutputKind = Literal["auto", "per_date", "map"]
 Pairing = Literal["same", "nearest", "previous"]
@@ -133,11 +135,11 @@ class ModelSpec:
     a model file's identity is its content, whatever the version."""
 
     def source(self, name: str) -> SourceSpec:
-        """The source called ``name`` (a clear KeyError listing the names otherwise)."""
+        """The source called ``name`` (an :class:`UnknownSourceError`, a ``KeyError``, listing the names otherwise)."""
         for src in self.sources:
             if src.name == name:
                 return src
-        raise KeyError(f"the model has no source {name!r}; its sources are {[s.name for s in self.sources]}")
+        raise UnknownSourceError(f"the model has no source {name!r}; its sources are {[s.name for s in self.sources]}")
 
     def replace(self, **changes: Any) -> ModelSpec:
         """A copy with some fields changed (``dataclasses.replace``)."""

@@ -37,7 +37,7 @@ from urllib.request import url2pathname
 
 import numpy as np
 
-from ._errors import ModelLoadError
+from ._errors import ExportError, ModelLoadError, OptionError
 from ._spec import ClassInfo, ModelSpec, OutputSpec, Scaling, SourceSpec
 
 __all__ = [
@@ -186,7 +186,7 @@ def scale_values(values: ArrayT, scalings: Sequence[Scaling], *, axis: int = -3)
     for i, s in enumerate(scalings):
         problem = scaling_problem(s)
         if problem:
-            raise ValueError(f"value scaling {i}: {problem}")
+            raise OptionError(f"value scaling {i}: {problem}")
     out = _as_float(values)
     if len(scalings) == 1:
         return _scale_one(out, scalings[0])
@@ -194,7 +194,7 @@ def scale_values(values: ArrayT, scalings: Sequence[Scaling], *, axis: int = -3)
     ax = axis % ndim if -ndim <= axis < ndim else None
     if ax is None or out.shape[ax] != len(scalings):
         size = "no such axis" if ax is None else f"{out.shape[ax]} bands"
-        raise ValueError(
+        raise OptionError(
             f"{len(scalings)} value scalings for an array of shape {tuple(out.shape)} (axis {axis}: {size}): "
             "give one scaling per band, or a single one for all bands"
         )
@@ -820,7 +820,7 @@ def card_dict(
 ) -> dict[str, Any]:
     """The card of a model as a JSON-ready STAC MLM item (see :func:`write_card`)."""
     if spec.output.postprocess is not None and not isinstance(spec.output.postprocess, str):
-        raise ValueError("a card cannot hold a postprocess callable: use 'argmax', 'softmax', 'sigmoid' or None")
+        raise OptionError("a card cannot hold a postprocess callable: use 'argmax', 'softmax', 'sigmoid' or None")
     name = spec.name or (Path(model_path).stem if model_path else "model")
     task_list = list(tasks or _tasks(spec))
     props: dict[str, Any] = {
@@ -960,7 +960,7 @@ def _check_example(inputs: tuple[Any, ...], spatial: bool) -> None:
 
     for i, x in enumerate(inputs):
         if isinstance(x, torch.Tensor) and x.ndim and (x.shape[0] < 2 or (spatial and x.ndim >= 3 and min(x.shape[-2:]) < 2)):
-            raise ValueError(
+            raise ExportError(
                 f"example input {i} has shape {tuple(x.shape)}: use a batch of at least 2 and height/width of at "
                 "least 2 (torch.export specialises sizes of 1 to constants), e.g. torch.zeros(2, C, 64, 64)"
             )
@@ -1052,7 +1052,7 @@ def _export(module: Any, args: tuple[Any, ...], dynamic_shapes: Any, strict: boo
         return torch.export.export(module, args, dynamic_shapes=dynamic_shapes, strict=strict)
     except Exception as exc:
         first = next((line for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
-        raise ValueError(
+        raise ExportError(
             f"torch.export could not export {type(module).__qualname__} with dynamic sizes ({type(exc).__name__}: "
             f"{first}); if the model only accepts some sizes (e.g. multiples of 32), pass dynamic_shapes with "
             "torch.export.Dim (e.g. {2: 32 * Dim('h'), 3: 32 * Dim('w')}), or make the code size-agnostic"
@@ -1075,7 +1075,7 @@ def _check_program(module: Any, program: Any, args: tuple[Any, ...], atol: float
     if isinstance(expected, torch.Tensor) and isinstance(got, torch.Tensor):
         diff = (expected.float() - got.float()).abs().max().item() if expected.numel() else 0.0
         if expected.shape != got.shape or not diff <= atol:
-            raise ValueError(
+            raise ExportError(
                 f"the exported program of {type(module).__qualname__} does not reproduce the module on the example "
                 f"inputs (shape {tuple(got.shape)} vs {tuple(expected.shape)}, max abs difference {diff:.3g})"
             )

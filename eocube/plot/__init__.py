@@ -3,8 +3,8 @@
 matplotlib is imported when a figure is drawn, not with this package (the command line
 imports it only to write a quicklook).
 
-Place among the package floors (README, Architecture): floor 1; it may import nodata, and no other
-package's private modules (tests/test_import_structure.py checks it).
+Place among the package floors (README, Architecture): floor 1; it may import grid, nodata, and no
+other package's private modules (tests/test_import_structure.py checks it).
 """
 
 from __future__ import annotations

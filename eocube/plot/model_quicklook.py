@@ -24,6 +24,7 @@ import xarray as xr
 from matplotlib.colors import BoundaryNorm, ListedColormap
 from matplotlib.patches import Patch
 
+from ..grid import Grid
 from ..nodata import cube_nodata
 
 RGB_NAMES = (("B04", "B03", "B02"), ("red", "green", "blue"), ("R", "G", "B"))
@@ -36,9 +37,7 @@ def _step(cube: xr.DataArray, max_pixels: int) -> int:
 
 def _extent(cube: xr.DataArray) -> tuple[float, float, float, float]:
     """(left, right, bottom, top) of the cube's grid."""
-    t = cube.rio.transform()
-    ny, nx = cube.sizes["y"], cube.sizes["x"]
-    return (t.c, t.c + t.a * nx, t.f + t.e * ny, t.f)
+    return Grid.of(cube).extent
 
 
 def _image(cube: xr.DataArray, when: pd.Timestamp, bands: Sequence[str], max_pixels: int) -> np.ndarray:

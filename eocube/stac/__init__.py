@@ -4,9 +4,9 @@ The public face is :func:`open_stac` and its errors; the pipeline is visible in
 the private modules, in order: ``_search`` (items) -> ``_items`` (metadata model)
 -> ``_grid`` (output grid) -> ``_load`` (dask graph) -> ``_reader`` (pixels).
 
-Place among the package floors (README, Architecture): floor 2; it may import cube, errors and the
-core helper _redact, and no other package's private modules (tests/test_import_structure.py checks
-it).
+Place among the package floors (README, Architecture): floor 2; it may import cube, errors, grid and
+the core helper _redact, and no other package's private modules (tests/test_import_structure.py
+checks it).
 """
 
 from ._errors import (

@@ -15,7 +15,7 @@ from contextvars import ContextVar
 from typing import Any, Callable, Iterator
 
 from .._redact import redact, redact_obj
-from ..errors import EOCubeError
+from ..errors import EOCubeError, GridError
 
 
 class StacError(EOCubeError, ValueError):
@@ -35,10 +35,6 @@ class AssetError(StacError, KeyError):
 
 class MixedCRSError(StacError):
     """Items come in several CRS and no target CRS was given."""
-
-
-class GridError(StacError):
-    """The output grid cannot be derived (bbox outside the items, no resolution, ...)."""
 
 
 class AssetReadError(StacError, OSError):
@@ -72,10 +68,11 @@ def _has_secret(text: str) -> bool:
 def scrub(exc: BaseException | None, _seen: set[int] | None = None) -> BaseException | None:
     """``exc`` with signed-URL query values redacted from it and from every exception chained to it.
 
-    The loader's own errors (:class:`StacError`) are redacted in place; any other exception whose
-    text (str or repr) holds a secret is replaced by a :class:`RedactedCause` carrying its redacted
-    text and traceback. ``__cause__`` and ``__context__`` are scrubbed the same way, so a traceback
-    printed into a job log shows which file failed and why, never the signature.
+    The loader's own errors (:class:`StacError` and :class:`~eocube.errors.GridError`) are redacted in
+    place; any other exception whose text (str or repr) holds a secret is replaced by a
+    :class:`RedactedCause` carrying its redacted text and traceback. ``__cause__`` and
+    ``__context__`` are scrubbed the same way, so a traceback printed into a job log shows which
+    file failed and why, never the signature.
 
     Parameters
     ----------
@@ -91,7 +88,7 @@ def scrub(exc: BaseException | None, _seen: set[int] | None = None) -> BaseExcep
     if exc is None or id(exc) in seen:
         return None
     seen.add(id(exc))
-    if isinstance(exc, StacError):
+    if isinstance(exc, (StacError, GridError)):
         exc.args = redact_obj(exc.args)
         out = exc
     elif _has_secret(str(exc)) or _has_secret(repr(exc)):
@@ -144,7 +141,7 @@ def _install_log_redaction() -> None:
 def redacting() -> Iterator[None]:
     """Keep signed-URL query values out of what the enclosed code raises or logs.
 
-    Errors of the loader (:class:`StacError`) leave with their message and chained exceptions
+    Errors of the loader (:class:`StacError`, :class:`~eocube.errors.GridError`) leave with their message and chained exceptions
     redacted (:func:`scrub`); log records made meanwhile in this thread or task (by eocube,
     rasterio/GDAL, pystac-client, urllib3) are redacted as they are made. Only records of enabled
     levels are made, so this costs nothing when DEBUG logging is off.
@@ -153,7 +150,7 @@ def redacting() -> Iterator[None]:
     token = _REDACTING.set(True)
     try:
         yield
-    except StacError as exc:
+    except (StacError, GridError) as exc:
         scrub(exc)
         raise
     finally:

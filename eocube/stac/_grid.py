@@ -9,50 +9,22 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from dataclasses import dataclass
 from typing import Any, Sequence
 
-from affine import Affine
 from rasterio.crs import CRS
-from rasterio.warp import transform_bounds
 
-from ._errors import GridError, MixedCRSError
+from ..errors import GridError
+from ..grid import Grid, pixel_size, reproject_bounds
+from ._errors import MixedCRSError
 from ._items import AssetInfo, ParsedItem
 
-_EPS = 1e-6
 _LONLAT = CRS.from_epsg(4326)
-
-
-@dataclass(frozen=True)
-class Grid:
-    """A north-up pixel grid (the odc-geo GeoBox idea, reduced to what the loader needs)."""
-
-    crs: CRS
-    """Coordinate reference system."""
-    transform: Affine
-    """Upper-left-corner affine transform."""
-    shape: tuple[int, int]
-    """(rows, cols)."""
-
-    @property
-    def bounds(self) -> tuple[float, float, float, float]:
-        """(left, bottom, right, top) in CRS units."""
-        h, w = self.shape
-        left, top = self.transform.c, self.transform.f
-        return (left, top + self.transform.e * h, left + self.transform.a * w, top)
-
-    def window(self, row0: int, row1: int, col0: int, col1: int) -> Grid:
-        """The sub-grid of rows ``row0:row1`` and columns ``col0:col1``."""
-        return Grid(self.crs, self.transform @ Affine.translation(col0, row0), (row1 - row0, col1 - col0))
 
 
 def asset_bounds(info: AssetInfo) -> tuple[float, float, float, float]:
     """(left, bottom, right, top) of an asset in its own CRS, from its transform and shape."""
     assert info.transform is not None and info.shape is not None
-    t, (h, w) = info.transform, info.shape
-    xs = (t.c, t.c + t.a * w)
-    ys = (t.f, t.f + t.e * h)
-    return (min(xs), min(ys), max(xs), max(ys))
+    return Grid(info.crs, info.transform, info.shape).bounds
 
 
 def footprint(info: AssetInfo, crs: CRS) -> tuple[float, float, float, float]:
@@ -67,10 +39,9 @@ def footprint(info: AssetInfo, crs: CRS) -> tuple[float, float, float, float]:
         When the item gives neither (no grid, no bbox, no geometry).
     """
     if info.has_grid:
-        b = asset_bounds(info)
-        return b if info.crs == crs else transform_bounds(info.crs, crs, *b, densify_pts=21)
+        return reproject_bounds(asset_bounds(info), info.crs, crs)
     if info.lonlat_bbox is not None:
-        return transform_bounds(_LONLAT, crs, *info.lonlat_bbox, densify_pts=21)
+        return reproject_bounds(info.lonlat_bbox, _LONLAT, crs)
     raise GridError(
         f"asset {info.href!r} has no footprint: its item has no proj:transform/proj:shape, no bbox and no "
         "geometry. Add them to the item, or pass bounds= in the target CRS"
@@ -127,7 +98,7 @@ def choose_crs(items: Sequence[ParsedItem], crs: Any) -> CRS:
 
 def _native_res(infos: Sequence[AssetInfo], crs: CRS) -> list[tuple[float, float]]:
     """(x, y) pixel sizes of the assets natively in ``crs`` (x and y apart: pixels need not be square)."""
-    return [(abs(i.transform.a), abs(i.transform.e)) for i in infos if i.crs == crs and i.transform is not None]
+    return [pixel_size(i.transform) for i in infos if i.crs == crs and i.transform is not None]
 
 
 def _resolution(infos: Sequence[AssetInfo], crs: CRS, resolution: float | tuple[float, float] | None) -> tuple[float, float]:
@@ -154,7 +125,7 @@ def _resolution(infos: Sequence[AssetInfo], crs: CRS, resolution: float | tuple[
 def _anchor(infos: Sequence[AssetInfo], crs: CRS, rx: float, ry: float) -> tuple[float, float]:
     """A corner of the items' own pixel grid in ``crs`` (an asset at this resolution first), else (0, 0)."""
     same_crs = [i for i in infos if i.crs == crs and i.transform is not None]
-    same_res = [i for i in same_crs if math.isclose(abs(i.transform.a), rx) and math.isclose(abs(i.transform.e), ry)]
+    same_res = [i for i in same_crs if all(map(math.isclose, pixel_size(i.transform), (rx, ry)))]
     if same_res or same_crs:
         t = (same_res or same_crs)[0].transform
         return t.c, t.f
@@ -210,9 +181,4 @@ def choose_grid(
         target = (left, bottom, right, top)
     else:
         target = union
-    col0 = math.floor((target[0] - ax) / rx + _EPS)
-    col1 = math.ceil((target[2] - ax) / rx - _EPS)
-    row0 = math.floor((ay - target[3]) / ry + _EPS)  # rows counted downwards from the anchor
-    row1 = math.ceil((ay - target[1]) / ry - _EPS)
-    transform = Affine(rx, 0.0, ax + col0 * rx, 0.0, -ry, ay - row0 * ry)
-    return Grid(crs, transform, (max(row1 - row0, 1), max(col1 - col0, 1)))
+    return Grid.from_bbox(target, crs, resolution=(rx, ry), anchor=(ax, ay))

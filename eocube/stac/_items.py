@@ -21,6 +21,7 @@ from affine import Affine
 from rasterio.crs import CRS
 from rasterio.errors import CRSError
 
+from ..grid import Grid
 from ._errors import AssetError, EmptySearchError, redact
 
 RASTER_TYPES = ("image/tiff", "image/vnd.stac.geotiff", "image/jp2", "application/x-hdf")
@@ -172,8 +173,7 @@ def _transform_of(meta: Mapping[str, Any], props: Mapping[str, Any], shape: tupl
     if not bbox or len(bbox) not in (4, 6) or shape is None:
         return None
     half = len(bbox) // 2
-    left, bottom, right, top = float(bbox[0]), float(bbox[1]), float(bbox[half]), float(bbox[half + 1])
-    return Affine((right - left) / shape[1], 0.0, left, 0.0, -(top - bottom) / shape[0], top)
+    return Grid.from_bbox((bbox[0], bbox[1], bbox[half], bbox[half + 1]), shape=shape).transform
 
 
 def _item_time(item: Mapping[str, Any]) -> pd.Timestamp:

@@ -20,19 +20,19 @@ from dask.base import tokenize
 from dask.highlevelgraph import HighLevelGraph
 from rasterio.crs import CRS
 from rasterio.enums import Resampling
-from rasterio.warp import transform_bounds
 
 from .._redact import unsigned
-from ..cube import DIMS, coords_from_transform, validate_cube
+from ..cube import DIMS, validate_cube
+from ..errors import GridError
+from ..grid import Grid, reproject_bounds
 from ._errors import (
     AssetReadError,
-    GridError,
     NodataWarning,
     StacError,
     redact_obj,
     redacting,
 )
-from ._grid import Grid, choose_crs, choose_grid, footprints, union_footprint
+from ._grid import choose_crs, choose_grid, footprints, union_footprint
 from ._items import ParsedItem, band_dtype_nodata, complete_metadata, parse_items
 from ._reader import DEFAULT_GDAL_ENV, BandPlan, Block, ReadOptions, probe, read_block
 from ._search import items_from_source, search_items
@@ -165,7 +165,7 @@ def open_stac(
     target_crs = choose_crs(items, crs)
     from_bbox = bounds is None and bbox is not None
     if from_bbox:
-        bounds = transform_bounds(CRS.from_epsg(4326), target_crs, *bbox, densify_pts=21)
+        bounds = reproject_bounds(bbox, CRS.from_epsg(4326), target_crs)
     try:
         grid = choose_grid(items, target_crs, resolution=resolution, bounds=bounds)
     except GridError:
@@ -180,7 +180,7 @@ def open_stac(
     _check_size(len(groups), len(bands), grid, chunk_sizes)
     data = _graph(groups, bands, grid, plans, opts, out_dtype, chunk_sizes)
 
-    y, x = coords_from_transform(grid.transform, *grid.shape)
+    y, x = grid.coords
     cube = xr.DataArray(
         data,
         dims=DIMS,

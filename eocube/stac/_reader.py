@@ -34,8 +34,8 @@ from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
 from .._redact import query_secrets, redacted_errors
+from ..grid import Grid
 from ._errors import AssetReadError, AssetReadWarning, StacError, redact, redacting, scrub
-from ._grid import Grid
 from ._items import AssetInfo
 
 DEFAULT_GDAL_ENV: dict[str, Any] = {
@@ -194,14 +194,8 @@ def _warn_filled(exc: AssetReadError, when: str) -> None:
 
 def _aligned_window(ds, grid: Grid) -> Window | None:
     """Integer window of ``ds`` matching ``grid`` pixel for pixel, or None if resampling is needed."""
-    t, g = ds.transform, grid.transform
-    if ds.crs != grid.crs or t.b or t.d or not math.isclose(t.a, g.a, rel_tol=1e-9) or not math.isclose(t.e, g.e, rel_tol=1e-9):
-        return None
-    col = (g.c - t.c) / t.a
-    row = (g.f - t.f) / t.e
-    if abs(col - round(col)) > 1e-6 or abs(row - round(row)) > 1e-6:
-        return None
-    return Window(round(col), round(row), grid.shape[1], grid.shape[0])
+    at = Grid(ds.crs, ds.transform, (ds.height, ds.width)).aligned_window(grid)
+    return None if at is None else Window(at[1], at[0], grid.shape[1], grid.shape[0])
 
 
 def _check_band(ds, band: int) -> None:
