@@ -62,6 +62,17 @@ def make_store(folder: Path, factor: int) -> Path:
     return path
 
 
+VARIANTS: dict[str, dict] = {
+    "cluster": {},  # eocube's default
+    "cluster-inproc": {"processes": False},  # the worker's threads in the command's process
+    "cluster-procs": {"processes": True},  # worker processes
+    "cluster-noprofile": {"config": {"distributed.worker.profile.enabled": False}},  # no statistical profiler
+    "cluster-inproc-noprofile": {"processes": False, "config": {"distributed.worker.profile.enabled": False}},
+    "cluster-before": {},  # eocube's default, run from the checkout given by --before (e.g. an older commit)
+}
+"""Cluster variants (``--modes``): keyword arguments of ``connect`` and dask configuration."""
+
+
 def run_one(store: str, mode: str) -> dict:
     """One run in this (fresh) process: graph untimed, then start (cluster) and compute timed; a dict."""
     import dask
@@ -82,10 +93,12 @@ def run_one(store: str, mode: str) -> dict:
     me = psutil.Process()
     t0 = time.perf_counter()
     client, workers = None, []
-    if mode == "cluster":
+    if mode != "threads":
         from eocube.cluster import connect
 
-        client = connect("local", dashboard_address=None)
+        settings = dict(VARIANTS[mode])
+        with dask.config.set(settings.pop("config", {})):
+            client = connect("local", dashboard_address=None, **settings)
         workers = me.children(recursive=True)
     started = time.perf_counter()
     c0, w0 = me.cpu_times(), [p.cpu_times() for p in workers]
@@ -113,6 +126,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--factors", default="1,4,16", help="sizes, in multiples of the sample's area (square numbers)")
     ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--modes", default="threads,cluster",
+                    help=f"threads and cluster variants, comma separated: threads, {', '.join(VARIANTS)}")
+    ap.add_argument("--before", default=None, help="checkout whose eocube the cluster-before mode imports")
     ap.add_argument("--work", default=None, help="folder for the tiled stores (kept; default: a temporary one)")
     ap.add_argument("--one", nargs=2, metavar=("STORE", "MODE"), help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -120,6 +136,11 @@ def main() -> None:
         print(json.dumps(run_one(*args.one)))
         return
     factors = [int(f) for f in args.factors.split(",")]
+    names = [m.strip() for m in args.modes.split(",")]
+    if names[0] != "threads" or any(m not in VARIANTS for m in names[1:]):
+        raise SystemExit(f"--modes: threads first, then any of {', '.join(VARIANTS)}")
+    if "cluster-before" in names and not args.before:
+        raise SystemExit("--modes cluster-before needs --before CHECKOUT")
     work = Path(args.work or tempfile.mkdtemp(prefix="bench-tvc-"))
     work.mkdir(parents=True, exist_ok=True)
     stores = {f: make_store(work, f) for f in factors}
@@ -127,26 +148,32 @@ def main() -> None:
           f"{args.rounds} rounds, modes and sizes alternating")
     runs: dict[tuple[int, str], list[dict]] = {}
     for r in range(args.rounds):
-        modes = ("threads", "cluster") if r % 2 == 0 else ("cluster", "threads")
+        modes = names[r % len(names):] + names[:r % len(names)]
         for f in factors:
             for mode in modes:
+                env = dict(os.environ)
+                if mode == "cluster-before":
+                    env["PYTHONPATH"] = args.before
                 res = subprocess.run([sys.executable, __file__, "--one", str(stores[f]), mode],
-                                     capture_output=True, text=True, check=False)
+                                     capture_output=True, text=True, check=False, env=env)
                 if res.returncode:
                     raise SystemExit(f"{mode} x{f} failed:\n{res.stderr[-3000:]}")
                 runs.setdefault((f, mode), []).append(json.loads(res.stdout.strip().splitlines()[-1]))
         print(f"round {r + 1} done, load average {os.getloadavg()[0]:.2f}", flush=True)
-    print(f"\n{'size':>4s} {'arrays':>9s} {'tasks':>6s} {'threads':>8s} {'cluster':>8s} {'(start':>7s} "
-          f"{'+ compute)':>10s} {'cluster/threads':>16s} {'compute only':>13s}  CPU s: threads | cluster here + workers")
-    for f in factors:
-        th, cl = runs[f, "threads"], runs[f, "cluster"]
-        ratio = [c["total"] / t["total"] for c, t in zip(cl, th, strict=True)]
-        comp = [c["compute"] / t["compute"] for c, t in zip(cl, th, strict=True)]
-        med = statistics.median
-        print(f"{f:>3d}x {th[0]['nbytes'] / 2**20:7.1f}Mi {th[0]['tasks']:>6d} {med(t['total'] for t in th):7.2f}s "
-              f"{med(c['total'] for c in cl):7.2f}s {med(c['start'] for c in cl):6.2f}s {med(c['compute'] for c in cl):9.2f}s "
-              f"{span(ratio):>16s} {span(comp):>13s}  {med(t['cpu_here'] for t in th):.2f} | "
-              f"{med(c['cpu_here'] for c in cl):.2f} + {med(c['cpu_workers'] for c in cl):.2f}")
+    med = statistics.median
+    for mode in names[1:]:
+        print(f"\n{mode} against threads:")
+        print(f"{'size':>4s} {'arrays':>9s} {'tasks':>6s} {'threads':>8s} {'cluster':>8s} {'(start':>7s} "
+              f"{'+ compute)':>10s} {'cluster/threads':>16s} {'compute only':>13s}  CPU s: threads | cluster here + workers")
+        for f in factors:
+            th, cl = runs[f, "threads"], runs[f, mode]
+            ratio = [c["total"] / t["total"] for c, t in zip(cl, th, strict=True)]
+            comp = [c["compute"] / t["compute"] for c, t in zip(cl, th, strict=True)]
+            print(f"{f:>3d}x {th[0]['nbytes'] / 2**20:7.1f}Mi {th[0]['tasks']:>6d} {med(t['total'] for t in th):7.2f}s "
+                  f"{med(c['total'] for c in cl):7.2f}s {med(c['start'] for c in cl):6.2f}s "
+                  f"{med(c['compute'] for c in cl):9.2f}s {span(ratio):>16s} {span(comp):>13s}  "
+                  f"{med(t['cpu_here'] for t in th):.2f} | {med(c['cpu_here'] for c in cl):.2f} + "
+                  f"{med(c['cpu_workers'] for c in cl):.2f}")
     print(f"machine after: load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     if args.work is None:
         shutil.rmtree(work, ignore_errors=True)

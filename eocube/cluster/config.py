@@ -260,7 +260,7 @@ def _check_local(s: dict[str, Any]) -> dict[str, Any]:
         s[key] = _positive_int(s[key], "local", key, allow_none=True)
     if s["memory_limit"] is not None:
         _bytes(s["memory_limit"], "local", "memory_limit")
-    s["processes"] = True if s["processes"] is None else bool(s["processes"])
+    s["processes"] = None if s["processes"] is None else bool(s["processes"])  # None: local_cluster decides
     return s
 
 

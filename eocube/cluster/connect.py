@@ -37,8 +37,9 @@ def connect(
     n_workers, threads_per_worker, memory_limit
         Local cluster sizing (see :func:`eocube.cluster.local.local_cluster`).
     processes
-        Local: workers as processes (True, default) or threads. Slurm: Dask worker
-        processes per job.
+        Local: workers as processes (True) or threads in this process (False); default:
+        threads when the cluster has one worker (up to 3 cores), processes otherwise. Slurm:
+        Dask worker processes per job.
     dashboard_address
         Where the dashboard listens. Default: 127.0.0.1:8787 (for Slurm, the
         ``dashboard_address`` of dask's ``jobqueue.slurm.scheduler-options`` when set).
@@ -133,7 +134,10 @@ def dry_run(cluster: str | None = None, *, config_file: str | Path | None = None
         workers = s["n_workers"] or max(1, cores // 2)
         threads = s["threads_per_worker"] or max(1, cores // workers)
         limit = s["memory_limit"] or f"{0.8 * memory / workers / 2**30:.1f}GiB"
-        return f"eocube dry run: local Dask cluster, {workers} workers x {threads} threads, {limit} each, on 127.0.0.1"
+        where = "worker processes" if (workers > 1 if s["processes"] is None else s["processes"]) else (
+            "worker threads in this process")
+        return (f"eocube dry run: local Dask cluster, {workers} workers x {threads} threads, {limit} each, "
+                f"{where}, on 127.0.0.1")
     return f"eocube dry run: would join the Dask scheduler at {s['address']}"
 
 

@@ -54,6 +54,47 @@ def malloc_environ() -> dict[str, int | None]:
     return {f"{key}.{name}": value for name, value in MALLOC_ENVIRON.items()}
 
 
+IN_PROCESS_WHEN_ONE_WORKER = True
+"""A local cluster of one worker runs it as threads of this process (unless ``processes=True``).
+
+Measured with ``benchmarks/bench_threads_vs_cluster.py`` (``eocube gapfill``'s work on the bundled
+sample tiled up, one worker x 2 threads, 2-core AMD EPYC shared with other jobs at load 11-13,
+2026-12-06, alternating rounds): a worker process took 3.0-3.7x the time of dask's threaded
+scheduler at 1x-16x the sample (5.3-7.5 s to start the nanny and the worker process, which then
+imports eocube, numba's kernels and zarr again: 1.3-1.9 CPU s where the threads used 0.7-1.1);
+the worker's threads in this process 1.10x at 1x (start 0.3-1.2 s) and 1.29x at 16x. A
+single worker process buys no parallelism over its threads; what it would buy is its nanny
+restarting it past the memory limit, and the tasks of a gap fill or a model stream blocks of a
+planned size.
+"""
+
+
+PROFILE_INTERVAL = "100ms"
+"""How often the workers of a local cluster sample their tasks' stacks for the dashboard's profile.
+
+distributed samples every 10 ms, on the worker's event loop; with the worker's threads in this
+process that loop shares the command's cores. Measured with ``benchmarks/bench_threads_vs_cluster.py``
+(16x the sample, one worker x 2 threads in process, 3 alternating rounds, load 10-12): 1.51 CPU s
+with the 10 ms profiler, 1.23 s without it, 1.04 s on dask's threaded scheduler. Sampling every
+100 ms keeps the dashboard's profile and costs a tenth. Applied only where the configuration
+still holds distributed's 10 ms (``distributed.worker.profile.interval``); set another value, or
+``distributed.worker.profile.enabled: false``, to choose.
+"""
+
+DISTRIBUTED_PROFILE_INTERVAL = 0.01
+"""distributed's own ``distributed.worker.profile.interval``, in seconds."""
+
+
+def profile_config() -> dict[str, str]:
+    """The dask configuration that gives the workers :data:`PROFILE_INTERVAL`; empty where the user set their own."""
+    from dask.utils import parse_timedelta
+
+    key = "distributed.worker.profile.interval"
+    if parse_timedelta(dask.config.get(key, "10ms"), default="ms") != DISTRIBUTED_PROFILE_INTERVAL:
+        return {}
+    return {key: PROFILE_INTERVAL}
+
+
 def machine_size() -> tuple[int, int]:
     """Cores usable by this process and total memory in bytes."""
     try:
@@ -68,7 +109,7 @@ def local_cluster(
     threads_per_worker: int | None = None,
     memory_limit: str | int | None = None,
     *,
-    processes: bool = True,
+    processes: bool | None = None,
     dashboard_address: str | None = DEFAULT_DASHBOARD,
 ) -> LocalCluster:
     """Start a LocalCluster sized to the machine.
@@ -84,7 +125,9 @@ def local_cluster(
         Per-worker memory limit (``"4GB"`` or bytes); default: 80 % of the
         machine's memory divided among the workers.
     processes
-        Workers as processes (True, default) or threads in this process.
+        Workers as processes (True) or threads in this process (False). Default: threads in
+        this process when there is one worker (machines of up to 3 cores, see
+        :data:`IN_PROCESS_WHEN_ONE_WORKER`), processes otherwise.
     dashboard_address
         Where the dashboard listens: default 127.0.0.1:8787; an address without a host
         (``":0"``: a free port) is bound to 127.0.0.1 too, one with a host as given;
@@ -101,7 +144,9 @@ def local_cluster(
     threads_per_worker = threads_per_worker or max(1, cores // n_workers)
     if memory_limit is None:
         memory_limit = int(0.8 * memory / n_workers)
-    with dask.config.set(malloc_environ()):  # read by the nannies as they start the workers, here
+    if processes is None:
+        processes = n_workers > 1
+    with dask.config.set({**malloc_environ(), **profile_config()}):  # read by nannies and workers as they start
         return _start(n_workers, threads_per_worker, memory_limit, processes, dashboard_address)
 
 

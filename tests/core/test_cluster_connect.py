@@ -6,7 +6,7 @@ import pytest
 from distributed import LocalCluster
 
 import eocube
-from eocube.cluster import close, connect, describe
+from eocube.cluster import close, connect, describe, dry_run
 from eocube.cluster.local import machine_size
 
 
@@ -54,7 +54,7 @@ def plain(block):
     raise ZeroDivisionError("a bug")
 
 if __name__ == "__main__":
-    client = connect(n_workers=1, threads_per_worker=1, dashboard_address=":0")
+    client = connect(n_workers=1, threads_per_worker=1, dashboard_address=":0", processes=True)
     for func, kind in ((damaged, StoreError), (plain, ZeroDivisionError)):
         try:
             da.ones(4, chunks=2).map_blocks(func, dtype=float).compute()
@@ -129,7 +129,7 @@ def test_local_workers_get_the_measured_malloc_settings_unless_configured():
     try:
         for name in MALLOC_ENVIRON:
             os.environ.pop(name, None)
-        client = connect("local", n_workers=1, threads_per_worker=1, dashboard_address=None)
+        client = connect("local", n_workers=1, threads_per_worker=1, dashboard_address=None, processes=True)
         try:
             seen = next(iter(client.run(lambda: {k: os.environ.get(k) for k in MALLOC_ENVIRON}).values()))
             assert seen == {k: None if v is None else str(v) for k, v in MALLOC_ENVIRON.items()}
@@ -152,9 +152,46 @@ def _configured_malloc_wins():
     from eocube.cluster.local import MALLOC_ENVIRON
 
     with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": 1024}):
-        client = connect("local", n_workers=1, threads_per_worker=1, dashboard_address=None)
+        client = connect("local", n_workers=1, threads_per_worker=1, dashboard_address=None, processes=True)
         try:
             seen = next(iter(client.run(lambda: {k: os.environ.get(k) for k in MALLOC_ENVIRON}).values()))
             assert seen == {"MALLOC_TRIM_THRESHOLD_": "1024"}
         finally:
             close(client)
+
+
+def _profile_ms(client) -> list[float]:
+    """Milliseconds between the workers' profile samples (a lambda: sent by value to worker processes)."""
+    return list(client.run(lambda dask_worker: getattr(dask_worker.periodic_callbacks.get("profile"),
+                                                       "callback_time", 0.0)).values())
+
+
+def test_a_single_local_worker_runs_as_threads_of_this_process_with_a_sparser_profiler():
+    """One worker (the default up to 3 cores): its threads run in this process (no worker process to
+    start and import eocube again); the dashboard profiler samples every 100 ms, not 10 ms."""
+    import os
+
+    client = connect("local", n_workers=1, threads_per_worker=1, dashboard_address=None)
+    try:
+        assert list(client.run(os.getpid).values()) == [os.getpid()]
+        assert _profile_ms(client) == [100.0]
+    finally:
+        close(client)
+    assert "1 workers x 1 threads" in dry_run("local", n_workers=1, threads_per_worker=1)
+    assert "worker threads in this process" in dry_run("local", n_workers=1)
+    assert "worker processes" in dry_run("local", n_workers=2)
+    assert "worker processes" in dry_run("local", n_workers=1, processes=True)
+
+
+def test_asked_for_worker_processes_and_a_configured_profiler_are_kept():
+    import os
+
+    import dask
+
+    with dask.config.set({"distributed.worker.profile.interval": "20ms"}):
+        client = connect("local", n_workers=1, threads_per_worker=1, dashboard_address=None, processes=True)
+    try:
+        assert list(client.run(os.getpid).values()) != [os.getpid()]
+        assert _profile_ms(client) == [20.0]
+    finally:
+        close(client)

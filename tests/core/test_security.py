@@ -46,7 +46,7 @@ def _listening(pids: set[int]) -> list[tuple[int, str, int]]:
 
 
 def test_local_scheduler_workers_and_dashboard_listen_on_loopback_only():
-    client = connect("local", n_workers=1, threads_per_worker=1)  # the default dashboard address
+    client = connect("local", n_workers=1, threads_per_worker=1, processes=True)  # the default dashboard address
     try:
         info = client.scheduler_info()
         workers = list(info["workers"].values())

@@ -218,7 +218,7 @@ def test_local_workers_of_a_linear_fill_import_no_torch(tmp_path):
         from eocube.masks import clear_from_cloud_band
 
         if __name__ == "__main__":
-            client = connect("local", n_workers=1, threads_per_worker=1, dashboard_address=None)
+            client = connect("local", n_workers=1, threads_per_worker=1, dashboard_address=None, processes=True)
             try:
                 cube = sentinel2_sample(chunks={{"time": -1, "band": 1, "y": 64, "x": 64}})
                 clear = clear_from_cloud_band(cube, "CLM", data_band="IS_DATA")

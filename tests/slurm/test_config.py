@@ -24,7 +24,7 @@ def _script(**settings) -> str:
 
 def test_defaults_come_from_eocube_yaml() -> None:
     kind, s = resolve()
-    assert kind == "local" and s["processes"] is True
+    assert kind == "local" and s["processes"] is None  # threads for one worker, else processes
     kind, s = resolve("slurm")
     assert (s["walltime"], s["cores"], s["memory"], s["processes"], s["gpus"]) == ("01:00:00", 1, "4GB", 1, 0)
     assert (s["adapt_min"], s["adapt_max"]) == (1, 1)
