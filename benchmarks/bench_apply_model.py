@@ -41,7 +41,7 @@ import torch
 from torch import nn
 
 import eocube
-from eocube.models import apply_model
+from eocube.models import ModelSpec, OutputSpec, RunOptions, SourceSpec, apply_model
 
 
 def make_model(bands: int, hidden: int) -> nn.Module:
@@ -140,7 +140,9 @@ def tiled_case(case: str, args: argparse.Namespace) -> None:
     calls = [0, 0]  # forward calls and samples (the hook travels with the module into apply_model's cache)
     model.register_forward_hook(lambda _m, inputs, _out: calls.__setitem__(slice(0, 2), [calls[0] + 1,
                                                                                           calls[1] + inputs[0].shape[0]]))
-    lazy = apply_model(sources, model, device="cpu", batch_size=args.batch, tile_size=tile, mask_output=None)
+    names = list(sources) if isinstance(sources, dict) else ["input"]
+    spec = ModelSpec(sources=tuple(SourceSpec(name=n) for n in names), output=OutputSpec(mask=None))
+    lazy = apply_model(sources, model, spec, run=RunOptions(device="cpu", batch_size=args.batch, tile_size=tile))
     halo = int(lazy.attrs["model_halo"])
     threads = torch.get_num_threads()
     pixels = args.dates * size * size
@@ -218,7 +220,8 @@ def gpu_feeding(cube: eocube.xr.DataArray, model: nn.Module, args: argparse.Name
         print("[cuda] GPU feeding (busy / wall, prefetch on and off): skipped, no CUDA device visible to torch")
         return
     for prefetch in (True, False):
-        lazy = apply_model(cube, model, device="cuda", batch_size=args.batch, tile_size=args.chunk, prefetch=prefetch)
+        lazy = apply_model(cube, model, run=RunOptions(device="cuda", batch_size=args.batch, tile_size=args.chunk,
+                                                       prefetch=prefetch))
         with dask.config.set(scheduler="threads"):
             lazy.isel(time=slice(0, args.batch)).compute()  # warm-up: model cached on the device, kernels chosen
             best = max((gpu_busy_fraction(lambda: lazy.values) for _ in range(args.repeats)), key=lambda r: r[0])  # noqa: B023 - called within this iteration
@@ -262,7 +265,7 @@ def main() -> None:
     devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
     for device in devices:
         dev_model = model.to(device)
-        lazy = apply_model(cube, model, device=device.type, batch_size=args.batch, tile_size=args.chunk)
+        lazy = apply_model(cube, model, run=RunOptions(device=device.type, batch_size=args.batch, tile_size=args.chunk))
         threads = torch.get_num_threads()
         # warm-up (first calls allocate, load the model in the cache, pick kernels)
         reference(dev_model, data[: args.batch], args.batch, device)

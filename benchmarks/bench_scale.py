@@ -106,14 +106,15 @@ def pipeline(items: list[dict], plan, bounds=None):
     import eocube
     from eocube.fill import fill_gaps
     from eocube.masks import clear_from_scl
+    from eocube.models import ModelSpec, RunOptions, SourceSpec
 
     cube = eocube.open_stac(items, assets=BANDS_10M + BANDS_20M + ["SCL"], resolution=10, bounds=bounds,
                             chunks=plan.load, nodata=0)
     clear = clear_from_scl(cube, "SCL")
     spectral = cube.sel(band=BANDS_10M + BANDS_20M)
     filled = fill_gaps(spectral.astype("float32"), clear, method="linear")
-    out = eocube.apply_model(filled, tiny_cnn(len(BANDS_10M + BANDS_20M)), layout="band", batch_size=8,
-                             chunks={"y": plan.model["y"], "x": plan.model["x"]})
+    out = eocube.apply_model(filled, tiny_cnn(len(BANDS_10M + BANDS_20M)), ModelSpec(sources=(SourceSpec(layout="band"),)),
+                             run=RunOptions(batch_size=8, chunks={"y": plan.model["y"], "x": plan.model["x"]}))
     model = "apply_model (2 conv layers)"
     # the model's blocks gathered into shards: a narrow rechunk, as tasks (dask would pick a p2p
     # shuffle under a client; apply_model does the same for its own input)

@@ -200,7 +200,7 @@ def one_seed(seed: int, a, out: Path, common: dict, first: bool) -> dict:
     from eocube.learn.metrics import classification_scores, confusion_matrix
     from eocube.learn.networks import SegNet
     from eocube.learn.split import BlockSplit
-    from eocube.models import apply_model
+    from eocube.models import RunOptions, apply_model
 
     t_seed = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
@@ -267,7 +267,8 @@ def one_seed(seed: int, a, out: Path, common: dict, first: bool) -> dict:
 
     # the class map through the engine: the whole scene to Zarr for the first seed; the network's scores from it
     t0 = time.perf_counter()
-    cmap = apply_model({"s10": scene["10m"], "s20": scene["20m"]}, str(out / "run" / "model.pt2"), device=a.device)
+    cmap = apply_model({"s10": scene["10m"], "s20": scene["20m"]}, str(out / "run" / "model.pt2"),
+                       run=RunOptions(device=a.device))
     if first:
         report = to_zarr(cmap, out / "landcover.zarr", progress=False)
         mapped = open_zarr(out / "landcover.zarr")

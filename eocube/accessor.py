@@ -63,8 +63,10 @@ class EOCubeAccessor:
 
         return to_zarr(self._obj, store, **kwargs)
 
-    def apply_model(self, model: Any, **kwargs: Any) -> xr.DataArray:
-        """Apply a PyTorch model chunk-wise with a halo (:func:`eocube.apply_model`)."""
+    def apply_model(self, model: Any, spec: Any = None, *, run: Any = None, **keywords: Any) -> xr.DataArray:
+        """Apply a PyTorch model chunk-wise with a halo (:func:`eocube.apply_model`: ``spec`` a
+        :class:`~eocube.models.ModelSpec` or a card, ``run`` a :class:`~eocube.models.RunOptions`;
+        the old keywords are a deprecated shorthand)."""
         from .models import apply_model
 
-        return apply_model(self._obj, model, **kwargs)
+        return apply_model(self._obj, model, spec, run=run, **keywords)

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from ..errors import EOCubeError
+from ..names import AUTOCASTS, CARD_NAME_PATTERNS, LAYOUTS, POSTPROCESS_NAMES
 from ._apply_sources import (
     SourceArg,
     bind_sources,
@@ -52,9 +53,6 @@ if TYPE_CHECKING:
 
     from ..models import ModelSpec, RunOptions
 
-LAYOUT_NAMES = ("band", "time_band", "sequence")
-CARD_NAMES = ("{name}.json", "{stem}.card.json", "{stem}.json")
-"""The card file names looked for beside a model file (as :func:`eocube.models.card.card_candidates`)."""
 
 
 @click.command("apply", cls=OneLineCommand)
@@ -76,10 +74,10 @@ CARD_NAMES = ("{name}.json", "{stem}.card.json", "{stem}.json")
                    "files in the output's identity (a rerun resumes or reuses the output only for the same version); "
                    "needed when the source cannot be read. Recorded in the provenance; a .pt2 or TorchScript file "
                    "is identified by its content whatever the version.")
-@click.option("--layout", type=click.Choice(LAYOUT_NAMES), default=None,
+@click.option("--layout", type=click.Choice(LAYOUTS), default=None,
               help="Without a card: how the model takes each source (band: one date per sample; time_band: dates "
                    "folded into channels; sequence: (N, T, C, H, W)); every band is fed.")
-@click.option("--postprocess", type=click.Choice(["argmax", "softmax", "sigmoid"]), default=None,
+@click.option("--postprocess", type=click.Choice(POSTPROCESS_NAMES), default=None,
               help="Without a card (or to override it): what to do with the model's output.")
 @click.option("--tile", type=click.IntRange(min=1), default=None,
               help="Tile edge in reference pixels fed to the model at once (default 256).")
@@ -88,7 +86,7 @@ CARD_NAMES = ("{name}.json", "{stem}.card.json", "{stem}.json")
                    "source's chunks).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Tiles per forward pass (default 8).")
 @click.option("--device", default=None, help="auto (CUDA when the workers see it; default), cpu, cuda, cuda:N.")
-@click.option("--autocast", type=click.Choice(["bf16", "fp16"]), default=None, help="Mixed precision (GPUs).")
+@click.option("--autocast", type=click.Choice(AUTOCASTS), default=None, help="Mixed precision (GPUs).")
 @zarr_options
 @click.option("--overwrite", is_flag=True, help="Replace an existing store instead of resuming it.")
 @click.option("--quicklook", default=None, type=click.Path(), help="PNG to write (default: <out>.png).")
@@ -163,7 +161,7 @@ def _request(model: str, card_path: str | None, args: list[SourceArg], factory: 
         return None
     path = Path(model).expanduser()
     cards = [Path(card_path).expanduser()] if card_path else []
-    cards += [path.with_name(n.format(name=path.name, stem=path.stem)) for n in CARD_NAMES]
+    cards += [path.with_name(n.format(name=path.name, stem=path.stem)) for n in CARD_NAME_PATTERNS]
     try:
         inputs: dict[str, Any] = {"model": path_stamp(path, content=True),
                                   "cards": [path_stamp(c, content=True) for c in cards if c.is_file()]}
@@ -199,14 +197,14 @@ def _check_model(model: str, card_path: str | None, layout: str | None) -> Path 
         if not Path(card_path).expanduser().is_file():
             raise InputError(f"--card {card_path}: no such file; give the model card (a STAC MLM item, .json)")
         return Path(card_path).expanduser()
-    beside = [path.with_name(n.format(name=path.name, stem=path.stem)) for n in CARD_NAMES]
+    beside = [path.with_name(n.format(name=path.name, stem=path.stem)) for n in CARD_NAME_PATTERNS]
     if layout is None and not any(p.is_file() for p in beside):
         raise InputError(_no_card(path))
     return None
 
 
 def _no_card(path: Path) -> str:
-    names = ", ".join(n.format(name=path.name, stem=path.stem) for n in CARD_NAMES)
+    names = ", ".join(n.format(name=path.name, stem=path.stem) for n in CARD_NAME_PATTERNS)
     return (f"no model card beside {path} (looked for {names}) and no --layout: write one "
             "(eocube.models.card.write_card, or export_model for a .pt2), point to one with --card, or describe "
             "the input with --layout band|time_band|sequence")

@@ -9,6 +9,7 @@ import click
 
 from .._redact import redact
 from ..fill import METHOD_NAMES
+from ..names import EVALUATED_METHODS
 from ._common import (
     OneLineCommand,
     SampleHelpOption,
@@ -22,8 +23,8 @@ from ._common import (
 if TYPE_CHECKING:
     import xarray as xr
 
-DEFAULT_METHODS: tuple[str, ...] = ("linear", "nearest", "previous", "whittaker", "harmonic", "savgol")
-"""``eocube.evaluate.DEFAULT_METHODS``, here so that the options need not import matplotlib (a test keeps them equal)."""
+DEFAULT_METHODS: tuple[str, ...] = EVALUATED_METHODS
+"""``eocube.evaluate.DEFAULT_METHODS`` (both :data:`eocube.names.EVALUATED_METHODS`), without importing matplotlib."""
 
 
 @click.command("evaluate", cls=OneLineCommand)

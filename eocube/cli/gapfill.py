@@ -18,6 +18,7 @@ import click
 
 from ..errors import EOCubeError
 from ..fill import METHOD_NAMES
+from ..names import MASK_KINDS
 from ._common import (
     InputError,
     OneLineCommand,
@@ -64,7 +65,7 @@ TILE_RANGE = (16, 2048)
               help="Band the --mask kind reads (sample default: CLM for boolean, CLP for probability; "
                    "Zarr cube: SCL, QA_PIXEL or CLP when present for those kinds).")
 @click.option("--data-band", default=None, help="Band that is non-zero where the sensor has data (sample default: IS_DATA).")
-@click.option("--mask", "mask_kind", type=click.Choice(["boolean", "scl", "qa_pixel", "probability"]), default="boolean",
+@click.option("--mask", "mask_kind", type=click.Choice(MASK_KINDS), default="boolean",
               show_default=True, help="How to read --cloud-band: 0/1 cloud mask (boolean), Sentinel-2 SCL classes, "
               "Landsat QA_PIXEL bits, or a cloud probability compared with --threshold. A band whose values "
               "do not fit the kind is an error.")

@@ -7,7 +7,7 @@ multi-seed harness that compares a network with its baselines on the same pixels
 >>> score(filled, cube, held, method="mine")
 
 Place among the package floors (README, Architecture): floor 5; it may import cube, errors, fill,
-learn, and no other package's private modules (tests/test_import_structure.py checks it).
+learn, names, and no other package's private modules (tests/test_import_structure.py checks it).
 """
 
 from .metrics import format_table, score

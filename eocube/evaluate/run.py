@@ -9,10 +9,11 @@ import xarray as xr
 
 from ..cube import select_bands, validate_cube
 from ..fill import METHODS, fill_gaps
+from ..names import EVALUATED_METHODS
 from .metrics import score
 from .protocol import EvaluateError, artificial_gaps
 
-DEFAULT_METHODS: tuple[str, ...] = ("linear", "nearest", "previous", "whittaker", "harmonic", "savgol")
+DEFAULT_METHODS: tuple[str, ...] = EVALUATED_METHODS
 """Methods scored by default (``next`` mirrors ``previous``)."""
 
 Filler = Callable[[xr.DataArray, xr.DataArray], xr.DataArray]

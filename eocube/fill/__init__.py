@@ -8,7 +8,7 @@ run them, i.e. in the dask tasks, on the workers that compute (see :mod:`eocube.
 for compiling them ahead of time).
 
 Place among the package floors (README, Architecture): floor 3; it may import cube, errors, masks,
-nodata, and no other package's private modules (tests/test_import_structure.py checks it).
+names, nodata, and no other package's private modules (tests/test_import_structure.py checks it).
 """
 
 from __future__ import annotations
@@ -18,7 +18,9 @@ import sys
 import types
 from typing import Any
 
-METHOD_NAMES: tuple[str, ...] = ("linear", "nearest", "previous", "next", "whittaker", "harmonic", "savgol")
+from ..names import FILL_METHODS
+
+METHOD_NAMES: tuple[str, ...] = FILL_METHODS
 """Names of :data:`METHODS` (the keys of ``eocube.fill.temporal.METHODS``; a test keeps them equal),
 available without importing the kernels."""
 

@@ -23,7 +23,7 @@ Imports flow one way: cli -> trainer -> tasks -> (patches -> sources -> windows,
 -> errors; checkpoint, export and inference sit beside them (no cycle: tests/learn/test_layout.py).
 
 Place among the package floors (README, Architecture): floor 4; it may import cube, datasets,
-errors, io, masks, models, nodata, and no other package's private modules
+errors, io, masks, models, names, nodata, and no other package's private modules
 (tests/test_import_structure.py checks it).
 """
 

@@ -12,6 +12,7 @@ import logging
 import click
 
 from ..errors import EOCubeError
+from ..names import MODEL_FILE, TASKS
 
 
 class TrainInputError(click.ClickException):
@@ -26,7 +27,7 @@ class TrainInputError(click.ClickException):
 
 @click.command("train")
 @click.argument("config_arg", metavar="[CONFIG]", required=False, type=click.Path(dir_okay=False))
-@click.option("--task", type=click.Choice(["gapfill", "segmentation", "superres"]), default=None,
+@click.option("--task", type=click.Choice(TASKS), default=None,
               help="What to train (default: the config's task key, else gapfill); defaults in "
                    "eocube/learn/default.yaml, segmentation.yaml, superres.yaml.")
 @click.option("--config", "config", type=click.Path(dir_okay=False), default=None,
@@ -59,7 +60,7 @@ def train_command(config_arg: str | None, task: str | None, config: str | None, 
             f"trained epochs {result.start_epoch + 1}..{last['epoch']} in {result.seconds:.0f} s on "
             f"{result.world_size} process(es), {result.device}: train loss {last['train_loss']:.4f}, "
             f"val loss {last['val_loss']:.4f}{extra}; checkpoints in {result.out}"
-            + (f", model {result.out / 'model.pt2'}" if (result.out / "model.pt2").exists() else "")
+            + (f", model {result.out / MODEL_FILE}" if (result.out / MODEL_FILE).exists() else "")
         )
 
 

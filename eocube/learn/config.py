@@ -11,11 +11,12 @@ from typing import Any, Callable
 
 import yaml
 
+from ..names import TASKS as TASK_NAMES
 from .errors import LearnError
 
 DEFAULT_CONFIG_PATH = Path(__file__).with_name("default.yaml")
-TASKS = ("gapfill", "segmentation", "superres")
-"""Tasks ``eocube train --task`` knows."""
+TASKS = TASK_NAMES
+"""Tasks ``eocube train --task`` knows (:data:`eocube.names.TASKS`)."""
 TASK_CONFIG_PATHS = {
     "gapfill": DEFAULT_CONFIG_PATH,
     "segmentation": Path(__file__).with_name("segmentation.yaml"),

@@ -30,13 +30,11 @@ import torch
 from torch import nn
 
 from ..models import ClassInfo, ModelSpec, OutputSpec, Scaling, SourceSpec
+from ..names import MODEL_FILE
 from .checkpoint import load_checkpoint
 from .errors import CheckpointError
 from .networks import build_network
 from .normalisation import Normaliser
-
-MODEL_FILE = "model.pt2"
-"""Name of the exported model in a training output folder (its card is ``model.json``)."""
 
 
 class ClassScores(nn.Module):

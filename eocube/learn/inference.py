@@ -12,8 +12,8 @@ from pathlib import Path
 
 import xarray as xr
 
+from ..names import MODEL_FILE
 from .errors import CheckpointError
-from .export import MODEL_FILE
 
 
 def model_file(model: str | os.PathLike[str]) -> Path:

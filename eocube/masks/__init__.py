@@ -5,8 +5,8 @@ Every builder returns a lazy boolean ``(time, y, x)`` DataArray; combine them wi
 :func:`check_mask_band` reads a sample of a mask band and refuses values its mask
 kind cannot hold (a 0/1 cloud mask given as SCL classes, say).
 
-Place among the package floors (README, Architecture): floor 2; it may import cube, errors, nodata,
-and no other package's private modules (tests/test_import_structure.py checks it).
+Place among the package floors (README, Architecture): floor 2; it may import cube, errors, names,
+nodata, and no other package's private modules (tests/test_import_structure.py checks it).
 """
 
 from ._errors import MaskError

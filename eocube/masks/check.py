@@ -19,11 +19,9 @@ import numpy as np
 import xarray as xr
 
 from ..cube import select_bands, validate_cube
+from ..names import MASK_KINDS
 from ..nodata import cube_nodata
 from ._errors import MaskError
-
-MASK_KINDS: tuple[str, ...] = ("boolean", "scl", "qa_pixel", "probability")
-"""The mask kinds :func:`check_mask_band` knows (the CLI's ``--mask`` choices)."""
 
 SAMPLE_BYTES = 32 * 2**20
 """Default read budget of :func:`summarise_band` (bytes of the band)."""

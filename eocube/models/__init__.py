@@ -8,7 +8,7 @@ as a ``torch.nn.Module``, a TorchScript file, or a factory plus a ``state_dict``
 process (once per worker process is the contract).
 
 Place among the package floors (README, Architecture): floor 2; it may import cube, errors, grid,
-nodata, and no other package's private modules (tests/test_import_structure.py checks it).
+names, nodata, and no other package's private modules (tests/test_import_structure.py checks it).
 """
 
 from ._api import apply_model

@@ -20,6 +20,7 @@ from dask.base import tokenize
 from ..cube import check_time_axis, select_bands, validate_cube
 from ..errors import GridError
 from ..grid import Grid
+from ..names import LAYOUTS, MASK_OUTPUTS, OUTPUT_KINDS, PAIRINGS, VALID_INPUTS
 from ..nodata import cube_nodata
 from ._device import check_autocast, check_device_early, gpu_resources
 from ._engine import BlockPlan, SourcePlan, forward_canonical, identified, run_block
@@ -27,7 +28,7 @@ from ._errors import HaloError, OptionError, OutputShapeError, SourceError
 from ._guards import FedSizes, check_size_limits
 from ._identity import unreadable_message
 from ._keywords import declared_scale, resolve
-from ._layout import LAYOUTS, Layout, time_features
+from ._layout import Layout, time_features
 from ._loading import ExportedProgramSource, as_source, get_model, settle_identity
 from ._probe import make_builder, probe_output, resolve_halo
 from ._scaling import check_scaling
@@ -72,13 +73,13 @@ def _check_spec(spec: ModelSpec, run: RunOptions) -> None:
     for src in spec.sources:
         if src.layout not in LAYOUTS:
             raise OptionError(f"layout must be one of {LAYOUTS}, got {src.layout!r}")
-        if src.valid_input not in (None, "channel", "argument"):
-            raise OptionError(f"valid_input must be None, 'channel' or 'argument', got {src.valid_input!r}")
+        if src.valid_input not in (None, *VALID_INPUTS):
+            raise OptionError(f"valid_input must be None or one of {VALID_INPUTS}, got {src.valid_input!r}")
     out = spec.output
-    if out.mask not in (None, "any", "all"):
-        raise OptionError(f"mask_output must be None, 'any' or 'all', got {out.mask!r}")
-    if out.kind not in ("auto", "per_date", "map"):
-        raise OptionError(f"output must be 'auto', 'per_date' or 'map', got {out.kind!r}")
+    if out.mask not in (None, *MASK_OUTPUTS):
+        raise OptionError(f"mask_output must be None or one of {MASK_OUTPUTS}, got {out.mask!r}")
+    if out.kind not in OUTPUT_KINDS:
+        raise OptionError(f"output must be one of {OUTPUT_KINDS}, got {out.kind!r}")
     _check_counts(run, spec)
     _check_chunks(run.chunks)
     _check_output(out)
@@ -91,8 +92,8 @@ def _check_spec(spec: ModelSpec, run: RunOptions) -> None:
     if run.torch_threads is not None and (not _whole(run.torch_threads) or run.torch_threads < 1):
         raise OptionError(f"torch_threads={run.torch_threads!r}: give a whole number >= 1, or None (the process's "
                           "cores divided by its dask threads)")
-    if spec.pairing not in ("same", "nearest", "previous"):
-        raise OptionError(f"pairing must be 'same', 'nearest' or 'previous', got {spec.pairing!r}")
+    if spec.pairing not in PAIRINGS:
+        raise OptionError(f"pairing must be one of {PAIRINGS}, got {spec.pairing!r}")
     temporal = {src.layout != "band" for src in spec.sources}
     if len(temporal) > 1:
         raise OptionError(
@@ -227,9 +228,9 @@ def apply_model(
     What describes the model (its sources, layouts, validity and time inputs, outputs, halo,
     scale) is one :class:`~eocube.models.ModelSpec`, usually loaded from the model card beside
     the model file; how to run it (tiles, batches, device, precision, threads, resources) is
-    one :class:`~eocube.models.RunOptions`. Keywords override fields of either, so the
-    calls of earlier versions (``apply_model(cube, net, layout=..., bands=..., tile_size=...)``)
-    keep working.
+    one :class:`~eocube.models.RunOptions`. The keywords of earlier versions
+    (``apply_model(cube, net, layout=..., bands=..., tile_size=...)``) still override fields of
+    either, each with a :class:`DeprecationWarning` naming the field to set instead.
 
     Parameters
     ----------
@@ -252,7 +253,8 @@ def apply_model(
     run
         How to run it (:class:`~eocube.models.RunOptions`; default ``RunOptions()``).
     **keywords
-        Override fields of the spec and of ``run``:
+        Deprecated shorthand (each one warns, naming the field to set instead): override fields
+        of the spec and of ``run``:
 
         * of each source (a value for all sources, or a dict ``{source name: value}``):
           ``layout`` (``"band"``: each date a sample ``(N, F, H, W)``; ``"time_band"``: the series
@@ -318,10 +320,12 @@ def apply_model(
 
     >>> classes = eocube.apply_model(cube, "unet.pt2")  # doctest: +SKIP
 
-    A per-date segmentation network on four bands, as a class map per date:
+    A per-date segmentation network on four bands, as a class map per date, 512-pixel tiles:
 
-    >>> classes = eocube.apply_model(cube, "unet.ts", bands=["B02", "B03", "B04", "B08"],
-    ...                              postprocess="argmax", size_multiple=16)  # doctest: +SKIP
+    >>> from eocube.models import ModelSpec, OutputSpec, RunOptions, SourceSpec
+    >>> spec = ModelSpec(sources=(SourceSpec(bands=("B02", "B03", "B04", "B08")),),
+    ...                  output=OutputSpec(postprocess="argmax"), size_multiple=16)
+    >>> classes = eocube.apply_model(cube, "unet.ts", spec, run=RunOptions(tile_size=512))  # doctest: +SKIP
 
     Two sources, Sentinel-2 10 m and 20 m bands (``forward(x10, x20)``), x2 finer output:
 
@@ -329,13 +333,14 @@ def apply_model(
 
     Sentinel-2 dates with the nearest Sentinel-1 date within 6 days (``forward(s2, s1)``):
 
-    >>> out = eocube.apply_model({"s2": s2, "s1": s1}, net, pairing="nearest", tolerance="6D")  # doctest: +SKIP
+    >>> spec = ModelSpec(sources=(SourceSpec(name="s2"), SourceSpec(name="s1")), pairing="nearest", tolerance="6D")
+    >>> out = eocube.apply_model({"s2": s2, "s1": s1}, net, spec)  # doctest: +SKIP
 
     A temporal gap-filling network with ``forward(values (N, T, C, H, W), valid, days (N, T))``:
 
-    >>> filled = eocube.apply_model(
-    ...     ndvi.where(clear), net, layout="sequence", valid_input="argument", time_input="days",
-    ...     out_bands="input", mask_output="all")  # doctest: +SKIP
+    >>> spec = ModelSpec(sources=(SourceSpec(layout="sequence", valid_input="argument", time_input="days"),),
+    ...                  output=OutputSpec(bands="input", mask="all"))
+    >>> filled = eocube.apply_model(ndvi.where(clear), net, spec)  # doctest: +SKIP
 
     Notes
     -----

@@ -1,14 +1,17 @@
-"""From what the caller passed (a spec, a card, keywords) to one :class:`ModelSpec` and one :class:`RunOptions`.
+"""From what the caller passed (a spec, a card, the old keywords) to one :class:`ModelSpec` and one :class:`RunOptions`.
 
 The keywords of the first ``apply_model`` (``layout=``, ``bands=``, ``out_bands=``, ``tile_size=``,
-...) keep working: each one overrides the matching field of the spec (or of the card found
-beside the model file) or of the run options. With several sources, a source keyword applies
-to every source, or is a dict ``{source name: value}``.
+...) are a deprecated shorthand: each one overrides the matching field of the spec (or of the
+card found beside the model file) or of the run options, and emits a :class:`DeprecationWarning`
+that names the field to set instead (:data:`DEPRECATED`). With several sources, a source keyword
+applies to every source, or is a dict ``{source name: value}``.
 """
 
 from __future__ import annotations
 
 import os
+import sys
+import warnings
 from collections.abc import Mapping
 from dataclasses import replace
 from fractions import Fraction
@@ -28,8 +31,37 @@ OUTPUT_KEYS = {"out_bands": "bands", "output": "kind", "out_time": "time", "post
                "out_dtype": "dtype", "out_nodata": "nodata", "mask_output": "mask", "scale": "scale"}
 MODEL_KEYS = {"halo": "halo", "size_multiple": "size_multiple", "reference": "reference", "pairing": "pairing",
               "tolerance": "tolerance", "model_version": "version"}
-RUN_KEYS = {"tile_size", "batch_size", "chunks", "device", "autocast", "torch_threads", "resources", "name", "prefetch"}
+RUN_KEYS = {key: key for key in ("tile_size", "batch_size", "chunks", "device", "autocast", "torch_threads",
+                                 "resources", "name", "prefetch")}
 KEYWORDS = sorted({*SOURCE_KEYS, *OUTPUT_KEYS, *MODEL_KEYS, *RUN_KEYS})
+
+DEPRECATED: dict[str, str] = {
+    **{key: f"ModelSpec(sources=(SourceSpec({fld}=...), ...))" for key, fld in SOURCE_KEYS.items()},
+    **{key: f"ModelSpec(output=OutputSpec({fld}=...))" for key, fld in OUTPUT_KEYS.items()},
+    **{key: f"ModelSpec({fld}=...)" for key, fld in MODEL_KEYS.items()},
+    **{key: f"apply_model(..., run=RunOptions({fld}=...))" for key, fld in RUN_KEYS.items()},
+}
+"""Each old keyword of ``apply_model`` and the spec field that replaces it (as its warning says)."""
+
+_OWN = ("eocube.models.", "eocube.accessor")
+"""Modules whose frames a deprecation warning skips: it points at the code that called ``apply_model``."""
+
+
+def _caller_stacklevel() -> int:
+    """The ``stacklevel`` of the first frame outside the model engine (and the ``.eocube`` accessor)."""
+    frame, level = sys._getframe(1), 1
+    while frame.f_back is not None and str(frame.f_globals.get("__name__", "")).startswith(_OWN):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
+def warn_keywords(keywords: Mapping[str, Any]) -> None:
+    """One :class:`DeprecationWarning` per old keyword given, naming the spec field to set instead."""
+    level = _caller_stacklevel()
+    for key in sorted(keywords):
+        if key in DEPRECATED:
+            warnings.warn(f"apply_model({key}=...) is deprecated; use {DEPRECATED[key]}", DeprecationWarning,
+                          stacklevel=level)
 
 
 def load_spec(spec: Any, model: Any) -> ModelSpec | None:
@@ -61,7 +93,9 @@ def _source_names(sources: Any) -> list[str]:
 def resolve(
     sources: Any, model: Any, spec: Any, run: RunOptions | None, keywords: Mapping[str, Any]
 ) -> tuple[ModelSpec, RunOptions]:
-    """One spec and one set of run options from a spec or card, run options and keywords.
+    """One spec and one set of run options from a spec or card, run options and the old keywords.
+
+    Each keyword (the deprecated shorthand) overrides one field and warns (:func:`warn_keywords`).
 
     Raises
     ------
@@ -71,6 +105,7 @@ def resolve(
     unknown = sorted(set(keywords) - set(KEYWORDS))
     if unknown:
         raise TypeError(f"apply_model() got unexpected keyword(s) {unknown}; the keywords are {KEYWORDS}")
+    warn_keywords(keywords)
     loaded = load_spec(spec, model)
     if loaded is None:
         loaded = ModelSpec(sources=tuple(SourceSpec(name=n) for n in _source_names(sources)))
@@ -107,7 +142,7 @@ def resolve(
     model_changes = {fld: keywords[key] for key, fld in MODEL_KEYS.items() if key in keywords}
     resolved = replace(loaded, sources=tuple(new_sources), output=output, **model_changes)
 
-    run_changes = {k: keywords[k] for k in RUN_KEYS if k in keywords}
+    run_changes = {fld: keywords[key] for key, fld in RUN_KEYS.items() if key in keywords}
     options = replace(run or RunOptions(), **run_changes)
     return resolved, options
 

@@ -27,10 +27,9 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ..names import LayoutName
 from ._errors import OptionError, OutputShapeError
 
-LAYOUTS = ("band", "time_band", "sequence")
-LayoutName = Literal["band", "time_band", "sequence"]
 OutputKind = Literal["per_date", "map"]
 
 
@@ -39,7 +38,7 @@ class Layout:
     """How a block of the cube becomes model inputs."""
 
     kind: LayoutName
-    """One of :data:`LAYOUTS`."""
+    """One of :data:`eocube.names.LAYOUTS`."""
     bands: tuple[str, ...]
     """Input band names, in channel order."""
     n_time: int

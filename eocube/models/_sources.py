@@ -26,6 +26,7 @@ import xarray as xr
 
 from ..errors import GridError
 from ..grid import Grid
+from ..names import PAIRINGS
 from ._errors import OptionError, SourceError
 from ._spec import ModelSpec
 
@@ -189,7 +190,7 @@ def pair_dates(
     numpy.ndarray
         int64, one entry per reference date.
     """
-    if how not in ("same", "nearest", "previous"):
+    if how not in PAIRINGS:
         raise SourceError(f"pairing must be 'same', 'nearest' or 'previous', got {how!r}")
     if len(other) == 0:
         return np.full(len(reference), -1, np.int64)

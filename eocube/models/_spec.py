@@ -19,11 +19,9 @@ from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from typing import Any, Literal
 
+from ..names import Autocast, LayoutName, MaskOutput, OutputKind, Pairing, ValidInput
 from ._errors import UnknownSourceError
 
-LayoutName = Literal["band", "time_band", "sequence"]
-OutputKind = Literal["auto", "per_date", "map"]
-Pairing = Literal["same", "nearest", "previous"]
 ScalingType = Literal["z-score", "min-max", "offset", "scale", "clip", "clip-min", "clip-max"]
 
 
@@ -70,7 +68,7 @@ class SourceSpec:
     """Bands fed, in channel order; None: every band of the cube, in its order."""
     layout: LayoutName = "band"
     """``"band"`` (N, F, H, W) per date; ``"time_band"`` (N, T*F, H, W); ``"sequence"`` (N, T, F, H, W)."""
-    valid_input: Literal["channel", "argument"] | None = None
+    valid_input: ValidInput | None = None
     """How the model learns where the input was nodata (a channel after each date's bands, or an argument)."""
     time_input: str | None = None
     """Per-date features passed after ``x`` (and ``valid``): ``"days"`` or ``"doy"``; None: none."""
@@ -98,7 +96,7 @@ class OutputSpec:
     """Output dtype (default float32; uint8 for argmax)."""
     nodata: float | int | None = None
     """Output nodata (default NaN for floats, the largest value for unsigned, -1 for signed)."""
-    mask: Literal["any", "all"] | None = "any"
+    mask: MaskOutput | None = "any"
     """Where the output is set to nodata: any / all inputs reaching it were nodata; None: never."""
     classes: tuple[ClassInfo, ...] = ()
     """Class values, names and colours of a class map (travel to the output's attributes)."""
@@ -158,7 +156,7 @@ class RunOptions:
     """Rechunk the reference source first (``{"y": 1024, "x": 1024}``)."""
     device: str = "auto"
     """``"auto"`` (CUDA when torch sees it in the worker), ``"cpu"``, ``"cuda"``, ``"cuda:N"``."""
-    autocast: Literal["bf16", "fp16"] | None = None
+    autocast: Autocast | None = None
     """Mixed precision (mainly for GPUs)."""
     torch_threads: int | None = None
     """Torch threads per task on the CPU; None: the process's cores divided by its dask threads."""

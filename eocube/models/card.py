@@ -37,6 +37,7 @@ from urllib.request import url2pathname
 
 import numpy as np
 
+from ..names import CARD_NAME_PATTERNS, LAYOUTS, MASK_OUTPUTS, OUTPUT_KINDS, PAIRINGS, POSTPROCESS_NAMES, VALID_INPUTS
 from ._errors import ExportError, ModelLoadError, OptionError
 from ._spec import ClassInfo, ModelSpec, OutputSpec, Scaling, SourceSpec
 
@@ -59,7 +60,6 @@ __all__ = [
 MLM_SCHEMA = "https://stac-extensions.github.io/mlm/v1.4.0/schema.json"
 """The MLM extension version cards are written with."""
 
-LAYOUTS = ("band", "time_band", "sequence")
 _DIMS = {
     "batch": {"batch", "b", "n", "samples"},
     "channel": {"channel", "channels", "band", "bands", "c"},
@@ -221,7 +221,7 @@ def card_candidates(model_path: str | os.PathLike[str]) -> list[Path]:
         ``model.pt2.json``, ``model.card.json``, ``model.json``.
     """
     p = Path(model_path)
-    return [p.with_name(p.name + ".json"), p.with_name(p.stem + ".card.json"), p.with_name(p.stem + ".json")]
+    return [p.with_name(pattern.format(name=p.name, stem=p.stem)) for pattern in CARD_NAME_PATTERNS]
 
 
 def _looks_like_card(path: Path) -> bool:
@@ -361,7 +361,7 @@ def spec_from_card(item: Mapping[str, Any], *, card: str = "<dict>") -> ModelSpe
         reference=reference,
         halo=_halo(r, props.get("eocube:halo", "auto")),
         size_multiple=r.positive_int(props.get("eocube:size_multiple", 1), "eocube:size_multiple"),
-        pairing=r.choice(props.get("eocube:pairing", "same"), "eocube:pairing", ("same", "nearest", "previous")),
+        pairing=r.choice(props.get("eocube:pairing", "same"), "eocube:pairing", PAIRINGS),
         tolerance=_tolerance(r, props.get("eocube:tolerance")),
         name=r.opt_str(props, "mlm:name"),
     )
@@ -523,7 +523,7 @@ def _source(r: _Reader, obj: dict[str, Any], field: str) -> SourceSpec:
     bands = _bands(r, obj.get("bands"), f"{field}.bands")
     shape, dims = _structure(r, r.obj(obj.get("input"), f"{field}.input"), f"{field}.input")
     layout = _layout(r, dims, obj.get("eocube:layout"), field)
-    valid = r.choice(obj.get("eocube:valid_input"), f"{field}.eocube:valid_input", (None, "channel", "argument"))
+    valid = r.choice(obj.get("eocube:valid_input"), f"{field}.eocube:valid_input", (None, *VALID_INPUTS))
     _check_channels(r, shape[dims.index("channel")], bands, layout, valid, f"{field}.input.shape")
     scalings = _scalings(r, obj.get("value_scaling"), f"{field}.value_scaling")
     if bands and len(scalings) not in (0, 1, len(bands)):
@@ -586,7 +586,7 @@ def _postprocess(r: _Reader, obj: dict[str, Any], field: str, classes: tuple[Cla
                  channels: int | None) -> str | None:
     """``eocube:postprocess``, else a known ``post_processing_function``, else argmax for class scores."""
     if "eocube:postprocess" in obj:
-        return r.choice(obj["eocube:postprocess"], f"{field}.eocube:postprocess", (None, "argmax", "softmax", "sigmoid"))
+        return r.choice(obj["eocube:postprocess"], f"{field}.eocube:postprocess", (None, *POSTPROCESS_NAMES))
     func = obj.get("post_processing_function")
     if func is not None:
         expr = r.obj(func, f"{field}.post_processing_function").get("expression")
@@ -616,12 +616,12 @@ def _output(r: _Reader, obj: dict[str, Any], field: str) -> OutputSpec:
     nodata = obj.get("eocube:nodata", class_nodata)
     return OutputSpec(
         bands=bands,
-        kind=r.choice(obj.get("eocube:kind", kind_default), f"{field}.eocube:kind", ("auto", "per_date", "map")),
+        kind=r.choice(obj.get("eocube:kind", kind_default), f"{field}.eocube:kind", OUTPUT_KINDS),
         time=_time(r, obj.get("eocube:time"), f"{field}.eocube:time"),
         postprocess=postprocess,
         dtype=r.opt_str(obj, "eocube:dtype", f"{field}.eocube:dtype"),
         nodata=None if nodata is None else _nodata(r, nodata, f"{field}.eocube:nodata"),
-        mask=r.choice(obj.get("eocube:mask", "any"), f"{field}.eocube:mask", ("any", "all", None)),
+        mask=r.choice(obj.get("eocube:mask", "any"), f"{field}.eocube:mask", (*MASK_OUTPUTS, None)),
         classes=classes,
         scale=_scale(r, obj.get("eocube:scale", "probe"), f"{field}.eocube:scale"),
     )

@@ -15,6 +15,7 @@ import torch
 
 import eocube
 from eocube.datasets import sentinel2_sample
+from eocube.models import ModelSpec, OutputSpec, RunOptions
 
 cube = sentinel2_sample()
 clear = cube.eocube.clear_from_cloud_band("CLM", data_band="IS_DATA")
@@ -29,9 +30,10 @@ cnn = torch.nn.Sequential(
 ).eval()
 
 small = ndvi.fillna(0).chunk({"time": 4, "band": 1, "y": 16, "x": 16})
-seamless = eocube.apply_model(small, cnn, layout="band", halo="probe", tile_size=16, batch_size=32,
-                              out_bands=["edges"], mask_output=None)
-naive = eocube.apply_model(small, cnn, layout="band", halo=0, tile_size=16, out_bands=["edges"], mask_output=None)
+edges = OutputSpec(bands=("edges",), mask=None)   # one output band; no nodata mask (the input is filled)
+seamless = eocube.apply_model(small, cnn, ModelSpec(output=edges, halo="probe"),
+                              run=RunOptions(tile_size=16, batch_size=32))
+naive = eocube.apply_model(small, cnn, ModelSpec(output=edges, halo=0), run=RunOptions(tile_size=16))
 print(seamless.eocube)   # lazy: nothing computed yet"""),
     ("code", """t = 30
 with torch.no_grad():
