@@ -20,22 +20,22 @@ from dask.base import tokenize
 from ..cube import check_time_axis, select_bands, validate_cube
 from ..errors import GridError
 from ..grid import Grid
-from ..names import LAYOUTS, MASK_OUTPUTS, OUTPUT_KINDS, PAIRINGS, VALID_INPUTS
 from ..nodata import cube_nodata
-from ._device import check_autocast, check_device_early, gpu_resources
+from ._device import gpu_resources
 from ._engine import BlockPlan, SourcePlan, forward_canonical, identified, run_block
-from ._errors import HaloError, OptionError, OutputShapeError, SourceError
+from ._errors import HaloError, OutputShapeError, SourceError
 from ._guards import FedSizes, check_size_limits
 from ._identity import unreadable_message
-from ._keywords import declared_scale, resolve
+from ._keywords import resolve
 from ._layout import Layout, time_features
 from ._loading import ExportedProgramSource, as_source, get_model, settle_identity
-from ._probe import make_builder, probe_output, resolve_halo
+from ._probe import Probe, ProbeInputs, make_builder, probe_output, resolve_halo
 from ._scaling import check_scaling
-from ._sources import as_fraction, lcm, match_sources, nest_grids, pair_dates
-from ._spec import ModelSpec, RunOptions, SourceSpec
+from ._sources import lcm, match_sources, nest_grids, pair_dates
+from ._spec import ModelSpec, OutputSpec, RunOptions, SourceSpec
 from ._tile_windows import tile_windows
 from ._tiling import OutScale, aligned_chunks, output_chunks, round_up, source_chunks
+from ._validate import check_spec
 
 DEFAULT_SPATIAL_CHUNK = 512
 
@@ -66,103 +66,6 @@ def _out_dtype_nodata(out_dtype: Any, out_nodata: Any, post: Any) -> tuple[np.dt
         else:
             out_nodata = -1
     return dtype, out_nodata
-
-
-def _check_spec(spec: ModelSpec, run: RunOptions) -> None:
-    """Values the spec and the run options may take (clear errors before anything else)."""
-    for src in spec.sources:
-        if src.layout not in LAYOUTS:
-            raise OptionError(f"layout must be one of {LAYOUTS}, got {src.layout!r}")
-        if src.valid_input not in (None, *VALID_INPUTS):
-            raise OptionError(f"valid_input must be None or one of {VALID_INPUTS}, got {src.valid_input!r}")
-    out = spec.output
-    if out.mask not in (None, *MASK_OUTPUTS):
-        raise OptionError(f"mask_output must be None or one of {MASK_OUTPUTS}, got {out.mask!r}")
-    if out.kind not in OUTPUT_KINDS:
-        raise OptionError(f"output must be one of {OUTPUT_KINDS}, got {out.kind!r}")
-    _check_counts(run, spec)
-    _check_chunks(run.chunks)
-    _check_output(out)
-    for src in spec.sources:
-        try:
-            float(src.fill_value)
-        except (TypeError, ValueError):
-            raise OptionError(f"fill_value={src.fill_value!r} (source {src.name!r}) is not a number: give the value "
-                              "fed to the model where the input is nodata, e.g. 0") from None
-    if run.torch_threads is not None and (not _whole(run.torch_threads) or run.torch_threads < 1):
-        raise OptionError(f"torch_threads={run.torch_threads!r}: give a whole number >= 1, or None (the process's "
-                          "cores divided by its dask threads)")
-    if spec.pairing not in PAIRINGS:
-        raise OptionError(f"pairing must be one of {PAIRINGS}, got {spec.pairing!r}")
-    temporal = {src.layout != "band" for src in spec.sources}
-    if len(temporal) > 1:
-        raise OptionError(
-            "the sources mix the per-date layout 'band' with temporal layouts: use 'band' for every source (dates "
-            "paired across sources) or a temporal layout ('time_band', 'sequence') for every source"
-        )
-    check_autocast(run.autocast)
-    check_device_early(run.device)
-
-
-def _whole(value: Any) -> bool:
-    """A whole number (not a bool, not a float such as 2.5)."""
-    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
-
-
-def _check_counts(run: RunOptions, spec: ModelSpec) -> None:
-    """``batch_size``, ``tile_size`` and ``size_multiple``: whole numbers >= 1 (``tile_size`` may be None)."""
-    for name, value, none in (("batch_size", run.batch_size, ""), ("size_multiple", spec.size_multiple, ""),
-                              ("tile_size", run.tile_size, " (or None: one tile per chunk)")):
-        if value is None and none:
-            continue
-        if not _whole(value) or value < 1:
-            raise OptionError(f"{name}={value!r}: give a whole number >= 1{none}")
-
-
-def _check_output(out: Any) -> None:
-    """``out_dtype`` a numeric type, ``out_nodata`` a value it holds, ``scale`` a positive ratio."""
-    if out.dtype is not None:
-        try:
-            dtype = np.dtype(out.dtype)
-        except TypeError:
-            raise OptionError(f"out_dtype={out.dtype!r} is not a numpy dtype: give one such as 'float32' or "
-                              "'uint8'") from None
-        if dtype.kind not in "biuf":
-            raise OptionError(f"out_dtype={out.dtype!r}: the output holds numbers; give a numeric dtype such as "
-                              f"'float32' or 'uint8', not {dtype}")
-    if out.nodata is not None:
-        dtype = np.dtype(out.dtype) if out.dtype is not None else None
-        try:
-            value = float(out.nodata)
-        except (TypeError, ValueError):
-            raise OptionError(f"out_nodata={out.nodata!r} is not a number: give the output's nodata value, e.g. "
-                              "NaN for floats or 255 for uint8") from None
-        if dtype is not None and dtype.kind in "iu" and not (
-                value.is_integer() and np.iinfo(dtype).min <= value <= np.iinfo(dtype).max):
-            info = np.iinfo(dtype)
-            raise OptionError(f"out_nodata={out.nodata!r} cannot be held by out_dtype {dtype} (whole numbers "
-                              f"{info.min}..{info.max}): give a value in that range")
-    if out.scale not in ("probe", None):
-        ratio = as_fraction(out.scale)  # OptionError when it is not a ratio
-        if ratio <= 0:
-            raise OptionError(f"scale={out.scale!r}: output pixels per reference pixel must be > 0 (4 for x4 "
-                              "super-resolution, '1/4' for a stride-4 model)")
-
-
-def _check_chunks(chunks: Any) -> None:
-    """``chunks``: a dict of time, y and x to whole numbers >= 1 (or -1 / None: the whole axis)."""
-    if chunks is None:
-        return
-    if not isinstance(chunks, Mapping):
-        raise OptionError(f"chunks={chunks!r}: give a dict such as {{'y': 1024, 'x': 1024}}")
-    unknown = sorted(str(d) for d in chunks if d not in ("time", "band", "y", "x"))
-    if unknown:
-        raise OptionError(f"chunks={dict(chunks)!r}: unknown dim(s) {unknown}; chunks takes time, y and x")
-    for dim, value in chunks.items():
-        if value is None or (_whole(value) and (value >= 1 or value == -1)):
-            continue
-        raise OptionError(f"chunks={dict(chunks)!r}: {dim} must be a whole number >= 1 (or -1 for the whole axis), "
-                          f"got {value!r}")
 
 
 def _select(cube: xr.DataArray, src: SourceSpec) -> xr.DataArray:
@@ -367,7 +270,7 @@ def apply_model(
     model is not run on it); no partner at all is an error.
     """
     spec, run = resolve(sources, model, spec, run, keywords)
-    _check_spec(spec, run)
+    check_spec(spec, run)
     cubes = match_sources(sources, spec)
     srcs = [_Source(sp, c, pd.DatetimeIndex([])) for sp, c in zip(spec.sources, cubes)]
     for src in srcs:
@@ -422,31 +325,30 @@ def apply_model(
         warnings.warn(unreadable_message("the model", unreadable), UserWarning, stacklevel=2)
 
     # ---- probe: output kind, channels, scale; then the halo ----
-    ratios = [src.ratio for src in srcs]
-    layouts = [src.layout for src in srcs]
+    ratios = tuple(src.ratio for src in srcs)
+    layouts = tuple(src.layout for src in srcs)
     assert all(lay is not None for lay in layouts)
-    build = make_builder(layouts, [src.tfeat for src in srcs])  # type: ignore[arg-type]
     probe_t = len(rsrc.times) if temporal else min(2, len(rsrc.times))
-    shapes = [(len(src.times) if temporal else probe_t, lay.per_date_channels - int(lay.flag))  # type: ignore[union-attr]
-              for src, lay in zip(srcs, layouts)]
     m_base = spec.size_multiple * srcs[ref].ratio
     multiple = lcm(m_base, *ratios) if m_base > 1 else 1
-    out = spec.output
-    probe = probe_output(module, layouts, build, shapes, ratios, ref, multiple, out.kind, out.bands,  # type: ignore[arg-type]
-                         out.postprocess, declared_scale(out))
-    kind, k, k_final, scale = probe.kind, probe.n_out, probe.n_final, probe.scale
+    inputs = ProbeInputs(
+        layouts=layouts, build=make_builder(layouts, [src.tfeat for src in srcs]),  # type: ignore[arg-type]
+        shapes=tuple((len(src.times) if temporal else probe_t, lay.per_date_channels - int(lay.flag))  # type: ignore[union-attr]
+                     for src, lay in zip(srcs, layouts)),
+        ratios=ratios, reference=ref, multiple=multiple,
+    )
+    probe = probe_output(module, inputs, spec.output)  # type: ignore[arg-type]
+    kind, k, scale = probe.kind, probe.n_out, probe.scale
     align = lcm(*ratios, scale.scale.denominator)
     ref_scale = OutScale(scale.scale * rsrc.ratio, scale.partial)
-    names_out = _out_names(out.bands, k_final, rsrc.layout.bands, out.postprocess)  # type: ignore[union-attr]
-    dtype, nodata_out = _out_dtype_nodata(out.dtype, out.nodata, out.postprocess)
+    output = _resolved_output(spec.output, probe, ref_scale, rsrc.layout.bands, post)  # type: ignore[union-attr]
     lay_ref = rsrc.layout
     assert lay_ref is not None
 
     def forward(per_source: Sequence[Sequence[torch.Tensor]]) -> torch.Tensor:
         return forward_canonical(module, [a for arrays in per_source for a in arrays], lay_ref, kind, k, None)
 
-    h = resolve_halo(spec.halo, module, build, forward, shapes, ratios, scale, lcm(align, multiple), rsrc.ratio)
-    h = round_up(h, align)
+    h = round_up(resolve_halo(spec.halo, module, inputs, forward, scale, lcm(align, multiple)), align)
 
     # ---- chunks, overlap and the graph ----
     base = srcs[nesting.base]
@@ -458,18 +360,16 @@ def apply_model(
         bcube, ychunks, xchunks, tchunks_ref, arrays, plans = _overlapped_sources(
             srcs, nesting.base, base, rsrc, user, temporal, align, h)
     tile = None if run.tile_size is None else round_up(int(run.tile_size) * rsrc.ratio, align)
-    if isinstance(source, ExportedProgramSource) and source.size_limits:
-        check_size_limits(source.size_limits, _fed_sizes(srcs, ychunks, xchunks, h, tile, multiple, run.batch_size,
-                                                         temporal, tchunks_ref, align),
-                          source.path, run.tile_size, h, int(run.batch_size))
     plan = BlockPlan(
-        sources=tuple(plans), reference=ref, base=nesting.base, out_kind=kind, n_out=k, n_final=k_final, halo=h,
-        tile_size=tile, batch_size=int(run.batch_size), device=str(run.device), autocast=run.autocast,
-        torch_threads=run.torch_threads, mask_output=out.mask, postprocess=post,
-        out_dtype=dtype.str,
-        out_nodata=nodata_out, dates=rsrc.times.values.astype("datetime64[ns]"), scale=scale, ref_scale=ref_scale,
-        multiple=multiple, paired=paired, prefetch=bool(run.prefetch),
+        sources=tuple(plans), reference=ref, base=nesting.base, n_out=k, n_final=probe.n_final, halo=h,
+        run=replace(run, tile_size=tile, batch_size=int(run.batch_size), device=str(run.device),
+                    prefetch=bool(run.prefetch), chunks=None, resources=None, name=None),
+        output=output, dates=rsrc.times.values.astype("datetime64[ns]"), scale=scale, ref_scale=ref_scale,
+        multiple=multiple, paired=paired,
     )
+    if isinstance(source, ExportedProgramSource) and source.size_limits:
+        check_size_limits(source.size_limits, _fed_sizes(srcs, plan, temporal, tchunks_ref, align),
+                          source.path, run.tile_size, h, int(run.batch_size))
     if kind == "map":
         tchunks: tuple[int, ...] = (1,)
     elif temporal:
@@ -481,20 +381,35 @@ def apply_model(
     name = f"apply-model-{tokenize([a.name for a in arrays], source.token, plan)}"
     plan = replace(plan, run_name=name)
     res = gpu_resources(str(run.device), run.resources)
+    dtype = np.dtype(output.dtype)
     with dask.annotate(resources=res) if res else contextlib.nullcontext():
         result_data = da.map_blocks(
-            run_block, *arrays, source=model_key, plan=plan, dtype=dtype, chunks=(tchunks, (k_final,), out_y, out_x),
-            meta=np.empty((0, 0, 0, 0), dtype=dtype), name=name,
+            run_block, *arrays, source=model_key, plan=plan, dtype=dtype,
+            chunks=(tchunks, (probe.n_final,), out_y, out_x), meta=np.empty((0, 0, 0, 0), dtype=dtype), name=name,
         )
-    return _label(result_data, srcs, ref, nesting.base, bcube, scale, kind, out, names_out, nodata_out, run,
-                  source.describe(), h, spec.version)
+    return _label(result_data, srcs[ref], srcs, bcube, plan, spec, run, source.describe())
 
 
-def _fed_sizes(srcs: list[_Source], ychunks: tuple[int, ...], xchunks: tuple[int, ...], halo: int, tile: int | None,
-               multiple: int, batch_size: int, temporal: bool, tchunks: tuple[int, ...],
+def _resolved_output(out: OutputSpec, probe: Probe, ref_scale: OutScale, ref_bands: tuple[str, ...],
+                     post: Any) -> OutputSpec:
+    """The output spec with what the probe found and the defaults filled in (what the tasks and the labels use).
+
+    ``kind`` the probed one, ``bands`` the output's band names, ``dtype`` (a numpy dtype string) and
+    ``nodata`` given, ``postprocess`` as a plan holds it (a callable with its code's identity),
+    ``scale`` the output pixels per reference pixel.
+    """
+    names = _out_names(out.bands, probe.n_final, ref_bands, out.postprocess)
+    dtype, nodata = _out_dtype_nodata(out.dtype, out.nodata, out.postprocess)
+    return replace(out, kind=probe.kind, bands=tuple(names), dtype=dtype.str, nodata=nodata, postprocess=post,
+                   scale=ref_scale.scale)
+
+
+def _fed_sizes(srcs: list[_Source], plan: BlockPlan, temporal: bool, tchunks: tuple[int, ...],
                align: int = 1) -> list[FedSizes]:
     """The batch and spatial sizes the chunk tasks will feed each tensor argument of the model (as :mod:`._engine` cuts them)."""
-    size = tile or max(max(ychunks), max(xchunks))
+    _, ychunks, xchunks = plan.chunks
+    halo, multiple, batch_size = plan.halo, plan.multiple, plan.run.batch_size
+    size = plan.run.tile_size or max(max(ychunks), max(xchunks))
     spans = set()
     for chunks in (ychunks, xchunks):
         for i, core in enumerate(chunks):
@@ -572,13 +487,15 @@ def _overlapped_sources(srcs: list[_Source], base_index: int, base: _Source, rsr
     return bcube, ychunks, xchunks, tchunks_ref, arrays, plans
 
 
-def _label(
-    data: da.Array, srcs: list[_Source], ref: int, base: int, bcube: xr.DataArray, scale: OutScale, kind: str,
-    out: Any, names: list[str], nodata: Any, run: RunOptions, described: str, halo: int, version: str | None = None,
-) -> xr.DataArray:
-    """The output cube: dates, band names, coordinates at pixel centres of the scaled grid, CRS, transform."""
-    rsrc = srcs[ref]
-    if kind == "map":
+def _label(data: da.Array, rsrc: _Source, srcs: list[_Source], bcube: xr.DataArray, plan: BlockPlan,
+           spec: ModelSpec, run: RunOptions, described: str) -> xr.DataArray:
+    """The output cube: dates, band names, coordinates at pixel centres of the scaled grid, CRS, transform.
+
+    ``rsrc`` is the reference source, ``bcube`` the base source's cube; the plan's output spec is
+    the resolved one (kind, band names, nodata), ``spec`` gives the classes and the version.
+    """
+    out, scale = plan.output, plan.scale
+    if out.kind == "map":
         out_times = pd.DatetimeIndex([pd.Timestamp(out.time) if out.time is not None else rsrc.times[-1]])
     else:
         out_times = rsrc.times
@@ -590,10 +507,10 @@ def _label(
         ys, xs = grid.coords
     layouts = "; ".join(f"{s.spec.name}: {s.layout.describe()}" if len(srcs) > 1 else s.layout.describe()  # type: ignore[union-attr]
                         for s in srcs)
-    attrs: dict[str, Any] = {"model": described, "model_layout": layouts, "model_output": kind, "model_halo": halo,
-                             "model_scale": str(scale.scale * rsrc.ratio)}
-    if version is not None:
-        attrs["model_version"] = version
+    attrs: dict[str, Any] = {"model": described, "model_layout": layouts, "model_output": out.kind,
+                             "model_halo": plan.halo, "model_scale": str(scale.scale * rsrc.ratio)}
+    if spec.version is not None:
+        attrs["model_version"] = spec.version
     if len(srcs) > 1:
         attrs["model_sources"] = [s.spec.name for s in srcs]
         attrs["model_reference"] = rsrc.spec.name
@@ -602,9 +519,9 @@ def _label(
         attrs["class_names"] = [str(c.name) for c in out.classes]
     result = xr.DataArray(
         data, dims=("time", "band", "y", "x"),
-        coords={"time": out_times.values.astype("datetime64[ns]"), "band": np.asarray(names, dtype=object),
+        coords={"time": out_times.values.astype("datetime64[ns]"), "band": np.asarray(list(out.bands), dtype=object),
                 "y": ys, "x": xs},
         name=run.name or "prediction", attrs=attrs,
     )
     result = result.rio.write_crs(bcube.rio.crs).rio.write_transform(grid.transform)
-    return result.rio.write_nodata(nodata, encoded=False)
+    return result.rio.write_nodata(out.nodata, encoded=False)

@@ -46,7 +46,7 @@ from ._identity import callable_identity, unreadable_message
 from ._layout import Layout, OutputKind, canonical, postprocess
 from ._loading import ModelSource, get_model, model_token
 from ._scaling import apply_scaling
-from ._spec import Scaling
+from ._spec import OutputSpec, RunOptions, Scaling
 from ._tile_windows import tile_windows
 from ._tiling import SAME_GRID, OutScale, round_up, scale_mask, source_window
 
@@ -113,23 +113,18 @@ class BlockPlan:
     """Index of the source whose dates, layout and nodata define the output."""
     base: int
     """Index of the source on the base (finest) grid: tiles are cut on it."""
-    out_kind: OutputKind
     n_out: int
     """Model output channels per date (K)."""
     n_final: int
     """Output channels after ``postprocess``."""
     halo: int
     """Base pixels of context on each side of a tile (a multiple of the alignment)."""
-    tile_size: int | None
-    """Base pixels (a multiple of the alignment)."""
-    batch_size: int
-    device: str
-    autocast: str | None
-    torch_threads: int | None
-    mask_output: str | None
-    postprocess: str | Callable[[torch.Tensor], torch.Tensor] | None
-    out_dtype: str
-    out_nodata: float | int | None
+    run: RunOptions
+    """How to run the model (batch size, device, precision, threads, prefetch), ``tile_size`` in base
+    pixels (a multiple of the alignment); ``chunks``, ``resources`` and ``name`` are not a task's business."""
+    output: OutputSpec
+    """The output spec resolved: the probed ``kind`` (``"per_date"`` or ``"map"``), band names, ``dtype``
+    and ``nodata`` given, ``postprocess`` a name or a :class:`Postprocess`, ``scale`` per reference pixel."""
     dates: np.ndarray
     """The reference's dates (for error messages)."""
     scale: OutScale = SAME_GRID
@@ -259,8 +254,8 @@ def run_block(
     row0, col0 = sum(y_chunks[:iy]), sum(x_chunks[:ix])
     where = _location(plan, block_id, t0, t0 + tb, (row0, row0 + geo.rows), (col0, col0 + geo.cols))
 
-    device = resolve_device(plan.device)
-    threads = matched_torch_threads(plan.torch_threads) if device.type == "cpu" else contextlib.nullcontext()
+    device = resolve_device(plan.run.device)
+    threads = matched_torch_threads(plan.run.torch_threads) if device.type == "cpu" else contextlib.nullcontext()
     with threads:
         return _run(list(blocks), get_model(source, device), device, plan, (iy, ix), where, t0, geo)
 
@@ -280,7 +275,7 @@ def _run(
     tb = blocks[plan.reference].shape[0]
     scale = plan.scale
     out_h, out_w = scale.length(geo.rows), scale.length(geo.cols)
-    t_out = tb if not layout.temporal else (layout.n_time if plan.out_kind == "per_date" else 1)
+    t_out = tb if not layout.temporal else (layout.n_time if plan.output.kind == "per_date" else 1)
     shape = (t_out, plan.n_final, out_h, out_w)
 
     # dates run through the model (layout "band" with several sources: those with a partner in each)
@@ -313,25 +308,25 @@ def _run(
         out, nan = _forward_tiles(xs, invalids, tfs, model, device, plan, where, geo, shape, dates,
                                   blocks, whole=layout.temporal or len(dates) == tb)
     else:
-        out = np.empty(shape, dtype=plan.out_dtype)
+        out = np.empty(shape, dtype=plan.output.dtype)
     if not layout.temporal and len(dates) < tb:
-        out[np.setdiff1d(np.arange(tb), dates)] = plan.out_nodata
+        out[np.setdiff1d(np.arange(tb), dates)] = plan.output.nodata
     nan_rows = None if nan is None else (nan if layout.temporal or len(dates) == tb else nan[dates])
 
     invalid = invalids[plan.reference]
-    if plan.mask_output and invalid is not None:
-        reduce: Any = np.any if plan.mask_output == "any" else np.all
+    if plan.output.mask and invalid is not None:
+        reduce: Any = np.any if plan.output.mask == "any" else np.all
         r = ref.ratio
         rt, rl = geo.top // r, geo.left // r
         iy, ix = block_yx
         core = invalid[:, :, rt:rt + ref.chunks[1][iy], rl:rl + ref.chunks[2][ix]]
         # "any": the bands of the output's own date (every date for a map); "all": every input value
         # that reaches the output (all dates too for the temporal layouts: a never-observed pixel)
-        whole_series = plan.out_kind == "map" or (layout.temporal and plan.mask_output == "all")
+        whole_series = plan.output.kind == "map" or (layout.temporal and plan.output.mask == "all")
         mask = reduce(core, axis=(0, 1))[None] if whole_series else reduce(core, axis=1)
-        mask = scale_mask(mask, plan.ref_scale, (out_h, out_w), plan.mask_output)
+        mask = scale_mask(mask, plan.ref_scale, (out_h, out_w), plan.output.mask)
         target = out if layout.temporal or len(dates) == tb else out[dates]
-        target[np.broadcast_to(mask[:, None], target.shape)] = plan.out_nodata
+        target[np.broadcast_to(mask[:, None], target.shape)] = plan.output.nodata
         if target is not out:
             out[dates] = target
         if nan_rows is not None:  # nodata input there: not the model's doing
@@ -360,7 +355,7 @@ def _count_nan(plan: BlockPlan, where: str, nan: int, total: int) -> None:
         if first:
             entry[2] = 1
     if first:
-        post = plan.postprocess
+        post = plan.output.postprocess
         written = "NaN" if post is None else f"what postprocess {post if isinstance(post, str) else 'callable'} made of NaN"
         log.warning(
             "the model returned NaN from finite inputs on %.1f%% of the output pixels of %s (%d of %d); they are "
@@ -431,7 +426,7 @@ def _forward_tiles(
     base = xs[plan.base]
     hb, wb = base.shape[-2:]
     halo, scale = plan.halo, plan.scale
-    tile = plan.tile_size or max(geo.rows, geo.cols)
+    tile = plan.run.tile_size or max(geo.rows, geo.cols)
     align = math.lcm(*(sp.ratio for sp in plan.sources), scale.scale.denominator)
 
     # windows of one shape per axis where the block allows (._tile_windows); tiles grouped by shape
@@ -459,22 +454,22 @@ def _forward_tiles(
             args.extend(pad_to(a[0] if len(tiles) == 1 else np.concatenate(a, axis=0), size)
                         for a in zip(*parts, strict=True))
         n = args[0].shape[0]
-        nb = -(-n // plan.batch_size)
+        nb = -(-n // plan.run.batch_size)
         jobs.extend((tiles, args, i * n // nb, (i + 1) * n // nb) for i in range(nb))
 
     out: np.ndarray | None = None
     nan: np.ndarray | None = None
-    feeder = Feeder(device, plan.prefetch)
+    feeder = Feeder(device, plan.run.prefetch)
     with torch.inference_mode():
         staged = feeder.stage([a[jobs[0][2]:jobs[0][3]] for a in jobs[0][1]]) if jobs else None
         for j, (tiles, args, s0, s1) in enumerate(jobs):
             try:
                 assert staged is not None
                 batch = feeder.ready(staged)
-                with device_lock(device), autocast_context(device, plan.autocast):
-                    raw = canonical_output(model, batch, layout, plan.out_kind, plan.n_out)
+                with device_lock(device), autocast_context(device, plan.run.autocast):
+                    raw = canonical_output(model, batch, layout, plan.output.kind, plan.n_out)
                     nan_dev = _nan_map(raw)
-                    y_dev = postprocess(raw, plan.postprocess)
+                    y_dev = postprocess(raw, plan.output.postprocess)
                 if j + 1 < len(jobs):  # stage the next batch while the device computes this one
                     nxt = jobs[j + 1]
                     staged = feeder.stage([a[nxt[2]:nxt[3]] for a in nxt[1]])
@@ -502,7 +497,7 @@ def _forward_tiles(
                     )
                 rows, cols = slice(r_off, r_off + o_rb - o_ra), slice(c_off, c_off + o_cb - o_ca)
                 if out is None and len(jobs) == 1 and len(tiles) == 1 and whole and device.type == "cpu" and \
-                        (o_rb - o_ra, o_cb - o_ca) == shape[2:] and y.dtype == np.dtype(plan.out_dtype) and \
+                        (o_rb - o_ra, o_cb - o_ca) == shape[2:] and y.dtype == np.dtype(plan.output.dtype) and \
                         _owned(y, y_dev, [*blocks, *xs], batch, model):
                     # one tile and one batch make the whole chunk: its output is a view of the model's
                     out = y[0, :, :, rows, cols] if layout.temporal else y[:, 0, :, rows, cols]
@@ -510,7 +505,7 @@ def _forward_tiles(
                         nan = nan_y[0, :, rows, cols] if layout.temporal else nan_y[:, 0, rows, cols]
                     break
                 if out is None:
-                    out = np.empty(shape, dtype=plan.out_dtype)
+                    out = np.empty(shape, dtype=plan.output.dtype)
                 if layout.temporal:
                     out[:, :, o_ra:o_rb, o_ca:o_cb] = y[s - s0, :, :, rows, cols]
                     if nan_y is not None:

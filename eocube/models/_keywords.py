@@ -14,7 +14,6 @@ import sys
 import warnings
 from collections.abc import Mapping
 from dataclasses import replace
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,7 @@ import xarray as xr
 
 from ._errors import SourceError
 from ._sources import as_fraction
-from ._spec import ModelSpec, OutputSpec, RunOptions, SourceSpec
+from ._spec import ModelSpec, RunOptions, SourceSpec
 from .card import find_card, load_card
 
 SOURCE_KEYS = {"layout": "layout", "bands": "bands", "valid_input": "valid_input", "time_input": "time_input",
@@ -146,7 +145,3 @@ def resolve(
     options = replace(run or RunOptions(), **run_changes)
     return resolved, options
 
-
-def declared_scale(output: OutputSpec) -> Fraction | None:
-    """The output scale the spec declares (per reference pixel), or None for ``"probe"``."""
-    return None if output.scale == "probe" or output.scale is None else as_fraction(output.scale)

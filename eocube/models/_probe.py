@@ -23,7 +23,8 @@ from ._errors import (
 )
 from ._halo import ArgsBuilder, probe_halo
 from ._layout import Layout, OutputKind, resolve_output
-from ._sources import lcm
+from ._sources import as_fraction, lcm
+from ._spec import OutputSpec
 from ._tiling import OutScale, round_up
 
 
@@ -62,6 +63,29 @@ def make_builder(layouts: Sequence[Layout], tfeats: Sequence[np.ndarray | None])
 
 def _flat(per_source: Sequence[Sequence[Any]]) -> list[Any]:
     return [a for arrays in per_source for a in arrays]
+
+
+@dataclass(frozen=True)
+class ProbeInputs:
+    """The model's arguments as the engine feeds them, for probe windows of any size."""
+
+    layouts: tuple[Layout, ...]
+    """Each source's layout."""
+    build: ArgsBuilder
+    """One window per source -> each source's argument arrays (:func:`make_builder`)."""
+    shapes: tuple[tuple[int, int], ...]
+    """``(dates, channels)`` of each source's probe window."""
+    ratios: tuple[int, ...]
+    """Each source's pixel size in base pixels."""
+    reference: int
+    """Index of the reference source (the output scale is an integer ratio of its grid)."""
+    multiple: int = 1
+    """In base pixels: the probe windows are padded to it as the engine pads its tiles."""
+
+
+def declared_scale(output: OutputSpec) -> Fraction | None:
+    """The output scale the spec declares (per reference pixel), or None for ``"probe"``."""
+    return None if output.scale == "probe" or output.scale is None else as_fraction(output.scale)
 
 
 @dataclass(frozen=True)
@@ -114,32 +138,18 @@ def _call(module: torch.nn.Module, tensors: list[torch.Tensor], layouts: Sequenc
         ) from exc
 
 
-def probe_output(
-    module: torch.nn.Module,
-    layouts: Sequence[Layout],
-    build: ArgsBuilder,
-    shapes: Sequence[tuple[int, int]],
-    ratios: Sequence[int],
-    reference: int,
-    size_multiple: int,
-    output: str,
-    out_bands: Any,
-    postprocess: Any,
-    declared_scale: Fraction | None,
-) -> Probe:
+def probe_output(module: torch.nn.Module, inputs: ProbeInputs, spec: OutputSpec) -> Probe:
     """Probe forward passes: channel check, output kind, channels, output scale (exact, from two sizes).
 
     Parameters
     ----------
-    layouts, build, shapes, ratios
-        Each source's layout, the argument builder, ``(dates, channels)`` of each probe window and
-        each source's ratio to the base grid.
-    reference
-        Index of the reference source (the output scale is an integer ratio of its grid).
-    size_multiple
-        In base pixels: the probe windows are padded to it as the engine does.
-    declared_scale
-        Output pixels per *reference* pixel declared by the spec, or None (probed only).
+    module
+        The model, on the CPU.
+    inputs
+        The model's arguments as the engine feeds them.
+    spec
+        The output the spec describes: its ``kind``, ``bands`` (their count), ``postprocess`` and
+        ``scale`` (output pixels per *reference* pixel, or ``"probe"``: probed only).
 
     Raises
     ------
@@ -147,8 +157,11 @@ def probe_output(
         The output scale is not an integer ratio of the reference grid, not the same at two sizes or
         along both axes, or not the declared one.
     """
-    lay = layouts[reference]
+    layouts, build, shapes, ratios = inputs.layouts, inputs.build, inputs.shapes, inputs.ratios
+    size_multiple, output, declared = inputs.multiple, spec.kind, declared_scale(spec)
+    lay = layouts[inputs.reference]
     unit = lcm(*ratios, size_multiple)
+    out_bands = spec.bands
     n_names = None if out_bands is None or out_bands == "input" else 1 if isinstance(out_bands, str) else len(out_bands)
 
     def forward(size: int) -> tuple[torch.Tensor, list[torch.Tensor]]:
@@ -176,7 +189,7 @@ def probe_output(
     ys = [y1 if base == first else forward(base)[0], forward(2 * base)[0]]
     ratio_h, ratio_w = (Fraction(int(ys[0].shape[a]), sizes[0]) for a in (-2, -1))
     same = ratio_h == ratio_w and all(Fraction(int(ys[1].shape[a]), sizes[1]) == ratio_h for a in (-2, -1))
-    s_ref = ratio_h * ratios[reference]
+    s_ref = ratio_h * ratios[inputs.reference]
     if not same or not (s_ref.numerator == 1 or s_ref.denominator == 1) or s_ref == 0:
         x = t1[0]
         raise OutputShapeError(
@@ -186,10 +199,10 @@ def probe_output(
             f"({x.shape[0]}) and spatial size back, or an output k or 1/k times the reference's size (x2, x4, /2, /4, ...) "
             "at every size that is a multiple of the stride: pad or crop inside forward"
         )
-    if declared_scale is not None and declared_scale != s_ref:
+    if declared is not None and declared != s_ref:
         raise OutputShapeError(
             f"the model's output scale is {_scale_text(s_ref)} of the reference grid (probed: {tuple(ys[0].shape[-2:])} "
-            f"for {sizes[0]} x {sizes[0]} px) but the spec declares {_scale_text(declared_scale)}: fix the card's scale"
+            f"for {sizes[0]} x {sizes[0]} px) but the spec declares {_scale_text(declared)}: fix the card's scale"
         )
     scale = ratio_h
     partial: Any = "ceil"
@@ -207,7 +220,7 @@ def probe_output(
             )
     kind, k = resolve_output(lay, y1.shape, output, n_names)
     with torch.inference_mode():
-        final = forward_canonical(module, t1, lay, kind, k, postprocess)
+        final = forward_canonical(module, t1, lay, kind, k, spec.postprocess)
     return Probe(kind=kind, n_out=k, n_final=int(final.shape[2]), scale=OutScale(scale, partial))
 
 
@@ -218,20 +231,19 @@ def _scale_text(s: Fraction) -> str:
 def resolve_halo(
     halo: Any,
     module: torch.nn.Module,
-    build: ArgsBuilder,
+    inputs: ProbeInputs,
     forward: Callable[[Sequence[Sequence[torch.Tensor]]], torch.Tensor],
-    shapes: Sequence[tuple[int, int]],
-    ratios: Sequence[int],
     scale: OutScale,
     unit: int,
-    reference_ratio: int = 1,
 ) -> int:
-    """The halo in base pixels: given (in reference pixels), declared by the module (``halo`` attribute), or probed."""
+    """The halo in base pixels: given (``ModelSpec.halo``, in reference pixels), declared by the module
+    (``halo`` attribute), or probed on windows of ``unit`` base pixels."""
+    reference_ratio = inputs.ratios[inputs.reference]
     if halo in ("auto", "probe"):
         attr = getattr(module, "halo", None) if halo == "auto" else None
         if isinstance(attr, int) and not isinstance(attr, bool) and attr >= 0:
             return attr * reference_ratio
-        return probe_halo(build, forward, shapes, ratios, scale, unit=unit)
+        return probe_halo(inputs.build, forward, inputs.shapes, inputs.ratios, scale, unit=unit)
     if isinstance(halo, (int, np.integer)) and not isinstance(halo, bool) and halo >= 0:
         return int(halo) * reference_ratio
     raise HaloError(f"halo must be a non-negative int, 'auto' or 'probe', got {halo!r}")
