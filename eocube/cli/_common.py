@@ -307,7 +307,7 @@ def cluster_options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--cluster", default=None,
                      help="Where to compute: 'local' (a Dask cluster on this machine), 'slurm' (workers in "
                           "Slurm jobs) or a scheduler address (tcp://host:8786). Default: a job whose arrays "
-                          "are under 256 MiB (eocube.cluster.threads-below) runs on dask's threads in this "
+                          "are under 1 GiB (eocube.cluster.threads-below) runs on dask's threads in this "
                           "process, a larger one (or one given --workers/--memory-limit) on a local cluster; "
                           "DASK_EOCUBE__CLUSTER__KIND sets another default."),
         click.option("--cluster-config", type=click.Path(dir_okay=False), default=None,
@@ -393,13 +393,13 @@ def configured_kind(cluster: dict[str, Any]) -> str:
 
 
 def threads_below() -> int:
-    """Bytes under which ``auto`` runs a job on threads (``eocube.cluster.threads-below``, default 256 MiB)."""
+    """Bytes under which ``auto`` runs a job on threads (``eocube.cluster.threads-below``, default 1 GiB)."""
     import dask.config
     from dask.utils import parse_bytes
 
     from ..cluster.config import CONFIG_KEY
 
-    value = dask.config.get(f"{CONFIG_KEY}.threads-below", "256MiB")
+    value = dask.config.get(f"{CONFIG_KEY}.threads-below", "1GiB")
     return int(parse_bytes(value)) if isinstance(value, str) else int(value)
 
 

@@ -123,10 +123,14 @@ def test_small_jobs_run_on_threads_larger_ones_and_asked_for_ones_on_a_cluster()
 
     none = dict.fromkeys(CLUSTER_OPTIONS.values())
     limit = threads_below()
-    assert limit == 256 * 2**20
+    assert limit == 2**30
     assert choose_compute(none, 10 * 2**20)[0] == "threads"
+    where, line = choose_compute(none, 670 * 2**20)  # 64x the sample's area: threads were faster (measured)
+    assert where == "threads"
+    assert "dask threads in this process: the job's arrays (670.0 MiB) are under 1.0 GiB" in line
+    assert "--cluster local starts a Dask cluster" in line
     where, line = choose_compute(none, limit + 1)
-    assert where == "cluster" and "over 256.0 MiB" in line
+    assert where == "cluster" and "over 1.0 GiB" in line
     assert choose_compute({**none, "cluster": "local"}, 1)[0] == "cluster"
     assert choose_compute({**none, "n_workers": 1}, 1)[0] == "cluster"
     assert choose_compute({**none, "threads_per_worker": 1}, 1)[0] == "threads"
