@@ -40,6 +40,13 @@ class BandError(EOCubeError, KeyError):
         return str(self.args[0]) if self.args else ""
 
 
+class UnknownSampleError(EOCubeError, KeyError):
+    """A bundled sample (or multi-source scene) name that eocube does not ship; the message lists the names."""
+
+    def __str__(self) -> str:  # KeyError quotes its message; keep it readable
+        return str(self.args[0]) if self.args else ""
+
+
 class StoreError(EOCubeError, ValueError):
     """A Zarr store is missing, incomplete, corrupt or not an eocube cube."""
 

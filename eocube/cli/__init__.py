@@ -36,7 +36,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "gapfill": ("eocube.cli.gapfill:gapfill", "Fill cloudy observations of a cube along time and write the result to Zarr."),
     "evaluate": ("eocube.cli.evaluate:evaluate",
                  "Score gap-filling methods on hidden clear observations of a real cube (RMSE, MAE, bias)."),
-    "train": ("eocube.learn.cli:train_command",
+    "train": ("eocube.cli.train:train_command",
               "Train a network on cubes: gap filling (self-supervised), land-cover segmentation, super-resolution."),
     "apply": ("eocube.cli.apply:apply",
               "Run a PyTorch model file (card beside it) on one or several sources and write the result to Zarr."),

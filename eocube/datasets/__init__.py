@@ -153,7 +153,9 @@ def open_sample(name: str = "sentinel2", *, chunks: dict[str, int] | None = None
     try:
         sample = SAMPLES[name]
     except KeyError:
-        raise KeyError(f"no bundled sample {name!r}; available: {sample_names()}") from None
+        from ..errors import UnknownSampleError
+
+        raise UnknownSampleError(f"no bundled sample {name!r}; available: {sample_names()}") from None
     # imported here, so that the table of samples imports nothing heavy (eocube.cli)
     from ..io import open_zarr
 
@@ -199,7 +201,9 @@ def open_scene(name: str, *, chunks: dict[str, int] | None = None,
     try:
         scene = SCENES[name]
     except KeyError:
-        raise KeyError(f"no bundled multi-source sample {name!r}; available: {sorted(SCENES)}") from None
+        from ..errors import UnknownSampleError
+
+        raise UnknownSampleError(f"no bundled multi-source sample {name!r}; available: {sorted(SCENES)}") from None
     _check_chunks(chunks)
     size = {"y": 256, "x": 256, **{k: v for k, v in (chunks or {}).items() if k in ("y", "x")}}
     return {group: _scene_group(name, scene, group, size) for group in (groups or tuple(scene.groups))}

@@ -15,6 +15,8 @@ from typing import Sequence
 
 import numpy as np
 
+from ._errors import FillError
+
 BOUNDS = ("observed", "valid_range", None)
 """Accepted values of the smoothers' ``bound`` option."""
 
@@ -56,23 +58,23 @@ def resolve_bound(bound: str | None, margin: float, valid_range: Sequence[float]
         An unknown ``bound``, a negative or non-finite ``margin``, a bad ``valid_range``.
     """
     if bound not in BOUNDS:
-        raise ValueError(f"bound must be 'observed', 'valid_range' or None, got {bound!r}")
+        raise FillError(f"bound must be 'observed', 'valid_range' or None, got {bound!r}")
     if not (np.isfinite(margin) and margin >= 0):
-        raise ValueError(f"margin must be a finite fraction >= 0 of the observed range, got {margin!r}")
+        raise FillError(f"margin must be a finite fraction >= 0 of the observed range, got {margin!r}")
     if valid_range is not None:
         try:
             lo, hi = (float(v) for v in valid_range)
         except (TypeError, ValueError):
-            raise ValueError(f"valid_range must be (lo, hi), got {valid_range!r}") from None
+            raise FillError(f"valid_range must be (lo, hi), got {valid_range!r}") from None
         if not lo <= hi:  # also NaN
-            raise ValueError(f"valid_range must have lo <= hi, got {valid_range!r}")
+            raise FillError(f"valid_range must have lo <= hi, got {valid_range!r}")
     else:
         lo, hi = -np.inf, np.inf
     if bound is None:
         return None
     if bound == "valid_range":
         if valid_range is None:
-            raise ValueError("bound='valid_range' needs valid_range=(lo, hi) (fill_gaps reads it from the cube's "
+            raise FillError("bound='valid_range' needs valid_range=(lo, hi) (fill_gaps reads it from the cube's "
                              "valid_range or valid_min/valid_max attributes)")
         return Bound(-1.0, lo, hi)
     return Bound(float(margin), lo, hi)

@@ -6,6 +6,8 @@ from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
+from ._errors import FillError
+
 if TYPE_CHECKING:
     from ._bound import Bound
 
@@ -90,7 +92,7 @@ def is_count(value: object) -> bool:
 def check_engine(engine: str) -> None:
     """Raise for an unknown engine name."""
     if engine not in ("numba", "numpy"):
-        raise ValueError(f"engine must be 'numba' (compiled, default) or 'numpy' (reference), got {engine!r}")
+        raise FillError(f"engine must be 'numba' (compiled, default) or 'numpy' (reference), got {engine!r}")
 
 
 def finish(model: np.ndarray, flat: np.ndarray, ok: np.ndarray, shape: tuple[int, ...], dtype: np.dtype,

@@ -11,6 +11,7 @@ import numpy as np
 
 from ._bound import band_acted, bound_fallback, clip, resolve_bound
 from ._common import as_block, batched_spd_solve, check_engine, finish, is_count, is_positive, prepare, prepare_2d
+from ._errors import FillError
 from ._linear import linear_fill
 
 
@@ -74,7 +75,7 @@ def harmonic_fill(
         Filled values (and the ``return_bounded`` mask); NaN where a series has no clear observation.
     """
     if not is_count(harmonics) or not is_positive(period) or (min_obs is not None and not is_count(min_obs)):
-        raise ValueError(f"harmonics must be an integer >= 0, period a finite number of days > 0 and min_obs None "
+        raise FillError(f"harmonics must be an integer >= 0, period a finite number of days > 0 and min_obs None "
                          f"or an integer >= 0, got {harmonics!r}, {period!r}, {min_obs!r}")
     check_engine(engine)
     limits = resolve_bound(bound, margin, valid_range)

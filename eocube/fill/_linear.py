@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._common import check_engine, is_nodata, prepare_2d
+from ._errors import FillError
 
 
 def neighbour_indices(valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -60,7 +61,7 @@ def linear_fill(values: np.ndarray, valid: np.ndarray, days: np.ndarray, extrapo
         interpolated elsewhere, NaN where a pixel has no valid observation at all.
     """
     if extrapolate not in ("nearest", "none"):
-        raise ValueError(f"extrapolate must be 'nearest' or 'none', got {extrapolate!r}")
+        raise FillError(f"extrapolate must be 'nearest' or 'none', got {extrapolate!r}")
     check_engine(engine)
     if engine == "numba":
         from ._fast_common import rows_contiguous

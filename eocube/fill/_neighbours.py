@@ -10,13 +10,14 @@ from __future__ import annotations
 import numpy as np
 
 from ._common import check_engine, finish, prepare
+from ._errors import FillError
 from ._linear import neighbour_indices
 
 
 def _pick(values: np.ndarray, valid: np.ndarray, days: np.ndarray, rule: str, extrapolate: str,
           engine: str, nodata: float | int | None) -> np.ndarray:
     if extrapolate not in ("nearest", "none"):
-        raise ValueError(f"extrapolate must be 'nearest' or 'none', got {extrapolate!r}")
+        raise FillError(f"extrapolate must be 'nearest' or 'none', got {extrapolate!r}")
     check_engine(engine)
     if engine == "numba":
         from ._fast_common import rows_contiguous

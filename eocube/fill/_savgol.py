@@ -16,6 +16,7 @@ import numpy as np
 
 from ._bound import resolve_bound
 from ._common import batched_spd_solve, check_engine, finish, is_count, is_positive, prepare
+from ._errors import FillError
 from ._linear import linear_fill
 
 
@@ -62,7 +63,7 @@ def savgol_fill(
         where a series has no clear observation.
     """
     if not is_positive(window) or not is_count(order):
-        raise ValueError(f"window must be a finite number of days > 0 and order an integer >= 0, got {window!r}, {order!r}")
+        raise FillError(f"window must be a finite number of days > 0 and order an integer >= 0, got {window!r}, {order!r}")
     check_engine(engine)
     limits = resolve_bound(bound, margin, valid_range)
     if engine == "numba":

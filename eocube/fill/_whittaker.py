@@ -15,6 +15,7 @@ import numpy as np
 
 from ._bound import band_acted, bound_fallback, no_bound_acted, resolve_bound
 from ._common import as_block, check_engine, finish, is_positive, prepare, prepare_2d
+from ._errors import FillError
 from ._linear import linear_fill, neighbour_indices
 
 
@@ -122,11 +123,11 @@ def whittaker_fill(
         with none, NaN.
     """
     if not is_positive(lmbda):
-        raise ValueError(f"lmbda must be a finite number > 0, got {lmbda!r}")
+        raise FillError(f"lmbda must be a finite number > 0, got {lmbda!r}")
     check_engine(engine)
     modes = {"nearest": 0, "linear": 1, "none": 2}
     if extrapolate not in modes:
-        raise ValueError(f"extrapolate must be 'nearest', 'linear' or 'none', got {extrapolate!r}")
+        raise FillError(f"extrapolate must be 'nearest', 'linear' or 'none', got {extrapolate!r}")
     limits = resolve_bound(bound, margin, valid_range)
     t = len(days)
     if t >= 3 and engine == "numba":
@@ -170,7 +171,7 @@ def whittaker_fill(
         else:
             z[outside] = np.nan
     elif extrapolate != "linear":
-        raise ValueError(f"extrapolate must be 'nearest', 'linear' or 'none', got {extrapolate!r}")
+        raise FillError(f"extrapolate must be 'nearest', 'linear' or 'none', got {extrapolate!r}")
     few = count < 2
     if few.any():
         z[:, few] = linear_fill(flat[:, few], ok[:, few], days, extrapolate="nearest" if extrapolate != "none" else "none")

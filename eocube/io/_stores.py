@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from .._redact import REDACTED, SECRET_ENV, env_secrets, query_secrets, redact, redact_exception, redacted_errors
+from ..errors import StoreError
 
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*://")
 _WRITABLE = ("s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "azure", "memory")
@@ -290,7 +291,7 @@ def _object_store(loc: StoreLocation) -> Any:
             try:
                 _CACHE[key] = from_url(loc.url, **_obstore_options(loc))
             except Exception as exc:  # noqa: BLE001 - reworded without secrets
-                raise ValueError(f"cannot open the object store {loc.display}: {scrub(str(exc), loc)}") from None
+                raise StoreError(f"cannot open the object store {loc.display}: {scrub(str(exc), loc)}") from None
         return _CACHE[key]
 
 

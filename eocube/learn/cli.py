@@ -1,68 +1,29 @@
-"""``eocube train``: train a network from a config file (``--task gapfill|segmentation|superres``).
+"""Former home of ``eocube train``, now :mod:`eocube.cli.train` beside the other commands (issue 22 item 4).
 
-Run alone (``eocube train``), on several GPUs of a node
-(``torchrun --nproc_per_node 4 -m eocube.learn.cli --config c.yaml``) or under
-Slurm with one task per GPU (``srun python -m eocube.learn.cli ...``).
+``python -m eocube.learn.cli ARGS`` (as under ``torchrun`` or ``srun``) still runs
+``eocube train ARGS`` and prints a one-line deprecation warning on stderr: run
+``python -m eocube train ARGS`` instead. ``from eocube.learn.cli import train_command`` gives the
+command with a :class:`DeprecationWarning`. The command is looked up by name when it is asked
+for, so that ``eocube.learn`` does not import the CLI above it.
 """
 
 from __future__ import annotations
 
-import logging
+import importlib
+import sys
+import warnings
+from typing import Any
 
-import click
-
-from ..errors import EOCubeError
-from ..names import MODEL_FILE, TASKS
-
-
-class TrainInputError(click.ClickException):
-    """A config, source or output that cannot work: one line on stderr, exit status 2 (as every eocube command)."""
-
-    exit_code = 2
-
-    def show(self, file: object = None) -> None:
-        """Print ``error: <message>`` on stderr."""
-        click.echo(f"error: {self.format_message()}", err=True)
+MOVED = "eocube.learn.cli is deprecated: `eocube train` lives in eocube.cli.train; run `python -m eocube train`"
 
 
-@click.command("train")
-@click.argument("config_arg", metavar="[CONFIG]", required=False, type=click.Path(dir_okay=False))
-@click.option("--task", type=click.Choice(TASKS), default=None,
-              help="What to train (default: the config's task key, else gapfill); defaults in "
-                   "eocube/learn/default.yaml, segmentation.yaml, superres.yaml.")
-@click.option("--config", "config", type=click.Path(dir_okay=False), default=None,
-              help="YAML config overriding the task's defaults (any subset of its keys); or give it as CONFIG.")
-@click.option("--source", default=None,
-              help="Gap filling: Zarr store of the cube to train on (the bundled Sentinel-2 sample by default); "
-                   "other tasks read data.sources and data.target of the config.")
-@click.option("--out", default="eocube-train", show_default=True, type=click.Path(file_okay=False),
-              help="Output folder: last.pt (resume) and best.pt (lowest validation loss).")
-@click.option("--resume", is_flag=True, help="Continue from OUT/last.pt (epoch, model, optimiser state).")
-@click.option("--until-epoch", type=click.IntRange(min=1), default=None,
-              help="Stop after this epoch (to fit a job's time limit; continue later with --resume).")
-def train_command(config_arg: str | None, task: str | None, config: str | None, source: str | None, out: str,
-                  resume: bool, until_epoch: int | None) -> None:
-    """Train a network on cubes: gap filling (self-supervised, real cloud masks), segmentation, super-resolution."""
-    from .trainer import train
-
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    if config_arg and config and config_arg != config:
-        raise TrainInputError(f"two configs given ({config_arg} and --config {config}): give one")
-    try:
-        result = train(config or config_arg, source=source, out=out, resume=resume, until_epoch=until_epoch, task=task)
-    except EOCubeError as exc:  # LearnError and the io/cube errors of a source: one line, exit 2
-        raise TrainInputError(str(exc)) from exc
-    if result.rank == 0 and result.history:
-        last = result.history[-1]
-        extra = "".join(f", {k} {last[k]:.4f}" for k in ("oa", "macro_f1", "miou", "rmse", "psnr", "psnr_bicubic", "ssim", "sam")
-                        if k in last)
-        click.echo(
-            f"trained epochs {result.start_epoch + 1}..{last['epoch']} in {result.seconds:.0f} s on "
-            f"{result.world_size} process(es), {result.device}: train loss {last['train_loss']:.4f}, "
-            f"val loss {last['val_loss']:.4f}{extra}; checkpoints in {result.out}"
-            + (f", model {result.out / MODEL_FILE}" if (result.out / MODEL_FILE).exists() else "")
-        )
+def __getattr__(name: str) -> Any:
+    if name == "train_command":
+        warnings.warn(MOVED, DeprecationWarning, stacklevel=2)
+        return importlib.import_module("eocube.cli.train").train_command
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 if __name__ == "__main__":
-    train_command()
+    print(f"warning: {MOVED}", file=sys.stderr)
+    importlib.import_module("eocube.cli").main(["train", *sys.argv[1:]], prog_name="eocube")

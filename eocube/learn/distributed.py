@@ -20,6 +20,9 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from ..models import DeviceError
+from .errors import LearnError
+
 log = logging.getLogger(__name__)
 
 
@@ -62,7 +65,7 @@ def first_slurm_host(nodelist: str) -> str:
     """
     first = re.match(r"([^,\[]+)(\[([^\]]+)\])?", nodelist.strip())
     if first is None:
-        raise ValueError(f"cannot parse Slurm node list {nodelist!r}: set MASTER_ADDR explicitly")
+        raise LearnError(f"cannot parse Slurm node list {nodelist!r}: set MASTER_ADDR explicitly")
     prefix, _, ranges = first.groups()
     if not ranges:
         return prefix
@@ -110,7 +113,7 @@ def pick_device(preference: str, env: DistEnv) -> torch.device:
     if preference == "cpu" or (preference == "auto" and not torch.cuda.is_available()):
         return torch.device("cpu")
     if not torch.cuda.is_available():
-        raise RuntimeError("train.device is 'cuda' but CUDA is not available: use device: auto or cpu")
+        raise DeviceError("train.device is 'cuda' but CUDA is not available: use device: auto or cpu")
     index = env.local_rank % torch.cuda.device_count()
     torch.cuda.set_device(index)
     return torch.device("cuda", index)

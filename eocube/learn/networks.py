@@ -63,6 +63,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .errors import LearnError
+
 
 class NetConfig(dict):
     """The keyword arguments a network was built with (stored in checkpoints)."""
@@ -259,7 +261,7 @@ class GapFillNet(nn.Module):
     def __init__(self, n_bands: int = 1, hidden: int = 24, depth: int = 6, kernel_t: int = 5) -> None:
         super().__init__()
         if kernel_t % 2 != 1:
-            raise ValueError(f"kernel_t must be odd (got {kernel_t}): use 3, 5 or 7")
+            raise LearnError(f"kernel_t must be odd (got {kernel_t}): use 3, 5 or 7")
         self.config = NetConfig(kind="gapfill", n_bands=int(n_bands), hidden=int(hidden), depth=int(depth),
                                 kernel_t=int(kernel_t))
         self.n_bands, self.halo = int(n_bands), int(depth)
@@ -290,7 +292,7 @@ class GapFillNet(nn.Module):
         """
         b, t, c, h, w = values.shape
         if c != self.n_bands:
-            raise ValueError(f"the network was built for {self.n_bands} band(s), got {c}")
+            raise LearnError(f"the network was built for {self.n_bands} band(s), got {c}")
         valid = valid.bool()
         values = torch.where(valid, values, torch.zeros_like(values))
         prior, dist = temporal_linear_fill(values, valid, days)
@@ -316,7 +318,7 @@ def build_network(config: dict[str, Any]) -> nn.Module:
         return SuperResNet(**kw)
     if kind == "gapfill":
         return GapFillNet(**kw)
-    raise ValueError(f"unknown network kind {kind!r}")
+    raise LearnError(f"unknown network kind {kind!r}")
 
 
 __all__ = ["GapFillNet", "NetConfig", "SegNet", "SuperResNet", "build_network", "temporal_linear_fill"]

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any, Callable, Iterator
 
-from .._redact import redact, redact_obj
+from .._redact import RedactedError, redact, redact_obj
 from ..errors import EOCubeError, GridError
 
 
@@ -54,13 +54,6 @@ class NodataWarning(UserWarning):
     """The cube has no single nodata value, so nothing marks its missing pixels (say ``nodata=``)."""
 
 
-class RedactedCause(Exception):
-    """Stands in for a chained exception whose text held a signed URL; its message is redacted.
-
-    The message starts with the original exception's type; the traceback is the original's.
-    """
-
-
 def _has_secret(text: str) -> bool:
     return redact(text) != text
 
@@ -70,7 +63,7 @@ def scrub(exc: BaseException | None, _seen: set[int] | None = None) -> BaseExcep
 
     The loader's own errors (:class:`StacError` and :class:`~eocube.errors.GridError`) are redacted in
     place; any other exception whose text (str or repr) holds a secret is replaced by a
-    :class:`RedactedCause` carrying its redacted text and traceback. ``__cause__`` and
+    :class:`eocube._redact.RedactedError` carrying its redacted text and traceback. ``__cause__`` and
     ``__context__`` are scrubbed the same way, so a traceback printed into a job log shows which
     file failed and why, never the signature.
 
@@ -92,7 +85,7 @@ def scrub(exc: BaseException | None, _seen: set[int] | None = None) -> BaseExcep
         exc.args = redact_obj(exc.args)
         out = exc
     elif _has_secret(str(exc)) or _has_secret(repr(exc)):
-        out = RedactedCause(f"{type(exc).__module__}.{type(exc).__qualname__}: {redact(str(exc))}")
+        out = RedactedError(f"{type(exc).__module__}.{type(exc).__qualname__}: {redact(str(exc))}")
         out = out.with_traceback(exc.__traceback__)
     else:
         out = exc

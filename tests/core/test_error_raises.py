@@ -32,7 +32,32 @@ def _models_cases() -> list:
     ]
 
 
-@pytest.mark.parametrize(("call", "types", "message"), _models_cases())
+def _fill_cases() -> list:
+    from eocube.fill import METHODS, FillError
+
+    values, valid = np.ones((3, 1), np.float32), np.ones((3, 1), bool)
+    days = np.array([0.0, 10.0, 20.0])
+    return [
+        pytest.param(lambda: METHODS["linear"](values, valid, days, extrapolate="sideways"), (FillError, ValueError),
+                     "extrapolate must be", id="linear-extrapolate"),
+        pytest.param(lambda: METHODS["whittaker"](values, valid, days, lmbda=0), (FillError, ValueError),
+                     "lmbda must be", id="whittaker-lmbda"),
+        pytest.param(lambda: METHODS["linear"](values, valid, days, engine="cuda"), (FillError, ValueError),
+                     "engine must be", id="engine"),
+    ]
+
+
+def _other_cases() -> list:
+    from eocube.datasets import open_sample
+    from eocube.errors import UnknownSampleError
+
+    return [
+        pytest.param(lambda: open_sample("sentinel3"), (UnknownSampleError, KeyError), "no bundled sample",
+                     id="open_sample"),
+    ]
+
+
+@pytest.mark.parametrize(("call", "types", "message"), _models_cases() + _fill_cases() + _other_cases())
 def test_a_user_error_is_an_eocube_error_of_its_old_builtin_type(call, types, message):
     with pytest.raises(EOCubeError, match=message) as info:
         call()
@@ -47,3 +72,18 @@ def test_export_refuses_a_batch_of_one_with_an_eocube_error(tmp_path):
     with pytest.raises(ExportError, match="batch of at least 2") as info:
         export_model(torch.nn.Conv2d(2, 1, 1), torch.zeros(1, 2, 8, 8), tmp_path / "m.pt2")
     assert isinstance(info.value, (EOCubeError, ValueError))
+
+
+def test_learn_refuses_a_network_config_and_a_missing_gpu_with_eocube_errors():
+    torch = pytest.importorskip("torch")
+    from eocube.learn.distributed import DistEnv, pick_device
+    from eocube.learn.errors import LearnError
+    from eocube.learn.networks import GapFillNet
+    from eocube.models import DeviceError
+
+    with pytest.raises(LearnError, match="kernel_t must be odd"):
+        GapFillNet(n_bands=1, hidden=4, depth=1, kernel_t=4)
+    if not torch.cuda.is_available():
+        with pytest.raises(DeviceError, match="CUDA is not available") as info:
+            pick_device("cuda", DistEnv())
+        assert isinstance(info.value, (EOCubeError, RuntimeError))

@@ -21,7 +21,7 @@ import torch
 import yaml
 from click.testing import CliRunner
 
-from eocube.learn.cli import train_command
+from eocube.cli.train import train_command
 
 TINY = {"sampler": {"patch_size": 12, "min_clear_fraction": 0.3}, "network": {"hidden": 8, "depth": 2, "kernel_t": 3},
         "train": {"epochs": 1, "steps_per_epoch": 1, "batch_size": 2, "val_windows": 2, "num_workers": 0,

@@ -41,7 +41,7 @@ def test_ddp_with_two_gloo_processes_trains_as_one_process_with_their_global_bat
     env["OMP_NUM_THREADS"] = "1"
     proc = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-         "-m", "eocube.learn.cli", "--config", str(tmp_path / "c.yaml"), "--out", str(tmp_path / "run")],
+         "-m", "eocube", "train", "--config", str(tmp_path / "c.yaml"), "--out", str(tmp_path / "run")],
         capture_output=True, text=True, env=env, timeout=300, check=False,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

@@ -54,7 +54,8 @@ def test_the_modules_of_learn_import_each_other_without_a_cycle():
 
 
 MOVING = {"cli"}
-"""``learn/cli.py`` (``eocube train``) moves beside the other commands in ``eocube/cli/`` (issue 22 item 4)."""
+"""``learn/cli.py`` only keeps the deprecated ``python -m eocube.learn.cli`` working: ``eocube train`` is
+``eocube/cli/train.py`` (issue 22 item 4)."""
 
 
 def test_no_two_learn_modules_or_a_module_and_a_package_share_a_name():

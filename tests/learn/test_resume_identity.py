@@ -12,8 +12,8 @@ import torch
 import yaml
 from click.testing import CliRunner
 
+from eocube.cli.train import train_command
 from eocube.learn.checkpoint import load_checkpoint
-from eocube.learn.cli import train_command
 from eocube.learn.config import load_config
 from eocube.learn.errors import LearnError
 from eocube.learn.trainer import train

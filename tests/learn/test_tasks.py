@@ -9,9 +9,9 @@ import yaml
 from click.testing import CliRunner
 
 import eocube
+from eocube.cli.train import train_command
 from eocube.learn import trainer as trainer_module
 from eocube.learn.checkpoint import load_checkpoint
-from eocube.learn.cli import train_command
 from eocube.learn.config import load_config
 from eocube.learn.trainer import train
 from eocube.models.card import load_card

@@ -7,8 +7,8 @@ import torch
 from click.testing import CliRunner
 from torch.utils.data import DataLoader
 
+from eocube.cli.train import train_command
 from eocube.learn.checkpoint import load_checkpoint, load_model
-from eocube.learn.cli import train_command
 from eocube.learn.config import load_config
 from eocube.learn.errors import LearnError
 from eocube.learn.networks import GapFillNet

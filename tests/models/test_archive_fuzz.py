@@ -413,7 +413,7 @@ def test_legitimate_files_of_every_format_still_load(legit):
 def test_a_crafted_checkpoint_is_one_line_and_exit_2_in_train_resume(legit, tmp_path):
     from click.testing import CliRunner
 
-    from eocube.learn.cli import train_command
+    from eocube.cli.train import train_command
 
     marker = tmp_path / "MARKER"
     out = tmp_path / "run"
