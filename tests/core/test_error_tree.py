@@ -25,11 +25,6 @@ NOT_USER_ERRORS = {
 }
 """Exception classes outside the ``EOCubeError`` tree, with the reason."""
 
-STILL_DUPLICATED = {"GridError"}
-"""Names two classes still share: the two GridError are merged by issue 22 item 2 (one Grid, one GridError).
-Remove the name here once that lands; a name is only tolerated, never required, to be duplicated."""
-
-
 def _modules() -> list[str]:
     names = ["eocube"]
     for info in pkgutil.walk_packages(eocube.__path__, prefix="eocube."):
@@ -72,5 +67,5 @@ def test_no_two_public_exception_classes_share_a_name():
     for cls in _exception_classes():
         if not cls.__name__.startswith("_"):
             by_name[cls.__name__].append(_qualname(cls))
-    shared = {name: where for name, where in by_name.items() if len(where) > 1 and name not in STILL_DUPLICATED}
+    shared = {name: where for name, where in by_name.items() if len(where) > 1}
     assert not shared, f"one name, several classes (keep one and import it): {shared}"
