@@ -229,3 +229,29 @@ def test_config_takes_auto_or_a_chunk_count():
     assert load_config(task="segmentation", overrides={"data": {"cache_chunks": 4}}).data["cache_chunks"] == 4
     with pytest.raises(Exception, match="cache_chunks"):
         load_config(task="segmentation", overrides={"data": {"cache_chunks": "many"}})
+
+
+def test_a_task_stages_its_windows_before_training_and_epochs_compute_nothing(synth, caplog):
+    import logging
+
+    from eocube.learn.tasks import make_task
+
+    s10, s20, lab, _ = synth.scene(192)  # lazy, chunks of 32 px
+    cfg = load_config(task="segmentation", overrides={
+        "split": {"block_size": 64}, "sampler": {"patch_size": 16}, "network": {"hidden": 8, "depth": 2},
+        "train": {"steps_per_epoch": 4, "batch_size": 4}})
+    task = make_task(cfg)
+    with caplog.at_level(logging.INFO, logger="eocube.learn.sources"):
+        task.build({"s10": s10, "s20": s20}, lab, 1)
+    assert task.staging.startswith("staged ") and task.staging in caplog.text  # said on the terminal
+    readers = [s.reader for s in task.ps.sources] + [task.ps.target]
+    before = [r.computes for r in readers]
+    from torch.utils.data import DataLoader
+
+    for epoch in (0, 1):
+        task.train.set_epoch(epoch)
+        for _ in DataLoader(task.train, batch_size=4):
+            pass
+    for _ in DataLoader(task.val, batch_size=4):
+        pass
+    assert [r.computes for r in readers] == before
