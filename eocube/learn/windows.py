@@ -46,7 +46,12 @@ def stage_readers(plan: Sequence[tuple[WindowReader, Sequence[Box]]], *, schedul
 
     requests = []
     for reader, boxes in plan:
+        if reader._whole is not None:
+            continue
         missing = [k for k in reader.keys(boxes) if k not in reader._pinned]
+        if missing and len(missing) == reader.n_chunks > 1:  # the whole array: no slicing, windows are its views
+            requests.append((reader, missing, [reader.data], None))
+            continue
         cached = {k: reader._cache.pop(k) for k in missing if k in reader._cache}
         reader._pinned.update(cached)
         todo = [k for k in missing if k not in cached]
@@ -57,11 +62,22 @@ def stage_readers(plan: Sequence[tuple[WindowReader, Sequence[Box]]], *, schedul
     got = dask.compute(*[p for _, _, parts, _ in requests for p in parts], scheduler=scheduler)
     start = 0
     for reader, todo, parts, unpack in requests:
-        reader._pinned.update(unpack(got[start:start + len(parts)]))
+        if unpack is None:
+            reader._whole = _frozen(got[start])
+            reader._cache.clear()
+        else:
+            reader._pinned.update(unpack(got[start:start + len(parts)]))
         start += len(parts)
         reader.reads += len(todo)
         reader.computes += 1
     return sum(len(todo) for _, todo, _, _ in requests)
+
+
+def _frozen(a: Any) -> np.ndarray:
+    """``a`` as a read-only NumPy array (windows may be views of it: nobody may change it in place)."""
+    a = np.asarray(a)
+    a.flags.writeable = False
+    return a
 
 
 def stage_budget() -> int:
@@ -91,6 +107,8 @@ class WindowReader:
         chunks = getattr(data, "chunks", None)
         self.lazy = chunks is not None and not isinstance(data, np.ndarray)
         self._pinned: dict[tuple[int, int], np.ndarray] = {}
+        self._whole: np.ndarray | None = None
+        """The whole array, when staging needed every chunk (windows are then its views)."""
         self._cache: OrderedDict[tuple[int, int], np.ndarray] = OrderedDict()
         if self.lazy:
             self._bounds = [np.concatenate([[0], np.cumsum(c)]) for c in data.chunks[-2:]]
@@ -119,7 +137,7 @@ class WindowReader:
     @property
     def staged(self) -> int:
         """Chunks staged in memory for good."""
-        return len(self._pinned)
+        return self.n_chunks if self._whole is not None else len(self._pinned)
 
     def chunk_bytes(self) -> int:
         """Bytes of the largest chunk (of all leading dims) once in memory."""
@@ -147,6 +165,7 @@ class WindowReader:
         """Dask arrays that hold the chunks ``keys``, and how to turn their values into ``{key: chunk}``.
 
         All the chunks of the array: the array itself (no slicing tasks), cut into read-only views.
+        Chunks are read-only: windows of one chunk are views of it.
         """
         by, bx = self._bounds
         lead = (slice(None),) * (len(self.shape) - 2)
@@ -154,14 +173,9 @@ class WindowReader:
         def box(iy: int, ix: int) -> tuple[slice, ...]:
             return lead + (slice(by[iy], by[iy + 1]), slice(bx[ix], bx[ix + 1]))
 
-        def frozen(a: Any) -> np.ndarray:
-            a = np.asarray(a)
-            a.flags.writeable = False  # windows of one chunk are views of it: nobody may change it in place
-            return a
-
         if len(keys) == self.n_chunks > 1:
-            return [self.data], lambda got: {k: frozen(got[0])[box(*k)] for k in keys}
-        return [self.data[box(*k)] for k in keys], lambda got: {k: frozen(b) for k, b in zip(keys, got)}
+            return [self.data], lambda got: {k: _frozen(got[0])[box(*k)] for k in keys}
+        return [self.data[box(*k)] for k in keys], lambda got: {k: _frozen(b) for k, b in zip(keys, got)}
 
     def _compute(self, keys: Sequence[tuple[int, int]], scheduler: str) -> dict[tuple[int, int], np.ndarray]:
         """The chunks ``keys`` as NumPy arrays, computed in one dask compute."""
@@ -176,7 +190,7 @@ class WindowReader:
     def stage(self, boxes: Iterable[Box], *, scheduler: str = "threads") -> int:
         """Keep the chunks the windows touch in memory for good (one compute); returns the chunks staged."""
         stage_readers([(self, list(boxes))], scheduler=scheduler)
-        return len(self._pinned)
+        return self.staged
 
     def read(self, ys: slice, xs: slice) -> np.ndarray:
         """The window ``[..., ys, xs]`` as a NumPy array (only its chunks are computed).
@@ -192,6 +206,8 @@ class WindowReader:
         for ys, xs in boxes:
             if not 0 <= ys.start < ys.stop <= self.shape[-2] or not 0 <= xs.start < xs.stop <= self.shape[-1]:
                 raise LearnError(f"window y={ys}, x={xs} is outside the {self.shape[-2:]} px array")
+        if self._whole is not None:
+            return [self._whole[..., ys, xs] for ys, xs in boxes]
         keys = self.keys(boxes)
         missing = [k for k in keys if k not in self._pinned and k not in self._cache]
         fresh = self._compute(missing, "synchronous") if missing else {}

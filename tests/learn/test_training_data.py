@@ -93,6 +93,19 @@ def test_staged_chunks_are_kept_go_to_workers_and_are_read_only():
         view[...] = 0  # a window may be a view of a chunk: nobody changes the chunk in place
 
 
+def test_windows_touching_some_chunks_stage_those_chunks_only():
+    a = _array()
+    reader = WindowReader(da.from_array(a, chunks=(1, 32, 32)), cache_chunks=2)
+    boxes = [b for b in _boxes(40, seed=4) if b[0].stop <= 64] + [(slice(31, 33), slice(63, 65))]
+    assert reader.stage(boxes) == 6 and reader.computes == 1  # rows 64.. (the edge chunks) are not read
+    got = reader.read_many(boxes)
+    assert reader.computes == 1
+    for (ys, xs), w in zip(boxes, got):
+        np.testing.assert_array_equal(w, a[:, ys, xs])
+    np.testing.assert_array_equal(reader.read(slice(60, 70), slice(0, 90)), a[:, 60:70])  # the rest on demand
+    assert reader.computes == 2 and reader.staged == 6
+
+
 def _scene(lazy: bool, seed: int = 0):
     """A 10 m source with uint16 nodata, a 20 m source and labels with nodata; chunks of uneven size."""
     rng = np.random.default_rng(seed)
