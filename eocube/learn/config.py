@@ -281,7 +281,7 @@ _RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "sampler.augment": _bool(),
     "sampler.balance": _bool(),
     "sampler.norm_windows": _int_at_least(1),
-    "sampler.halo": _choice("edge", "inside"),
+    "sampler.halo": _choice("edge", "inside", "context"),
     "gaps.p_date": _float_in(0.0, 1.0),
     "gaps.min_cloud_fraction": _float_in(0.0, 1.0),
     "network.hidden": _int_at_least(1),

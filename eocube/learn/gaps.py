@@ -115,6 +115,8 @@ class GapTarget:
     """Probability that a date of a window gets an artificial cloud mask."""
     days: np.ndarray
     """``(T,)`` acquisition times in days since 1970-01-01."""
+    margin: int = 0
+    """Pixels at each window edge read as context only (``sampler.halo: context``): hidden there, never scored."""
 
     @property
     def n_dates(self) -> int:
@@ -143,12 +145,15 @@ class GapTarget:
         shape = (t, x.shape[0] // t) + x.shape[1:]
         ok = np.isfinite(x).reshape(shape)
         clear = ok.all(1)
+        core = np.zeros(shape[2:], bool)  # scored pixels: all but the context margin
+        m = int(self.margin)
+        core[m:shape[2] - m, m:shape[3] - m] = True
         for _ in range(20):  # make sure something is hidden (a window is rarely missed twice)
             hide = self.bank.sample(t, shape[2], shape[3], rng, self.p_date)
-            if (hide & clear).any():
+            if (hide & clear & core).any():
                 break
         return {"values": np.where(ok, norm.reshape(shape), 0.0).astype("float32"),
-                "valid": ok & ~hide[:, None], "target_mask": ok & hide[:, None],
+                "valid": ok & ~hide[:, None], "target_mask": ok & (hide & core)[:, None],
                 "days": np.asarray(self.days, dtype="float64")}
 
 

@@ -153,9 +153,11 @@ class PatchTask(Task):
                                      fractions=sp.get("fractions", (0.7, 0.15, 0.15)), buffer=buffer,
                                      seed=int(sp.get("seed", 0)))
         size, seed = int(s["patch_size"]), int(t["seed"])
-        self.size = size
         stride = s.get("stride") or max(1, size // 2)
         self.window_halo = window_halo(s.get("halo", "inside"), self.halo)
+        self.context = self.halo if s.get("halo", "inside") == "context" else 0
+        size += 2 * self.context  # context: the window is read with its halo; only its core is scored
+        self.size = size
         train_w = self.split.windows("train", size, halo=self.window_halo, stride=stride, multiple=self.ps.multiple)
         val_w = self.split.windows("val", size, halo=self.window_halo, stride=s.get("val_stride") or size,
                                    multiple=self.ps.multiple)
@@ -344,7 +346,8 @@ class GapfillTask(PatchTask):
 
             cloud = select_bands(self.cube, d["cloud_band"]).isel(band=0).values
             bank = bank_from_blocks(cloud, self.split.blocks("train"), min_fraction=float(g["min_cloud_fraction"]))
-            self._gaps = GapTarget(bank, float(g["p_date"]), days_since_epoch(self.cube["time"].values))
+            self._gaps = GapTarget(bank, float(g["p_date"]), days_since_epoch(self.cube["time"].values),
+                                   margin=self.context)
         return {"target": "gaps", "gaps": self._gaps}
 
     def _check_val(self) -> None:
@@ -582,7 +585,7 @@ class SuperresTask(PatchTask):
         return row
 
 
-HALO_MODES = ("edge", "inside")
+HALO_MODES = ("edge", "inside", "context")
 """Values of ``sampler.halo`` (see :func:`window_halo`)."""
 
 
@@ -599,7 +602,10 @@ def window_halo(mode: str, halo: int) -> int:
         ``"edge"``: a window may reach its block's edge; the context beyond it, which is never
         read, is the network's padding, as at a scene edge (0 px kept). ``"inside"``: the
         window grown by the network's halo must stay inside the block (``halo`` px kept; fewer
-        windows, less ground covered on small blocks).
+        windows, less ground covered on small blocks). ``"context"`` (gap filling): the same
+        windows, read with their halo, so the network sees real pixels around them where
+        ``apply_model`` would; only their core (``sampler.patch_size``) is scored (0 px kept: the
+        halo is part of the window read).
     halo
         The network's receptive field beyond a pixel.
 
@@ -611,7 +617,7 @@ def window_halo(mode: str, halo: int) -> int:
     """
     if mode not in HALO_MODES:
         raise LearnError(f"config sampler.halo: {mode!r} is not accepted: give one of {list(HALO_MODES)}")
-    return 0 if mode == "edge" else int(halo)
+    return int(halo) if mode == "inside" else 0
 
 
 def _cache_chunks(value: Any) -> int | str:

@@ -129,7 +129,7 @@ def test_a_training_window_edge_is_padded_as_a_scene_edge_at_inference(sample):
 
 
 def test_sampler_halo_is_checked():
-    with pytest.raises(LearnError, match=r"sampler.halo: 'none' is not accepted: give one of \['edge', 'inside'\]"):
+    with pytest.raises(LearnError, match=r"sampler.halo: 'none' is not accepted: give one of \['edge', 'inside', 'context'\]"):
         load_config(overrides={"sampler": {"halo": "none"}})
     with pytest.raises(LearnError, match="sampler.halo"):
         window_halo("none", 6)
