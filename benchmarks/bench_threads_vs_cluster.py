@@ -14,7 +14,10 @@ it opens the store and builds the graph (untimed), then times
 * cluster: ``eocube.cluster.connect("local")`` (what ``--cluster local`` starts: one worker per
   2 cores) plus the same ``to_zarr`` on it; the start and the compute are also shown apart.
 
-The modes and sizes alternate within each round so that a shared machine's load weighs on them
+``--modes`` adds cluster variants (worker processes, worker threads in process, the profiler off,
+fewer periodic callbacks; see :data:`VARIANTS`), and ``cluster-before`` runs eocube's default cluster
+from another checkout (``--before``: e.g. a worktree of an older commit), for before/after ratios in
+one run. The modes and sizes alternate within each round so that a shared machine's load weighs on them
 alike; printed are the ratio cluster / threads per size (median and range over rounds), where the
 time goes (CPU seconds of the command's process, which holds client and scheduler, and of the
 worker processes; task count) and the machine's load.

@@ -58,14 +58,16 @@ IN_PROCESS_WHEN_ONE_WORKER = True
 """A local cluster of one worker runs it as threads of this process (unless ``processes=True``).
 
 Measured with ``benchmarks/bench_threads_vs_cluster.py`` (``eocube gapfill``'s work on the bundled
-sample tiled up, one worker x 2 threads, 2-core AMD EPYC shared with other jobs at load 11-13,
-2026-12-06, alternating rounds): a worker process took 3.0-3.7x the time of dask's threaded
-scheduler at 1x-16x the sample (5.3-7.5 s to start the nanny and the worker process, which then
-imports eocube, numba's kernels and zarr again: 1.3-1.9 CPU s where the threads used 0.7-1.1);
-the worker's threads in this process 1.10x at 1x (start 0.3-1.2 s) and 1.29x at 16x. A
-single worker process buys no parallelism over its threads; what it would buy is its nanny
-restarting it past the memory limit, and the tasks of a gap fill or a model stream blocks of a
-planned size.
+sample tiled up, one worker x 2 threads, 2-core AMD EPYC shared with other jobs at load 9-13,
+2026-12-06, three runs of alternating rounds, the cluster's start included): a worker process took
+2.7-4.0x the time of dask's threaded scheduler at 1x-16x the sample (5.2-7.5 s to start the nanny
+and the worker process, which then imports eocube, numba's kernels and zarr again: 1.4-2.4 CPU s
+where the threads used 0.7-1.2); the worker's threads in this process 1.02-1.43x (start 0.3-1.5 s),
+1.45-1.62x at 64x. A single worker process buys no parallelism over its threads; what it would buy
+is its nanny restarting it past the memory limit, and the tasks of a gap fill or a model stream
+blocks of a planned size. What the in-process cluster still costs is CPU in the scheduler's and
+worker's bookkeeping (0.3-1.2 CPU s more than the threads for 20-370 tasks), hence
+``eocube.cluster.threads-below``.
 """
 
 
@@ -74,10 +76,11 @@ PROFILE_INTERVAL = "100ms"
 
 distributed samples every 10 ms, on the worker's event loop; with the worker's threads in this
 process that loop shares the command's cores. Measured with ``benchmarks/bench_threads_vs_cluster.py``
-(16x the sample, one worker x 2 threads in process, 3 alternating rounds, load 10-12): 1.51 CPU s
-with the 10 ms profiler, 1.23 s without it, 1.04 s on dask's threaded scheduler. Sampling every
-100 ms keeps the dashboard's profile and costs a tenth. Applied only where the configuration
-still holds distributed's 10 ms (``distributed.worker.profile.interval``); set another value, or
+(16x the sample, one worker x 2 threads in process, load 10-13): 1.51 CPU s with the 10 ms profiler
+and 1.23 s without it in one run (3 rounds; dask's threads 1.04 s); in another (2 rounds) 1.41 s
+with a 100 ms profiler and 1.44 s without (64x: 3.18 and 2.96 s): within the noise of a loaded
+machine. Sampling every 100 ms keeps the dashboard's profile at a tenth of the samples. Applied only
+where the configuration still holds distributed's 10 ms (``distributed.worker.profile.interval``); set another value, or
 ``distributed.worker.profile.enabled: false``, to choose.
 """
 
