@@ -28,7 +28,7 @@ What it does:
    network sees), trained on labelled pixels of the same training blocks (balanced sample per class;
    the context forest's pixels 7 px inside the blocks, so its windows stay in them).
 5. **Map**: the exported model applied to the whole scene through the engine
-   (:func:`eocube.models.apply_model`, as ``eocube apply run/model.pt2 --source s10=sentinel2_l1c:10m
+   (:func:`eocube.models.apply_model`, as ``eocube apply --model run/model.pt2 --source s10=sentinel2_l1c:10m
    --source s20=sentinel2_l1c:20m`` does), written to Zarr for the first seed; the test scores are read
    from that map. With ``--plot-dir``: the class map with its legend and the confusion matrices (PNG).
 6. **Seeds**: steps 2-5 for each block-split seed (``--seeds N``: 0 .. N-1, default 5; 2 with

@@ -133,7 +133,7 @@ def test_apply_rerun_into_a_complete_output_does_not_import_torch(tmp_path):
     card = write_card(ModelSpec(sources=(SourceSpec(name="s2", bands=("NDVI",)),), output=OutputSpec(bands=("a", "b")),
                                 name="noop"), model)
     out = tmp_path / "applied.zarr"
-    args = ("apply", model, "--source", "s2=sentinel2", "--out", out, "--no-progress")
+    args = ("apply", "--model", model, "--source", "s2=sentinel2", "--out", out, "--no-progress")
     first = eocube(*args, cwd=tmp_path)
     assert first.returncode == 0, first.stderr
     before = snapshot(out)

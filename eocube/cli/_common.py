@@ -41,7 +41,19 @@ class OneLineUsageError(click.UsageError):
 
 
 class OneLineCommand(click.Command):
-    """A click command whose bad options (``--tile 0``, an unknown choice) are one line on stderr, exit 2."""
+    """A click command whose bad options (``--tile 0``, an unknown choice) are one line on stderr, exit 2.
+
+    ``old_spellings={"--plot": "--quicklook"}`` keeps an old spelling of an option working: it is read
+    as the new one, with a one-line ``warning:`` on stderr (README, Command line: what each option means).
+    """
+
+    def __init__(self, *args: Any, old_spellings: dict[str, str] | None = None, **kwargs: Any) -> None:
+        self.old_spellings = dict(old_spellings or {})
+        super().__init__(*args, **kwargs)
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        """Parse the arguments, old spellings of options read as the new ones (with a warning)."""
+        return super().parse_args(ctx, respell(args, self.old_spellings, f"eocube {self.name}"))
 
     def make_context(self, info_name: str | None, args: list[str], parent: click.Context | None = None,
                      **extra: Any) -> click.Context:
@@ -59,6 +71,28 @@ class OneLineCommand(click.Command):
             if isinstance(exc, OneLineUsageError):
                 raise
             raise _one_line(exc) from None
+
+
+def respell(args: list[str], old_spellings: dict[str, str], command: str) -> list[str]:
+    """``args`` with old option spellings (``--plot``, ``--plot=x``) replaced by the new ones.
+
+    Each old spelling used prints one line on stderr: ``warning: <command> --plot is deprecated:
+    use --quicklook (same meaning)``. Arguments after ``--`` are left alone.
+    """
+    out, warned = [], set()
+    for i, arg in enumerate(args):
+        if arg == "--":
+            return out + list(args[i:])
+        old = next((o for o in old_spellings if arg == o or arg.startswith(o + "=")), None)
+        if old is None:
+            out.append(arg)
+            continue
+        new = old_spellings[old]
+        if old not in warned:
+            click.echo(f"warning: {command} {old} is deprecated: use {new} (same meaning)", err=True)
+            warned.add(old)
+        out.append(new + arg[len(old):])
+    return out
 
 
 def _one_line(exc: click.UsageError) -> OneLineUsageError:
@@ -573,11 +607,19 @@ def sample_names() -> str:
 
 
 class SampleHelpOption(click.Option):
-    """``--source``: its help lists the bundled samples, read when help is shown (not at import)."""
+    """``--source``: its help lists the bundled samples, read when help is shown (not at import).
+
+    ``note=`` adds a sentence after the list (what the command does with it).
+    """
+
+    def __init__(self, *args: Any, note: str = "", **kwargs: Any) -> None:
+        self.note = note
+        super().__init__(*args, **kwargs)
 
     def get_help_record(self, ctx: click.Context) -> tuple[str, str] | None:
         """The help line, with the sample names filled in."""
-        self.help = f"A bundled sample ({sample_names()}) or the path of a Zarr cube."
+        self.help = f"A bundled sample ({sample_names()}) or the path of a Zarr cube." + (
+            f" {self.note}" if self.note else "")
         return super().get_help_record(ctx)
 
 

@@ -1,7 +1,7 @@
 """``eocube apply``: a model file on one or several sources -> resumable Zarr (+ quicklook PNG).
 
 The model card beside the model file (a STAC MLM item, :mod:`eocube.models.card`) says how to
-feed the model and what it returns, so ``eocube apply model.pt2 --source SPEC --out out.zarr``
+feed the model and what it returns, so ``eocube apply --model model.pt2 --source SPEC --out out.zarr``
 needs no other option. Only click and light modules are imported at the top (see
 :mod:`eocube.cli`): outputs, the model file, the card's presence, every ``--source`` and the
 cluster settings are checked first; an output already complete for the same request (options,
@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from ..errors import EOCubeError
-from ..names import AUTOCASTS, CARD_NAME_PATTERNS, LAYOUTS, POSTPROCESS_NAMES
+from ..names import AUTOCASTS, CARD_NAME_PATTERNS, LAYOUTS, MODEL_FILE, POSTPROCESS_NAMES
 from ._apply_sources import (
     SourceArg,
     bind_sources,
@@ -56,7 +56,11 @@ if TYPE_CHECKING:
 
 
 @click.command("apply", cls=OneLineCommand)
-@click.argument("model", type=click.Path(dir_okay=False))
+@click.argument("model_arg", metavar="[MODEL]", required=False, type=click.Path())
+@click.option("--model", "model", default=None, type=click.Path(),
+              help="The model: a torch.export program (.pt2), a TorchScript file, a state_dict file with --factory, "
+                   "or a training folder of eocube train (its model.pt2); the card beside it says how to feed it. "
+                   "Formerly the first argument MODEL (still read, with a warning).")
 @click.option("--source", "sources", multiple=True, required=True, metavar="[NAME=]SPEC",
               help="An input of the model (repeatable): NAME is the card's source name (not needed for a "
                    "one-source model); SPEC a bundled sample (sentinel2, sentinel2_l1c:10m, sentinel2_l1c:20m, "
@@ -93,15 +97,16 @@ if TYPE_CHECKING:
 @click.option("--progress/--no-progress", default=True, show_default=True)
 @cluster_options
 @friendly_errors
-def apply(model: str, sources: tuple[str, ...], out: str, card_path: str | None, factory: str | None,
-          model_version: str | None, layout: str | None, postprocess: str | None, tile: int | None, chunk: int | None,
-          batch_size: int | None, device: str | None, autocast: str | None, zarr: dict, overwrite: bool,
-          quicklook: str | None, progress: bool, cluster: dict) -> None:
+def apply(model_arg: str | None, model: str | None, sources: tuple[str, ...], out: str, card_path: str | None,
+          factory: str | None, model_version: str | None, layout: str | None, postprocess: str | None,
+          tile: int | None, chunk: int | None, batch_size: int | None, device: str | None, autocast: str | None,
+          zarr: dict, overwrite: bool, quicklook: str | None, progress: bool, cluster: dict) -> None:
     """Run a PyTorch model file on one or several sources and write the result to Zarr.
 
-    MODEL is a torch.export program (.pt2), a TorchScript file, or a state_dict file with
-    --factory; the model card beside it says how to feed it.
+    --model is a torch.export program (.pt2), a TorchScript file, a state_dict file with
+    --factory, or a training folder of eocube train; the model card beside it says how to feed it.
     """
+    model = _model_option(model_arg, model)
     png = Path(quicklook) if quicklook else default_quicklook(out)
     check_output_writable(out, what="--out")
     check_output_writable(png, what="the quicklook (--quicklook)", folder=False)
@@ -180,6 +185,23 @@ def _request(model: str, card_path: str | None, args: list[SourceArg], factory: 
     return request_key("eocube apply", options, inputs)
 
 
+def _model_option(model_arg: str | None, model: str | None) -> str:
+    """The model path: ``--model``, or the deprecated first argument (with a one-line warning); a training
+    folder of ``eocube train`` stands for its exported ``model.pt2``."""
+    if model_arg is not None and model is not None:
+        raise InputError(f"the model is given twice ({model_arg} and --model {model}): give it once, as --model")
+    if model_arg is not None:
+        click.echo(f"warning: eocube apply MODEL (the model as first argument) is deprecated: use --model {model_arg} "
+                   "(same meaning)", err=True)
+        model = model_arg
+    if model is None:
+        raise click.UsageError("Missing option '--model': give the model file (or a training folder of eocube train)")
+    path = Path(model).expanduser()
+    if path.is_dir() and (path / MODEL_FILE).is_file():
+        return str(path / MODEL_FILE)
+    return model
+
+
 def _check_model(model: str, card_path: str | None, layout: str | None) -> Path | None:
     """The model file exists; the card given exists, or one may lie beside the model, or ``--layout`` is given.
 
@@ -190,9 +212,9 @@ def _check_model(model: str, card_path: str | None, layout: str | None) -> Path 
     """
     path = Path(model).expanduser()
     if not path.is_file():
-        where = "a folder, not a model file" if path.is_dir() else "no such file"
-        raise InputError(f"model {model}: {where}; give a torch.export program (.pt2), a TorchScript file, or a "
-                         "state_dict file with --factory")
+        where = f"a folder without {MODEL_FILE}, not a model file" if path.is_dir() else "no such file"
+        raise InputError(f"model {model}: {where}; give a torch.export program (.pt2), a TorchScript file, a "
+                         "state_dict file with --factory, or a training folder of eocube train")
     if card_path is not None:
         if not Path(card_path).expanduser().is_file():
             raise InputError(f"--card {card_path}: no such file; give the model card (a STAC MLM item, .json)")

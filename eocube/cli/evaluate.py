@@ -27,7 +27,7 @@ DEFAULT_METHODS: tuple[str, ...] = EVALUATED_METHODS
 """``eocube.evaluate.DEFAULT_METHODS`` (both :data:`eocube.names.EVALUATED_METHODS`), without importing matplotlib."""
 
 
-@click.command("evaluate", cls=OneLineCommand)
+@click.command("evaluate", cls=OneLineCommand, old_spellings={"--plot": "--quicklook"})
 @click.option("--source", default="sentinel2", show_default=True, cls=SampleHelpOption,
               help="A bundled sample or the path of a Zarr cube.")
 @click.option("--bands", default=None, help="Comma-separated bands to score (sample default: its data bands).")
@@ -39,8 +39,8 @@ DEFAULT_METHODS: tuple[str, ...] = EVALUATED_METHODS
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--donor", type=click.Choice(["dates", "pixels"]), default="dates", show_default=True,
               help="Real cloud masks borrowed from other dates, or from the same date at other pixels.")
-@click.option("--plot", "plot", default="eocube-output/evaluate.png", show_default=True, type=click.Path(),
-              help="PNG of RMSE/MAE per method ('' for none).")
+@click.option("--quicklook", "plot", default="eocube-output/evaluate.png", show_default=True, type=click.Path(),
+              help="PNG of RMSE/MAE per method ('' for none; formerly --plot).")
 @click.option("--model", "model_path", default=None, type=click.Path(exists=True),
               help="Also score a trained gap-filling network (training folder of eocube train, with its model.pt2); "
                    "every method is then scored on the test blocks its training split held out.")
@@ -53,7 +53,7 @@ def evaluate(source: str, bands: str | None, cloud_band: str | None, data_band: 
              csv: str | None) -> None:
     """Score gap-filling methods on hidden clear observations of a real cube (RMSE, MAE, bias)."""
     if plot:
-        check_output_writable(plot, what="--plot", folder=False)
+        check_output_writable(plot, what="the quicklook (--quicklook)", folder=False)
     if csv:
         check_output_writable(csv, what="--csv", folder=False)
     check_source(source)

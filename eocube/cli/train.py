@@ -13,7 +13,7 @@ import logging
 import click
 
 from ..names import MODEL_FILE, TASKS
-from ._common import InputError, OneLineCommand, friendly_errors
+from ._common import InputError, OneLineCommand, SampleHelpOption, friendly_errors
 
 
 @click.command("train", cls=OneLineCommand)
@@ -23,9 +23,9 @@ from ._common import InputError, OneLineCommand, friendly_errors
                    "eocube/learn/default.yaml, segmentation.yaml, superres.yaml.")
 @click.option("--config", "config", type=click.Path(dir_okay=False), default=None,
               help="YAML config overriding the task's defaults (any subset of its keys); or give it as CONFIG.")
-@click.option("--source", default=None,
-              help="Gap filling: Zarr store of the cube to train on (the bundled Sentinel-2 sample by default); "
-                   "other tasks read data.sources and data.target of the config.")
+@click.option("--source", default=None, cls=SampleHelpOption,
+              note="Gap filling: the cube to train on (default: the bundled Sentinel-2 sample); the other tasks "
+                   "read data.sources and data.target of the config.")
 @click.option("--out", default="eocube-train", show_default=True, type=click.Path(file_okay=False),
               help="Output folder: last.pt (resume) and best.pt (lowest validation loss).")
 @click.option("--resume", is_flag=True, help="Continue from OUT/last.pt (epoch, model, optimiser state).")

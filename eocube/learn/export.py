@@ -4,7 +4,7 @@ The program takes the sources as ``apply_model`` passes them (``band`` layout, o
 when dates were stacked as channels), **after** the card's value scaling: the card holds the
 training statistics of every band as ``value_scaling`` z-score, the nodata fill (0 after
 scaling, as in training), the reference source, the halo (the network's receptive field) and
-the size multiple (the coarsest resolution ratio). So ``eocube apply run/model.pt2`` (or
+the size multiple (the coarsest resolution ratio). So ``eocube apply --model run/model.pt2`` (or
 ``eocube.apply_model(cube, "run/model.pt2")``) needs no other option.
 
 * Segmentation: the program returns one score per label **value** (0..max value; values that

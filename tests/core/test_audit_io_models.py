@@ -127,7 +127,7 @@ def test_eocube_apply_refuses_to_overwrite_its_own_source(smoother, source, tmp_
     """f16d111: exit 0; the input store deleted before it was read, and replaced by the output."""
     victim = tmp_path / "victim.zarr"
     shutil.copytree(source, victim)
-    proc = cli("apply", str(smoother), "--source", str(victim), "--out", str(victim), "--overwrite", "--no-progress")
+    proc = cli("apply", "--model", str(smoother), "--source", str(victim), "--out", str(victim), "--overwrite", "--no-progress")
     one_line_exit_2(proc, r"--out .*is also the --source")
     assert list(eocube.open_zarr(victim)["band"].values) == ["NDVI", "CLP", "CLM", "IS_DATA"]
 
@@ -136,7 +136,7 @@ def test_eocube_apply_refuses_an_output_inside_its_source(smoother, source, tmp_
     """f16d111: exit 0, the output store written inside the input store's folder."""
     inner = tmp_path / "src.zarr"
     shutil.copytree(source, inner)
-    proc = cli("apply", str(smoother), "--source", str(inner), "--out", str(inner / "out.zarr"), "--no-progress")
+    proc = cli("apply", "--model", str(smoother), "--source", str(inner), "--out", str(inner / "out.zarr"), "--no-progress")
     one_line_exit_2(proc, r"lies inside the --source")
     assert not (inner / "out.zarr").exists()
 
@@ -147,7 +147,7 @@ def test_eocube_apply_refuses_a_quicklook_that_would_replace_the_model_file(smoo
     shutil.copytree(smoother.parent, folder)
     model = folder / smoother.name
     before = model.read_bytes()
-    proc = cli("apply", str(model), "--source", str(source), "--out", str(tmp_path / "o.zarr"), "--quicklook",
+    proc = cli("apply", "--model", str(model), "--source", str(source), "--out", str(tmp_path / "o.zarr"), "--quicklook",
                str(model), "--no-progress")
     one_line_exit_2(proc, r"quicklook.*is the file")
     assert model.read_bytes() == before and not (tmp_path / "o.zarr").exists()
@@ -169,7 +169,7 @@ def test_eocube_apply_on_a_source_without_dates_is_one_line(smoother, tmp_path):
 
     empty = tmp_path / "nodates.zarr"
     eocube.to_zarr(sentinel2_sample().isel(time=slice(0, 0)), empty, progress=False)
-    proc = cli("apply", str(smoother), "--source", str(empty), "--out", str(tmp_path / "o.zarr"), "--no-progress")
+    proc = cli("apply", "--model", str(smoother), "--source", str(empty), "--out", str(tmp_path / "o.zarr"), "--no-progress")
     one_line_exit_2(proc, r"no dates")
 
 

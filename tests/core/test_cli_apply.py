@@ -40,7 +40,7 @@ from eocube.models import (
 )
 from eocube.models.card import export_model, write_card
 
-EOCUBE = [sys.executable, "-m", "eocube", "apply"]
+EOCUBE = [sys.executable, "-m", "eocube", "apply", "--model"]
 QUIET = ["--no-progress"]
 SCENE = SCENES["sentinel2_l1c"]
 B02 = SCENE.path / SCENE.pattern.format(band="B02")

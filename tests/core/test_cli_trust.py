@@ -159,7 +159,7 @@ def held_out(output: str) -> int:
 
 
 def test_evaluate_model_scores_the_held_out_region_only(tiny_run):
-    args = ["--methods", "linear", "--model", str(tiny_run), "--plot", "", "--fraction", "0.2"]
+    args = ["--methods", "linear", "--model", str(tiny_run), "--quicklook", "", "--fraction", "0.2"]
     result = CliRunner().invoke(evaluate, args)
     assert result.exit_code == 0, result.output
     assert ("scored region: the 1 test block(s) of 51 px of the network's training split (2,601 pixels), never "
@@ -195,8 +195,8 @@ def test_an_output_that_cannot_be_written_is_refused_first(tmp_path, where, opti
 def test_evaluate_refuses_an_unwritable_plot_or_csv(tmp_path):
     blocker = tmp_path / "somefile.txt"
     blocker.write_text("")
-    assert "cannot write --plot" in refused(["--plot", str(blocker / "p.png")], evaluate)
-    assert "cannot write --csv" in refused(["--plot", "", "--csv", str(blocker / "t.csv")], evaluate)
+    assert "cannot write the quicklook (--quicklook)" in refused(["--quicklook", str(blocker / "p.png")], evaluate)
+    assert "cannot write --csv" in refused(["--quicklook", "", "--csv", str(blocker / "t.csv")], evaluate)
 
 
 def test_check_output_writable(tmp_path):
@@ -233,7 +233,7 @@ def test_usage_errors_through_the_group_are_one_line_too(tmp_path):
 def test_an_unknown_sample_lists_the_samples(tmp_path):
     line = refused(["--out", str(tmp_path / "o.zarr"), "--source", "sentinel3"])
     assert "no Zarr store at sentinel3 and no bundled sample of that name: the bundled samples are sentinel2 (" in line
-    assert "sentinel3" in refused(["--source", "sentinel3", "--plot", ""], evaluate)
+    assert "sentinel3" in refused(["--source", "sentinel3", "--quicklook", ""], evaluate)
 
 
 def test_quality_must_not_be_the_output(tmp_path):

@@ -207,7 +207,7 @@ def test_the_evaluate_command_s_default_methods_are_the_library_s():
 
 
 def test_evaluate_refuses_a_missing_source_without_heavy_imports(tmp_path):
-    status, loaded, stderr = modules_after(["evaluate", "--source", "nope.zarr", "--plot", str(tmp_path / "p.png")])
+    status, loaded, stderr = modules_after(["evaluate", "--source", "nope.zarr", "--quicklook", str(tmp_path / "p.png")])
     assert status == 2 and "no Zarr store at nope.zarr" in stderr and loaded == []
 
 

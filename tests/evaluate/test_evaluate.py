@@ -70,12 +70,12 @@ def test_evaluate_methods_ranks_real_methods_and_accepts_a_custom_filler(real):
 def test_cli_evaluate_prints_the_table_and_writes_plot_and_csv(tmp_path):
     png, csv = tmp_path / "ev.png", tmp_path / "ev.csv"
     result = CliRunner().invoke(evaluate, ["--methods", "linear,whittaker", "--fraction", "0.1",
-                                           "--plot", str(png), "--csv", str(csv)])
+                                           "--quicklook", str(png), "--csv", str(csv)])
     assert result.exit_code == 0, result.output
     assert "| linear | NDVI |" in result.output and "| whittaker | all |" in result.output
     assert png.stat().st_size > 10_000
     assert list(pd.read_csv(csv).columns) == ["method", "band", "n", "unfilled", "rmse", "mae", "bias"]
-    bad = CliRunner().invoke(evaluate, ["--methods", "linear,kriging", "--plot", ""])
+    bad = CliRunner().invoke(evaluate, ["--methods", "linear,kriging", "--quicklook", ""])
     assert bad.exit_code != 0 and "kriging" in bad.output
 
 

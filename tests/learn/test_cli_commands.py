@@ -38,7 +38,7 @@ def test_train_then_fill_and_evaluate_with_the_model(tmp_path, sample):
     np.testing.assert_allclose(values[clear], sample.sel(band="NDVI").values[clear])  # clear kept
     assert np.isfinite(values).all()
 
-    proc = run("evaluate", "--methods", "linear", "--model", str(tmp_path / "run"), "--plot", "")
+    proc = run("evaluate", "--methods", "linear", "--model", str(tmp_path / "run"), "--quicklook", "")
     rows = {line.split("|")[1].strip() for line in proc.stdout.splitlines() if line.startswith("| ")}
     assert {"model", "linear"} <= rows
 

@@ -318,7 +318,7 @@ def test_a_duplicate_pt2_is_one_line_and_exit_2_in_the_cli(legit, tmp_path):
     marker = tmp_path / "MARKER"
     path, _ = pt2_cases(legit, tmp_path, marker)["duplicate weights config (torch reads use_pickle)"]
     out = tmp_path / "x.zarr"
-    result = subprocess.run([sys.executable, "-m", "eocube", "apply", str(path), "--layout", "band", "--source",
+    result = subprocess.run([sys.executable, "-m", "eocube", "apply", "--model", str(path), "--layout", "band", "--source",
                              "sentinel2", "--out", str(out), "--no-progress"],
                             capture_output=True, text=True, timeout=300, check=False, cwd=tmp_path)
     assert result.returncode == 2, result.stderr

@@ -164,7 +164,7 @@ def test_edited_factory_refuses_the_finished_store_in_the_cli(module_dir, tmp_pa
 
     def run() -> subprocess.CompletedProcess:
         return subprocess.run(
-            [sys.executable, "-m", "eocube", "apply", str(weights), "--factory", f"{name}:build", "--layout", "band",
+            [sys.executable, "-m", "eocube", "apply", "--model", str(weights), "--factory", f"{name}:build", "--layout", "band",
              "--source", str(source), "--out", str(out), "--no-progress", "--quicklook", str(tmp_path / "q.png")],
             capture_output=True, text=True, env=env, timeout=300, check=False)
 

@@ -97,7 +97,7 @@ def test_cli_prints_the_share_of_nan_of_the_whole_run_from_cluster_workers(tmp_p
     eocube.to_zarr(negative_rows(make_unit_cube).chunk({"y": 16, "x": 16, "time": 1}), source)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(code), EOCUBE_ROOT])}
     proc = subprocess.run(
-        [sys.executable, "-m", "eocube", "apply", str(weights), "--factory", f"{name}:Sqrt", "--layout", "band",
+        [sys.executable, "-m", "eocube", "apply", "--model", str(weights), "--factory", f"{name}:Sqrt", "--layout", "band",
          "--source", str(source), "--out", str(tmp_path / "out.zarr"), "--no-progress", "--cluster", "local",
          "--workers", "2", "--threads", "1", "--quicklook", str(tmp_path / "q.png")],
         capture_output=True, text=True, env=env, timeout=300, check=False)
