@@ -24,6 +24,35 @@ from .windows import WindowReader, stage_budget, stage_readers
 log = logging.getLogger(__name__)
 
 
+def _check_target_grid(target: xr.DataArray, base: xr.DataArray, reference: str) -> None:
+    """Refuse a target of the reference grid's size but in another CRS or at another place or pixel size.
+
+    A label or truth raster of the right size but shifted by a few pixels would otherwise be read as if it
+    lay on the reference grid: every patch would pair inputs with the wrong pixels' labels.
+    """
+    if not {"y", "x"} <= set(target.coords):
+        return  # no coordinates: the array is taken as already on the reference grid (said by the shape check)
+    tgt_crs, ref_crs = target.rio.crs, base.rio.crs
+    if tgt_crs is not None and ref_crs is not None and tgt_crs != ref_crs:
+        raise LearnError(
+            f"the target is in {tgt_crs} but the reference source ({reference}) in {ref_crs}: reproject the "
+            f"target onto the reference grid (target.rio.reproject_match(reference_cube, resampling=nearest))"
+        )
+    # pixel-centre coordinates, as xarray aligns them (a cached GeoTransform attribute may be stale)
+    tol = 1e-6 * min(abs(float(v)) for v in base.rio.resolution())
+    for axis in ("y", "x"):
+        t, r = np.asarray(target[axis].values, dtype="float64"), np.asarray(base[axis].values, dtype="float64")
+        if not np.allclose(t, r, rtol=0.0, atol=tol):
+            step = float(t[1] - t[0]) if len(t) > 1 else float("nan")
+            ref_step = float(r[1] - r[0]) if len(r) > 1 else float("nan")
+            raise LearnError(
+                f"the target's {axis} coordinates ({t[0]:g}, step {step:g}) are not the reference source's "
+                f"({reference}: {r[0]:g}, step {ref_step:g}): same size but another origin or pixel size, "
+                f"so labels would be paired with other pixels; reproject the target onto the reference grid "
+                f"(target.rio.reproject_match(reference_cube, resampling=nearest))"
+            )
+
+
 def select_date(cube: xr.DataArray, time: int | str | None) -> xr.DataArray:
     """The ``(band, y, x)`` image of one date (index or date string), or ``(time*band, y, x)`` for ``"all"``.
 
@@ -126,6 +155,7 @@ class PatchSources:
                     f"the target is {t.sizes['y']} x {t.sizes['x']} px but the reference grid "
                     f"({self.reference}) is {self.shape[0]} x {self.shape[1]} px: put the target on the finest grid"
                 )
+            _check_target_grid(t, cubes[nesting.base], self.reference)
             self.target = WindowReader(t, cache_chunks)
             self.target_bands = tuple(str(b) for b in t["band"].values)
             self.target_nodata = _nodata(target)
