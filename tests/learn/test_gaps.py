@@ -29,10 +29,10 @@ def _task(source, **sections):
 
 
 def test_gap_examples_come_from_the_training_blocks_with_their_clear_mask(sample):
-    task = _task(sentinel2_sample(), sampler={"min_clear_fraction": 0.5})  # lazy: only windows are read
+    task = _task(sentinel2_sample(), sampler={"min_clear_fraction": 0.5, "halo": "inside"})  # lazy: only windows read
     clear = _numpy_clear(sample)
     code = task.split.mask()
-    size, halo = task.size, task.window_halo  # sampler.halo: inside (the halo) by default; the buffer is 0
+    size, halo = task.size, task.window_halo  # sampler.halo: inside keeps the halo in the block; the buffer is 0
     for ds, part in ((task.train, 0), (task.val, 1)):
         for i in range(min(len(ds), 6)):
             ex = ds[i]
