@@ -77,6 +77,10 @@ TILE_RANGE = (16, 2048)
               help="A classical method, or 'model': a trained gap-filling network (--model, see eocube train).")
 @click.option("--model", "model_path", default=None, type=click.Path(exists=True),
               help="--method model: checkpoint file or training folder written by eocube train.")
+@click.option("--uncertainty", is_flag=True,
+              help="--method model: also write each band's calibrated interval as bands <band>_lower and "
+                   "<band>_upper (NaN where observed): the network's 10 %/90 % quantiles calibrated on its validation "
+                   "blocks to a nominal 80 % interval (network.quantiles in the training config).")
 @click.option("--time-grid", default=None,
               help="Fill onto a regular grid instead of the observed dates: a pandas frequency ('10D', 'MS') or 'monthly'.")
 @click.option("--quality", default=None, type=click.Path(),
@@ -100,17 +104,20 @@ TILE_RANGE = (16, 2048)
 @friendly_errors
 def gapfill(source: str, out: str, bands: str | None, cloud_band: str | None, data_band: str | None,
             mask_kind: str, threshold: float, snow: bool, dilate: int, method: str, model_path: str | None,
-            time_grid: str | None,
+            uncertainty: bool, time_grid: str | None,
             quality: str | None, tile: int | None, zarr: dict, overwrite: bool, quicklook: str | None,
             warn_never_observed: float, progress: bool, cluster: dict) -> None:
     """Fill cloudy observations of a cube along time and write the result to Zarr."""
     png = Path(quicklook) if quicklook else default_quicklook(out)
     _check_outputs(out, quality, png)
     _check_method(method, model_path, time_grid)
+    if uncertainty and method != "model":
+        raise click.UsageError("--uncertainty needs --method model (a trained network with an interval head); "
+                               f"the classical method {method!r} gives no interval")
     shown = source if check_source(source) else shown_location(source)
     check_cluster(cluster)
     requests = _requests(source, shown, bands, cloud_band, data_band, mask_kind, threshold, snow, dilate, method,
-                         model_path, time_grid, quality, tile, zarr)
+                         model_path, time_grid, quality, tile, zarr, uncertainty)
     done = None
     if requests and not overwrite:
         done = complete_outputs([(out, requests[0]), *([(quality, requests[1])] if quality else [])])
@@ -136,7 +143,7 @@ def gapfill(source: str, out: str, bands: str | None, cloud_band: str | None, da
     if method == "model":
         from ..learn import fill_cube
 
-        filled = fill_cube(observed, model_path, clear)
+        filled = fill_cube(observed, model_path, clear, uncertainty=uncertainty)
     else:
         from ..fill import BOUNDED, fill_gaps
 
@@ -159,6 +166,7 @@ def gapfill(source: str, out: str, bands: str | None, cloud_band: str | None, da
         "model": shown_location(model_path) if method == "model" and model_path else None,
         "time_grid": time_grid,
         "tile": tile,
+        **({"uncertainty": True} if uncertainty else {}),  # absent otherwise: earlier stores stay complete
     }
     write_mode = "overwrite" if overwrite else "resume"
     check_target(filled, out, **zarr, provenance=provenance, mode=write_mode)  # before any work
@@ -186,7 +194,7 @@ def gapfill(source: str, out: str, bands: str | None, cloud_band: str | None, da
 
 def _requests(source: str, shown: str, bands: str | None, cloud_band: str | None, data_band: str | None, mask_kind: str,
               threshold: float, snow: bool, dilate: int, method: str, model_path: str | None, time_grid: str | None,
-              quality: str | None, tile: int | None, zarr: dict) -> tuple[str, str] | None:
+              quality: str | None, tile: int | None, zarr: dict, uncertainty: bool = False) -> tuple[str, str] | None:
     """The request keys of the output and of the quality store (:func:`eocube.io.complete.request_key`).
 
     Every option that decides the stores' content, and the stamps of the source and the model;
@@ -204,7 +212,7 @@ def _requests(source: str, shown: str, bands: str | None, cloud_band: str | None
         return None
     options = {"source": shown, "bands": bands, "cloud_band": cloud_band, "data_band": data_band, "mask": mask_kind,
                "threshold": threshold, "snow": snow, "dilate": dilate, "method": method, "time_grid": time_grid,
-               "quality": bool(quality), "tile": tile, "zarr": zarr}
+               "quality": bool(quality), "tile": tile, "zarr": zarr, **({"uncertainty": True} if uncertainty else {})}
     return (request_key("eocube gapfill", options, inputs),
             request_key("eocube gapfill --quality", options, inputs))
 

@@ -240,6 +240,16 @@ def _odd_kernel() -> tuple[Callable[[Any], bool], str]:
     return (lambda v: _integer(v) is not None and _integer(v) >= 1 and _integer(v) % 2 == 1), "an odd integer >= 1 (3, 5, 7)"
 
 
+def _quantile_pair() -> tuple[Callable[[Any], bool], str]:
+    def ok(v: Any) -> bool:
+        if v is None:
+            return True
+        xs = [_number(q) for q in v] if isinstance(v, list) and len(v) == 2 else [None]
+        return all(x is not None for x in xs) and 0 < xs[0] < 0.5 < xs[1] < 1  # type: ignore[operator]
+
+    return ok, "null or two quantile levels [lo, hi] with 0 < lo < 0.5 < hi < 1, e.g. [0.1, 0.9]"
+
+
 def _data_range() -> tuple[Callable[[Any], bool], str]:
     pos = _float_in(0.0, low_open=True)[0]
     return ((lambda v: v is None or pos(v) or (isinstance(v, list) and len(v) > 0 and all(pos(x) for x in v))),
@@ -287,6 +297,7 @@ _RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "network.hidden": _int_at_least(1),
     "network.depth": _int_at_least(1),
     "network.kernel_t": _odd_kernel(),
+    "network.quantiles": _quantile_pair(),
     "loss.dice": _float_in(0.0),
     "loss.class_weights": _bool(),
     "loss.l1": _float_in(0.0, low_open=True),

@@ -16,7 +16,10 @@ the size multiple (the coarsest resolution ratio). So ``eocube apply --model run
   validity and the acquisition days as arguments (``model(x, valid, days)``, raw values with the
   gaps as nodata), normalises inside, and returns every date filled, clear observations
   unchanged. Fill a cube with ``apply_model(cube.where(clear), "run/model.pt2")``
-  (:func:`eocube.learn.fill_cube`).
+  (:func:`eocube.learn.fill_cube`). A network trained with an interval head
+  (``network.quantiles``) is also exported as ``model_interval.pt2`` (:class:`GapFillIntervalModule`):
+  bands ``B``, ``B_lower``, ``B_upper``, the interval calibrated on the validation blocks
+  (``fill_cube(..., uncertainty=True)``).
 """
 
 from __future__ import annotations
@@ -35,6 +38,14 @@ from .checkpoint import load_checkpoint
 from .errors import CheckpointError
 from .networks import build_network
 from .normalisation import Normaliser
+
+INTERVAL_FILE = "model_interval.pt2"
+"""The gap-filling program with its calibrated interval, beside :data:`MODEL_FILE` (card ``model_interval.json``)."""
+
+
+def interval_file(model: Path) -> Path:
+    """The interval program beside a gap-filling ``.pt2`` (``model.pt2`` -> :data:`INTERVAL_FILE`)."""
+    return model.with_name(f"{model.stem}_interval.pt2")
 
 
 class ClassScores(nn.Module):
@@ -103,6 +114,36 @@ class GapFillModule(nn.Module):
         return torch.where(valid, x, out) if self.keep_clear else out
 
 
+class GapFillIntervalModule(GapFillModule):
+    """:class:`GapFillModule` with the calibrated interval: ``(N, T, 3 C, H, W)`` = fill, lower, upper.
+
+    ``lower`` and ``upper`` are the interval head's quantiles moved out (or in) by the conformal
+    offsets of the checkpoint's calibration (``meta["interval"]``, :mod:`eocube.learn.interval`),
+    kept on either side of the fill; where the value was observed both are that value (width 0;
+    :func:`eocube.learn.fill_cube` makes them NaN there).
+
+    Parameters
+    ----------
+    net, normaliser
+        A trained network with an interval head and its band statistics.
+    offset
+        ``(C,)`` conformal offsets in normalised units.
+    """
+
+    def __init__(self, net: nn.Module, normaliser: Normaliser, offset: list[float]) -> None:
+        super().__init__(net, normaliser)
+        self.register_buffer("offset", torch.tensor(offset, dtype=torch.float32).view(1, 1, -1, 1, 1))
+
+    def forward(self, x: torch.Tensor, valid: torch.Tensor, days: torch.Tensor) -> torch.Tensor:
+        valid = valid.bool() & torch.isfinite(x)
+        norm = torch.where(valid, (x - self.mean) / self.std, torch.zeros_like(x))
+        fill, lower, upper = self.net(norm, valid, days.double(), with_interval=True)
+        lower = torch.minimum(lower - self.offset, fill) * self.std + self.mean
+        upper = torch.maximum(upper + self.offset, fill) * self.std + self.mean
+        return torch.cat([torch.where(valid, x, fill * self.std + self.mean), torch.where(valid, x, lower),
+                          torch.where(valid, x, upper)], dim=2)
+
+
 class _Args(nn.Module):
     """Fixed positional arguments for torch.export (it cannot export ``*args``)."""
 
@@ -135,15 +176,20 @@ class _Four(_Args):
 _ARITY = {1: _One, 2: _Two, 3: _Three, 4: _Four}
 
 
-def model_spec(ckpt: dict[str, Any]) -> ModelSpec:
-    """The :class:`~eocube.models.ModelSpec` of a checkpoint (every task)."""
+def model_spec(ckpt: dict[str, Any], *, interval: bool = False) -> ModelSpec:
+    """The :class:`~eocube.models.ModelSpec` of a checkpoint (every task).
+
+    ``interval``: of the gap-filling interval program (:data:`INTERVAL_FILE`): bands ``B``,
+    ``B_lower``, ``B_upper``.
+    """
     meta = ckpt["meta"]
     if ckpt["task"] == "gapfill":
         bands = tuple(_gap_bands(ckpt))
         src = SourceSpec(name="input", bands=bands, layout="sequence", valid_input="argument", time_input="days",
                          fill_value=0.0)
-        return ModelSpec(sources=(src,), output=OutputSpec(bands=bands, mask=None, scale=Fraction(1)),
-                         halo=int(_gap_network(ckpt).halo), name="eocube-gapfill")
+        out = bands + tuple(f"{b}_{end}" for end in ("lower", "upper") for b in bands) if interval else bands
+        return ModelSpec(sources=(src,), output=OutputSpec(bands=out, mask=None, scale=Fraction(1)),
+                         halo=int(_gap_network(ckpt).halo), name="eocube-gapfill" + ("-interval" if interval else ""))
     sources = []
     for s in meta["sources"]:
         norm = Normaliser.from_dict(meta["normalisers"][s["name"]])
@@ -247,10 +293,20 @@ def _export_gapfill(ckpt: dict[str, Any], out: Path, check: bool) -> Path:
     days = (torch.arange(6, dtype=torch.float32) * 10 + 19000)[None].repeat(2, 1)
     out.parent.mkdir(parents=True, exist_ok=True)
     params = sum(p.numel() for p in net.parameters())
-    return export_model(module, (x, valid, days), out, spec=model_spec(ckpt), dynamic_time=True, check=check,
-                        atol=1e-4, architecture=type(net).__name__, tasks=["regression"],
-                        description=f"eocube gap-filling network trained with eocube train (epoch {ckpt['epoch']})",
-                        properties={"mlm:total_parameters": int(params), "mlm:pretrained": False})
+    props = {"mlm:total_parameters": int(params), "mlm:pretrained": False}
+    what = f"eocube gap-filling network trained with eocube train (epoch {ckpt['epoch']})"
+    path = export_model(module, (x, valid, days), out, spec=model_spec(ckpt), dynamic_time=True, check=check,
+                        atol=1e-4, architecture=type(net).__name__, tasks=["regression"], description=what,
+                        properties=props)
+    cal = ckpt["meta"].get("interval")
+    if cal is not None and getattr(net, "quantiles", None) is not None:
+        lower_upper = GapFillIntervalModule(net, normaliser, list(cal["offset"])).eval()
+        export_model(lower_upper, (x, valid, days), interval_file(out), spec=model_spec(ckpt, interval=True),
+                     dynamic_time=True, check=check, atol=1e-4, architecture=type(net).__name__,
+                     tasks=["regression"], description=what + f", with its calibrated {cal['coverage']:.0%} interval",
+                     properties={**props, "eocube:interval": cal})
+    return path
 
 
-__all__ = ["MODEL_FILE", "ClassScores", "Denormalise", "GapFillModule", "export_run", "model_spec"]
+__all__ = ["INTERVAL_FILE", "MODEL_FILE", "ClassScores", "Denormalise", "GapFillIntervalModule", "GapFillModule",
+           "export_run", "interval_file", "model_spec"]

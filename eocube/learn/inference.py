@@ -7,6 +7,7 @@ the cube's cloudy observations become nodata before the model sees them.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -37,7 +38,8 @@ def model_file(model: str | os.PathLike[str]) -> Path:
     )
 
 
-def fill_cube(cube: xr.DataArray, model: str | os.PathLike[str], clear: xr.DataArray, **run: object) -> xr.DataArray:
+def fill_cube(cube: xr.DataArray, model: str | os.PathLike[str], clear: xr.DataArray, *, uncertainty: bool = False,
+              **run: object) -> xr.DataArray:
     """Fill the gaps of a cube with a trained gap-filling network, lazily through ``apply_model``.
 
     Parameters
@@ -49,18 +51,39 @@ def fill_cube(cube: xr.DataArray, model: str | os.PathLike[str], clear: xr.DataA
     clear
         ``(time, y, x)`` boolean clear mask (e.g. from :mod:`eocube.masks`); the other
         observations are gaps.
+    uncertainty
+        Also return each band's calibrated interval as bands ``<band>_lower`` and
+        ``<band>_upper`` (NaN where the value was observed): the network's predicted quantiles,
+        calibrated on its validation blocks to the nominal coverage of ``network.quantiles``
+        (the card's ``eocube:interval``). Needs a network trained with an interval head.
     **run
         Fields of :class:`eocube.models.RunOptions` (``tile_size``, ``device``, ...).
 
     Returns
     -------
     xarray.DataArray
-        The network's bands, gaps filled, clear observations unchanged (lazy).
+        The network's bands, gaps filled, clear observations unchanged (lazy); with
+        ``uncertainty``, followed by their lower and upper bounds.
+
+    Raises
+    ------
+    CheckpointError
+        No exported model, or (``uncertainty``) a model exported without an interval.
     """
     from ..models import RunOptions, apply_model
     from ..models.card import find_card, load_card
 
     path = model_file(model)
+    if uncertainty:
+        from .export import interval_file
+
+        if not interval_file(path).is_file():
+            raise CheckpointError(
+                f"{path.parent} holds no calibrated interval ({interval_file(path).name}): the network was trained "
+                "without an interval head (or by an earlier eocube); retrain with network.quantiles: [0.1, 0.9] "
+                "(the default) to get lower and upper bounds"
+            )
+        path = interval_file(path)
     card = find_card(path)
     if card is None:
         raise CheckpointError(f"{path} has no model card beside it: export the run again with eocube.learn.export_run")
@@ -68,7 +91,14 @@ def fill_cube(cube: xr.DataArray, model: str | os.PathLike[str], clear: xr.DataA
     bands = list(spec.sources[0].bands)
     gappy = cube.sel(band=bands).where(clear).astype("float32")
     result = apply_model(gappy, path, spec, run=RunOptions(**run) if run else None)  # type: ignore[arg-type]
+    if uncertainty:  # the bounds of observed values are NaN: only filled values have an interval
+        bound = ~result["band"].isin(bands)
+        result = result.where(~(bound & clear.astype(bool)))
     result.attrs = {**cube.attrs, "eocube_gapfill": f"eocube.learn {spec.name}"}
+    if uncertainty:
+        cal = json.loads(Path(card).read_text()).get("properties", {}).get("eocube:interval") or {}
+        result.attrs["eocube_interval"] = (f"<band>_lower, <band>_upper: nominal {cal.get('coverage', float('nan')):.0%} "
+                                           f"interval of the filled values, {cal.get('method', 'calibrated')}")
     return result
 
 

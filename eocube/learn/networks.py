@@ -46,6 +46,11 @@ Input, for a window of ``T`` dates, ``C`` bands and ``H x W`` pixels:
    the linear prior. The head starts at zero, so an untrained network is
    exactly linear interpolation and training can only learn what the prior
    misses.
+6. **Interval head** (``quantiles=(lo, hi)``, optional): two 1 x 1 x 1 convolutions on the
+   *detached* block features give, per band, how far the ``lo`` and ``hi`` quantiles lie below
+   and above the fill (softplus, so ``lower <= fill <= upper``). It is trained with the pinball
+   loss beside the fill's MSE; as its input and the fill are detached, it never changes what the
+   fill learns. ``forward(..., with_interval=True)`` returns ``(fill, lower, upper)``.
 
 The receptive field is ``depth`` pixels in each spatial direction (the halo to
 use when filling tile by tile, :attr:`GapFillNet.halo`) and the whole series
@@ -256,22 +261,32 @@ class GapFillNet(nn.Module):
         Number of (2+1)-D residual blocks; also the spatial halo in pixels.
     kernel_t
         Width of the temporal convolutions (odd).
+    quantiles
+        ``(lo, hi)`` quantile levels of the interval head (e.g. ``(0.1, 0.9)``: a nominal 80 %
+        interval), or None for no interval head (networks of earlier eocube versions).
     """
 
-    def __init__(self, n_bands: int = 1, hidden: int = 24, depth: int = 6, kernel_t: int = 5) -> None:
+    def __init__(self, n_bands: int = 1, hidden: int = 24, depth: int = 6, kernel_t: int = 5,
+                 quantiles: Sequence[float] | None = None) -> None:
         super().__init__()
         if kernel_t % 2 != 1:
             raise LearnError(f"kernel_t must be odd (got {kernel_t}): use 3, 5 or 7")
+        self.quantiles = check_quantiles(quantiles)
         self.config = NetConfig(kind="gapfill", n_bands=int(n_bands), hidden=int(hidden), depth=int(depth),
                                 kernel_t=int(kernel_t))
+        if self.quantiles is not None:  # absent from older configs, so they rebuild unchanged
+            self.config["quantiles"] = list(self.quantiles)
         self.n_bands, self.halo = int(n_bands), int(depth)
         self.stem = nn.Conv3d(4 * n_bands + 2, hidden, 1)
         self.blocks = nn.ModuleList(_Block3d(hidden, kernel_t, 2 ** (i % 3)) for i in range(depth))
         self.head = nn.Conv3d(hidden, n_bands, 1)
         nn.init.zeros_(self.head.weight)
         nn.init.zeros_(self.head.bias)
+        if self.quantiles is not None:
+            self.interval_head = nn.Sequential(nn.Conv3d(hidden, hidden, 1), nn.GELU(), nn.Conv3d(hidden, 2 * n_bands, 1))
 
-    def forward(self, values: torch.Tensor, valid: torch.Tensor, days: torch.Tensor) -> torch.Tensor:
+    def forward(self, values: torch.Tensor, valid: torch.Tensor, days: torch.Tensor,
+                with_interval: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Reconstruct every band at every date.
 
         Parameters
@@ -305,7 +320,29 @@ class GapFillNet(nn.Module):
         for block in self.blocks:
             x = block(x)
         delta = self.head(x).transpose(1, 2)  # (B, T, C, H, W)
-        return prior + delta
+        fill = prior + delta
+        if not with_interval:
+            return fill
+        if self.quantiles is None:
+            raise LearnError("this network has no interval head: build it with quantiles=(lo, hi) "
+                             "(config network.quantiles) to get an interval")
+        below, above = F.softplus(self.interval_head(x.detach()).transpose(1, 2)).chunk(2, dim=2)
+        base = fill.detach()
+        return fill, base - below, base + above
+
+
+def check_quantiles(quantiles: Sequence[float] | None) -> tuple[float, float] | None:
+    """``(lo, hi)`` with ``0 < lo < 0.5 < hi < 1`` as floats, or None; a :class:`LearnError` otherwise."""
+    if quantiles is None or (isinstance(quantiles, (list, tuple)) and len(quantiles) == 0):
+        return None
+    try:
+        lo, hi = (float(q) for q in quantiles)
+    except (TypeError, ValueError):
+        lo = hi = math.nan
+    if not 0 < lo < 0.5 < hi < 1:
+        raise LearnError(f"network.quantiles {quantiles!r}: give two levels lo < 0.5 < hi in (0, 1), e.g. "
+                         "[0.1, 0.9] (a nominal 80 % interval), or null for no interval head")
+    return lo, hi
 
 
 def build_network(config: dict[str, Any]) -> nn.Module:
@@ -321,4 +358,4 @@ def build_network(config: dict[str, Any]) -> nn.Module:
     raise LearnError(f"unknown network kind {kind!r}")
 
 
-__all__ = ["GapFillNet", "NetConfig", "SegNet", "SuperResNet", "build_network", "temporal_linear_fill"]
+__all__ = ["GapFillNet", "NetConfig", "check_quantiles", "SegNet", "SuperResNet", "build_network", "temporal_linear_fill"]

@@ -373,22 +373,61 @@ class GapfillTask(PatchTask):
 
         return GapFillNet(n_bands=len(self.cfg.data["bands"]), **self.cfg.network)
 
+    def _quantiles(self) -> tuple[float, float] | None:
+        from .networks import check_quantiles
+
+        return check_quantiles(self.cfg.network.get("quantiles"))
+
     def loss(self, model: nn.Module, b: dict[str, torch.Tensor]) -> torch.Tensor:
-        return masked_mse(model(b["values"], b["valid"], b["days"]), b["values"], b["target_mask"])
+        q = self._quantiles()
+        if q is None:
+            return masked_mse(model(b["values"], b["valid"], b["days"]), b["values"], b["target_mask"])
+        from .interval import pinball_loss
+
+        fill, lower, upper = model(b["values"], b["valid"], b["days"], with_interval=True)
+        m = b["target_mask"]
+        return (masked_mse(fill, b["values"], m) + pinball_loss(lower, b["values"], m, q[0])
+                + pinball_loss(upper, b["values"], m, q[1]))
 
     def loss_count(self, b: dict[str, torch.Tensor]) -> torch.Tensor:
         return b["target_mask"].sum(dtype=torch.float64)
 
     def validate(self, net: nn.Module, loader: DataLoader, device: torch.device) -> dict[str, Any]:
+        """``val_loss`` (MSE of the hidden observations); with an interval head also the CQR calibration.
+
+        The calibration of the epoch's weights (:func:`eocube.learn.interval.calibration`, on the
+        validation blocks' hidden observations) goes to the checkpoint written after it
+        (``meta["interval"]``); ``val_coverage`` is the uncalibrated interval's coverage.
+        """
+        q = self._quantiles()
         total, count = 0.0, 0.0
+        parts: list[tuple[np.ndarray, ...]] = []
+        from .interval import hidden_rows
+
         with torch.no_grad():
             for b in loader:
                 b = {k: v.to(device) for k, v in b.items()}
-                pred = net(b["values"], b["valid"], b["days"])
+                out = net(b["values"], b["valid"], b["days"], with_interval=q is not None)
+                pred = out[0] if q is not None else out
                 m = b["target_mask"].to(pred.dtype)
                 total += float(((pred - b["values"]) ** 2 * m).sum())
                 count += float(m.sum())
-        return {"val_loss": total / max(count, 1.0)}
+                if q is not None:
+                    parts.append(hidden_rows(b["target_mask"], b["values"], out[1], out[2]))
+        row = {"val_loss": total / max(count, 1.0)}
+        if q is not None:
+            from .interval import calibration
+
+            truth, lower, upper = (np.concatenate([p[i] for p in parts]) for i in range(3))
+            self.interval = calibration(lower, upper, truth, q, self.normaliser.std)
+            row["val_coverage"] = float(np.average(self.interval["raw_coverage"], weights=self.interval["n"]))
+        return row
+
+    def checkpoint(self) -> dict[str, Any]:
+        part = super().checkpoint()
+        if getattr(self, "interval", None) is not None:
+            part["meta"]["interval"] = self.interval
+        return part
 
 
 def masked_mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
