@@ -648,7 +648,8 @@ def resolve_mask_band(cube: xr.DataArray, sample: str | None, kind: str,
     bands = [str(b) for b in cube["band"].values]
     if sample is not None:
         spec = SAMPLES[sample]
-        chosen = spec.probability_band if kind == "probability" else spec.cloud_band if kind == "boolean" else None
+        chosen = {"probability": spec.probability_band, "boolean": spec.cloud_band,
+                  "qa_pixel": spec.qa_band}.get(kind)
         where = f"the sample {sample}"
     else:
         name = CONVENTIONAL_MASK_BANDS.get(kind)

