@@ -298,8 +298,13 @@ _RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "network.depth": _int_at_least(1),
     "network.kernel_t": _odd_kernel(),
     "network.quantiles": _quantile_pair(),
+    "network.prior": _choice("bicubic", "guided"),
+    "network.window": _odd_kernel(),
+    "network.clip": ((lambda v: v is None or (isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0)),
+                     "a number > 0 or null"),
     "loss.dice": _float_in(0.0),
     "loss.class_weights": _bool(),
+    "loss.label_smoothing": _float_in(0.0, 1.0),
     "loss.l1": _float_in(0.0, low_open=True),
     "metrics.data_range": _data_range(),
     "train.epochs": _int_at_least(1),
@@ -317,6 +322,8 @@ _RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "train.checkpoint_every": _int_at_least(0),
     "train.monitor": ((lambda v: isinstance(v, str) and bool(v)), "the name of a validation score or train_loss"),
     "train.export": _bool(),
+    "train.keep": _choice("best", "last"),
+    "train.tta": _bool(),
 }
 """Accepted values of each config key (checked wherever the key is present)."""
 

@@ -48,6 +48,36 @@ def interval_file(model: Path) -> Path:
     return model.with_name(f"{model.stem}_interval.pt2")
 
 
+class Dihedral(nn.Module):
+    """Test-time augmentation: the mean of a network's outputs over the 8 flips and quarter turns of its inputs.
+
+    Each input (one per source, ``(N, C, H, W)``, nested grids with the same extent) is turned the same way, the
+    output is turned back, and the 8 outputs are averaged: a fully convolutional network becomes exactly invariant
+    to those turns at 8 times the compute. The wrapped network's ``halo`` is kept (the receptive field is the same).
+    """
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+        self.halo = getattr(net, "halo", 0)
+        self.config = getattr(net, "config", None)
+
+    def forward(self, *xs: torch.Tensor) -> torch.Tensor:
+        """The mean of the 8 turned outputs, in the inputs' orientation."""
+        total = None
+        for k in range(4):
+            for flip in (False, True):
+                turned = [torch.rot90(x, k, (-2, -1)) for x in xs]
+                if flip:
+                    turned = [torch.flip(x, (-1,)) for x in turned]
+                y = self.net(*turned)
+                if flip:
+                    y = torch.flip(y, (-1,))
+                y = torch.rot90(y, -k, (-2, -1))
+                total = y if total is None else total + y
+        return total / 8
+
+
 class ClassScores(nn.Module):
     """Logits over class indices -> one score per label value (missing values get -10000)."""
 
@@ -212,6 +242,7 @@ def export_run(
     checkpoint: str = "best.pt",
     path: str | os.PathLike[str] | None = None,
     check: bool = True,
+    tta: bool = False,
 ) -> Path:
     """Export the network of a training run as ``model.pt2`` with its model card ``model.json``.
 
@@ -225,6 +256,9 @@ def export_run(
         The ``.pt2`` file; default ``RUN/model.pt2``.
     check
         Compare the saved program with the network on example inputs.
+    tta
+        Segmentation and super-resolution: export the mean over the 8 flips and quarter turns of the inputs
+        (:class:`Dihedral`, 8 times the compute at inference).
 
     Returns
     -------
@@ -247,6 +281,10 @@ def export_run(
     net = build_network(ckpt["network"])
     net.load_state_dict(ckpt["model"])
     net.eval()
+    arch = type(net).__name__
+    params = sum(p.numel() for p in net.parameters())
+    if tta:
+        net = Dihedral(net).eval()
     meta = ckpt["meta"]
     if ckpt["task"] == "segmentation":
         module: nn.Module = ClassScores(net, [int(c["value"]) for c in meta["classes"]])
@@ -260,11 +298,11 @@ def export_run(
     g = torch.Generator().manual_seed(0)
     example = tuple(torch.randn(2, s["channels"], size // s["ratio"], size // s["ratio"], generator=g)
                     for s in meta["sources"])
-    params = sum(p.numel() for p in net.parameters())
     tasks = ["semantic-segmentation"] if ckpt["task"] == "segmentation" else ["super-resolution"]
     return export_model(module, example, out, spec=model_spec(ckpt), check=check, atol=1e-4,
-                        architecture=type(net).__name__, tasks=tasks,
-                        description=f"eocube {ckpt['task']} network trained with eocube train (epoch {ckpt['epoch']})",
+                        architecture=arch, tasks=tasks,
+                        description=f"eocube {ckpt['task']} network trained with eocube train (epoch {ckpt['epoch']})"
+                        + (", test-time augmentation: mean over the 8 flips and quarter turns" if tta else ""),
                         properties={"mlm:total_parameters": int(params), "mlm:pretrained": False})
 
 

@@ -40,7 +40,7 @@ VERSION = 1
 """Version of the fingerprint scheme (a checkpoint with another version is not resumed)."""
 MAY_CHANGE_ON_RESUME = frozenset({
     "train.epochs", "train.num_workers", "train.threads", "train.device", "train.amp", "train.progress",
-    "train.checkpoint_every", "train.export", "data.cache_chunks",
+    "train.checkpoint_every", "train.export", "train.keep", "train.tta", "data.cache_chunks",
 })
 """Configuration keys a resumed run may change (they do not change what is trained)."""
 

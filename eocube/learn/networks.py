@@ -134,8 +134,66 @@ class SegNet(nn.Module):
         return self.head(F.gelu(h))
 
 
+def _box_mean(x: torch.Tensor, window: int) -> torch.Tensor:
+    """Mean over ``window x window`` neighbourhoods (reflected at the edges), same size as ``x``."""
+    r = window // 2
+    if r == 0:
+        return x
+    return F.avg_pool2d(F.pad(x, (r, r, r, r), mode="reflect"), window, stride=1)
+
+
+def guided_upsample(low: torch.Tensor, guide: torch.Tensor, window: int = 7, eps: float = 1e-3) -> torch.Tensor:
+    """Guided super-resolution in torch: local linear regression on the guide bands plus the bicubic residual.
+
+    The torch twin of :func:`eocube.baselines.guided_highpass` (with the guide brought to the low
+    resolution by its area mean), used as the prior of :class:`SuperResNet` (``prior="guided"``).
+
+    Parameters
+    ----------
+    low
+        ``(N, C, h, w)`` bands to super-resolve (normalised units).
+    guide
+        ``(N, K, h*f, w*f)`` guide bands at the fine scale (normalised units).
+    window
+        Edge (low-resolution pixels, odd) of each local regression's window.
+    eps
+        Ridge added to the guides' local covariance (normalised units, so relative to their variance): where the
+        guides barely vary the regression shrinks to the window's mean and the result to bicubic.
+
+    Returns
+    -------
+    torch.Tensor
+        ``(N, C, h*f, w*f)``.
+    """
+    n, c, h, w = low.shape
+    k = guide.shape[1]
+    f = guide.shape[-1] // w
+    gl = F.avg_pool2d(guide, f) if f > 1 else guide
+    mg, ml = _box_mean(gl, window), _box_mean(low, window)
+    cgg = _box_mean((gl[:, :, None] * gl[:, None]).reshape(n, k * k, h, w), window).reshape(n, k, k, h, w)
+    cgg = cgg - mg[:, :, None] * mg[:, None]
+    cgl = _box_mean((low[:, :, None] * gl[:, None]).reshape(n, c * k, h, w), window).reshape(n, c, k, h, w)
+    cgl = cgl - ml[:, :, None] * mg[:, None]
+    eye = torch.eye(k, dtype=low.dtype, device=low.device)
+    a = torch.linalg.solve(cgg.permute(0, 3, 4, 1, 2) + eps * eye, cgl.permute(0, 3, 4, 2, 1))  # (n, h, w, k, c)
+    a = a.permute(0, 4, 3, 1, 2)                                                               # (n, c, k, h, w)
+    b = ml - (a * mg[:, None]).sum(2)
+    a = _box_mean(a.reshape(n, c * k, h, w), window)
+    b = _box_mean(b, window)
+    fit_low = (a.reshape(n, c, k, h, w) * gl[:, None]).sum(2) + b
+    size = guide.shape[-2:]
+    a_f = F.interpolate(a, size=size, mode="bilinear", align_corners=False).reshape(n, c, k, *size)
+    b_f = F.interpolate(b, size=size, mode="bilinear", align_corners=False)
+    resid = F.interpolate(low - fit_low, size=size, mode="bicubic", align_corners=False)
+    return (a_f * guide[:, None]).sum(2) + b_f + resid
+
+
+PRIORS = ("bicubic", "guided")
+"""What :class:`SuperResNet` adds its learnt residual to."""
+
+
 class SuperResNet(nn.Module):
-    """Low-resolution bands to the guide's grid: bicubic upsampling plus a learnt residual.
+    """Low-resolution bands to the guide's grid: a prior (bicubic, or guided regression) plus a learnt residual.
 
     Parameters
     ----------
@@ -149,29 +207,57 @@ class SuperResNet(nn.Module):
         Feature channels.
     depth
         3 x 3 conv layers.
+    prior
+        ``bicubic``: the low bands upsampled bicubically (an untrained network is bicubic upsampling).
+        ``guided``: :func:`guided_upsample` of the low bands on the reference source's bands (an untrained
+        network is the guided baseline), also given to the layers as input.
+    window
+        ``prior="guided"``: edge of the local regressions' windows, in pixels of the low source.
+    clip
+        The layers see their inputs clipped to ``[-clip, clip]`` (normalised units; None: not clipped), so
+        values far outside the training range (hot spots, saturation) cannot drive the residual; the prior is
+        not clipped.
     """
 
     def __init__(self, in_channels: Sequence[int], low: int, ratios: Sequence[int] | None = None,
-                 hidden: int = 32, depth: int = 4) -> None:
+                 hidden: int = 32, depth: int = 4, prior: str = "bicubic", window: int = 7,
+                 clip: float | None = None) -> None:
         super().__init__()
         ratios = list(ratios or [1] * len(in_channels))
+        if prior not in PRIORS:
+            raise LearnError(f"network.prior={prior!r}: use one of {', '.join(PRIORS)}")
+        if window < 1 or window % 2 == 0:
+            raise LearnError(f"network.window={window}: give an odd number of pixels >= 1")
         self.config = NetConfig(kind="superres", in_channels=list(in_channels), low=int(low), ratios=ratios,
                                 hidden=int(hidden), depth=int(depth))
+        if prior != "bicubic" or clip is not None:  # old configurations stay as they were stored
+            self.config.update(prior=prior, window=int(window), clip=None if clip is None else float(clip))
         self.ref, self.low = ratios.index(min(ratios)), int(low)
-        layers: list[nn.Module] = [nn.Conv2d(sum(in_channels), hidden, 3, padding=1, padding_mode="replicate")]
+        self.prior, self.window, self.clip = prior, int(window), clip
+        extra = in_channels[low] if prior == "guided" else 0
+        layers: list[nn.Module] = [nn.Conv2d(sum(in_channels) + extra, hidden, 3, padding=1, padding_mode="replicate")]
         for _ in range(depth - 2):
             layers += [nn.GELU(), nn.Conv2d(hidden, hidden, 3, padding=1, padding_mode="replicate")]
         layers += [nn.GELU(), nn.Conv2d(hidden, in_channels[low], 3, padding=1, padding_mode="replicate")]
         self.body = nn.Sequential(*layers)
         nn.init.zeros_(self.body[-1].weight)
         nn.init.zeros_(self.body[-1].bias)
-        self.halo = int(max(depth, 2) + 3 * max(ratios))
+        reach = 2 * (self.window // 2) + 3 if prior == "guided" else 3
+        self.halo = int(max(depth, 2) + reach * max(ratios))
 
     def forward(self, *xs: torch.Tensor) -> torch.Tensor:
         """The low source's bands ``(N, C_low, H, W)`` on the reference grid."""
         ref = xs[self.ref]
         up = [_resample(x, ref, "bicubic") for x in xs]
-        return up[self.low] + self.body(torch.cat(up, dim=1))
+        if self.prior == "guided":
+            base = guided_upsample(xs[self.low], ref, self.window)
+            up.append(base)
+        else:
+            base = up[self.low]
+        feats = torch.cat(up, dim=1)
+        if self.clip is not None:
+            feats = feats.clamp(-self.clip, self.clip)
+        return base + self.body(feats)
 
 
 DAYS_PER_YEAR = 365.25
@@ -358,4 +444,5 @@ def build_network(config: dict[str, Any]) -> nn.Module:
     raise LearnError(f"unknown network kind {kind!r}")
 
 
-__all__ = ["GapFillNet", "NetConfig", "check_quantiles", "SegNet", "SuperResNet", "build_network", "temporal_linear_fill"]
+__all__ = ["PRIORS", "GapFillNet", "NetConfig", "SegNet", "SuperResNet", "build_network", "check_quantiles",
+           "guided_upsample", "temporal_linear_fill"]

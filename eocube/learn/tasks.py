@@ -509,7 +509,8 @@ class SegmentationTask(PatchTask):
         y = b["target"].long()
         if not (y >= 0).any():
             return logits.sum() * 0.0
-        loss = F.cross_entropy(logits, y, weight=self._ce_weight(logits.device), ignore_index=-1)
+        loss = F.cross_entropy(logits, y, weight=self._ce_weight(logits.device), ignore_index=-1,
+                               label_smoothing=float(self.cfg.loss.get("label_smoothing", 0.0)))
         dice = float(self.cfg.loss.get("dice", 0.0))
         if dice:
             loss = loss + dice * soft_dice_loss(logits, y)

@@ -311,7 +311,8 @@ def _run(
     if env.is_main and done >= epochs and t_cfg.get("export", False):
         from .export import export_run
 
-        export_run(out)
+        keep = str(t_cfg.get("keep", "best"))
+        export_run(out, checkpoint=BEST if keep == "best" else LAST, tta=bool(t_cfg.get("tta", False)))
     distributed.barrier(env)
     return TrainResult(out, start_epoch, done, history, time.perf_counter() - started, env.world_size, str(device), env.rank,
                        hosts)
