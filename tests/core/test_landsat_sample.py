@@ -66,3 +66,14 @@ def test_gapfill_cli_reads_the_sample_qa_band_for_mask_qa_pixel(landsat):
 
     band, how = resolve_mask_band(landsat, "landsat", "qa_pixel", None)
     assert band == "QA_PIXEL" and "sample landsat" in how
+
+
+def test_landsat_sample_opens_without_a_warning(caplog, recwarn):
+    """The store carries no write record of a manifest it does not hold (that would warn at every open)."""
+    import logging
+
+    with caplog.at_level(logging.WARNING):
+        cube = landsat_sample()
+        float(cube.sel(band="NDVI").mean())
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text
+    assert not [w for w in recwarn if "manifest" in str(w.message)]
