@@ -55,10 +55,19 @@ def add_seed_options(parser, *, default: int = 5, quick: int = 2) -> None:
     """``--seeds N``: the block-split seeds 0 .. N-1 (default ``default``; ``quick`` with ``--quick``)."""
     parser.add_argument("--seeds", type=int, default=None,
                         help=f"number of block-split seeds 0 .. N-1 to run (default {default}; {quick} with --quick)")
+    parser.add_argument("--seed", type=int, default=None, metavar="K",
+                        help="run block-split seed K only (one job per seed, e.g. on a cluster; merge their "
+                             "seeds.json files with benchmarks/merge_seeds.py)")
 
 
 def seed_list(args, *, default: int = 5, quick: int = 2) -> list[int]:
     """The seeds asked for by ``--seeds`` (see :func:`add_seed_options`)."""
+    if getattr(args, "seed", None) is not None:
+        if args.seeds is not None:
+            raise SystemExit("error: give --seeds N (seeds 0 .. N-1) or --seed K (seed K alone), not both")
+        if args.seed < 0:
+            raise SystemExit(f"error: --seed must be >= 0, got {args.seed}")
+        return [args.seed]
     n = args.seeds if args.seeds is not None else (quick if args.quick else default)
     if n < 1:
         raise SystemExit(f"error: --seeds must be >= 1, got {n}")

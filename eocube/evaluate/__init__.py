@@ -16,9 +16,10 @@ from .metrics import format_table, score
 from .plot import plot_scores
 from .protocol import EvaluateError, artificial_gaps
 from .run import DEFAULT_METHODS, evaluate_methods
-from .seeds import SeedScores, collect, run_seeds
+from .seeds import SeedScores, collect, merge_seed_files, run_seeds
 from .superres import scorable, superres_scores
 
 __all__ = ["artificial_gaps", "score", "format_table", "evaluate_methods", "plot_scores",
-           "DEFAULT_METHODS", "EvaluateError", "SeedScores", "collect", "run_seeds", "scorable", "superres_scores",
+           "DEFAULT_METHODS", "EvaluateError", "SeedScores", "collect", "merge_seed_files", "run_seeds", "scorable",
+           "superres_scores",
            "interval_scores", "split_bounds"]

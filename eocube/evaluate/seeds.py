@@ -226,6 +226,48 @@ def collect(results: Mapping[int, Mapping[str, Mapping[str, float]]], *, referen
     return SeedScores(pd.DataFrame(rows), reference, dict(higher_is_better or {}), n_scored)
 
 
+def merge_seed_files(paths: Iterable[str | Path]) -> SeedScores:
+    """One :class:`SeedScores` from several files written by :meth:`SeedScores.save` (e.g. one job per seed).
+
+    Parameters
+    ----------
+    paths
+        JSON files of the same task: the same reference and methods, each seed in one file only.
+
+    Returns
+    -------
+    SeedScores
+        The seeds of all files, in the order given.
+
+    Raises
+    ------
+    EvaluateError
+        An unreadable file, a seed in two files, or files of different references or methods.
+    """
+    results: dict[int, dict[str, dict[str, float]]] = {}
+    reference, methods, better = None, None, {}
+    for path in paths:
+        try:
+            doc = json.loads(Path(path).read_text())
+            per_seed, ref, n_scored = doc["per_seed"], doc["reference"], doc.get("n_scored", {})
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise EvaluateError(f"{path}: not a seeds file written by SeedScores.save ({e}); give the seeds.json "
+                                "files of the runs to merge") from None
+        if reference is not None and (ref != reference or list(doc.get("methods", [])) != methods):
+            raise EvaluateError(f"{path}: reference {ref!r} and methods {doc.get('methods')} differ from the first "
+                                f"file's ({reference!r}, {methods}): merge runs of the same task only")
+        reference, methods = ref, list(doc.get("methods", []))
+        better.update(doc.get("higher_is_better", {}))
+        for seed, scores in per_seed.items():
+            if int(seed) in results:
+                raise EvaluateError(f"{path}: seed {seed} is already in an earlier file: each seed once")
+            n = n_scored.get(str(seed))
+            results[int(seed)] = {m: {**v, **({"n": n} if n is not None else {})} for m, v in scores.items()}
+    if reference is None:
+        raise EvaluateError("no seeds file to merge: give one or more seeds.json files")
+    return collect(results, reference=reference, higher_is_better=better)
+
+
 def run_seeds(task: Task, seeds: int | Iterable[int] = 5, *, reference: str = "network",
               higher_is_better: Mapping[str, bool] | None = None,
               log: Callable[[str], None] | None = None) -> SeedScores:
