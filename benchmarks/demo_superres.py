@@ -76,7 +76,7 @@ Truth above it (saturated or hot pixels) and nodata (0) are not scored."""
 GUIDED_WINDOW = 7
 GUIDED_PRIOR_WINDOW = 5
 """Window (pixels of the low source) of the network's own guided prior: 5, not 7, so that its halo (20 px) leaves
-training windows of 32 px in 128 px blocks with the halo as buffer."""
+training and validation windows of 24 px in the 128 px blocks with the halo as buffer."""
 """Window (pixels of the 40 m grid) of the guided baseline's local regressions (the library's default)."""
 
 
@@ -142,10 +142,10 @@ def config(quick: bool, epochs: int | None, threads: int, seed: int = 0):
     return load_config(task="superres", overrides={
         "data": {"sources": {"s10": {"bands": GUIDE}, "s20": {"bands": LOW}}},
         "split": {"block_size": 128, "fractions": [0.6, 0.15, 0.25], "buffer": "auto", "seed": seed},
-        "sampler": {"patch_size": 32, "stride": 16, "augment": True},
+        "sampler": {"patch_size": 24, "stride": 12, "augment": True},
         "network": {"hidden": 32 if quick else 48, "depth": 4 if quick else 6, "prior": "guided", "window": GUIDED_PRIOR_WINDOW,
                     "clip": 6.0},
-        "train": {"epochs": epochs or ep, "steps_per_epoch": steps, "batch_size": 16, "lr": 0.002,
+        "train": {"epochs": epochs or ep, "steps_per_epoch": steps, "batch_size": 28, "lr": 0.002,
                   "threads": threads, "progress": False, "device": "cpu", "val_windows": 64},
     })
 
