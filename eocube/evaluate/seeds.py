@@ -237,7 +237,7 @@ def merge_seed_files(paths: Iterable[str | Path]) -> SeedScores:
     Returns
     -------
     SeedScores
-        The seeds of all files, in the order given.
+        The seeds of all files, in increasing order.
 
     Raises
     ------
@@ -265,7 +265,7 @@ def merge_seed_files(paths: Iterable[str | Path]) -> SeedScores:
             results[int(seed)] = {m: {**v, **({"n": n} if n is not None else {})} for m, v in scores.items()}
     if reference is None:
         raise EvaluateError("no seeds file to merge: give one or more seeds.json files")
-    return collect(results, reference=reference, higher_is_better=better)
+    return collect(dict(sorted(results.items())), reference=reference, higher_is_better=better)
 
 
 def run_seeds(task: Task, seeds: int | Iterable[int] = 5, *, reference: str = "network",

