@@ -78,13 +78,13 @@ def split_settings(quick: bool, seed: int = 0) -> dict:
 def config(quick: bool, epochs: int | None, threads: int, device: str = "cpu", seed: int = 0):
     from eocube.learn import load_config
 
-    steps, ep = (20, 3) if quick else (60, 12)
+    steps, ep = (20, 3) if quick else (60, 16)
     return load_config(task="segmentation", overrides={
         "data": {"sources": {"s10": {"bands": B10}, "s20": {"bands": B20}}},
         "split": split_settings(quick, seed),
         "sampler": {"patch_size": 48, "stride": 16, "balance": True, "augment": True},
         "network": {"hidden": 32, "depth": 4},
-        "loss": {"dice": 0.0, "class_weights": False},
+        "loss": {"dice": 0.0, "class_weights": False, "label_smoothing": 0.1},
         "train": {"epochs": epochs or ep, "steps_per_epoch": steps, "batch_size": 8, "lr": 0.003,
                   "threads": threads, "progress": False, "device": device, "val_windows": None,
                   "monitor": "macro_f1", "keep": "last", "tta": True},

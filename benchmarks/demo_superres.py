@@ -138,7 +138,7 @@ def scorable_truth(truth: np.ndarray) -> np.ndarray:
 def config(quick: bool, epochs: int | None, threads: int, seed: int = 0):
     from eocube.learn import load_config
 
-    steps, ep = (30, 3) if quick else (80, 12)
+    steps, ep = (30, 3) if quick else (80, 16)
     return load_config(task="superres", overrides={
         "data": {"sources": {"s10": {"bands": GUIDE}, "s20": {"bands": LOW}}},
         "split": {"block_size": 128, "fractions": [0.6, 0.15, 0.25], "buffer": "auto", "seed": seed},
@@ -146,7 +146,7 @@ def config(quick: bool, epochs: int | None, threads: int, seed: int = 0):
         "network": {"hidden": 32 if quick else 48, "depth": 4 if quick else 6, "prior": "guided", "window": GUIDED_PRIOR_WINDOW,
                     "clip": 6.0},
         "train": {"epochs": epochs or ep, "steps_per_epoch": steps, "batch_size": 28, "lr": 0.002,
-                  "threads": threads, "progress": False, "device": "cpu", "val_windows": 64},
+                  "threads": threads, "progress": False, "device": "cpu", "val_windows": 64, "tta": not quick},
     })
 
 
