@@ -29,7 +29,8 @@ import pandas as pd
 from .protocol import EvaluateError
 
 LOWER_IS_BETTER = frozenset({"rmse", "mae", "sam", "loss", "error"})
-"""Metrics where a lower value wins (by default every other metric wins when higher)."""
+"""Metrics where a lower value wins, also as a word of a longer name (``rmse_far``, ``val_loss``); by default every
+other metric wins when higher."""
 
 Task = Callable[[int], Mapping[str, Mapping[str, float]]]
 """``task(seed) -> {method: {metric: value, "n": pixels scored}}``."""
@@ -38,7 +39,8 @@ Task = Callable[[int], Mapping[str, Mapping[str, float]]]
 def _better_sign(metric: str, higher_is_better: Mapping[str, bool] | None) -> int:
     if higher_is_better and metric in higher_is_better:
         return 1 if higher_is_better[metric] else -1
-    return -1 if metric.lower() in LOWER_IS_BETTER else 1
+    words = metric.lower()
+    return -1 if words in LOWER_IS_BETTER or set(words.split("_")) & LOWER_IS_BETTER else 1
 
 
 @dataclass

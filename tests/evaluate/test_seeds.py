@@ -161,3 +161,10 @@ def test_merge_seeds_script_writes_the_merged_file(tmp_path, capsys):
     assert doc["seeds"] == [0, 1] and [r["command"] for r in doc["runs"]] == ["demo --seed 0", "demo --seed 1"]
     assert "| vs forest |" in capsys.readouterr().out
     assert module.main([paths[0], paths[0]]) == 2
+
+
+def test_a_lower_is_better_word_in_a_longer_metric_name_counts():
+    scores = collect({0: {"network": {"rmse_far": 1.0, "psnr_far": 30.0}, "guided": {"rmse_far": 2.0, "psnr_far": 29.0}}},
+                     reference="network")
+    paired = scores.paired().set_index(["baseline", "metric"])
+    assert paired.loc[("guided", "rmse_far"), "wins"] == 1 and paired.loc[("guided", "psnr_far"), "wins"] == 1
