@@ -87,7 +87,7 @@ def config(quick: bool, epochs: int | None, threads: int, device: str = "cpu", s
         "loss": {"dice": 0.0, "class_weights": False, "label_smoothing": 0.1},
         "train": {"epochs": epochs or ep, "steps_per_epoch": steps, "batch_size": 8, "lr": 0.003,
                   "threads": threads, "progress": False, "device": device, "val_windows": None,
-                  "monitor": "macro_f1", "keep": "last", "tta": True},
+                  "monitor": "macro_f1", "keep": "last", "tta": not quick},
     })
 
 
