@@ -18,8 +18,10 @@ What it does:
    coarse pixels (an even 6-tap kernel, stride 2), so the degraded grids nest exactly.
    The 10 m bands (B02, B03, B04, B08) become 20 m, the 20 m bands (B05, B06, B07, B8A, B11,
    B12) become 40 m.
-2. **Train** ``eocube.learn`` (task ``superres``: :class:`~eocube.learn.networks.SuperResNet`,
-   bicubic upsampling plus a learnt residual, L1 loss) to recover the true 20 m bands from
+2. **Train** ``eocube.learn`` (task ``superres``: :class:`~eocube.learn.networks.SuperResNet` with the
+   guided prior, ``network.prior: guided``: the guided regression below computed inside the network,
+   plus a learnt residual from inputs clipped at 6 standard deviations; L1 loss, 16 epochs, exported
+   with test-time augmentation) to recover the true 20 m bands from
    the 40 m ones, guided by the degraded 10 m bands, on the training blocks of a spatial block
    split (the network's halo as buffer between train, validation and test blocks).
 3. **Score** on the held-out test blocks (their core: pixels farther than the halo from any other
