@@ -48,6 +48,10 @@ TaskName = Literal["gapfill", "segmentation", "superres"]
 """The training tasks of ``eocube train`` / :func:`eocube.learn.train`."""
 TASKS: tuple[TaskName, ...] = get_args(TaskName)
 
+SuperResPrior = Literal["bicubic", "guided"]
+"""What :class:`eocube.learn.networks.SuperResNet` adds its learnt residual to (``network.prior``)."""
+SUPERRES_PRIORS: tuple[SuperResPrior, ...] = get_args(SuperResPrior)
+
 # ---- clear-sky masks (eocube.masks) ----
 MaskKind = Literal["boolean", "scl", "qa_pixel", "probability"]
 """The kinds of mask band :func:`eocube.masks.check_mask_band` knows (the CLI's ``--mask`` choices)."""

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from .metrics import held_out_values
 from .protocol import EvaluateError
 
 BOUND_SUFFIXES = ("_lower", "_upper")
@@ -76,14 +77,7 @@ def interval_scores(lower: xr.DataArray, upper: xr.DataArray, truth: xr.DataArra
     bands = [str(b) for b in lower["band"].values]
     if [str(b) for b in upper["band"].values] != bands:
         raise EvaluateError(f"lower {bands} and upper {[str(b) for b in upper['band'].values]} bands differ")
-    mask = held_out if "band" in held_out.dims else held_out.expand_dims(band=bands)
-    arrays = [np.asarray(a.sel(band=bands).transpose("time", "band", "y", "x").values, dtype="float64")
-              for a in (lower, upper, truth)]
-    m = np.asarray(mask.sel(band=bands).transpose("time", "band", "y", "x").values if "band" in held_out.dims
-                   else mask.transpose("time", "band", "y", "x").values, dtype=bool)
-    lo, hi, t = arrays
-    if not lo.shape == hi.shape == t.shape == m.shape:
-        raise EvaluateError(f"lower {lo.shape}, upper {hi.shape}, truth {t.shape} and held-out {m.shape} shapes differ")
+    (lo, hi, t), m = held_out_values({"lower": lower, "upper": upper, "truth": truth}, held_out, bands)
     rows = []
     for k, name in enumerate(bands + ["all"]):
         sel = m[:, k] if name != "all" else m

@@ -9,6 +9,41 @@ import xarray as xr
 from .protocol import EvaluateError
 
 
+def held_out_values(cubes: dict[str, xr.DataArray], held_out: xr.DataArray,
+                    bands: list[str]) -> tuple[list[np.ndarray], np.ndarray]:
+    """The ``bands`` of each cube and the held-out mask as ``(time, band, y, x)`` arrays of one shape.
+
+    Parameters
+    ----------
+    cubes
+        Named cubes (the names go into the error message), each with at least ``bands``.
+    held_out
+        Boolean (time, y, x) or (time, band, y, x).
+    bands
+        The bands to compare, in order.
+
+    Returns
+    -------
+    values : list of numpy.ndarray
+        float64, one per cube, in the order given.
+    mask : numpy.ndarray
+        bool.
+
+    Raises
+    ------
+    EvaluateError
+        When the shapes differ.
+    """
+    mask = held_out.sel(band=bands) if "band" in held_out.dims else held_out.expand_dims(band=bands)
+    m = np.asarray(mask.transpose("time", "band", "y", "x").values, dtype=bool)
+    values = [np.asarray(c.sel(band=bands).transpose("time", "band", "y", "x").values, dtype="float64")
+              for c in cubes.values()]
+    if any(v.shape != m.shape for v in values):
+        shapes = ", ".join(f"{name} {v.shape}" for name, v in zip(cubes, values))
+        raise EvaluateError(f"{shapes} and held-out {m.shape} shapes differ")
+    return values, m
+
+
 def score(filled: xr.DataArray, truth: xr.DataArray, held_out: xr.DataArray, *, method: str = "") -> pd.DataFrame:
     """Compare filled values with the truth on the held-out observations.
 
@@ -31,13 +66,7 @@ def score(filled: xr.DataArray, truth: xr.DataArray, held_out: xr.DataArray, *, 
         NaN by the method), ``rmse``, ``mae``, ``bias`` (mean of filled - truth).
     """
     bands = [str(b) for b in filled["band"].values]
-    truth = truth.sel(band=bands)
-    mask = held_out if "band" in held_out.dims else held_out.expand_dims(band=bands)
-    mask = mask.transpose("time", "band", "y", "x").values.astype(bool)
-    f = np.asarray(filled.transpose("time", "band", "y", "x").values, dtype="float64")
-    t = np.asarray(truth.transpose("time", "band", "y", "x").values, dtype="float64")
-    if f.shape != t.shape or f.shape != mask.shape:
-        raise EvaluateError(f"filled {f.shape}, truth {t.shape} and held-out {mask.shape} shapes differ")
+    (f, t), mask = held_out_values({"filled": filled, "truth": truth}, held_out, bands)
     rows = []
     for k, name in enumerate(bands + ["all"]):
         sel = mask[:, k] if name != "all" else mask

@@ -11,6 +11,7 @@ from typing import Any, Callable
 
 import yaml
 
+from ..names import SUPERRES_PRIORS
 from ..names import TASKS as TASK_NAMES
 from .errors import LearnError
 
@@ -298,7 +299,7 @@ _RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "network.depth": _int_at_least(1),
     "network.kernel_t": _odd_kernel(),
     "network.quantiles": _quantile_pair(),
-    "network.prior": _choice("bicubic", "guided"),
+    "network.prior": _choice(*SUPERRES_PRIORS),
     "network.window": _odd_kernel(),
     "network.clip": ((lambda v: v is None or (isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0)),
                      "a number > 0 or null"),

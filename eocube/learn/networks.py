@@ -68,6 +68,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ..names import SUPERRES_PRIORS
 from .errors import LearnError
 
 
@@ -188,8 +189,8 @@ def guided_upsample(low: torch.Tensor, guide: torch.Tensor, window: int = 7, eps
     return (a_f * guide[:, None]).sum(2) + b_f + resid
 
 
-PRIORS = ("bicubic", "guided")
-"""What :class:`SuperResNet` adds its learnt residual to."""
+PRIORS = SUPERRES_PRIORS
+"""What :class:`SuperResNet` adds its learnt residual to (:data:`eocube.names.SUPERRES_PRIORS`)."""
 
 
 class SuperResNet(nn.Module):
