@@ -41,7 +41,7 @@ def _raw_bounds(run: Path, cube, train_clear, bands: list[str]):
     from eocube.learn.gaps import days_since_epoch
 
     net, normaliser = model_from_checkpoint(load_checkpoint(run / "best.pt"))
-    module = GapFillIntervalModule(net, normaliser, [0.0] * len(bands)).eval()
+    module = GapFillIntervalModule(net, normaliser, [0.0] * len(bands)).eval()  # CQR with offset 0: the raw quantiles
     values = cube.sel(band=bands).transpose("time", "band", "y", "x").values.astype("float32")
     ok = np.broadcast_to(train_clear.transpose("time", "y", "x").values[:, None], values.shape).copy()
     x = torch.from_numpy(np.where(ok, values, np.nan))[None]

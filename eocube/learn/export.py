@@ -36,6 +36,7 @@ from ..models import ClassInfo, ModelSpec, OutputSpec, Scaling, SourceSpec
 from ..names import MODEL_FILE
 from .checkpoint import load_checkpoint
 from .errors import CheckpointError
+from .interval import interval_difficulty
 from .networks import build_network
 from .normalisation import Normaliser
 
@@ -147,29 +148,42 @@ class GapFillModule(nn.Module):
 class GapFillIntervalModule(GapFillModule):
     """:class:`GapFillModule` with the calibrated interval: ``(N, T, 3 C, H, W)`` = fill, lower, upper.
 
-    ``lower`` and ``upper`` are the interval head's quantiles moved out (or in) by the conformal
-    offsets of the checkpoint's calibration (``meta["interval"]``, :mod:`eocube.learn.interval`),
-    kept on either side of the fill; where the value was observed both are that value (width 0;
-    :func:`eocube.learn.fill_cube` makes them NaN there).
+    The bounds follow the checkpoint's calibration (``meta["interval"]``,
+    :mod:`eocube.learn.interval`): ``normalised``, ``fill +- scale * difficulty`` (half the head's
+    raw width plus the fill's distance from linear interpolation); ``cqr`` (older checkpoints), the
+    head's quantiles moved out (or in) by the conformal offsets, kept on either side of the fill.
+    Where the value was observed both are that value (width 0; :func:`eocube.learn.fill_cube`
+    makes them NaN there).
 
     Parameters
     ----------
     net, normaliser
         A trained network with an interval head and its band statistics.
-    offset
-        ``(C,)`` conformal offsets in normalised units.
+    calibration
+        The checkpoint's ``meta["interval"]`` (``calibration`` ``normalised`` with ``scale``, or
+        ``cqr`` / no ``calibration`` key with ``offset``), or ``(C,)`` CQR offsets in normalised
+        units.
     """
 
-    def __init__(self, net: nn.Module, normaliser: Normaliser, offset: list[float]) -> None:
+    def __init__(self, net: nn.Module, normaliser: Normaliser, calibration: dict[str, Any] | list[float]) -> None:
         super().__init__(net, normaliser)
-        self.register_buffer("offset", torch.tensor(offset, dtype=torch.float32).view(1, 1, -1, 1, 1))
+        cal = calibration if isinstance(calibration, dict) else {"calibration": "cqr", "offset": list(calibration)}
+        self.normalised = cal.get("calibration", "cqr") == "normalised"
+        factors = cal["scale"] if self.normalised else cal["offset"]
+        self.register_buffer("factor", torch.tensor(factors, dtype=torch.float32).view(1, 1, -1, 1, 1))
 
     def forward(self, x: torch.Tensor, valid: torch.Tensor, days: torch.Tensor) -> torch.Tensor:
         valid = valid.bool() & torch.isfinite(x)
         norm = torch.where(valid, (x - self.mean) / self.std, torch.zeros_like(x))
-        fill, lower, upper = self.net(norm, valid, days.double(), with_interval=True)
-        lower = torch.minimum(lower - self.offset, fill) * self.std + self.mean
-        upper = torch.maximum(upper + self.offset, fill) * self.std + self.mean
+        days = days.double()
+        fill, lower, upper = self.net(norm, valid, days, with_interval=True)
+        if self.normalised:
+            half = self.factor * interval_difficulty(norm, valid, days, fill, lower, upper)
+            lower, upper = fill - half, fill + half
+        else:
+            lower = torch.minimum(lower - self.factor, fill)
+            upper = torch.maximum(upper + self.factor, fill)
+        lower, upper = lower * self.std + self.mean, upper * self.std + self.mean
         return torch.cat([torch.where(valid, x, fill * self.std + self.mean), torch.where(valid, x, lower),
                           torch.where(valid, x, upper)], dim=2)
 
@@ -338,7 +352,7 @@ def _export_gapfill(ckpt: dict[str, Any], out: Path, check: bool) -> Path:
                         properties=props)
     cal = ckpt["meta"].get("interval")
     if cal is not None and getattr(net, "quantiles", None) is not None:
-        lower_upper = GapFillIntervalModule(net, normaliser, list(cal["offset"])).eval()
+        lower_upper = GapFillIntervalModule(net, normaliser, cal).eval()
         export_model(lower_upper, (x, valid, days), interval_file(out), spec=model_spec(ckpt, interval=True),
                      dynamic_time=True, check=check, atol=1e-4, architecture=type(net).__name__,
                      tasks=["regression"], description=what + f", with its calibrated {cal['coverage']:.0%} interval",

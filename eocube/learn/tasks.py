@@ -402,7 +402,7 @@ class GapfillTask(PatchTask):
         q = self._quantiles()
         total, count = 0.0, 0.0
         parts: list[tuple[np.ndarray, ...]] = []
-        from .interval import hidden_rows
+        from .interval import hidden_rows, interval_difficulty
 
         with torch.no_grad():
             for b in loader:
@@ -413,13 +413,14 @@ class GapfillTask(PatchTask):
                 total += float(((pred - b["values"]) ** 2 * m).sum())
                 count += float(m.sum())
                 if q is not None:
-                    parts.append(hidden_rows(b["target_mask"], b["values"], out[1], out[2]))
+                    scale = interval_difficulty(b["values"], b["valid"], b["days"], *out)
+                    parts.append(hidden_rows(b["target_mask"], b["values"], out[0], out[1], out[2], scale))
         row = {"val_loss": total / max(count, 1.0)}
         if q is not None:
             from .interval import calibration
 
-            truth, lower, upper = (np.concatenate([p[i] for p in parts]) for i in range(3))
-            self.interval = calibration(lower, upper, truth, q, self.normaliser.std)
+            truth, fill, lower, upper, scale = (np.concatenate([p[i] for p in parts]) for i in range(5))
+            self.interval = calibration(lower, upper, truth, q, self.normaliser.std, fill=fill, scale=scale)
             row["val_coverage"] = float(np.average(self.interval["raw_coverage"], weights=self.interval["n"]))
         return row
 
