@@ -192,7 +192,8 @@ def calibration(lower: np.ndarray, upper: np.ndarray, truth: np.ndarray, quantil
     -------
     dict
         ``quantiles``, ``coverage`` (nominal), ``calibration`` (``normalised`` or ``cqr``), with
-        ``normalised`` ``scale`` (per band: the interval is ``fill +- scale * difficulty``), with
+        ``normalised`` ``scale`` (per band: the interval is ``fill +- scale * difficulty``) and, for
+        comparison, ``cqr_offset`` (what ``cqr`` would have used, normalised units), with
         ``cqr`` ``offset`` (per band, normalised units) and ``offset_units`` (the bands' units);
         ``n`` (observations per band), ``raw_coverage`` (per band, of the head's uncalibrated
         interval), ``median_width_units`` (per band, of the calibrated interval on the calibration
@@ -202,17 +203,19 @@ def calibration(lower: np.ndarray, upper: np.ndarray, truth: np.ndarray, quantil
     nominal = round(hi - lo, 6)
     normalised = fill is not None and scale is not None
     std = np.asarray(std, "float64")
-    factors, counts, raw, widths = [], [], [], []
+    factors, counts, raw, widths, cqr_offsets = [], [], [], [], []
     for k in range(truth.shape[1]):
         ok = np.isfinite(truth[:, k])
         outside = conformity_scores(lower[ok, k], upper[ok, k], truth[ok, k])
         raw.append(float((outside <= 0).mean()))
         counts.append(int(ok.sum()))
+        offset = conformal_offset(outside, nominal)
+        cqr_offsets.append(offset)
         if normalised:
             q = conformal_offset(normalised_scores(fill[ok, k], scale[ok, k], truth[ok, k]), nominal)
             width = 2 * q * scale[ok, k]
         else:
-            q = conformal_offset(outside, nominal)
+            q = offset
             width = np.maximum(upper[ok, k] - lower[ok, k] + 2 * q, 0.0)
         factors.append(q)
         widths.append(float(np.median(width) * std[k]))
@@ -220,7 +223,7 @@ def calibration(lower: np.ndarray, upper: np.ndarray, truth: np.ndarray, quantil
                            "median_width_units": widths}
     where = "on the hidden observations of the validation blocks"
     if normalised:
-        out.update(calibration="normalised", scale=factors,
+        out.update(calibration="normalised", scale=factors, cqr_offset=cqr_offsets,
                    method=f"split-conformal, normalised by |fill - linear| + half the head's width, {where}")
     else:
         out.update(calibration="cqr", offset=factors, offset_units=[float(o * sd) for o, sd in zip(factors, std)],

@@ -19,8 +19,16 @@ from eocube.learn.checkpoint import save_checkpoint
 from eocube.learn.config import load_config
 from eocube.learn.errors import CheckpointError, LearnError
 from eocube.learn.export import GapFillIntervalModule, export_run
-from eocube.learn.interval import calibration, conformal_offset, conformity_scores, pinball_loss
-from eocube.learn.networks import GapFillNet, build_network
+from eocube.learn.interval import (
+    calibration,
+    conformal_offset,
+    conformity_scores,
+    difficulty,
+    interval_difficulty,
+    normalised_scores,
+    pinball_loss,
+)
+from eocube.learn.networks import GapFillNet, build_network, temporal_linear_fill
 from eocube.learn.normalisation import Normaliser
 from eocube.masks import clear_from_cloud_band
 
@@ -64,6 +72,69 @@ def test_the_conformal_offset_gives_the_nominal_coverage_on_exchangeable_data(ha
     assert (q > 0) == (half_width == 0.3)  # widened, or narrowed
     inside = (lo[new] - q <= y[new]) & (y[new] <= hi[new] + q)
     assert inside.mean() == pytest.approx(0.8, abs=0.02)
+
+
+def _heteroscedastic(n: int, seed: int = 3):
+    """Truth around a fill whose error grows where the fill leaves linear interpolation, as in gap filling."""
+    rng = np.random.default_rng(seed)
+    fill = rng.normal(size=n)
+    linear = fill + rng.choice([0.0, 2.0], size=n) * rng.normal(size=n)  # half the values: the network moved far
+    noise_scale = 0.5 * (np.abs(fill - linear) + 0.25)  # proportional to the difficulty
+    y = fill + rng.normal(size=n) * noise_scale
+    lo, hi = fill - 0.25, fill + 0.25  # a head whose width does not see the difficulty
+    return fill, linear, lo, hi, y
+
+
+def test_the_normalised_calibration_covers_hard_and_easy_values_alike():
+    fill, linear, lo, hi, y = _heteroscedastic(40000)
+    t = [torch.from_numpy(a) for a in (fill, lo, hi, linear)]
+    scale = difficulty(*t).numpy()
+    np.testing.assert_allclose(scale, np.abs(fill - linear) + 0.25)
+    cal, new = slice(0, 8000), slice(8000, None)
+    c = calibration(lo[cal, None], hi[cal, None], y[cal, None], (0.1, 0.9), np.array([2.0]),
+                    fill=fill[cal, None], scale=scale[cal, None])
+    assert c["calibration"] == "normalised" and "offset" not in c and c["n"] == [8000]
+    assert c["cqr_offset"] == [pytest.approx(calibration(lo[cal, None], hi[cal, None], y[cal, None], (0.1, 0.9),
+                                                         np.array([2.0]))["offset"][0])]
+    q = c["scale"][0]
+    assert q == pytest.approx(conformal_offset(normalised_scores(fill[cal], scale[cal], y[cal]), 0.8))
+    inside = np.abs(y[new] - fill[new]) <= q * scale[new]
+    hard = np.abs(fill[new] - linear[new]) > 0.5
+    assert inside.mean() == pytest.approx(0.8, abs=0.02)
+    assert inside[hard].mean() == pytest.approx(0.8, abs=0.05) and inside[~hard].mean() == pytest.approx(0.8, abs=0.05)
+    # the head's interval moved by one offset (CQR) reaches 80 % overall but not where the fill left the line
+    cqr = calibration(lo[cal, None], hi[cal, None], y[cal, None], (0.1, 0.9), np.array([2.0]))
+    off = cqr["offset"][0]
+    assert cqr["calibration"] == "cqr" and cqr["offset_units"] == [pytest.approx(2 * off)]
+    cqr_inside = (lo[new] - off <= y[new]) & (y[new] <= hi[new] + off)
+    assert cqr_inside.mean() == pytest.approx(0.8, abs=0.02) and cqr_inside[hard].mean() < 0.7
+
+
+def test_the_difficulty_of_a_network_output_uses_linear_interpolation_of_its_inputs():
+    values, valid, days = _inputs(4)
+    net = _perturbed(quantiles=(0.1, 0.9))
+    with torch.no_grad():
+        fill, lower, upper = net(values, valid, days, with_interval=True)
+    linear, _ = temporal_linear_fill(torch.where(valid, values, torch.zeros_like(values)), valid, days)
+    expected = (fill - linear).abs() + (upper - lower) / 2
+    torch.testing.assert_close(interval_difficulty(values, valid, days, fill, lower, upper), expected)
+    noisy = torch.where(valid, values, torch.full_like(values, 1e6))  # hidden values never enter the difficulty
+    torch.testing.assert_close(interval_difficulty(noisy, valid, days, fill, lower, upper), expected)
+
+
+def test_the_exported_normalised_interval_is_the_fill_plus_minus_scale_times_difficulty():
+    values, valid, days = _inputs(5)
+    norm = Normaliser(("NDVI",), (0.5,), (0.2,))
+    x = values * 0.2 + 0.5
+    net = _perturbed(quantiles=(0.1, 0.9))
+    out = GapFillIntervalModule(net, norm, {"calibration": "normalised", "scale": [1.7]}).eval()(x, valid, days)
+    with torch.no_grad():
+        fill, lower, upper = net(values, valid, days, with_interval=True)
+        half = 1.7 * interval_difficulty(values, valid, days, fill, lower, upper) * 0.2
+    hidden = ~valid
+    torch.testing.assert_close(out[:, :, 1:2][hidden], (fill * 0.2 + 0.5 - half)[hidden], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(out[:, :, 2:3][hidden], (fill * 0.2 + 0.5 + half)[hidden], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(out[:, :, 1:2][valid], x[valid])
 
 
 def test_too_few_calibration_observations_are_refused():
@@ -226,3 +297,4 @@ def test_training_calibrates_on_the_validation_blocks_and_exports_the_interval(t
     card = json.loads((tmp_path / "run" / "model_interval.json").read_text())
     cal = card["properties"]["eocube:interval"]
     assert cal["quantiles"] == [0.1, 0.9] and cal["n"][0] > 100 and "validation blocks" in cal["method"]
+    assert cal["calibration"] == "normalised" and cal["scale"][0] > 0 and cal["median_width_units"][0] > 0
