@@ -22,6 +22,11 @@ trains, not what it learns from: ``train.epochs`` (to train longer; the learning
 then spans the new count), ``train.num_workers``, ``train.threads``, ``train.device``,
 ``train.amp``, ``train.progress``, ``train.checkpoint_every``, ``train.export``,
 ``data.cache_chunks``.
+
+A key added to the configuration after fingerprints existed (:data:`ADDED_KEYS`) is absent from the
+checkpoints of the runs made before it. Such a run resumes when this run's value of the key is the one
+that reproduces what eocube did before the key existed (``network.quantiles: null``: no interval head);
+another value is refused naming the key and the value to set.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from dataclasses import dataclass
 from typing import Any, Mapping
 
 import numpy as np
@@ -43,6 +49,41 @@ MAY_CHANGE_ON_RESUME = frozenset({
     "train.checkpoint_every", "train.export", "train.keep", "train.tta", "data.cache_chunks",
 })
 """Configuration keys a resumed run may change (they do not change what is trained)."""
+
+_DERIVED = ("normalisation", "split blocks", "classes")
+"""Fingerprint fields the run derives from its settings and inputs."""
+ANY = object()
+""":attr:`AddedKey.before` of a key that had no effect in the runs made before it (any value resumes them)."""
+
+
+@dataclass(frozen=True)
+class AddedKey:
+    """A configuration key added after run fingerprints existed (the checkpoints of older runs lack it)."""
+
+    before: Any
+    """The value that reproduces what eocube did before the key existed (:data:`ANY`: every value does)."""
+    what: str
+    """What the key brought, for the message (``the interval head``)."""
+    commit: str
+    """The commit that added it (where its earlier behaviour can be read)."""
+
+
+ADDED_KEYS: dict[str, AddedKey] = {
+    # gap filling: windows inside their block, read alone (the halo rule before the key; tasks read "inside")
+    "sampler.halo": AddedKey("inside", "sampler.halo (edge and context windows)", "5a7fcd0"),
+    # gap filling: GapFillNet had no interval head (and its NetConfig has no quantiles without one)
+    "network.quantiles": AddedKey(None, "the interval head", "db1a168"),
+    # super-resolution: the residual was added to the bicubic upsampling, the layers' inputs unclipped
+    "network.prior": AddedKey("bicubic", "the guided prior", "5993d62"),
+    "network.window": AddedKey(ANY, "the guided prior's window", "5993d62"),  # read by the guided prior only
+    "network.clip": AddedKey(None, "input clipping", "5993d62"),
+    # segmentation: plain cross-entropy
+    "loss.label_smoothing": AddedKey(0.0, "label smoothing", "5993d62"),
+    # the export took best.pt, without test-time augmentation (both may change on resume anyway)
+    "train.keep": AddedKey("best", "train.keep", "5993d62"),
+    "train.tta": AddedKey(False, "test-time augmentation", "5993d62"),
+}
+"""Keys added to the configuration after fingerprints existed -> the value of the runs made before them."""
 
 
 def _plain(value: Any) -> Any:
@@ -179,12 +220,20 @@ def check_resume(
         )
     old, new = dict(recorded.get("fields") or {}), dict(current["fields"])
     old_leaves, new_leaves = config_leaves(old_config or {}), config_leaves(new_config)
-    differ = []
-    for name in sorted(set(old) | set(new), key=lambda n: (n.startswith(("content of", "normalisation", "split blocks",
-                                                                         "classes")), n)):
+    differ, older, follow = [], [], []
+    for name in sorted(set(old) | set(new), key=lambda n: (n.startswith(("content of", *_DERIVED)), n)):
         if old.get(name) == new.get(name):
             continue
-        if name not in old:
+        if name.startswith(_DERIVED):
+            follow.append(name)
+        if name not in old and name in ADDED_KEYS and name in new_leaves and name not in old_leaves:
+            added = ADDED_KEYS[name]
+            if added.before is ANY or _plain(new_leaves[name]) == _plain(added.before):
+                continue  # a run made before the key, resumed with the value that does what it did
+            older.append((name, added))
+            differ.append(f"{name} (not in the checkpoint, made before {added.what}: set {name}: "
+                          f"{json.dumps(added.before)})")
+        elif name not in old:
             differ.append(f"{name} (not in the checkpoint)")
         elif name not in new:
             differ.append(f"{name} (not in this config)")
@@ -203,6 +252,14 @@ def check_resume(
             if reason:
                 why = f" ({name} has no deterministic dask name: {reason})"
                 break
+    if older and len(older) + len(follow) == len(differ):  # what the run derives follows from its settings
+        sets = " and ".join(f"{name}: {json.dumps(added.before)}" for name, added in older)
+        also = f" ({' and '.join(follow)} follow from it)" if follow else ""
+        raise LearnError(
+            f"cannot resume {path}: it was made before {', '.join(a.what for _, a in older)} "
+            f"({', '.join(n for n, _ in older)} not in the checkpoint){also}; set {sets} to resume this run as it "
+            "was trained, or train into a new --out to start another run"
+        )
     raise LearnError(
         f"cannot resume {path}: this run differs from the training that wrote it in {', '.join(differ)}{why}; "
         f"a resume continues the same training (only {allowed} may change): put the settings and data back to "
@@ -210,5 +267,5 @@ def check_resume(
     )
 
 
-__all__ = ["MAY_CHANGE_ON_RESUME", "VERSION", "check_resume", "config_leaves", "cube_identity", "digest",
-           "run_fingerprint"]
+__all__ = ["ADDED_KEYS", "ANY", "MAY_CHANGE_ON_RESUME", "VERSION", "AddedKey", "check_resume", "config_leaves",
+           "cube_identity", "digest", "run_fingerprint"]

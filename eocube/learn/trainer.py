@@ -76,12 +76,7 @@ def _load_resume(out: Path, model: torch.nn.Module, optimizer: torch.optim.Optim
     ``fingerprint``, refuse a checkpoint of another training (:func:`eocube.learn.identity.check_resume`)."""
     ckpt = load_checkpoint(out / LAST, map_location=device)
     net = model.module if hasattr(model, "module") else model
-    if ckpt["network"] != net.config.to_dict():
-        raise LearnError(
-            f"{out / LAST} was trained with network {ckpt['network']}, the config asks for "
-            f"{net.config.to_dict()}: resume with the same network settings or use a new --out"
-        )
-    if run is not None:
+    if run is not None:  # first: it names the differing keys (and the value of a key added since the run)
         check_resume(out / LAST, ckpt.get("fingerprint"), fingerprint or run.fingerprint(), ckpt.get("config"),
                      run.cfg.to_dict(), run.inputs)
         written = ckpt.get("world_size")
@@ -91,6 +86,11 @@ def _load_resume(out: Path, model: torch.nn.Module, optimizer: torch.optim.Optim
                 f"by {written}, and its position in the epoch counts batches of that many; resume with {written} "
                 "process(es) (a checkpoint at the end of an epoch may continue with any number)"
             )
+    if ckpt["network"] != net.config.to_dict():
+        raise LearnError(
+            f"{out / LAST} was trained with network {ckpt['network']}, the config asks for "
+            f"{net.config.to_dict()}: resume with the same network settings or use a new --out"
+        )
     net.load_state_dict(ckpt["model"])
     optimizer.load_state_dict(ckpt["optimizer"])
     return ckpt
