@@ -9,7 +9,8 @@ Pipeline, in the order of the modules (every task)::
        real cloud masks, see gaps)
        + split (BlockSplit with buffer) + normalisation
     -> tasks (datasets, network, loss, scores) + networks (SegNet, SuperResNet, GapFillNet)
-    -> trainer (DDP, AMP, checkpoint, resume checked by identity) -> export (model.pt2 + card)
+    -> trainer (DDP, AMP, checkpoint, resume checked by identity) -> export (model.pt2 + card; ensemble: several
+       networks as one program)
     -> inference: eocube.apply_model(cube, "run/model.pt2"); held-out scores with eocube.evaluate
 
 Typical use::
@@ -29,6 +30,7 @@ errors, io, masks, models, names, nodata, and no other package's private modules
 
 from .checkpoint import load_checkpoint, load_model, save_checkpoint
 from .config import TrainConfig, load_config
+from .ensemble import Ensemble, export_ensemble
 from .errors import CheckpointError, LearnError
 from .export import export_run
 from .gaps import GapTarget, MaskBank
@@ -41,9 +43,11 @@ from .trainer import TrainResult, train
 
 __all__ = [
     "BlockSplit",
+    "Ensemble",
     "PatchDataset",
     "PatchSources",
     "WindowReader",
+    "export_ensemble",
     "export_run",
     "CheckpointError",
     "GapFillNet",

@@ -325,6 +325,7 @@ _RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "train.export": _bool(),
     "train.keep": _choice("best", "last"),
     "train.tta": _bool(),
+    "train.ensemble": _int_at_least(1),
 }
 """Accepted values of each config key (checked wherever the key is present)."""
 

@@ -27,6 +27,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Sampler
 
+from ..names import MODEL_FILE
 from . import distributed
 from .checkpoint import LAST, load_checkpoint, save_checkpoint
 from .config import TrainConfig, load_config
@@ -60,6 +61,8 @@ class TrainResult:
     """Rank of this process (rank 0 holds the history and writes checkpoints)."""
     hosts: list[str] = field(default_factory=list)
     """Host name of each process, by rank."""
+    members: list[TrainResult] = field(default_factory=list)
+    """``train.ensemble`` > 1: each member's run (``OUT/member-K``); history and epochs above are member 0's."""
 
 
 def _lr(base: float, step: int, total: int, warmup: int) -> float:
@@ -193,13 +196,41 @@ def train(
     device = distributed.pick_device(str(t_cfg.get("device", "auto")), env)
     if t_cfg.get("threads"):
         torch.set_num_threads(int(t_cfg["threads"]))
-    if (out / LAST).exists() and not resume:
-        raise LearnError(f"{out / LAST} exists: pass --resume to continue that run, or choose another --out")
+    n = int(t_cfg.get("ensemble", 1) or 1)
+    first = out / f"member-0/{LAST}" if n > 1 else out / LAST
+    if first.exists() and not resume:
+        raise LearnError(f"{first} exists: pass --resume to continue that run, or choose another --out")
     distributed.init(env, device)
     try:
+        if n > 1:
+            return _run_ensemble(cfg, n, source, target, out, resume, env, device, until_epoch)
         return _run(cfg, source, target, out, resume, env, device, until_epoch)
     finally:
         distributed.shutdown(env)
+
+
+def _run_ensemble(
+    cfg: TrainConfig, n: int, source: Any, target: Any, out: Path, resume: bool, env: distributed.DistEnv,
+    device: torch.device, until_epoch: int | None,
+) -> TrainResult:
+    """``train.ensemble`` members one after the other (``train.seed`` + K into ``OUT/member-K``), one export."""
+    from .ensemble import export_ensemble, member_runs
+
+    t_cfg, started, results = cfg.train, time.perf_counter(), []
+    for k, folder in enumerate(member_runs(out, n)):
+        raw = cfg.to_dict()
+        raw["train"].update(seed=int(t_cfg["seed"]) + k, ensemble=1, export=False)
+        log.info("ensemble member %d of %d (train.seed %d) -> %s", k + 1, n, raw["train"]["seed"], folder)
+        results.append(_run(load_config(overrides=raw, task=cfg.task), source, target, folder, resume, env, device,
+                            until_epoch))
+    done = min(r.epochs for r in results)
+    if env.is_main and done >= int(t_cfg["epochs"]) and t_cfg.get("export", False):
+        keep = BEST if str(t_cfg.get("keep", "best")) == "best" else LAST
+        export_ensemble(member_runs(out, n), out / MODEL_FILE, checkpoint=keep, tta=bool(t_cfg.get("tta", False)))
+    distributed.barrier(env)
+    m0 = results[0]
+    return TrainResult(out, m0.start_epoch, done, m0.history, time.perf_counter() - started, env.world_size,
+                       m0.device, env.rank, m0.hosts, members=results)
 
 
 def _amp(t_cfg: dict[str, Any], device: torch.device) -> bool:
