@@ -77,7 +77,13 @@ def split_settings(quick: bool, seed: int = 0) -> dict:
     return {"block_size": 128, "fractions": [0.6, 0.15, 0.25], "buffer": "auto", "seed": seed}
 
 
-def config(quick: bool, epochs: int | None, threads: int, device: str = "cpu", seed: int = 0):
+ENSEMBLE = 3
+"""Networks of the full run (``train.ensemble``: train.seed 0, 1, 2), exported as one program: the mean of their
+softmax; the quick run trains one."""
+
+
+def config(quick: bool, epochs: int | None, threads: int, device: str = "cpu", seed: int = 0,
+           ensemble: int | None = None):
     from eocube.learn import load_config
 
     steps, ep = (20, 3) if quick else (60, 16)
@@ -89,7 +95,8 @@ def config(quick: bool, epochs: int | None, threads: int, device: str = "cpu", s
         "loss": {"dice": 0.0, "class_weights": False, "label_smoothing": 0.1},
         "train": {"epochs": epochs or ep, "steps_per_epoch": steps, "batch_size": 8, "lr": 0.003,
                   "threads": threads, "progress": False, "device": device, "val_windows": None,
-                  "monitor": "macro_f1", "keep": "last", "tta": not quick},
+                  "monitor": "macro_f1", "keep": "last", "tta": not quick,
+                  "ensemble": ensemble or (1 if quick else ENSEMBLE)},
     })
 
 
@@ -140,6 +147,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=2, help="torch threads and forest jobs (default 2)")
     p.add_argument("--polygons", default=str(OSM), help=f"the OSM land-use polygons (default {OSM})")
     p.add_argument("--device", default="cpu", help="training and map device: cpu (default), cuda, auto")
+    p.add_argument("--ensemble", type=int, default=None, metavar="N",
+                   help=f"networks per seed, averaged in probability space (default {ENSEMBLE}; 1 with --quick)")
     add_seed_options(p)
     a = p.parse_args(argv)
     if not Path(a.polygons).is_file():
@@ -212,7 +221,7 @@ def one_seed(seed: int, a, out: Path, common: dict, first: bool) -> dict:
     lab = labels.values[0, 0]
 
     # the split (the same the trainer makes from the same settings; checked below)
-    cfg = config(a.quick, a.epochs, a.threads, a.device, seed=seed)
+    cfg = config(a.quick, a.epochs, a.threads, a.device, seed=seed, ensemble=a.ensemble)
     halo = SegNet([4, 6], 2, [1, 2], **cfg.network).halo
     sp = cfg.split
     split = BlockSplit.make(lab.shape, block_size=sp["block_size"], fractions=sp["fractions"], buffer=halo, seed=sp["seed"])
@@ -240,11 +249,15 @@ def one_seed(seed: int, a, out: Path, common: dict, first: bool) -> dict:
     result = train(cfg, source={"s10": x10, "s20": x20}, target=labels, out=out / "run")
     t_train = time.perf_counter() - t0
     best = max(result.history, key=lambda r: r["macro_f1"])
-    print(f"network: {result.epochs} epochs x {cfg.train['steps_per_epoch']} steps x {cfg.train['batch_size']} "
-          f"patches of {cfg.sampler['patch_size']} px in {t_train:.0f} s; best validation epoch {best['epoch']} "
-          f"(macro-F1 {best['macro_f1']:.3f}); exported: the {cfg.train.get('keep', 'best')} epoch's weights"
-          f"{' with test-time augmentation' if cfg.train.get('tta') else ''}")
-    ckpt = load_checkpoint(out / "run" / "best.pt")
+    n_net = int(cfg.train["ensemble"])
+    print(f"network: {n_net} x {result.epochs} epochs x {cfg.train['steps_per_epoch']} steps x "
+          f"{cfg.train['batch_size']} patches of {cfg.sampler['patch_size']} px in {t_train:.0f} s; best validation "
+          f"epoch {best['epoch']} (macro-F1 {best['macro_f1']:.3f}{', member 0' if n_net > 1 else ''}); exported: the "
+          f"{cfg.train.get('keep', 'best')} epoch's weights"
+          + (f" of {n_net} networks (train.seed {cfg.train['seed']} .. {cfg.train['seed'] + n_net - 1}), the mean of "
+             "their softmax" if n_net > 1 else "")
+          + f"{' with test-time augmentation' if cfg.train.get('tta') else ''}")
+    ckpt = load_checkpoint((result.members[0].out if result.members else out / "run") / "best.pt")
     trained = BlockSplit.from_dict(ckpt["meta"]["split"])
     if not (np.array_equal(trained.assignment, split.assignment) and trained.buffer == split.buffer):
         raise SystemExit("error: the trainer's split differs from the demo's: scores would not be held out")
@@ -298,7 +311,8 @@ def one_seed(seed: int, a, out: Path, common: dict, first: bool) -> dict:
     summary = {"seed": seed, "network": net_s, "random_forest": rf_s, "context_forest": ctx_s,
                "confusion_network": cm_net.tolist(), "confusion_forest": cm_rf.tolist(),
                "confusion_context_forest": cm_ctx.tolist(), "classes": names, "merged": notes,
-               "train_seconds": t_train, "epochs": result.epochs, "best_epoch": best["epoch"], "quick": a.quick,
+               "train_seconds": t_train, "epochs": result.epochs, "ensemble": n_net, "best_epoch": best["epoch"],
+               "quick": a.quick,
                "device": a.device, "map_seconds": t_map, "seed_seconds": time.perf_counter() - t_seed}
     (out / "scores.json").write_text(json.dumps(summary, indent=1))
     n = int(scored.sum())

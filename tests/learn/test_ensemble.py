@@ -71,6 +71,7 @@ def test_bad_ensemble_sizes_are_refused_before_training(value):
     assert load_config(task="superres", overrides={"train": {"ensemble": 3}}).train["ensemble"] == 3
 
 
+@pytest.mark.slow
 def test_train_ensemble_trains_seeded_members_and_exports_one_program(tmp_path, synth):
     s10, s20, lab, _ = synth.scene(192)
     cfg = load_config(task="segmentation", overrides={**SMALL, "train": {**SMALL["train"], "ensemble": 2,
