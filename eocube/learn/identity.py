@@ -82,6 +82,8 @@ ADDED_KEYS: dict[str, AddedKey] = {
     # the export took best.pt, without test-time augmentation (both may change on resume anyway)
     "train.keep": AddedKey("best", "train.keep", "5993d62"),
     "train.tta": AddedKey(False, "test-time augmentation", "5993d62"),
+    # one network per run (a member of an ensemble is trained with train.ensemble 1 into OUT/member-K)
+    "train.ensemble": AddedKey(1, "the seed ensemble (train.ensemble)", "0d3d7e5"),
 }
 """Keys added to the configuration after fingerprints existed -> the value of the runs made before them."""
 

@@ -69,6 +69,7 @@ CASES = {  # key -> (task, a value that differs from the old behaviour)
     "network.prior": ("superres", "guided"),
     "network.clip": ("superres", 4.0),
     "loss.label_smoothing": ("segmentation", 0.1),
+    "train.ensemble": ("segmentation", 3),
 }
 
 
