@@ -77,9 +77,9 @@ def split_settings(quick: bool, seed: int = 0) -> dict:
     return {"block_size": 128, "fractions": [0.6, 0.15, 0.25], "buffer": "auto", "seed": seed}
 
 
-ENSEMBLE = 3
-"""Networks of the full run (``train.ensemble``: train.seed 0, 1, 2), exported as one program: the mean of their
-softmax; the quick run trains one."""
+ENSEMBLE = 1
+"""Networks per split seed of the full run (``train.ensemble``: train.seed 0 .. N-1), exported as one program, the
+mean of their softmax (``--ensemble N``); the quick run trains one."""
 
 
 def config(quick: bool, epochs: int | None, threads: int, device: str = "cpu", seed: int = 0,
