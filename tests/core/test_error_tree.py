@@ -69,3 +69,13 @@ def test_no_two_public_exception_classes_share_a_name():
             by_name[cls.__name__].append(_qualname(cls))
     shared = {name: where for name, where in by_name.items() if len(where) > 1}
     assert not shared, f"one name, several classes (keep one and import it): {shared}"
+
+
+def test_the_grid_error_is_exported_at_the_top_like_the_other_errors():
+    import eocube.errors
+    import eocube.models
+    import eocube.stac
+    from eocube import GridError
+
+    assert GridError is eocube.errors.GridError is eocube.models.GridError is eocube.stac.GridError
+    assert "GridError" in eocube.__all__ and issubclass(GridError, (EOCubeError, ValueError))
