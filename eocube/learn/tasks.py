@@ -393,7 +393,7 @@ class GapfillTask(PatchTask):
         return b["target_mask"].sum(dtype=torch.float64)
 
     def validate(self, net: nn.Module, loader: DataLoader, device: torch.device) -> dict[str, Any]:
-        """``val_loss`` (MSE of the hidden observations); with an interval head also the CQR calibration.
+        """``val_loss`` (MSE of the hidden observations); with an interval head also its conformal calibration.
 
         The calibration of the epoch's weights (:func:`eocube.learn.interval.calibration`, on the
         validation blocks' hidden observations) goes to the checkpoint written after it
