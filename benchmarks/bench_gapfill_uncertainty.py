@@ -104,6 +104,55 @@ def _seed_row(cube, clear, area, val, run: Path, seed: int, bands: list[str], cq
     return row
 
 
+def _plot(cube, clear, area, run: Path, rows: list[dict], nominal: float, bands: list[str], path: str) -> None:
+    """Coverage per gap seed (normalised and CQR) beside two held-out series of gap seed 0 with their interval."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from eocube.evaluate import artificial_gaps, split_bounds
+    from eocube.learn import fill_cube
+
+    visible, held = artificial_gaps(clear, 0.2, 0)
+    held = (held & area).values
+    truth = cube.sel(band=bands[:1])
+    fill, lower, upper = (a.values[:, 0] for a in split_bounds(
+        fill_cube(truth, run, visible, uncertainty=True, device="cpu").compute()))
+    counts = held.sum(0)
+    picks = np.argsort(counts.ravel())[::-1][[0, len(np.flatnonzero(counts)) // 2]]
+    dates, values = cube["time"].values, truth.values[:, 0]
+    fig = plt.figure(figsize=(12, 5.2))
+    grid = fig.add_gridspec(2, 3)
+    ax = fig.add_subplot(grid[:, 0])
+    seeds = [r["seed"] for r in rows]
+    ax.axhspan(0.7, 0.9, color="tab:green", alpha=0.12, label="target 70-90 %")
+    ax.axhline(nominal, color="tab:green", lw=0.8)
+    ax.plot(seeds, [r["coverage"] for r in rows], "o-", color="tab:blue", label="normalised (eocube)")
+    if "cqr_coverage" in rows[0]:
+        ax.plot(seeds, [r["cqr_coverage"] for r in rows], "s--", color="tab:orange", label="CQR, same head")
+    ax.plot(seeds, [r["raw_coverage"] for r in rows], ".:", color="grey", label="head, uncalibrated")
+    ax.set_xlabel("gap seed")
+    ax.set_ylabel(f"coverage of the nominal {nominal:.0%} interval (test block)")
+    ax.set_ylim(0.4, 1.0)
+    ax.legend(fontsize=8, loc="lower right")
+    for i, flat in enumerate(picks):
+        y, x = np.unravel_index(flat, counts.shape)
+        a = fig.add_subplot(grid[i, 1:])
+        hid, vis = held[:, y, x], visible.values[:, y, x]
+        a.errorbar(dates[hid], fill[hid, y, x], yerr=[fill[hid, y, x] - lower[hid, y, x],
+                   upper[hid, y, x] - fill[hid, y, x]], fmt="o", ms=3, color="tab:blue", lw=1,
+                   label="fill and its interval (hidden dates)")
+        a.plot(dates[vis], values[vis, y, x], "k.", label="clear (input)")
+        a.plot(dates[hid], values[hid, y, x], "rx", label="hidden (truth)")
+        a.set_ylabel(f"{bands[0]}, px ({y}, {x})")
+        if i == 0:
+            a.legend(ncol=4, fontsize=8, loc="lower left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    print(f"plot: {path}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", default="sentinel2", choices=DATASETS, help="the bundled series (default sentinel2)")
@@ -112,6 +161,7 @@ def main() -> None:
     parser.add_argument("--model", default=None, help="score this training folder instead of training")
     parser.add_argument("--seeds", type=int, default=3, help="draws of artificial gaps (seeds 0..N-1)")
     parser.add_argument("--json", default=None, help="write the numbers here")
+    parser.add_argument("--plot", default=None, help="PNG: coverage per gap seed and two held-out series with intervals")
     args = parser.parse_args()
 
     from eocube.learn.config import load_config
@@ -182,6 +232,8 @@ def main() -> None:
         print(f"CQR on the same head: {q['mean']:.3f} ± {q['std']:.3f} (range {q['min']:.3f}..{q['max']:.3f}, "
               f"{q['in_70_90']}/{len(rows)} in 0.70-0.90), mean width {summary['cqr_width']['mean']:.4f}")
     print(f"fill RMSE / linear RMSE = {summary['rmse']['mean'] / summary['rmse_linear']['mean']:.3f}")
+    if args.plot:
+        _plot(cube, ds.clear, area, run, rows, nominal, bands, args.plot)
     if args.json:
         import datetime
         import os
