@@ -303,6 +303,7 @@ _RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "network.window": _odd_kernel(),
     "network.clip": ((lambda v: v is None or (isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0)),
                      "a number > 0 or null"),
+    "network.fallback": _bool(),
     "loss.dice": _float_in(0.0),
     "loss.class_weights": _bool(),
     "loss.label_smoothing": _float_in(0.0, 1.0),

@@ -218,11 +218,15 @@ class SuperResNet(nn.Module):
         The layers see their inputs clipped to ``[-clip, clip]`` (normalised units; None: not clipped), so
         values far outside the training range (hot spots, saturation) cannot drive the residual; the prior is
         not clipped.
+    fallback
+        With ``clip``: where an input (on the reference grid) lies beyond ``[-clip, clip]``, the output
+        within the layers' reach (``depth`` pixels) is the prior alone. Outside the training range the
+        residual is an extrapolation; the prior (a local regression for ``guided``) is not.
     """
 
     def __init__(self, in_channels: Sequence[int], low: int, ratios: Sequence[int] | None = None,
                  hidden: int = 32, depth: int = 4, prior: str = "bicubic", window: int = 7,
-                 clip: float | None = None) -> None:
+                 clip: float | None = None, fallback: bool = False) -> None:
         super().__init__()
         ratios = list(ratios or [1] * len(in_channels))
         if prior not in PRIORS:
@@ -231,10 +235,16 @@ class SuperResNet(nn.Module):
             raise LearnError(f"network.window={window}: give an odd number of pixels >= 1")
         self.config = NetConfig(kind="superres", in_channels=list(in_channels), low=int(low), ratios=ratios,
                                 hidden=int(hidden), depth=int(depth))
+        if fallback and clip is None:
+            raise LearnError("network.fallback needs network.clip: the range beyond which the output falls back "
+                             "to the prior (e.g. clip: 6)")
         if prior != "bicubic" or clip is not None:  # old configurations stay as they were stored
             self.config.update(prior=prior, window=int(window), clip=None if clip is None else float(clip))
+        if fallback:
+            self.config.update(fallback=True)
         self.ref, self.low = ratios.index(min(ratios)), int(low)
-        self.prior, self.window, self.clip = prior, int(window), clip
+        self.prior, self.window, self.clip, self.fallback = prior, int(window), clip, bool(fallback)
+        self.reach = max(depth, 1)
         extra = in_channels[low] if prior == "guided" else 0
         layers: list[nn.Module] = [nn.Conv2d(sum(in_channels) + extra, hidden, 3, padding=1, padding_mode="replicate")]
         for _ in range(depth - 2):
@@ -256,9 +266,14 @@ class SuperResNet(nn.Module):
         else:
             base = up[self.low]
         feats = torch.cat(up, dim=1)
+        keep = None
         if self.clip is not None:
+            if self.fallback:  # 1 where no input within the layers' reach is out of range
+                wild = (feats.abs() > self.clip).any(dim=1, keepdim=True).to(feats.dtype)
+                keep = 1.0 - F.max_pool2d(wild, 2 * self.reach + 1, stride=1, padding=self.reach)
             feats = feats.clamp(-self.clip, self.clip)
-        return base + self.body(feats)
+        residual = self.body(feats)
+        return base + (residual if keep is None else residual * keep)
 
 
 DAYS_PER_YEAR = 365.25

@@ -74,9 +74,39 @@ def test_clipping_bounds_what_a_hot_spot_does_to_the_residual():
     assert resid(plain, hot) > 100 * resid(plain, y)
 
 
+def test_the_fallback_returns_the_prior_near_out_of_range_inputs_only():
+    from scipy import ndimage
+
+    torch.manual_seed(0)
+    net = SuperResNet([4, 2], 1, [1, 2], hidden=8, depth=3, clip=3.0, fallback=True).eval()
+    torch.nn.init.normal_(net.body[-1].weight, std=0.1)
+    same = SuperResNet([4, 2], 1, [1, 2], hidden=8, depth=3, clip=3.0).eval()
+    same.load_state_dict(net.state_dict())
+    x, y = torch.rand(1, 4, 48, 48) * 2 - 1, torch.rand(1, 2, 24, 24) * 2 - 1
+    with torch.no_grad():
+        torch.testing.assert_close(net(x, y), same(x, y))  # nothing out of range: the residual everywhere
+        hot = y.clone()
+        hot[0, 1, 12, 12] = 50.0  # a saturated low-resolution pixel
+        out, clipped_only = net(x, hot), same(x, hot)
+        prior = torch.nn.functional.interpolate(hot, size=(48, 48), mode="bicubic")
+    wild = (prior.abs() > 3.0).any(1)[0].numpy()  # the guide bands stay in range
+    near = torch.from_numpy(ndimage.binary_dilation(wild, np.ones((7, 7), bool)))  # the layers' reach: 3 px
+    assert 0 < int(near.sum()) < 48 * 48 // 4
+    torch.testing.assert_close(out[..., near], prior[..., near])  # within the layers' reach: the prior alone
+    torch.testing.assert_close(out[..., ~near], clipped_only[..., ~near])  # elsewhere: as without the fallback
+    assert not torch.equal(out[..., ~near], prior[..., ~near])
+    rebuilt = build_network(net.config.to_dict())
+    assert rebuilt.fallback and rebuilt.clip == 3.0
+    program = torch.export.export(net, (x, hot))
+    torch.testing.assert_close(program.module()(x, hot), out)
+    with pytest.raises(LearnError, match="network.fallback needs network.clip"):
+        SuperResNet([4, 2], 1, [1, 2], fallback=True)
+
+
 def test_old_superres_configs_build_the_same_network():
     net = SuperResNet([4, 2], 1, [1, 2], hidden=8, depth=2)
-    assert "prior" not in net.config and net.prior == "bicubic" and net.clip is None
+    assert "prior" not in net.config and "fallback" not in net.config and net.prior == "bicubic" and net.clip is None
+    assert not net.fallback
     assert net.halo == 2 + 3 * 2
 
 

@@ -68,6 +68,7 @@ CASES = {  # key -> (task, a value that differs from the old behaviour)
     "network.quantiles": ("gapfill", [0.1, 0.9]),
     "network.prior": ("superres", "guided"),
     "network.clip": ("superres", 4.0),
+    "network.fallback": ("superres", True),
     "loss.label_smoothing": ("segmentation", 0.1),
     "train.ensemble": ("segmentation", 3),
 }
@@ -164,7 +165,7 @@ def test_a_superres_run_made_before_the_guided_prior_resumes_bicubic_and_exports
     s10, s20, _, fine20 = synth.scene(192)
     src, target = {"s10": s10, "s20": s20}, _superres_target(s10, fine20)
     train(_cfg("superres", SEG), source=src, target=target, out=tmp_path, until_epoch=1)
-    _as_made_before(tmp_path, "network.prior", "network.window", "network.clip")
+    _as_made_before(tmp_path, "network.prior", "network.window", "network.clip", "network.fallback")
     with pytest.raises(LearnError, match=r'set network\.prior: "bicubic" to resume'):
         train(_cfg("superres", SEG, network={"prior": "guided"}), source=src, target=target, out=tmp_path,
               resume=True)
