@@ -219,9 +219,11 @@ class SuperResNet(nn.Module):
         values far outside the training range (hot spots, saturation) cannot drive the residual; the prior is
         not clipped.
     fallback
-        With ``clip``: where an input (on the reference grid) lies beyond ``[-clip, clip]``, the output
-        within the layers' reach (``depth`` pixels) is the prior alone. Outside the training range the
-        residual is an extrapolation; the prior (a local regression for ``guided``) is not.
+        With ``clip``: where a band to sharpen (the low source, upsampled to the reference grid) lies
+        beyond ``[-clip, clip]``, the output within the layers' reach (``depth`` pixels) is the prior
+        alone. Outside the training range (a saturated hot spot) the residual is an extrapolation; the
+        prior (a local regression for ``guided``) is not. The guide bands do not trigger it: a bright
+        roof or dark water in them is not out of range for what is predicted.
     """
 
     def __init__(self, in_channels: Sequence[int], low: int, ratios: Sequence[int] | None = None,
@@ -268,8 +270,8 @@ class SuperResNet(nn.Module):
         feats = torch.cat(up, dim=1)
         keep = None
         if self.clip is not None:
-            if self.fallback:  # 1 where no input within the layers' reach is out of range
-                wild = (feats.abs() > self.clip).any(dim=1, keepdim=True).to(feats.dtype)
+            if self.fallback:  # 1 where no band to sharpen is out of range within the layers' reach
+                wild = (up[self.low].abs() > self.clip).any(dim=1, keepdim=True).to(feats.dtype)
                 keep = 1.0 - F.max_pool2d(wild, 2 * self.reach + 1, stride=1, padding=self.reach)
             feats = feats.clamp(-self.clip, self.clip)
         residual = self.body(feats)

@@ -95,6 +95,10 @@ def test_the_fallback_returns_the_prior_near_out_of_range_inputs_only():
     torch.testing.assert_close(out[..., near], prior[..., near])  # within the layers' reach: the prior alone
     torch.testing.assert_close(out[..., ~near], clipped_only[..., ~near])  # elsewhere: as without the fallback
     assert not torch.equal(out[..., ~near], prior[..., ~near])
+    bright = x.clone()
+    bright[0, 3, 20, 20] = 50.0  # out of range in a guide band only: not a band to sharpen, no fallback
+    with torch.no_grad():
+        torch.testing.assert_close(net(bright, y), same(bright, y))
     rebuilt = build_network(net.config.to_dict())
     assert rebuilt.fallback and rebuilt.clip == 3.0
     program = torch.export.export(net, (x, hot))
