@@ -20,7 +20,8 @@ What it does:
    B12) become 40 m.
 2. **Train** ``eocube.learn`` (task ``superres``: :class:`~eocube.learn.networks.SuperResNet` with the
    guided prior, ``network.prior: guided``: the guided regression below computed inside the network,
-   plus a learnt residual from inputs clipped at 6 standard deviations; L1 loss, 16 epochs, exported
+   plus a learnt residual from inputs clipped at 6 standard deviations, and the prior alone where a band to
+   sharpen is beyond them (``network.fallback``: a saturated hot spot); L1 loss, 16 epochs, exported
    with test-time augmentation) to recover the true 20 m bands from
    the 40 m ones, guided by the degraded 10 m bands, on the training blocks of a spatial block
    split (the network's halo as buffer between train, validation and test blocks).
@@ -161,7 +162,7 @@ def config(quick: bool, epochs: int | None, threads: int, seed: int = 0):
         "split": {"block_size": 128, "fractions": [0.6, 0.15, 0.25], "buffer": "auto", "seed": seed},
         "sampler": {"patch_size": 24, "stride": 12, "augment": True},
         "network": {"hidden": 32 if quick else 48, "depth": 4 if quick else 6, "prior": "guided", "window": GUIDED_PRIOR_WINDOW,
-                    "clip": 6.0},
+                    "clip": 6.0, "fallback": True},
         "train": {"epochs": epochs or ep, "steps_per_epoch": steps, "batch_size": 28, "lr": 0.002,
                   "threads": threads, "progress": False, "device": "cpu", "val_windows": 64, "tta": not quick},
     })
@@ -175,6 +176,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--plot-dir", default=None, help="write demo_superres.png there (e.g. docs)")
     p.add_argument("--epochs", type=int, default=None, help="override the number of epochs")
     p.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
+    p.add_argument("--no-map", action="store_true", help="score only: skip the whole scene at 10 m (step 5) and its "
+                                                         "picture (one job per seed: only one of them needs the map)")
     add_seed_options(p)
     a = p.parse_args(argv)
     seeds = seed_list(a)
@@ -247,11 +250,14 @@ def main(argv: list[str] | None = None) -> int:
                                digits={"psnr": 2, "rmse": 4, "ssim": 4, "sam": 3, "psnr_far": 2, "rmse_far": 4}) + "\n")
 
     # 3. the whole scene at full resolution (20 m -> 10 m) through the engine (first seed's model), to Zarr
-    t0 = time.perf_counter()
-    full = apply_full(scene, state["model"], out / "superres_10m.zarr")
-    print(f"whole scene at 10 m: {tuple(full.shape)} {list(full['band'].values)} -> {out / 'superres_10m.zarr'} "
-          f"in {time.perf_counter() - t0:.0f} s")
-    if a.plot_dir:
+    if a.no_map:
+        print("--no-map: the whole scene at 10 m and its picture are skipped")
+    else:
+        t0 = time.perf_counter()
+        full = apply_full(scene, state["model"], out / "superres_10m.zarr")
+        print(f"whole scene at 10 m: {tuple(full.shape)} {list(full['band'].values)} -> {out / 'superres_10m.zarr'} "
+              f"in {time.perf_counter() - t0:.0f} s")
+    if a.plot_dir and not a.no_map:
         path = quicklook(Path(a.plot_dir) / "demo_superres.png", full, scene, state["pred"], baselines["bicubic"],
                          truth, state["boxes"])
         print(f"picture: {path}")
