@@ -193,6 +193,7 @@ def tiled_case(case: str, args: argparse.Namespace) -> None:
         faults = float(np.median([rd[i].faults for rd in rounds]))
         print(f"{tag} CPU time, {who:6}: {cpu:.2f} s (of which kernel {sys_:.2f} s), {faults / 1e3:.0f} k page faults "
               "(medians over the rounds, all threads)")
+    print(f"{tag} torch's huge pages (THP_MEM_ALLOC_ENABLE): {os.environ.get('THP_MEM_ALLOC_ENABLE')}, both sides")
     print(f"{tag} plain loop, same tiles: {pixels / t_ref / 1e6:8.2f} Mpx/s  ({t_ref:.2f} s, best of {args.repeats}, "
           f"{best_threads} torch thread(s) of {threads})")
     print(f"{tag} eocube.apply_model    : {pixels / t_eng / 1e6:8.2f} Mpx/s  ({t_eng:.2f} s)")
@@ -216,8 +217,10 @@ def measured(run: Callable[[], np.ndarray]) -> tuple[np.ndarray, Cost]:
 
     The CPU time and the page faults are less sensitive to other load on the machine than the wall
     time. Each forward pass allocates its large intermediate tensors afresh (glibc maps allocations
-    over 32 MB with ``mmap`` and unmaps them when freed), so the kernel zeroes new pages for every
-    batch: about half of both sides' CPU time in the ``sr`` case (2026-12-06).
+    over 32 MB with ``mmap`` and unmaps them when freed), so the kernel faults in and zeroes new
+    pages for every batch: about half of both sides' CPU time in the ``sr`` case with 4 KiB pages
+    (2026-12-06). ``import eocube`` asks torch for 2 MiB pages (``THP_MEM_ALLOC_ENABLE``, printed
+    with the CPU times; ``benchmarks/bench_torch_hugepages.py`` compares off and on).
     """
     r0 = resource.getrusage(resource.RUSAGE_SELF)
     t0 = time.perf_counter()

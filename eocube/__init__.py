@@ -6,7 +6,9 @@ The public API is what this module exports; everything else may change.
 imported on first use (:data:`_LAZY`), and the ``.eocube`` and ``.rio`` accessors of
 ``xarray.DataArray`` are registered as stand-ins that import their module the first
 time a cube uses them (:class:`_LazyAccessor`). Nothing here imports dask.array,
-rioxarray, zarr, numba, torch, pystac-client or matplotlib.
+rioxarray, zarr, numba, torch, pystac-client or matplotlib. It asks torch's CPU allocator for
+transparent huge pages (``THP_MEM_ALLOC_ENABLE=1`` unless the environment sets it: :mod:`._hugepages`),
+which torch reads at its first allocation.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from ._hugepages import enable_torch_hugepages
 from ._version import __version__
 from .errors import (
     BandError,
@@ -137,3 +140,4 @@ def _register_lazy_accessors() -> None:
 
 
 _register_lazy_accessors()
+enable_torch_hugepages()
