@@ -8,7 +8,8 @@ Pipeline, in the order of the modules (every task)::
     -> patches (PatchDataset; targets: labels, values, or gaps = clear observations hidden under
        real cloud masks, see gaps)
        + split (BlockSplit with buffer) + normalisation
-    -> tasks (datasets, network, loss, scores) + networks (SegNet, SuperResNet, GapFillNet)
+    -> tasks (datasets, network, loss, scores: task_base, then task_gapfill, task_segmentation,
+       task_superres) + networks (SegNet, SuperResNet, GapFillNet)
     -> trainer (DDP, AMP, checkpoint, resume checked by identity) -> export (model.pt2 + card; ensemble: several
        networks as one program)
     -> inference: eocube.apply_model(cube, "run/model.pt2"); held-out scores with eocube.evaluate
@@ -20,8 +21,8 @@ Typical use::
     train("my.yaml", source="cube.zarr", out="run")   # gap filling; or: eocube train --config my.yaml
     filled = fill_cube(cube, "run", clear)             # apply_model(cube.where(clear), "run/model.pt2")
 
-Imports flow one way: cli -> trainer -> tasks -> (patches -> sources -> windows, gaps, split, networks, normalisation)
--> errors; checkpoint, export and inference sit beside them (no cycle: tests/learn/test_layout.py).
+Imports flow one way: cli -> trainer -> tasks -> task_* -> (patches -> sources -> windows, gaps, split, networks,
+normalisation) -> errors; checkpoint, export and inference sit beside them (no cycle: tests/learn/test_layout.py).
 
 Place among the package floors (README, Architecture): floor 4; it may import cube, datasets,
 errors, io, masks, models, names, nodata, and no other package's private modules

@@ -4,7 +4,8 @@ One function, :func:`train`, runs alone or as one rank of a multi-process job
 (torchrun, or Slurm with one task per GPU or per node; gloo on CPU, NCCL on GPU; bf16 autocast on GPU).
 N processes with batch B train as one process with batch N x B: each step's loss is the mean
 over the global batch (:func:`eocube.learn.distributed.global_batch_loss`).
-What depends on the task (data, network, loss, scores, export) is in :mod:`eocube.learn.tasks`.
+What depends on the task (data, network, loss, scores, export) is in :mod:`eocube.learn.tasks` (the task
+classes by name; their code in ``task_base``, ``task_gapfill``, ``task_segmentation`` and ``task_superres``).
 Rank 0 validates every epoch, writes checkpoints (``last.pt`` each epoch, and every
 ``train.checkpoint_every`` steps with the position in the epoch; ``best.pt`` at the best
 ``train.monitor`` score), ``metrics.csv`` (and TensorBoard events when installed), and shows a
