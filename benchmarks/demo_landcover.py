@@ -149,6 +149,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="cpu", help="training and map device: cpu (default), cuda, auto")
     p.add_argument("--ensemble", type=int, default=None, metavar="N",
                    help=f"networks per seed, averaged in probability space (default {ENSEMBLE}; 1 with --quick)")
+    p.add_argument("--resume", action="store_true",
+                   help="keep OUT and continue its training runs (train(resume=True): a finished run, or ensemble "
+                        "member, is not trained again; its checkpoint must match the config and the data)")
     add_seed_options(p)
     a = p.parse_args(argv)
     if not Path(a.polygons).is_file():
@@ -170,9 +173,9 @@ def main(argv: list[str] | None = None) -> int:
 
     t_start = time.perf_counter()
     out = Path(a.out or f"/tmp/eocube-demo-landcover{'-quick' if a.quick else ''}")
-    if out.exists():
+    if out.exists() and not a.resume:
         shutil.rmtree(out)
-    out.mkdir(parents=True)
+    out.mkdir(parents=True, exist_ok=True)
     print(f"machine: {hardware()}")
     print(CREDIT)
 
@@ -246,7 +249,7 @@ def one_seed(seed: int, a, out: Path, common: dict, first: bool) -> dict:
 
     # the network
     t0 = time.perf_counter()
-    result = train(cfg, source={"s10": x10, "s20": x20}, target=labels, out=out / "run")
+    result = train(cfg, source={"s10": x10, "s20": x20}, target=labels, out=out / "run", resume=a.resume)
     t_train = time.perf_counter() - t0
     best = max(result.history, key=lambda r: r["macro_f1"])
     n_net = int(cfg.train["ensemble"])
@@ -256,7 +259,9 @@ def one_seed(seed: int, a, out: Path, common: dict, first: bool) -> dict:
           f"{cfg.train.get('keep', 'best')} epoch's weights"
           + (f" of {n_net} networks (train.seed {cfg.train['seed']} .. {cfg.train['seed'] + n_net - 1}), the mean of "
              "their softmax" if n_net > 1 else "")
-          + f"{' with test-time augmentation' if cfg.train.get('tta') else ''}")
+          + f"{' with test-time augmentation' if cfg.train.get('tta') else ''}"
+          + (f"; resumed: {sum(m.start_epoch for m in result.members or [result])} epochs were trained before"
+             if a.resume else ""))
     ckpt = load_checkpoint((result.members[0].out if result.members else out / "run") / "best.pt")
     trained = BlockSplit.from_dict(ckpt["meta"]["split"])
     if not (np.array_equal(trained.assignment, split.assignment) and trained.buffer == split.buffer):
