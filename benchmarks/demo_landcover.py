@@ -311,7 +311,7 @@ def one_seed(seed: int, a, out: Path, common: dict, first: bool) -> dict:
     print(f"macro-F1: network {net_s['macro_f1']:.3f} vs random forest {rf_s['macro_f1']:.3f} "
           f"(network > forest: {'met' if met else 'NOT met'}), context forest {ctx_s['macro_f1']:.3f}")
     if first and a.plot_dir:
-        for path in plots(Path(a.plot_dir), mapped, scene, cm_net, cm_rf, names, net_s, rf_s, classes, split):
+        for path in plots(Path(a.plot_dir), mapped, scene, cm_net, cm_rf, names, net_s, rf_s, classes, split, n_net):
             print(f"picture: {path}")
     summary = {"seed": seed, "network": net_s, "random_forest": rf_s, "context_forest": ctx_s,
                "confusion_network": cm_net.tolist(), "confusion_forest": cm_rf.tolist(),
@@ -326,7 +326,7 @@ def one_seed(seed: int, a, out: Path, common: dict, first: bool) -> dict:
             for m, s in (("network", net_s), ("random forest", rf_s), ("context forest", ctx_s))}
 
 
-def plots(folder: Path, mapped, scene, cm_net, cm_rf, names, net_s, rf_s, classes, split) -> list[Path]:
+def plots(folder: Path, mapped, scene, cm_net, cm_rf, names, net_s, rf_s, classes, split, n_net: int = 1) -> list[Path]:
     """The class map with its legend (and the scene in RGB, test blocks outlined), and the confusion matrices."""
     import matplotlib
 
@@ -363,7 +363,8 @@ def plots(folder: Path, mapped, scene, cm_net, cm_rf, names, net_s, rf_s, classe
     plt.close(fig)
 
     fig, ax = plt.subplots(1, 2, figsize=(13, 5.8))
-    for a, cm, title, s in ((ax[0], cm_rf, "random forest (per pixel)", rf_s), (ax[1], cm_net, "network (SegNet)", net_s)):
+    net_title = "network (SegNet)" if n_net == 1 else f"network (mean of {n_net} SegNets)"
+    for a, cm, title, s in ((ax[0], cm_rf, "random forest (per pixel)", rf_s), (ax[1], cm_net, net_title, net_s)):
         norm = cm / np.maximum(cm.sum(1, keepdims=True), 1)
         a.imshow(norm, cmap="Blues", vmin=0, vmax=1)
         for i in range(len(names)):
