@@ -20,6 +20,7 @@ from ._hugepages import enable_torch_hugepages
 from ._version import __version__
 from .errors import (
     BandError,
+    ClusterError,
     CorruptChunkError,
     CubeError,
     EOCubeError,
@@ -31,6 +32,7 @@ from .errors import (
     StoreNotFoundError,
     StoreOptionError,
     TargetIsInputError,
+    UnknownSampleError,
 )
 
 __all__ = [
@@ -38,6 +40,7 @@ __all__ = [
     "BandError",
     "ChunkPlan",
     "ChunkPlanError",
+    "ClusterError",
     "CorruptChunkError",
     "CubeError",
     "CubeInfo",
@@ -50,6 +53,7 @@ __all__ = [
     "StoreNotFoundError",
     "StoreOptionError",
     "TargetIsInputError",
+    "UnknownSampleError",
     "WriteReport",
     "__version__",
     "apply_model",

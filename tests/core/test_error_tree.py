@@ -79,3 +79,18 @@ def test_the_grid_error_is_exported_at_the_top_like_the_other_errors():
 
     assert GridError is eocube.errors.GridError is eocube.models.GridError is eocube.stac.GridError
     assert "GridError" in eocube.__all__ and issubclass(GridError, (EOCubeError, ValueError))
+
+
+def test_every_error_of_eocube_errors_is_exported_at_the_top():
+    import inspect
+
+    import eocube
+    import eocube.errors
+
+    errors = {name for name, obj in vars(eocube.errors).items()
+              if inspect.isclass(obj) and issubclass(obj, eocube.errors.EOCubeError)
+              and obj.__module__ == "eocube.errors"}
+    assert {"ClusterError", "UnknownSampleError", "GridError"} <= errors
+    missing = sorted(name for name in errors if getattr(eocube, name, None) is not getattr(eocube.errors, name)
+                     or name not in eocube.__all__)
+    assert not missing, f"eocube.errors classes not exported by eocube: {missing}"
