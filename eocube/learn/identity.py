@@ -77,7 +77,7 @@ ADDED_KEYS: dict[str, AddedKey] = {
     "network.prior": AddedKey("bicubic", "the guided prior", "5993d62"),
     "network.window": AddedKey(ANY, "the guided prior's window", "5993d62"),  # read by the guided prior only
     "network.clip": AddedKey(None, "input clipping", "5993d62"),
-    "network.fallback": AddedKey(False, "the fallback to the prior out of range", "fallback"),
+    "network.fallback": AddedKey(False, "the fallback to the prior out of range", "4cc87e4"),
     # segmentation: plain cross-entropy
     "loss.label_smoothing": AddedKey(0.0, "label smoothing", "5993d62"),
     # the export took best.pt, without test-time augmentation (both may change on resume anyway)
